@@ -1,0 +1,305 @@
+//! The multiplexer driven through a simulated pair of endpoints, with no sockets: every byte one
+//! side transmits is fed to the other when the test says so, so each edge case is deterministic.
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+
+struct Pair {
+    client: Mux,
+    server: Mux,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+}
+
+impl Pair {
+    fn new(config: Config) -> Self {
+        Pair {
+            client: Mux::new(Side::Client, config.clone()),
+            server: Mux::new(Side::Server, config),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        }
+    }
+
+    /// Delivers everything in flight in both directions until both sides are quiet.
+    fn drive(&mut self) {
+        loop {
+            let mut c2s = BytesMut::new();
+            self.client.take_transmit(&mut c2s);
+            let mut s2c = BytesMut::new();
+            self.server.take_transmit(&mut s2c);
+            if c2s.is_empty() && s2c.is_empty() {
+                break;
+            }
+            self.server.feed(&mut c2s).unwrap();
+            self.client.feed(&mut s2c).unwrap();
+        }
+        while let Some(e) = self.client.poll_event() {
+            self.client_events.push(e);
+        }
+        while let Some(e) = self.server.poll_event() {
+            self.server_events.push(e);
+        }
+    }
+
+    fn open(&mut self, payload: &'static [u8]) -> (StreamId, StreamId) {
+        let c = self.client.open(Bytes::from_static(payload)).unwrap();
+        self.drive();
+        let s = self
+            .server_events
+            .iter()
+            .find_map(|e| match e {
+                Event::Opened { stream, payload: p } if p == payload => Some(*stream),
+                _ => None,
+            })
+            .unwrap();
+        (c, s)
+    }
+}
+
+fn read_all(m: &mut Mux, id: StreamId) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        match m.recv(id, usize::MAX).unwrap() {
+            Recv::Data(b) => out.extend_from_slice(&b),
+            Recv::Fin => return (out, true),
+            Recv::Blocked => return (out, false),
+        }
+    }
+}
+
+fn small() -> Config {
+    Config { initial_window: 1000, max_frame_payload: 16 << 10, max_streams: 4, out_high_water: 1 << 20 }
+}
+
+#[test]
+fn open_send_and_half_close_in_both_directions() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"route-1");
+    assert_eq!(c, s);
+    assert_eq!(p.client.send(c, b"ping").unwrap(), 4);
+    p.client.finish(c).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p.server, s), (b"ping".to_vec(), true));
+    // The server can still answer after the client half-closed.
+    assert_eq!(p.server.send(s, b"pong").unwrap(), 4);
+    p.server.finish(s).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p.client, c), (b"pong".to_vec(), true));
+    p.client.release(c);
+    p.server.release(s);
+    p.drive();
+    assert_eq!(p.client.stream_count(), 0);
+    assert_eq!(p.server.stream_count(), 0);
+}
+
+#[test]
+fn window_exhaustion_blocks_then_resumes_when_reader_consumes() {
+    let mut p = Pair::new(small());
+    let (c, s) = p.open(b"x");
+    let data = vec![7u8; 2500];
+    assert_eq!(p.client.send(c, &data).unwrap(), 1000);
+    assert_eq!(p.client.send(c, &data[1000..]).unwrap(), 0, "window is exhausted");
+    p.drive();
+    assert!(!p.client_events.contains(&Event::Writable(c)));
+    // Reading half the window returns credit to the sender.
+    let Recv::Data(chunk) = p.server.recv(s, 600).unwrap() else { panic!() };
+    assert_eq!(chunk.len(), 600);
+    p.drive();
+    assert!(p.client_events.contains(&Event::Writable(c)));
+    assert_eq!(p.client.send(c, &data[1000..]).unwrap(), 600);
+    p.drive();
+    let (rest, fin) = read_all(&mut p.server, s);
+    assert_eq!(rest.len(), 400 + 600);
+    assert!(!fin);
+}
+
+#[test]
+fn a_stalled_stream_does_not_stall_its_neighbour() {
+    let mut p = Pair::new(small());
+    let (slow_c, _slow_s) = p.open(b"slow");
+    let (fast_c, fast_s) = p.open(b"fast");
+    assert_eq!(p.client.send(slow_c, &[1u8; 1000]).unwrap(), 1000);
+    assert_eq!(p.client.send(slow_c, &[1u8; 10]).unwrap(), 0);
+    for _ in 0..10 {
+        assert_eq!(p.client.send(fast_c, &[2u8; 500]).unwrap(), 500);
+        p.drive();
+        assert_eq!(read_all(&mut p.server, fast_s).0.len(), 500);
+        p.drive();
+    }
+}
+
+#[test]
+fn peer_exceeding_the_window_gets_its_stream_reset_not_the_connection() {
+    let mut p = Pair::new(small());
+    let (c, s) = p.open(b"x");
+    let (c2, s2) = p.open(b"y");
+    // Bypass the sender's own accounting to act as a misbehaving peer.
+    let mut raw = BytesMut::new();
+    Frame::Data { stream: c, payload: Bytes::from(vec![0u8; 1500]) }.encode(&mut raw);
+    p.server.feed(&mut raw).unwrap();
+    p.drive();
+    assert!(matches!(
+        p.server.recv(s, 10),
+        Err(StreamError::Reset { code: ResetCode::FLOW_CONTROL, .. })
+    ));
+    assert!(matches!(p.client.send(c, b"more"), Err(StreamError::Reset { .. })));
+    // The other stream is untouched.
+    assert_eq!(p.client.send(c2, b"fine").unwrap(), 4);
+    p.drive();
+    assert_eq!(read_all(&mut p.server, s2).0, b"fine");
+}
+
+#[test]
+fn reset_mid_stream_reaches_the_reader_with_its_reason() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"x");
+    p.client.send(c, b"partial").unwrap();
+    p.drive();
+    p.server.reset(s, ResetCode::TARGET_UNREACHABLE, "connection refused by 10.0.0.5:22");
+    p.drive();
+    match p.client.recv(c, 100) {
+        Err(StreamError::Reset { code, reason }) => {
+            assert_eq!(code, ResetCode::TARGET_UNREACHABLE);
+            assert!(reason.contains("refused"));
+        }
+        other => panic!("expected reset, got {other:?}"),
+    }
+    assert!(p.client_events.contains(&Event::Readable(c)));
+    assert!(p.client_events.contains(&Event::Writable(c)));
+    p.client.release(c);
+    p.server.release(s);
+    p.drive();
+    assert_eq!(p.client.stream_count() + p.server.stream_count(), 0);
+}
+
+#[test]
+fn releasing_an_unfinished_stream_cancels_it_at_the_peer() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"x");
+    p.client.release(c);
+    p.drive();
+    assert!(matches!(p.server.recv(s, 1), Err(StreamError::Reset { code: ResetCode::CANCEL, .. })));
+}
+
+#[test]
+fn peer_gone_ends_every_stream_with_an_error() {
+    let mut p = Pair::new(Config::default());
+    let (a, _) = p.open(b"a");
+    let (b, _) = p.open(b"b");
+    p.client.connection_lost("heartbeat timeout");
+    for id in [a, b] {
+        assert!(matches!(
+            p.client.recv(id, 1),
+            Err(StreamError::Reset { code: ResetCode::CONNECTION_LOST, .. })
+        ));
+    }
+    assert!(matches!(p.client.open(Bytes::new()), Err(MuxError::Closed(_))));
+}
+
+#[test]
+fn go_away_closes_the_peer() {
+    let mut p = Pair::new(Config::default());
+    let (_, s) = p.open(b"a");
+    p.client.go_away(0, "agent shutting down");
+    p.drive();
+    assert!(p.server_events.iter().any(|e| matches!(e, Event::GoAway { .. })));
+    assert!(matches!(p.server.recv(s, 1), Err(StreamError::Reset { .. })));
+    assert!(p.server.closed().is_some());
+}
+
+#[test]
+fn unknown_stream_ids_get_a_reset_and_do_not_hurt_others() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"a");
+    let mut raw = BytesMut::new();
+    Frame::Data { stream: StreamId(99), payload: Bytes::from_static(b"junk") }.encode(&mut raw);
+    p.server.feed(&mut raw).unwrap();
+    let mut out = BytesMut::new();
+    p.server.take_transmit(&mut out);
+    let frame = Decoder::new(1 << 16).decode(&mut out).unwrap().unwrap();
+    assert!(matches!(frame, Frame::Reset { stream: StreamId(99), code: ResetCode::UNKNOWN_STREAM, .. }));
+    p.client.send(c, b"ok").unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p.server, s).0, b"ok");
+}
+
+#[test]
+fn malformed_bytes_close_the_connection_with_a_reason() {
+    let mut p = Pair::new(Config::default());
+    let (_, s) = p.open(b"a");
+    let mut junk = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\n"[..]);
+    let err = p.server.feed(&mut junk).unwrap_err();
+    assert!(matches!(err, MuxError::Closed(ref r) if r.contains("malformed frame")), "{err}");
+    assert!(p.server.recv(s, 1).is_err());
+}
+
+#[test]
+fn too_many_streams_are_refused() {
+    let mut p = Pair::new(small());
+    for _ in 0..4 {
+        p.open(b"ok");
+    }
+    let c = p.client.open(Bytes::from_static(b"one too many")).unwrap();
+    p.drive();
+    assert!(matches!(p.client.recv(c, 1), Err(StreamError::Reset { code: ResetCode::REFUSED, .. })));
+}
+
+#[test]
+fn reused_stream_id_is_refused() {
+    let mut p = Pair::new(Config::default());
+    let (c, _) = p.open(b"a");
+    let mut raw = BytesMut::new();
+    Frame::Open { stream: c, payload: Bytes::new() }.encode(&mut raw);
+    p.server.feed(&mut raw).unwrap();
+    p.drive();
+    assert_eq!(p.server_events.iter().filter(|e| matches!(e, Event::Opened { .. })).count(), 1);
+}
+
+#[test]
+fn full_output_buffer_pushes_back_until_drained() {
+    let config = Config { out_high_water: 100, ..Config::default() };
+    let mut p = Pair::new(config);
+    let (c, _) = p.open(b"a");
+    assert_eq!(p.client.send(c, &[0u8; 300]).unwrap(), 100);
+    assert_eq!(p.client.send(c, &[0u8; 10]).unwrap(), 0);
+    let mut out = BytesMut::new();
+    p.client.take_transmit(&mut out);
+    assert_eq!(p.client.poll_event(), Some(Event::Writable(c)));
+}
+
+#[test]
+fn pings_are_answered() {
+    let mut p = Pair::new(Config::default());
+    p.client.ping(77);
+    p.drive();
+    assert!(p.client_events.contains(&Event::Pong(77)));
+}
+
+#[test]
+fn control_messages_are_delivered_in_order() {
+    let mut p = Pair::new(Config::default());
+    p.server.send_control(Bytes::from_static(b"one")).unwrap();
+    p.server.send_control(Bytes::from_static(b"two")).unwrap();
+    p.drive();
+    let got: Vec<_> =
+        p.client_events.iter().filter_map(|e| if let Event::Control(b) = e { Some(b.clone()) } else { None }).collect();
+    assert_eq!(got, vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
+}
+
+#[test]
+fn large_transfer_is_split_into_frames_and_reassembled() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"bulk");
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    let mut got = Vec::new();
+    while sent < data.len() || got.len() < data.len() {
+        sent += p.client.send(c, &data[sent..]).unwrap();
+        p.drive();
+        got.extend(read_all(&mut p.server, s).0);
+        p.drive();
+    }
+    assert_eq!(got, data);
+}
