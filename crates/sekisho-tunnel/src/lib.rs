@@ -1,0 +1,25 @@
+//! The running data plane: everything between a socket and `sekisho-wire`'s state machines.
+//!
+//! - [`conn`]: a tokio driver that runs one [`sekisho_wire::Mux`] over any byte stream (a TLS
+//!   connection to the relay in practice), with per-stream handles that implement
+//!   `AsyncRead`/`AsyncWrite`, heartbeats, and clean failure of every stream when the peer goes.
+//! - [`tls`]: the local CA, relay certificates, and the agent's pinned-CA verifier.
+//! - [`e2e`]: Noise KK sessions between two agents and the per-stream sealing the relay cannot read.
+//! - [`proto`]: the control and open-request messages exchanged over the mux.
+//! - [`pump`]: moving bytes between TCP sockets and streams, preserving half-close.
+//! - [`dial`]: outbound connections, through an HTTP CONNECT proxy when configured, and backoff.
+//!
+//! Policy, storage and routing decisions live in `sekisho-relay`; this crate only moves bytes.
+
+pub mod conn;
+pub mod dial;
+pub mod e2e;
+pub mod identity;
+pub mod proto;
+pub mod pump;
+pub mod tls;
+
+pub use conn::{Connection, Driver, MuxStream};
+
+/// ALPN protocol id agents use on the relay's TLS port.
+pub const AGENT_ALPN: &[u8] = b"sekisho/1";

@@ -1,0 +1,169 @@
+//! Moving bytes between a TCP socket and a stream, or between two streams, in both directions at
+//! once. A half-close on one side becomes a half-close on the other; an error or reset on either
+//! side aborts both, and the reason travels with the reset.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use sekisho_wire::{ResetCode, StreamError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::conn::MuxStream;
+use crate::e2e::{MAX_PLAIN, Opener, Sealer};
+
+/// Large reads: fewer syscalls and frames per byte than the 8 KiB buffers many tunnels use.
+const PLAIN_READ: usize = 256 << 10;
+
+/// Bytes moved in each direction.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// From the socket (or first stream) into the other side.
+    pub up: AtomicU64,
+    /// Towards the socket (or first stream).
+    pub down: AtomicU64,
+}
+
+impl Totals {
+    pub fn get(&self) -> (u64, u64) {
+        (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a bridge ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("{0}")]
+    Stream(#[from] StreamError),
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("end-to-end: {0}")]
+    E2e(#[from] crate::e2e::E2eError),
+}
+
+/// Sealing for a bridged stream, or none.
+pub enum Seal {
+    Plain,
+    Sealed(Sealer, Opener),
+}
+
+/// Bridges a TCP connection and a stream until both directions end.
+pub async fn bridge(tcp: TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
+    let mut tcp = tcp;
+    let result = {
+        let (mut rd, mut wr) = tcp.split();
+        match seal {
+            Seal::Plain => {
+                tokio::try_join!(tcp_to_stream(&mut rd, &stream, None, totals), stream_to_tcp(&stream, &mut wr, None, totals))
+            }
+            Seal::Sealed(sealer, opener) => tokio::try_join!(
+                tcp_to_stream(&mut rd, &stream, Some(sealer), totals),
+                stream_to_tcp(&stream, &mut wr, Some(opener), totals)
+            ),
+        }
+    };
+    if let Err(e) = &result {
+        match e {
+            BridgeError::Stream(_) => {}
+            BridgeError::Io(io) => stream.reset(ResetCode::CANCEL, &format!("client connection failed: {io}")),
+            BridgeError::E2e(e) => stream.reset(ResetCode::CRYPTO, &e.to_string()),
+        }
+        // Abort the socket so the application sees a reset rather than a clean end.
+        let _ = socket2::SockRef::from(&tcp).set_linger(Some(std::time::Duration::ZERO));
+    }
+    result.map(|_| ())
+}
+
+async fn tcp_to_stream(
+    rd: &mut tokio::net::tcp::ReadHalf<'_>,
+    stream: &MuxStream,
+    mut sealer: Option<Sealer>,
+    totals: &Totals,
+) -> Result<(), BridgeError> {
+    let size = if sealer.is_some() { MAX_PLAIN } else { PLAIN_READ };
+    let mut buf = vec![0u8; size];
+    let mut sealed = BytesMut::new();
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            stream.finish()?;
+            return Ok(());
+        }
+        totals.up.fetch_add(n as u64, Ordering::Relaxed);
+        match &mut sealer {
+            None => stream.write_all(&buf[..n]).await?,
+            Some(s) => {
+                sealed.clear();
+                s.seal(&buf[..n], &mut sealed)?;
+                stream.write_all(&sealed).await?;
+            }
+        }
+    }
+}
+
+async fn stream_to_tcp(
+    stream: &MuxStream,
+    wr: &mut tokio::net::tcp::WriteHalf<'_>,
+    mut opener: Option<Opener>,
+    totals: &Totals,
+) -> Result<(), BridgeError> {
+    loop {
+        let Some(chunk) = stream.read_chunk().await? else {
+            if opener.as_ref().is_some_and(|o| o.pending() > 0) {
+                return Err(crate::e2e::E2eError::BadRecord.into());
+            }
+            wr.shutdown().await?;
+            return Ok(());
+        };
+        match &mut opener {
+            None => {
+                totals.down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                wr.write_all(&chunk).await?;
+            }
+            Some(o) => {
+                o.push(&chunk);
+                while let Some(plain) = o.next()? {
+                    totals.down.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                    wr.write_all(&plain).await?;
+                }
+            }
+        }
+    }
+}
+
+/// An observer of spliced bytes (used by tests to prove the relay only sees ciphertext).
+pub type Tap = tokio::sync::mpsc::UnboundedSender<bytes::Bytes>;
+
+/// Splices two streams (the relay joining a front agent's stream to a back agent's).
+pub async fn splice(a: &MuxStream, b: &MuxStream, tap: Option<&Tap>, totals: &Totals) -> Result<(), StreamError> {
+    tokio::try_join!(forward(a, b, tap, &totals.up), forward(b, a, tap, &totals.down)).map(|_| ())
+}
+
+async fn forward(from: &MuxStream, to: &MuxStream, tap: Option<&Tap>, count: &AtomicU64) -> Result<(), StreamError> {
+    loop {
+        match from.read_chunk().await {
+            Ok(Some(chunk)) => {
+                count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if let Some(tap) = tap {
+                    let _ = tap.send(chunk.clone());
+                }
+                if let Err(e) = to.write_all(&chunk).await {
+                    if let StreamError::Reset { code, reason } = &e {
+                        from.reset(*code, reason);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(None) => {
+                let _ = to.finish();
+                return Ok(());
+            }
+            Err(e) => {
+                if let StreamError::Reset { code, reason } = &e {
+                    to.reset(*code, reason);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
