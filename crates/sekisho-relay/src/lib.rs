@@ -1,0 +1,137 @@
+//! The relay: the cloud side every agent dials out to.
+//!
+//! One TLS 1.3 port serves two protocols, told apart by ALPN: agents (`sekisho/1`) join the
+//! [`hub`] and have their streams decided and spliced by the [`router`]; HTTP clients (`h2`,
+//! `http/1.1`) reach the admin [`api`]. Relay-edge ports ([`edge`]) accept plain TCP for a service
+//! and carry it to the service's back agent.
+//!
+//! The relay decides and routes; it cannot read agent-to-agent payload, which is sealed end to
+//! end by the agents (see `sekisho_tunnel::e2e`). State lives in `sekisho-store`; the in-memory
+//! [`topology`] snapshot is rebuilt after every change and pushed to connected agents.
+
+mod api;
+mod edge;
+mod events;
+mod hub;
+mod listener;
+mod router;
+mod secrets;
+mod state;
+mod topology;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sekisho_store::Store;
+use sekisho_tunnel::tls::LocalCa;
+use tokio_util::sync::CancellationToken;
+
+pub use secrets::{new_api_key, hash_secret};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot create data directory `{path}`: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] sekisho_store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] sekisho_tunnel::tls::TlsError),
+    #[error("cannot listen on `{addr}`: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// How to run a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Extra names (DNS or IP) for the relay certificate, and the first one for the address shown
+    /// in enrollment commands.
+    pub hostnames: Vec<String>,
+    /// Test-only: send a copy of every spliced agent-to-agent byte to this address.
+    pub debug_tap: Option<SocketAddr>,
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    pub addr: SocketAddr,
+    pub ca_fingerprint: String,
+    pub ca_path: PathBuf,
+    /// The first admin API key, only on the very first start (it is stored hashed).
+    pub admin_key: Option<String>,
+    state: Arc<state::State>,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Creates an enrollment token directly (the quickstart's shortcut around the API).
+    pub async fn create_enrollment_token(&self, name: &str, role: &str, ttl_secs: i64) -> Result<String, RelayError> {
+        Ok(self.state.create_token(name, role, "", ttl_secs).await?.0)
+    }
+
+    /// Issues a new admin API key directly (for the person who owns the data directory, e.g. the
+    /// quickstart). Returned once; stored hashed.
+    pub async fn issue_api_key(&self, name: &str) -> Result<String, RelayError> {
+        Ok(secrets::issue_api_key(&self.state.store, name).await?)
+    }
+
+    /// The address agents should dial.
+    pub fn public_addr(&self) -> String {
+        self.state.public_addr.clone()
+    }
+
+    /// Stops accepting, closes agent connections, and waits for the listener to end.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.state.hub.close_all("relay shutting down");
+        let _ = self.tasks.await;
+    }
+}
+
+/// Starts a relay and returns once it listens.
+pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let (ca, _) = LocalCa::load_or_create(&config.data_dir)?;
+    let store = Store::open(&config.data_dir.join("sekisho.db")).await?;
+    let admin_key = secrets::bootstrap_admin_key(&store).await?;
+
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    names.extend(config.hostnames.iter().cloned());
+    let (chain, key) = ca.issue_server(&names)?;
+    let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = sekisho_tunnel::tls::server_config(chain, key, alpn)?;
+
+    let tcp = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RelayError::Listen { addr: config.listen, source })?;
+    let addr = tcp.local_addr().map_err(|source| RelayError::Listen { addr: config.listen, source })?;
+    let public_host = config.hostnames.first().cloned().unwrap_or_else(|| addr.ip().to_string());
+    let public_addr = if public_host.contains(':') && !public_host.starts_with('[') {
+        format!("[{public_host}]:{}", addr.port())
+    } else {
+        format!("{public_host}:{}", addr.port())
+    };
+
+    let shutdown = CancellationToken::new();
+    let tap = match config.debug_tap {
+        Some(tap_addr) => Some(events::start_tap(tap_addr)),
+        None => None,
+    };
+    let state = state::State::new(store, ca.fingerprint(), public_addr, tap, shutdown.clone());
+    state.refresh().await?;
+    events::spawn_writer(&state);
+
+    let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
+    Ok(RelayHandle {
+        addr,
+        ca_fingerprint: ca.fingerprint(),
+        ca_path: config.data_dir.join("ca.pem"),
+        admin_key,
+        state,
+        shutdown,
+        tasks,
+    })
+}

@@ -306,23 +306,32 @@ impl Store {
     // --- Events ---------------------------------------------------------------------------
 
     pub async fn insert_event(&self, e: &NewEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO events (tenant_id, at, kind, agent_id, subject, target, decision, reason, source, bytes_up, bytes_down) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind("default")
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.agent_id)
-        .bind(&e.subject)
-        .bind(&e.target)
-        .bind(&e.decision)
-        .bind(&e.reason)
-        .bind(&e.source)
-        .bind(e.bytes_up)
-        .bind(e.bytes_down)
-        .execute(&self.pool)
-        .await?;
+        self.insert_events(std::slice::from_ref(e)).await
+    }
+
+    /// Inserts a batch of events in one transaction.
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (tenant_id, at, kind, agent_id, subject, target, decision, reason, source, bytes_up, bytes_down) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind("default")
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.agent_id)
+            .bind(&e.subject)
+            .bind(&e.target)
+            .bind(&e.decision)
+            .bind(&e.reason)
+            .bind(&e.source)
+            .bind(e.bytes_up)
+            .bind(e.bytes_down)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

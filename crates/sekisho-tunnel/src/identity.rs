@@ -121,3 +121,65 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()
 }
+
+/// An enrollment token as given to `sekisho agent --token`: `skt1.<secret>.<CA fingerprint>`.
+/// One string both authorises the agent once and tells it which relay CA to trust.
+#[derive(Clone)]
+pub struct EnrollmentToken {
+    pub secret: String,
+    pub ca_fingerprint: [u8; 32],
+}
+
+impl fmt::Debug for EnrollmentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentToken").field("secret", &"MASKED").finish_non_exhaustive()
+    }
+}
+
+impl EnrollmentToken {
+    pub fn format(secret: &str, ca_fingerprint: &[u8; 32]) -> String {
+        use base64::Engine;
+        format!("skt1.{secret}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ca_fingerprint))
+    }
+
+    /// Parses a token; `None` if it is not in the `skt1.` format.
+    pub fn parse(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let mut parts = text.trim().split('.');
+        if parts.next()? != "skt1" {
+            return None;
+        }
+        let secret = parts.next()?.to_owned();
+        let fp = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+        if parts.next().is_some() || secret.len() < 32 {
+            return None;
+        }
+        Some(EnrollmentToken { secret, ca_fingerprint: fp.try_into().ok()? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_roundtrip_and_reject_garbage() {
+        let fp = [7u8; 32];
+        let text = EnrollmentToken::format("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", &fp);
+        let t = EnrollmentToken::parse(&text).unwrap();
+        assert_eq!(t.ca_fingerprint, fp);
+        assert!(!format!("{t:?}").contains("abcdef"));
+        assert!(EnrollmentToken::parse("hello").is_none());
+        assert!(EnrollmentToken::parse("skt1.short.AAAA").is_none());
+        assert!(EnrollmentToken::parse(&format!("{text}.extra")).is_none());
+    }
+
+    #[test]
+    fn signatures_verify_only_with_the_right_key_and_message() {
+        let k = AgentKeys::generate().unwrap();
+        let sig = k.sign(b"exporter");
+        assert!(verify(&k.sign_public(), b"exporter", &sig));
+        assert!(!verify(&k.sign_public(), b"other", &sig));
+        assert!(!verify(&[0u8; 31], b"exporter", &sig));
+    }
+}

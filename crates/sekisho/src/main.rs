@@ -1,1 +1,29 @@
-fn main() {}
+//! `sekisho`: one binary for every role. This file only parses arguments and wires; each
+//! subcommand lives in `commands/<name>.rs`.
+
+mod cli;
+mod commands;
+mod i18n;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let lang = i18n::Lang::detect(cli.lang.as_deref());
+    output::init_tracing(cli.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command, lang)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{} {e:#}", lang.pick("error:", "エラー:"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

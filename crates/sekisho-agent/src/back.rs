@@ -1,0 +1,117 @@
+//! The back role: streams from the relay go to the targets of this agent's services. Streams
+//! from other agents must be sealed end to end; plain streams come only from the relay's edge.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use sekisho_tunnel::MuxStream;
+use sekisho_tunnel::dial;
+use sekisho_tunnel::e2e::{self, PairSession};
+use sekisho_tunnel::identity::decode32;
+use sekisho_tunnel::proto::{E2eOpen, OpenService, ServiceConfig};
+use sekisho_tunnel::pump::{Seal, Totals, bridge};
+use sekisho_wire::ResetCode;
+
+const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Back {
+    secret: [u8; 32],
+    services: RwLock<HashMap<String, ServiceConfig>>,
+    sessions: Arc<Mutex<HashMap<(String, u64), Arc<PairSession>>>>,
+}
+
+impl Back {
+    pub(crate) fn new(secret: [u8; 32]) -> Self {
+        Back { secret, services: RwLock::new(HashMap::new()), sessions: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub(crate) fn set_services(&self, services: &[ServiceConfig]) {
+        *self.services.write() = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
+    }
+
+    pub(crate) async fn serve(&self, stream: MuxStream, payload: Bytes) {
+        let req: OpenService = match serde_json::from_slice(&payload) {
+            Ok(r) => r,
+            Err(e) => return stream.reset(ResetCode::PROTOCOL, &format!("malformed open request: {e}")),
+        };
+        let Some(svc) = self.services.read().get(&req.service).cloned() else {
+            return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not served by this agent", req.service));
+        };
+        let seal = match (&req.from_agent, req.e2e) {
+            (None, None) => Seal::Plain,
+            (Some(from), Some(E2eOpen::Handshake { session })) => {
+                return self.handshake(stream, from.clone(), req.from_key.as_deref(), session).await;
+            }
+            (Some(from), Some(E2eOpen::Stream { session, index })) => {
+                let s = self.sessions.lock().get(&(from.clone(), session)).cloned();
+                let Some(s) = s else {
+                    return stream.reset(ResetCode::CRYPTO, "unknown end-to-end session; handshake again");
+                };
+                if let Err(e) = s.accept_index(index) {
+                    tracing::warn!(%from, error = %e, "refusing replayed stream");
+                    return stream.reset(ResetCode::CRYPTO, &e.to_string());
+                }
+                let (sealer, opener) = s.stream(index);
+                Seal::Sealed(sealer, opener)
+            }
+            (Some(_), None) => return stream.reset(ResetCode::CRYPTO, "agent streams must be end-to-end encrypted"),
+            (None, Some(_)) => return stream.reset(ResetCode::PROTOCOL, "end-to-end stream without a sending agent"),
+        };
+        let addr = target_addr(&svc.target);
+        let tcp = match dial::connect(addr, None, TARGET_TIMEOUT).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(service = %svc.name, error = %e, "target unreachable");
+                return stream.reset(ResetCode::TARGET_UNREACHABLE, &format!("service `{}`: {e}", svc.name));
+            }
+        };
+        let totals = Totals::default();
+        if let Err(e) = bridge(tcp, stream, seal, &totals).await {
+            tracing::debug!(service = %svc.name, error = %e, "stream ended with an error");
+        }
+    }
+
+    async fn handshake(&self, stream: MuxStream, from: String, from_key: Option<&str>, session: u64) {
+        let Some(peer) = from_key.and_then(decode32) else {
+            return stream.reset(ResetCode::CRYPTO, "missing sender key for the end-to-end handshake");
+        };
+        let read_first = async {
+            let mut buf = BytesMut::new();
+            loop {
+                if let Some(m) = e2e::take_handshake(&mut buf) {
+                    return Some(m);
+                }
+                match stream.read_chunk().await {
+                    Ok(Some(c)) => buf.extend_from_slice(&c),
+                    _ => return None,
+                }
+            }
+        };
+        let Ok(Some(first)) = tokio::time::timeout(TARGET_TIMEOUT, read_first).await else {
+            return stream.reset(ResetCode::CRYPTO, "no end-to-end handshake received");
+        };
+        let (pair, reply) = match e2e::respond(&self.secret, &peer, &first) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "end-to-end handshake failed");
+                return stream.reset(ResetCode::CRYPTO, &format!("end-to-end handshake failed: {e}"));
+            }
+        };
+        let key = (from, session);
+        self.sessions.lock().insert(key.clone(), Arc::new(pair));
+        if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {
+            // Hold the session while the handshake stream lives.
+            while let Ok(Some(_)) = stream.read_chunk().await {}
+        }
+        self.sessions.lock().remove(&key);
+    }
+}
+
+/// `tcp://host:port` or `http://host:port/` → `host:port`.
+fn target_addr(target: &str) -> &str {
+    let rest = target.split_once("://").map_or(target, |(_, r)| r);
+    rest.trim_end_matches('/')
+}

@@ -1,0 +1,156 @@
+//! The front role: one local listener per route assigned to this agent. A connection accepted
+//! there becomes a stream to the relay, sealed end to end to the service's back agent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sekisho_tunnel::Connection;
+use sekisho_tunnel::proto::{self, E2eOpen, OpenRoute, RouteConfig};
+use sekisho_tunnel::pump::{Seal, Totals, bridge};
+use sekisho_wire::ResetCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::{Link, report};
+use crate::pairs::Pairs;
+use crate::{AgentEvent, Events};
+
+struct Listener {
+    config: RouteConfig,
+    bound: Result<String, String>,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Front {
+    routes: Mutex<HashMap<String, Listener>>,
+    link: watch::Receiver<Option<Link>>,
+    pairs: Arc<Pairs>,
+    events: Events,
+    shutdown: CancellationToken,
+}
+
+impl Front {
+    pub(crate) fn new(link: watch::Receiver<Option<Link>>, pairs: Arc<Pairs>, events: Events, shutdown: CancellationToken) -> Self {
+        Front { routes: Mutex::new(HashMap::new()), link, pairs, events, shutdown }
+    }
+
+    /// Re-reports every listener's state (the relay may have restarted and forgotten).
+    pub(crate) fn report_all(&self, conn: &Connection) {
+        for (id, l) in self.routes.lock().iter() {
+            match &l.bound {
+                Ok(addr) => report(conn, id, Some(addr.clone()), None),
+                Err(e) => report(conn, id, None, Some(e.clone())),
+            }
+        }
+    }
+
+    /// Makes the listeners match `routes`: new ones open, removed or changed ones close (and
+    /// their connections are reset), unchanged ones keep running.
+    pub(crate) async fn apply(&self, conn: &Connection, routes: Vec<RouteConfig>) {
+        let wanted: HashMap<String, RouteConfig> = routes.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let to_open: Vec<RouteConfig> = {
+            let mut current = self.routes.lock();
+            current.retain(|id, l| {
+                let keep = wanted.get(id) == Some(&l.config);
+                if !keep {
+                    l.cancel.cancel();
+                    tracing::info!(route = %id, "route listener closed");
+                    let _ = self.events.send(AgentEvent::RouteClosed { route_id: id.clone() });
+                }
+                keep
+            });
+            wanted.into_values().filter(|r| !current.contains_key(&r.id)).collect()
+        };
+        for route in to_open {
+            let cancel = self.shutdown.child_token();
+            let bound = match TcpListener::bind(&route.listen).await {
+                Ok(listener) => {
+                    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    tracing::info!(route = %route.id, service = %route.service, %addr, "route listening");
+                    let _ = self.events.send(AgentEvent::RouteListening {
+                        route_id: route.id.clone(),
+                        service: route.service.clone(),
+                        addr: addr.clone(),
+                    });
+                    report(conn, &route.id, Some(addr.clone()), None);
+                    let ctx = Ctx { route: Arc::new(route.clone()), link: self.link.clone(), pairs: self.pairs.clone() };
+                    tokio::spawn(accept_loop(listener, ctx, cancel.clone()));
+                    Ok(addr)
+                }
+                Err(e) => {
+                    let error = format!("cannot listen on `{}`: {e}", route.listen);
+                    tracing::warn!(route = %route.id, %error, "route listener failed");
+                    let _ = self.events.send(AgentEvent::RouteFailed { route_id: route.id.clone(), error: error.clone() });
+                    report(conn, &route.id, None, Some(error.clone()));
+                    Err(error)
+                }
+            };
+            self.routes.lock().insert(route.id.clone(), Listener { config: route, bound, cancel });
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    route: Arc<RouteConfig>,
+    link: watch::Receiver<Option<Link>>,
+    pairs: Arc<Pairs>,
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Ctx, cancel: CancellationToken) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        let _ = sock.set_nodelay(true);
+        let ctx = ctx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(sock, &ctx, &cancel).await {
+                tracing::info!(route = %ctx.route.id, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(sock: TcpStream, ctx: &Ctx, cancel: &CancellationToken) -> Result<(), String> {
+    let abort = |sock: &TcpStream| {
+        let _ = socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO));
+    };
+    let Some(link) = ctx.link.borrow().clone() else {
+        abort(&sock);
+        return Err("not connected to the relay".into());
+    };
+    let session = match ctx.pairs.get(&link, &ctx.route).await {
+        Ok(s) => s,
+        Err(e) => {
+            abort(&sock);
+            return Err(e);
+        }
+    };
+    let index = session.session.next_index().map_err(|e| e.to_string())?;
+    let open = OpenRoute { route: ctx.route.id.clone(), e2e: Some(E2eOpen::Stream { session: session.id, index }) };
+    let stream = match link.conn.open(proto::encode(&open)) {
+        Ok(s) => s,
+        Err(e) => {
+            abort(&sock);
+            return Err(e.to_string());
+        }
+    };
+    let (sealer, opener) = session.session.stream(index);
+    let totals = Totals::default();
+    tokio::select! {
+        r = bridge(sock, stream, Seal::Sealed(sealer, opener), &totals) => r.map_err(|e| e.to_string()),
+        () = cancel.cancelled() => Err(format!("route removed ({})", ResetCode::ROUTE_REMOVED.name())),
+    }
+}

@@ -1,0 +1,87 @@
+//! Front-side end-to-end sessions, one per back agent per relay connection, established on
+//! first use by a Noise KK handshake over a dedicated stream and shared by every later stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use sekisho_tunnel::e2e::{self, PairSession};
+use sekisho_tunnel::identity::decode32;
+use sekisho_tunnel::proto::{self, E2eOpen, OpenRoute, RouteConfig};
+use tokio::sync::OnceCell;
+
+use crate::link::Link;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Established {
+    pub(crate) id: u64,
+    pub(crate) session: Arc<PairSession>,
+}
+
+type Cell = Arc<OnceCell<Arc<Established>>>;
+
+pub(crate) struct Pairs {
+    secret: [u8; 32],
+    map: Arc<Mutex<HashMap<(u64, String), Cell>>>,
+}
+
+impl Pairs {
+    pub(crate) fn new(secret: [u8; 32]) -> Self {
+        Pairs { secret, map: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Forgets all sessions (the relay connection they lived on is gone).
+    pub(crate) fn clear(&self) {
+        self.map.lock().clear();
+    }
+
+    /// The session with the route's back agent, establishing it if needed. Concurrent callers
+    /// share one handshake.
+    pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, String> {
+        let key = (link.generation, route.peer_agent.clone());
+        let cell = self.map.lock().entry(key.clone()).or_default().clone();
+        let result = cell.get_or_try_init(|| self.establish(link, route, key.clone())).await.cloned();
+        if result.is_err() {
+            let mut map = self.map.lock();
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
+        }
+        result
+    }
+
+    async fn establish(&self, link: &Link, route: &RouteConfig, key: (u64, String)) -> Result<Arc<Established>, String> {
+        let peer = decode32(&route.peer_key).ok_or("route has a malformed peer key")?;
+        let id: u64 = rand::random();
+        let open = OpenRoute { route: route.id.clone(), e2e: Some(E2eOpen::Handshake { session: id }) };
+        let stream = link.conn.open(proto::encode(&open)).map_err(|e| e.to_string())?;
+        let (init, first) = e2e::initiate(&self.secret, &peer).map_err(|e| e.to_string())?;
+        let exchange = async {
+            stream.write_all(&e2e::frame_handshake(&first)).await.map_err(|e| e.to_string())?;
+            let mut buf = BytesMut::new();
+            loop {
+                if let Some(reply) = e2e::take_handshake(&mut buf) {
+                    return Ok::<_, String>(reply);
+                }
+                match stream.read_chunk().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => return Err("relay or back agent closed the handshake".to_owned()),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await.map_err(|_| "end-to-end handshake timed out".to_owned())??;
+        let session = Arc::new(init.finish(&reply).map_err(|e| format!("end-to-end handshake failed: {e}"))?);
+        tracing::debug!(peer = %route.peer_agent, "end-to-end session established");
+        // The handshake stream anchors the session: when it ends, so does the session.
+        let map = self.map.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(_)) = stream.read_chunk().await {}
+            map.lock().remove(&key);
+        });
+        Ok(Arc::new(Established { id, session }))
+    }
+}

@@ -1,0 +1,86 @@
+//! The agents connected right now, and the pushing of configuration to them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use parking_lot::Mutex;
+use sekisho_tunnel::Connection;
+use sekisho_tunnel::proto::{self, AgentConfig, RelayMsg};
+
+use crate::topology::Topology;
+
+pub(crate) struct Online {
+    pub(crate) conn: Connection,
+    pub(crate) addr: SocketAddr,
+    pub(crate) version: String,
+    pub(crate) connected_at: i64,
+    last_config: Option<AgentConfig>,
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    agents: Mutex<HashMap<String, Online>>,
+}
+
+impl Hub {
+    /// Registers a freshly authenticated connection, replacing (and closing) an older one of the
+    /// same agent, and sends it its configuration.
+    pub(crate) fn register(&self, id: &str, conn: Connection, addr: SocketAddr, version: String, topo: &Topology) {
+        let config = topo.config_for(id);
+        let _ = conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
+        let online =
+            Online { conn, addr, version, connected_at: sekisho_store::now_ms(), last_config: Some(config) };
+        if let Some(old) = self.agents.lock().insert(id.to_owned(), online) {
+            old.conn.close("replaced by a newer connection of the same agent");
+        }
+    }
+
+    /// Forgets `conn` if it is still the agent's current connection.
+    pub(crate) fn unregister(&self, id: &str, conn: &Connection) {
+        let mut agents = self.agents.lock();
+        if agents.get(id).is_some_and(|o| o.conn.same(conn)) {
+            agents.remove(id);
+        }
+    }
+
+    pub(crate) fn conn(&self, id: &str) -> Option<Connection> {
+        self.agents.lock().get(id).map(|o| o.conn.clone())
+    }
+
+    /// `(address, version, connected_at)` of an online agent.
+    pub(crate) fn info(&self, id: &str) -> Option<(SocketAddr, String, i64)> {
+        self.agents.lock().get(id).map(|o| (o.addr, o.version.clone(), o.connected_at))
+    }
+
+    pub(crate) fn online_ids(&self) -> Vec<String> {
+        self.agents.lock().keys().cloned().collect()
+    }
+
+    pub(crate) fn online_count(&self) -> usize {
+        self.agents.lock().len()
+    }
+
+    /// Sends each online agent its configuration if it changed.
+    pub(crate) fn push_configs(&self, topo: &Topology) {
+        for (id, online) in self.agents.lock().iter_mut() {
+            let config = topo.config_for(id);
+            if online.last_config.as_ref() != Some(&config) {
+                let _ = online.conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
+                online.last_config = Some(config);
+            }
+        }
+    }
+
+    pub(crate) fn disconnect(&self, id: &str, reason: &str) {
+        if let Some(o) = self.agents.lock().remove(id) {
+            let _ = o.conn.send_control(proto::encode(&RelayMsg::Error { code: "revoked".into(), message: reason.into() }));
+            o.conn.close(reason);
+        }
+    }
+
+    pub(crate) fn close_all(&self, reason: &str) {
+        for (_, o) in self.agents.lock().drain() {
+            o.conn.close(reason);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The relay's one TLS port: agents and HTTP clients, told apart by ALPN.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::state::State;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(tcp: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>, shutdown: CancellationToken) {
+    let acceptor = TlsAcceptor::from(tls);
+    let api = crate::api::router(state.clone());
+    loop {
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let api = api.clone();
+        tokio::spawn(
+            async move { handle(sock, peer, acceptor, state, api).await }.instrument(tracing::info_span!("conn", %peer)),
+        );
+    }
+}
+
+async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state: Arc<State>, api: axum::Router) {
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(reason = %e, "tls handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("tls handshake timed out");
+            return;
+        }
+    };
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    match alpn.as_deref() {
+        Some(sekisho_tunnel::AGENT_ALPN) => crate::router::serve_agent(state, tls, peer).await,
+        _ => {
+            let service = TowerToHyperService::new(api);
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Agent sessions on the relay: authentication, and the routing of every stream an agent opens.
+//!
+//! A stream is forwarded only along a route an administrator defined: the route must exist, be
+//! assigned to the agent that opened the stream, lead to an existing service, and the service's
+//! back agent must be online. Anything else is refused with a reason, and the refusal recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sekisho_store::{Agent, NewEvent, TokenRejection};
+use sekisho_tunnel::conn::Heartbeat;
+use sekisho_tunnel::identity::{self, EXPORTER_LABEL};
+use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, RelayMsg};
+use sekisho_tunnel::pump::{Totals, splice};
+use sekisho_tunnel::{Connection, MuxStream};
+use sekisho_wire::{Config, ResetCode, Side};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
+
+use crate::secrets::{hash_secret, new_id};
+use crate::state::State;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one agent connection from hello to close.
+pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, peer: SocketAddr) {
+    let mut exporter = [0u8; 32];
+    if tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).is_err() {
+        return;
+    }
+    let (conn, driver) = Connection::new(tls, Side::Server, Config::default(), Heartbeat::default());
+    let driver = tokio::spawn(driver);
+    let agent = match authenticate(&state, &conn, &exporter, peer).await {
+        Ok(agent) => agent,
+        Err((code, message)) => {
+            tracing::info!(code, %message, "agent refused");
+            let _ = conn.send_control(proto::encode(&RelayMsg::Error { code: code.into(), message: message.clone() }));
+            state.record(NewEvent {
+                kind: "agent_auth".into(),
+                decision: "deny".into(),
+                reason: format!("{code}: {message}"),
+                source: Some(peer.to_string()),
+                ..Default::default()
+            });
+            conn.close(&message);
+            let _ = driver.await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("agent", id = %agent.id, name = %agent.name);
+    async {
+        tracing::info!("agent connected");
+        let _ = conn.send_control(proto::encode(&RelayMsg::Welcome {
+            agent_id: agent.id.clone(),
+            name: agent.name.clone(),
+            role: agent.role.clone(),
+        }));
+        let version = agent.version.clone().unwrap_or_default();
+        let _ = state.store.touch_agent(&agent.id, &peer.to_string(), &version, agent.hostname.as_deref().unwrap_or("")).await;
+        state.hub.register(&agent.id, conn.clone(), peer, version, &state.topology());
+        loop {
+            tokio::select! {
+                accepted = conn.accept() => {
+                    let Some((stream, payload)) = accepted else { break };
+                    let state = state.clone();
+                    let from = agent.id.clone();
+                    tokio::spawn(async move { route_stream(state, from, stream, payload).await }.in_current_span());
+                }
+                msg = conn.recv_control() => {
+                    let Some(msg) = msg else { break };
+                    on_control(&state, &msg);
+                }
+            }
+        }
+        let reason = conn.closed().await;
+        state.hub.unregister(&agent.id, &conn);
+        let _ = state.store.seen_agent(&agent.id).await;
+        tracing::info!(%reason, "agent disconnected");
+    }
+    .instrument(span)
+    .await;
+    let _ = driver.await;
+}
+
+type Refusal = (&'static str, String);
+
+async fn authenticate(state: &Arc<State>, conn: &Connection, exporter: &[u8], peer: SocketAddr) -> Result<Agent, Refusal> {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, conn.recv_control())
+        .await
+        .map_err(|_| ("hello_timeout", "no hello within 10 s".to_owned()))?
+        .ok_or(("hello_missing", "connection closed before hello".to_owned()))?;
+    let hello: Hello = serde_json::from_slice(&hello).map_err(|e| ("bad_hello", format!("malformed hello: {e}")))?;
+    match hello {
+        Hello::Enroll { token, version, hostname, sign_pub, noise_pub, signature } => {
+            let (Some(sp), Some(np)) = (identity::decode32(&sign_pub), identity::decode32(&noise_pub)) else {
+                return Err(("bad_hello", "malformed agent keys".into()));
+            };
+            let sig = hex::decode(&signature).unwrap_or_default();
+            if !identity::verify(&sp, exporter, &sig) {
+                return Err(("bad_signature", "signature does not match the enrolling key".into()));
+            }
+            let Some(parsed) = identity::EnrollmentToken::parse(&token) else {
+                return Err(("token_malformed", "enrollment token is malformed".into()));
+            };
+            let agent = Agent {
+                id: new_id("ag"),
+                tenant_id: "default".into(),
+                name: String::new(),
+                role: String::new(),
+                site: String::new(),
+                sign_pub: hex::encode(sp),
+                noise_pub: hex::encode(np),
+                created_at: 0,
+                last_seen: None,
+                last_addr: Some(peer.to_string()),
+                version: Some(version),
+                hostname: Some(hostname),
+                revoked_at: None,
+            };
+            let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
+                tracing::error!(error = %e, "enrollment failed");
+                ("internal", "enrollment failed on the relay; see its log".to_owned())
+            })?;
+            match outcome {
+                Ok(token) => {
+                    let _ = state.refresh().await;
+                    state.record(NewEvent {
+                        kind: "agent_enroll".into(),
+                        agent_id: Some(agent.id.clone()),
+                        subject: Some(token.name.clone()),
+                        decision: "allow".into(),
+                        reason: format!("token {}", token.id),
+                        source: Some(peer.to_string()),
+                        ..Default::default()
+                    });
+                    let agent = state.store.get_agent(&agent.id).await.ok().flatten().ok_or(("internal", "agent vanished".to_owned()))?;
+                    Ok(agent)
+                }
+                Err(r) => Err((
+                    match r {
+                        TokenRejection::Unknown => "token_unknown",
+                        TokenRejection::Used => "token_used",
+                        TokenRejection::Expired => "token_expired",
+                    },
+                    r.to_string(),
+                )),
+            }
+        }
+        Hello::Login { agent_id, version, hostname, signature } => {
+            let agent = state.store.get_agent(&agent_id).await.ok().flatten();
+            let Some(mut agent) = agent else {
+                return Err(("unknown_agent", format!("agent `{agent_id}` is not enrolled on this relay")));
+            };
+            if agent.revoked_at.is_some() {
+                return Err(("revoked", format!("agent `{agent_id}` has been revoked")));
+            }
+            let sig = hex::decode(&signature).unwrap_or_default();
+            let pk = hex::decode(&agent.sign_pub).unwrap_or_default();
+            if !identity::verify(&pk, exporter, &sig) {
+                return Err(("bad_signature", "agent key does not match the enrolled key".into()));
+            }
+            agent.version = Some(version);
+            agent.hostname = Some(hostname);
+            Ok(agent)
+        }
+    }
+}
+
+fn on_control(state: &State, msg: &Bytes) {
+    match serde_json::from_slice::<AgentMsg>(msg) {
+        Ok(AgentMsg::RouteStatus { route_id, bound, error }) => {
+            if state.topology().routes.contains_key(&route_id) {
+                state.route_status.lock().insert(route_id, crate::state::RouteStatus { bound, error });
+            }
+        }
+        Err(e) => tracing::info!(error = %e, "ignoring malformed control message"),
+    }
+}
+
+/// Decides and forwards one stream opened by agent `from`.
+async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payload: Bytes) {
+    let refuse = |code: &'static str, message: String, target: Option<String>| {
+        tracing::info!(code, %message, "stream refused");
+        stream.reset(ResetCode::REFUSED, &format!("{code}: {message}"));
+        state.record(NewEvent {
+            kind: "stream".into(),
+            agent_id: Some(from.clone()),
+            target,
+            decision: "deny".into(),
+            reason: format!("{code}: {message}"),
+            ..Default::default()
+        });
+    };
+    let req: OpenRoute = match serde_json::from_slice(&payload) {
+        Ok(r) => r,
+        Err(e) => return refuse("bad_request", format!("malformed open request: {e}"), None),
+    };
+    let topo = state.topology();
+    let Some(route) = topo.routes.get(&req.route) else {
+        return refuse("route_not_found", format!("no route `{}`", req.route), Some(req.route));
+    };
+    if route.front_agent_id != from {
+        return refuse("route_not_assigned", format!("route `{}` is not assigned to this agent", route.id), Some(route.id.clone()));
+    }
+    let Some(svc) = topo.services.get(&route.service_id) else {
+        return refuse("service_not_found", format!("route `{}` leads to no service", route.id), Some(route.id.clone()));
+    };
+    let back_name = topo.agents.get(&svc.agent_id).map_or(svc.agent_id.as_str(), |a| a.name.as_str());
+    let Some(back_conn) = state.hub.conn(&svc.agent_id) else {
+        return refuse(
+            "agent_offline",
+            format!("service `{}` is unavailable: its agent `{back_name}` is offline", svc.name),
+            Some(svc.name.clone()),
+        );
+    };
+    let open = OpenService {
+        service: svc.id.clone(),
+        from_agent: Some(from.clone()),
+        from_key: topo.agents.get(&from).map(|a| a.noise_pub.clone()),
+        e2e: req.e2e,
+    };
+    let back = match back_conn.open(proto::encode(&open)) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                "agent_offline",
+                format!("service `{}` is unavailable: agent `{back_name}`: {e}", svc.name),
+                Some(svc.name.clone()),
+            );
+        }
+    };
+    let scope = state.stream_scope(&route.id);
+    let totals = Totals::default();
+    let started = std::time::Instant::now();
+    let outcome = tokio::select! {
+        r = splice(&stream, &back, state.tap.as_ref(), &totals) => r.err().map(|e| e.to_string()),
+        () = scope.cancelled() => {
+            let why = "route removed by administrator";
+            stream.reset(ResetCode::ROUTE_REMOVED, why);
+            back.reset(ResetCode::ROUTE_REMOVED, why);
+            Some(why.to_owned())
+        }
+    };
+    let (up, down) = totals.get();
+    let handshake = matches!(req.e2e, Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. }));
+    state.record(NewEvent {
+        kind: if handshake { "e2e_session".into() } else { "stream".into() },
+        agent_id: Some(from),
+        subject: Some(route.id.clone()),
+        target: Some(svc.name.clone()),
+        decision: "allow".into(),
+        reason: match outcome {
+            None => format!("route {} ({} ms)", route.id, started.elapsed().as_millis()),
+            Some(e) => format!("route {}; ended: {e}", route.id),
+        },
+        bytes_up: Some(up as i64),
+        bytes_down: Some(down as i64),
+        ..Default::default()
+    });
+}

@@ -1,0 +1,18 @@
+//! One module per subcommand.
+
+mod agent;
+mod ctl;
+mod quickstart;
+mod relay;
+
+use crate::cli::Command;
+use crate::i18n::Lang;
+
+pub(crate) async fn run(command: Command, lang: Lang) -> anyhow::Result<()> {
+    match command {
+        Command::Relay(args) => relay::run(args, lang).await,
+        Command::Agent(args) => agent::run(args, lang).await,
+        Command::Ctl(args) => ctl::run(args, lang).await,
+        Command::Quickstart(args) => quickstart::run(args, lang).await,
+    }
+}

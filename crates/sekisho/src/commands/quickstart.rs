@@ -1,0 +1,136 @@
+//! `sekisho quickstart`: a relay, a back agent, a front agent and a demo page in one process,
+//! wired together through the real protocol, so a newcomer sees the whole path in seconds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use sekisho_agent::{AgentEvent, AgentOptions};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::ctl::ApiClient;
+use crate::cli::QuickstartArgs;
+use crate::i18n::Lang;
+use crate::output::{json_event, stop_signal};
+
+const DEMO_PAGE: &str = include_str!("quickstart/demo.html");
+
+pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> {
+    let temp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new().prefix("sekisho-demo-").tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let relay = sekisho_relay::start(sekisho_relay::RelayConfig {
+        data_dir: data_dir.join("relay"),
+        listen: "127.0.0.1:0".parse()?,
+        hostnames: vec![],
+        debug_tap: None,
+    })
+    .await?;
+    let api_key = relay.issue_api_key("quickstart").await?;
+    let api = ApiClient::new(&format!("https://{}", relay.addr), &api_key, &relay.ca_path, lang)?;
+
+    let demo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let demo_addr = demo.local_addr()?;
+    let page = axum::Router::new().route("/", axum::routing::get(|| async { axum::response::Html(DEMO_PAGE) }));
+    tokio::spawn(async move { axum::serve(demo, page).await });
+
+    let shutdown = CancellationToken::new();
+    let mut back = start_agent(&relay, &data_dir, "demo-back", "back", &shutdown).await?;
+    let mut front = start_agent(&relay, &data_dir, "demo-front", "front", &shutdown).await?;
+    let back_id = wait_connected(&mut back).await?;
+    let front_id = wait_connected(&mut front).await?;
+
+    let _ = api.delete("/api/v1/routes/demo").await;
+    let services = api.get("/api/v1/services").await?;
+    if !services.as_array().is_some_and(|a| a.iter().any(|s| s["name"] == "demo")) {
+        api.post("/api/v1/services", &json!({"name": "demo", "agent": back_id, "target": format!("http://{demo_addr}")})).await?;
+    }
+    let listen = free_or_any(args.port);
+    api.post("/api/v1/routes", &json!({"agent": front_id, "listen": listen.to_string(), "service": "demo"})).await?;
+    let url = loop {
+        match tokio::time::timeout(Duration::from_secs(20), front.recv()).await {
+            Ok(Some(AgentEvent::RouteListening { addr, .. })) => break format!("http://{addr}/"),
+            Ok(Some(AgentEvent::RouteFailed { error, .. })) => return Err(anyhow!(error)),
+            Ok(Some(_)) => continue,
+            _ => return Err(anyhow!("the demo route did not open in time")),
+        }
+    };
+
+    if args.json_events {
+        json_event(&json!({
+            "event": "ready", "url": url, "relay": relay.addr.to_string(),
+            "data_dir": data_dir, "api_key": api_key, "ca_file": relay.ca_path,
+        }));
+    } else {
+        println!();
+        println!("{}", lang.pick("Sekisho quickstart is running.", "Sekisho クイックスタートが起動しました。"));
+        println!("  {} {url}", lang.pick("Open:", "ブラウザで開く:"));
+        println!(
+            "  {} {url} → front agent → relay {} → back agent → {demo_addr}",
+            lang.pick("Path:", "経路:"),
+            relay.addr
+        );
+        println!("  {} https://{}", lang.pick("Admin API:", "管理 API:"), relay.addr);
+        println!(
+            "    export SEKISHO_URL=https://{} SEKISHO_CA={} SEKISHO_API_KEY={api_key}",
+            relay.addr,
+            relay.ca_path.display()
+        );
+        println!("  {} {}", lang.pick("State:", "状態の保存先:"), data_dir.display());
+        println!("{}", lang.pick("Stop with Ctrl-C.", "Ctrl-C で停止します。"));
+    }
+    stop_signal().await;
+    shutdown.cancel();
+    relay.shutdown().await;
+    Ok(())
+}
+
+async fn start_agent(
+    relay: &sekisho_relay::RelayHandle,
+    data_dir: &std::path::Path,
+    name: &str,
+    role: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<UnboundedReceiver<AgentEvent>> {
+    let state_dir = data_dir.join(name);
+    let enrolled = state_dir.join("agent.json").exists();
+    let token = if enrolled { None } else { Some(relay.create_enrollment_token(name, role, 600).await?) };
+    let opts = AgentOptions { relay: relay.addr.to_string(), token, state_dir, proxy: None };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = shutdown.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = sekisho_agent::run(opts, tx, shutdown).await {
+            tracing::error!(agent = %name, error = %e, "demo agent stopped");
+        }
+    });
+    Ok(rx)
+}
+
+async fn wait_connected(rx: &mut UnboundedReceiver<AgentEvent>) -> anyhow::Result<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.context("agent did not connect in time")? {
+            Some(AgentEvent::Connected { agent_id, .. }) => return Ok(agent_id),
+            Some(_) => continue,
+            None => return Err(anyhow!("agent stopped before connecting")),
+        }
+    }
+}
+
+fn free_or_any(port: u16) -> SocketAddr {
+    let wanted = SocketAddr::from(([127, 0, 0, 1], port));
+    match std::net::TcpListener::bind(wanted) {
+        Ok(l) => {
+            drop(l);
+            wanted
+        }
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}

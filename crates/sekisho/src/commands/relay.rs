@@ -1,0 +1,43 @@
+//! `sekisho relay`.
+
+use serde_json::json;
+
+use crate::cli::RelayArgs;
+use crate::i18n::Lang;
+use crate::output::{json_event, stop_signal};
+
+pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
+    let handle = sekisho_relay::start(sekisho_relay::RelayConfig {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        hostnames: args.hostnames,
+        debug_tap: args.debug_tap,
+    })
+    .await?;
+    let api_url = format!("https://{}", handle.public_addr());
+    if args.json_events {
+        json_event(&json!({
+            "event": "ready",
+            "listen": handle.addr.to_string(),
+            "api_url": api_url,
+            "ca_file": handle.ca_path,
+            "ca_fingerprint": handle.ca_fingerprint,
+            "admin_key": handle.admin_key,
+        }));
+    } else {
+        println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
+        println!("{} {}", lang.pick("CA fingerprint (SHA-256):", "CA フィンガープリント (SHA-256):"), handle.ca_fingerprint);
+        if let Some(key) = &handle.admin_key {
+            println!();
+            println!("{}", lang.pick("Admin API key (shown only once, store it now):", "管理 API キー (一度だけ表示します。今すぐ保管してください):"));
+            println!("  {key}");
+            println!();
+            println!("{}", lang.pick("Use it with sekisho ctl:", "sekisho ctl で使うには:"));
+            println!("  export SEKISHO_URL={api_url} SEKISHO_CA={} SEKISHO_API_KEY={key}", handle.ca_path.display());
+        }
+        println!("{}", lang.pick("Press Ctrl-C to stop.", "Ctrl-C で停止します。"));
+    }
+    stop_signal().await;
+    handle.shutdown().await;
+    Ok(())
+}
