@@ -65,7 +65,7 @@ impl Front {
         };
         for route in to_open {
             let cancel = self.shutdown.child_token();
-            let bound = match TcpListener::bind(&route.listen).await {
+            let bound = match sekisho_tunnel::dial::listen_str(&route.listen) {
                 Ok(listener) => {
                     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                     tracing::info!(route = %route.id, service = %route.service, %addr, "route listening");

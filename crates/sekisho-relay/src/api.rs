@@ -254,6 +254,14 @@ async fn create_route(AxState(state): AxState<S>, body: Result<Json<NewRoute>, a
         return Err(ApiError::bad_request("wrong_role", format!("agent `{}` has role `{}`; routes need a front agent", agent.name, agent.role)));
     }
     let svc = topo.find_service(&req.service).ok_or_else(|| ApiError::not_found(format!("service `{}` not found", req.service)))?;
+    let fixed_port = !req.listen.ends_with(":0");
+    if fixed_port && topo.routes.values().any(|r| r.front_agent_id == agent.id && r.listen == req.listen) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("agent `{}` already has a route on `{}`", agent.name, req.listen),
+        ));
+    }
     let route = Route {
         id: new_id("rt"),
         tenant_id: "default".into(),

@@ -53,7 +53,7 @@ pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
     };
     for (id, listen) in to_open {
         let cancel = state.stream_scope(&id);
-        let bound = match TcpListener::bind(&listen).await {
+        let bound = match sekisho_tunnel::dial::listen_str(&listen) {
             Ok(l) => {
                 let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 tracing::info!(service = %id, %addr, "edge port open");

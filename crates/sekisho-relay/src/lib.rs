@@ -104,8 +104,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
     let tls = sekisho_tunnel::tls::server_config(chain, key, alpn)?;
 
-    let tcp = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let tcp = sekisho_tunnel::dial::listen(config.listen)
         .map_err(|source| RelayError::Listen { addr: config.listen, source })?;
     let addr = tcp.local_addr().map_err(|source| RelayError::Listen { addr: config.listen, source })?;
     let public_host = config.hostnames.first().cloned().unwrap_or_else(|| addr.ip().to_string());

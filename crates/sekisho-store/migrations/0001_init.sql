@@ -56,9 +56,11 @@ CREATE TABLE routes (
     front_agent_id TEXT NOT NULL REFERENCES agents(id),
     listen        TEXT NOT NULL,
     service_id    TEXT NOT NULL REFERENCES services(id),
-    created_at    BIGINT NOT NULL,
-    UNIQUE (front_agent_id, listen)
+    created_at    BIGINT NOT NULL
 );
+-- Two routes of one agent may not share a fixed address; port 0 ("any free port") may repeat,
+-- so uniqueness is checked by the admin API rather than here.
+CREATE INDEX routes_agent ON routes (front_agent_id);
 
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -132,6 +132,26 @@ async fn via_proxy(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> 
     Ok(s)
 }
 
+/// Listen backlog for every listener: bursts of new connections (a thousand clients at once)
+/// must queue, not be dropped (the OS default of 128 overflows and resets them).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener with a deep accept queue.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Like [`listen`] for an address given as text (`ip:port`).
+pub fn listen_str(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let parsed = addr
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("`{addr}` is not an ip:port address")))?;
+    listen(parsed)
+}
+
 /// Jittered exponential backoff: `base · 2^n`, capped, then scaled by a random factor in
 /// [0.5, 1.0) so that many agents cut off together do not reconnect in lockstep.
 #[derive(Debug, Clone)]

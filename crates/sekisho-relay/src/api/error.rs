@@ -33,7 +33,8 @@ impl ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        Self::new(e.status(), "bad_json", e.body_text())
+        let status = if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE { e.status() } else { StatusCode::BAD_REQUEST };
+        Self::new(status, "bad_json", e.body_text())
     }
 }
 

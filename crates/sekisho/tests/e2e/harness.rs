@@ -1,0 +1,219 @@
+//! Starts the real `sekisho` binary as relay and agents on port 0 and talks to it with real
+//! clients. Readiness comes from the JSON status lines the processes print (`--json-events`),
+//! never from sleeping.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A child process whose stdout JSON lines are collected.
+pub struct Proc {
+    pub child: Child,
+    events: mpsc::UnboundedReceiver<Value>,
+    pub stderr: PathBuf,
+    pub seen: Vec<Value>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, stderr: PathBuf) -> Proc {
+        let err = std::fs::File::create(&stderr).unwrap();
+        cmd.stdout(Stdio::piped())
+            .stderr(err)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env("RUST_LOG", "info");
+        let mut child = cmd.spawn().expect("spawn sekisho");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Proc { child, events, stderr, seen: Vec::new() }
+    }
+
+    /// Waits for a status line matching `pred` (already-seen lines included).
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("process exited while waiting for {what}; stderr:\n{}", self.stderr_tail()),
+                Err(_) => panic!("timed out waiting for {what}; seen {:?}; stderr:\n{}", self.seen, self.stderr_tail()),
+            }
+        }
+    }
+
+    pub async fn event(&mut self, name: &str) -> Value {
+        let name = name.to_owned();
+        self.wait_for(&name.clone(), move |v| v["event"] == name.as_str()).await
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Waits for the process to exit on its own; returns (success, stderr).
+    pub async fn exit(&mut self) -> (bool, String) {
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("process did not exit").unwrap();
+        (status.success(), std::fs::read_to_string(&self.stderr).unwrap_or_default())
+    }
+}
+
+/// A relay process with its own data directory.
+pub struct Relay {
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub api_url: String,
+    pub ca_file: String,
+    pub admin_key: String,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", extra).await;
+        Relay {
+            proc,
+            addr: ready["listen"].as_str().unwrap().parse().unwrap(),
+            api_url: ready["api_url"].as_str().unwrap().to_owned(),
+            ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
+            admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
+            dir,
+        }
+    }
+
+    async fn launch(dir: &std::path::Path, listen: &str, extra: &[&str]) -> (Proc, Value) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"]).arg(dir.join("data")).args(extra);
+        let mut proc = Proc::spawn(cmd, dir.join(format!("relay-{}.log", rand::random::<u32>())));
+        let ready = proc.event("ready").await;
+        (proc, ready)
+    }
+
+    /// Kills the relay (SIGKILL) and starts it again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.proc.kill().await;
+        let (proc, ready) = Self::launch(self.dir.path(), &self.addr.to_string(), &[]).await;
+        assert!(ready["admin_key"].is_null(), "the admin key is only shown on first start");
+        self.proc = proc;
+    }
+
+    pub fn ctl_command(&self, key: &str) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("ctl")
+            .arg("--json")
+            .env("SEKISHO_URL", &self.api_url)
+            .env("SEKISHO_CA", &self.ca_file)
+            .env("SEKISHO_API_KEY", key)
+            .env("SEKISHO_LANG", "en");
+        cmd
+    }
+
+    /// Runs `sekisho ctl --json ARGS`; Ok(parsed stdout) or Err(stderr).
+    pub async fn ctl(&self, args: &[&str]) -> Result<Value, String> {
+        let out = self.ctl_command(&self.admin_key).args(args).output().await.unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let v = self.ctl(&["token", "create", "--name", name, "--role", role]).await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Enrolls and starts an agent, waiting until it is connected.
+    pub async fn agent(&self, name: &str, role: &str) -> Agent {
+        let token = self.token(name, role).await;
+        let mut agent = Agent::start(self, &token, &[]).await;
+        let v = agent.proc.event("connected").await;
+        agent.id = v["agent_id"].as_str().unwrap().to_owned();
+        agent.name = name.to_owned();
+        agent
+    }
+
+    pub async fn service(&self, name: &str, agent: &Agent, target: &str) -> Value {
+        self.ctl(&["service", "create", name, "--agent", &agent.id, "--target", target]).await.unwrap()
+    }
+
+    /// Creates a route on `front` to `service` on a free port; returns the bound address.
+    pub async fn route(&self, front: &mut Agent, service: &str) -> (String, SocketAddr) {
+        let v = self.ctl(&["route", "create", "--agent", &front.id, "--listen", "127.0.0.1:0", "--service", service]).await.unwrap();
+        let id = v["id"].as_str().unwrap().to_owned();
+        let rid = id.clone();
+        let ev = front.proc.wait_for("route_listening", move |e| e["event"] == "route_listening" && e["route_id"] == rid.as_str()).await;
+        (id, ev["addr"].as_str().unwrap().parse().unwrap())
+    }
+
+    /// Recent events, newest first, waiting until one matches `pred`.
+    pub async fn wait_event(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let events = self.ctl(&["events", "--limit", "500"]).await.unwrap();
+            if let Some(e) = events.as_array().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no matching event in {events:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An agent process.
+pub struct Agent {
+    pub proc: Proc,
+    pub _dir: tempfile::TempDir,
+    pub id: String,
+    pub name: String,
+}
+
+impl Agent {
+    pub async fn start(relay: &Relay, token: &str, extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--json-events", "--relay", &relay.addr.to_string(), "--token", token, "--state-dir"])
+            .arg(dir.path().join("state"))
+            .args(extra);
+        let proc = Proc::spawn(cmd, dir.path().join("agent.log"));
+        Agent { proc, _dir: dir, id: String::new(), name: String::new() }
+    }
+}

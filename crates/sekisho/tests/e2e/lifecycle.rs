@@ -1,0 +1,112 @@
+//! Things that change while traffic flows: relay restarts, live route changes, revocation,
+//! proxies, and the quickstart.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+use crate::harness::{Agent, BIN, Proc, Relay};
+use crate::targets;
+
+#[tokio::test]
+async fn agents_reconnect_after_a_relay_restart_and_the_route_works_within_five_seconds() {
+    let mut relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_after_eof("ok:").await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    assert_eq!(targets::roundtrip(addr, b"1").await.unwrap(), b"ok:1");
+
+    relay.restart().await;
+    let back_up = Instant::now();
+    loop {
+        if let Ok(v) = targets::roundtrip(addr, b"2").await {
+            if v == b"ok:2" {
+                break;
+            }
+        }
+        assert!(back_up.elapsed() < Duration::from_secs(5), "route not working 5 s after the relay came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(back);
+}
+
+#[tokio::test]
+async fn route_changes_reach_agents_live() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_stream().await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+
+    let started = Instant::now();
+    let (route, addr) = relay.route(&mut front, "echo").await;
+    assert!(started.elapsed() < Duration::from_secs(1) + ctl_overhead(), "listener took {:?}", started.elapsed());
+    let status = relay.ctl(&["route", "list"]).await.unwrap();
+    assert_eq!(status[0]["bound"], addr.to_string());
+
+    // A long-lived connection through the route.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+
+    relay.ctl(&["route", "rm", &route]).await.unwrap();
+    let rid = route.clone();
+    front.proc.wait_for("route_closed", move |e| e["event"] == "route_closed" && e["route_id"] == rid.as_str()).await;
+    // The existing connection is reset and the listener is gone.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("stream ends");
+    assert!(r.is_err() || rest.is_empty());
+    assert!(TcpStream::connect(addr).await.is_err(), "listener still open");
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("route removed")).await;
+}
+
+/// Time the `ctl` process itself takes (start-up, TLS) is not the agent's latency.
+fn ctl_overhead() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[tokio::test]
+async fn a_revoked_agent_is_disconnected_and_refused() {
+    let relay = Relay::start().await;
+    let mut agent = relay.agent("old-laptop", "front").await;
+    relay.ctl(&["agent", "revoke", "old-laptop"]).await.unwrap();
+    let (ok, err) = agent.proc.exit().await;
+    assert!(!ok && err.contains("revoked"), "{err}");
+    let agents = relay.ctl(&["agent", "list"]).await.unwrap();
+    assert_eq!(agents[0]["revoked"], true);
+    assert_eq!(agents[0]["online"], false);
+}
+
+#[tokio::test]
+async fn an_agent_behind_an_http_connect_proxy_works() {
+    let relay = Relay::start().await;
+    let proxy = targets::connect_proxy().await;
+    let back_token = relay.token("behind-proxy", "back").await;
+    let mut back = Agent::start(&relay, &back_token, &["--proxy", &format!("http://{}", proxy.addr)]).await;
+    back.id = back.proc.event("connected").await["agent_id"].as_str().unwrap().to_owned();
+    assert!(proxy.count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(proxy.targets.lock().unwrap()[0], relay.addr.to_string());
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_after_eof("via-proxy:").await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    assert_eq!(targets::roundtrip(addr, b"x").await.unwrap(), b"via-proxy:x");
+}
+
+#[tokio::test]
+async fn quickstart_serves_the_demo_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["quickstart", "--json-events", "--port", "0"]);
+    let mut qs = Proc::spawn(cmd, dir.path().join("qs.log"));
+    let ready = qs.event("ready").await;
+    let url = ready["url"].as_str().unwrap();
+    let page = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert!(page.contains("SEKISHO-DEMO-OK"), "{page}");
+    assert!(page.contains("関所"));
+}

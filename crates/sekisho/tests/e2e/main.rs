@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `sekisho` binary as relay and agents, real clients and servers.
+#![allow(unreachable_pub, reason = "test modules share helpers inside one test binary")]
+
+mod harness;
+mod rawagent;
+mod targets;
+
+mod admin;
+mod bad_input;
+mod lifecycle;
+mod tunnel;

@@ -1,0 +1,198 @@
+//! Data through routes: HTTP, raw TCP with half-close, several sites, bulk, many streams,
+//! WebSocket, and the proof that the relay sees only ciphertext.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::Relay;
+use crate::targets;
+
+#[tokio::test]
+async fn http_and_raw_tcp_reach_their_services_through_a_route() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site-a", "back").await;
+    let mut front = relay.agent("laptop", "front").await;
+    let web = targets::http().await;
+    let echo = targets::echo_after_eof("echo:").await;
+    relay.service("wiki", &back, &format!("http://{web}")).await;
+    relay.service("raw", &back, &format!("tcp://{echo}")).await;
+    let (_, wiki) = relay.route(&mut front, "wiki").await;
+    let (_, raw) = relay.route(&mut front, "raw").await;
+
+    let body = reqwest::get(format!("http://{wiki}/")).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "hello through sekisho");
+    let big = reqwest::get(format!("http://{wiki}/big")).await.unwrap().bytes().await.unwrap();
+    assert_eq!(big.len(), 4 << 20);
+
+    // The echo server answers only after it sees EOF: half-close crossed both agents.
+    let answer = targets::roundtrip(raw, b"hello raw tcp").await.unwrap();
+    assert_eq!(answer, b"echo:hello raw tcp");
+}
+
+#[tokio::test]
+async fn two_sites_are_reachable_at_the_same_time() {
+    let relay = Relay::start().await;
+    let site_a = relay.agent("site-a", "back").await;
+    let site_b = relay.agent("site-b", "back").await;
+    let mut front = relay.agent("partner-pc", "front").await;
+    let a = targets::echo_after_eof("A:").await;
+    let b = targets::echo_after_eof("B:").await;
+    relay.service("svc-a", &site_a, &format!("tcp://{a}")).await;
+    relay.service("svc-b", &site_b, &format!("tcp://{b}")).await;
+    let (_, ra) = relay.route(&mut front, "svc-a").await;
+    let (_, rb) = relay.route(&mut front, "svc-b").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (addr, prefix) = if i % 2 == 0 { (ra, "A:") } else { (rb, "B:") };
+        tasks.push(tokio::spawn(async move {
+            let msg = format!("message {i}");
+            let got = targets::roundtrip(addr, msg.as_bytes()).await.unwrap();
+            assert_eq!(got, format!("{prefix}{msg}").as_bytes());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+const GIB: u64 = 1 << 30;
+
+#[tokio::test]
+async fn one_gib_crosses_both_ways_with_matching_checksums() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let sink = targets::sink_hash().await;
+    let source = targets::source().await;
+    relay.service("sink", &back, &format!("tcp://{sink}")).await;
+    relay.service("source", &back, &format!("tcp://{source}")).await;
+    let (_, up) = relay.route(&mut front, "sink").await;
+    let (_, down) = relay.route(&mut front, "source").await;
+
+    let upload = async {
+        let mut s = TcpStream::connect(up).await.unwrap();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut sent = 0u64;
+        while sent < GIB {
+            targets::fill(sent / 8, &mut buf);
+            h.update(&buf);
+            s.write_all(&buf).await.unwrap();
+            sent += buf.len() as u64;
+        }
+        s.shutdown().await.unwrap();
+        let mut digest = Vec::new();
+        s.read_to_end(&mut digest).await.unwrap();
+        assert_eq!(digest, h.finalize().to_vec(), "upload checksum");
+    };
+    let download = async {
+        let mut s = TcpStream::connect(down).await.unwrap();
+        s.write_all(format!("{GIB}\n").as_bytes()).await.unwrap();
+        let mut h = Sha256::new();
+        let mut expected = Sha256::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut got = 0u64;
+        let mut want = vec![0u8; 256 << 10];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            got += n as u64;
+        }
+        let mut made = 0u64;
+        while made < GIB {
+            targets::fill(made / 8, &mut want);
+            expected.update(&want);
+            made += want.len() as u64;
+        }
+        assert_eq!(got, GIB);
+        assert_eq!(h.finalize(), expected.finalize(), "download checksum");
+    };
+    tokio::join!(upload, download);
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_streams_all_complete() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_after_eof("").await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    // Open all thousand before any finishes.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(1000));
+    let tasks: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await?;
+                barrier.wait().await;
+                let msg: Vec<u8> = (0..1024u32).map(|j| ((i * 7 + j) % 251) as u8).collect();
+                s.write_all(&msg).await?;
+                s.shutdown().await?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).await?;
+                assert_eq!(out, msg, "stream {i}");
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{} of 1000 failed, first: {:?}\nfront:\n{}\nback:\n{}", failed.len(), failed.first(), front.proc.stderr_tail(), back.proc.stderr_tail());
+}
+
+#[tokio::test]
+async fn websocket_echo_and_long_lived_connections_work() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let ws = targets::websocket_echo().await;
+    relay.service("ws", &back, &format!("http://{ws}")).await;
+    let (_, addr) = relay.route(&mut front, "ws").await;
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+    for i in 0..50 {
+        client.send(format!("ping {i}").into()).await.unwrap();
+        let reply = client.next().await.unwrap().unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), format!("ping {i}"));
+        if i == 25 {
+            // Idle for a moment: the connection must stay up.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    client.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_relay_forwards_only_ciphertext_between_agents() {
+    let (tap, seen) = targets::collector().await;
+    let relay = Relay::start_with(&["--debug-tap", &tap.to_string()]).await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_after_eof("").await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    let marker = b"SEKISHO-PLAINTEXT-MARKER-0123456789".repeat(1000);
+    let answer = targets::roundtrip(addr, &marker).await.unwrap();
+    assert_eq!(answer, marker, "the service got and returned the plaintext");
+    // The tap must have seen at least the payload both ways (so this test can fail) ...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 2 * marker.len() {
+        assert!(tokio::time::Instant::now() < deadline, "tap saw only {} bytes", seen.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... and none of it is the plaintext.
+    let bytes = seen.lock().unwrap().clone();
+    assert!(!bytes.windows(25).any(|w| w == &b"SEKISHO-PLAINTEXT-MARKER-"[..]), "relay saw plaintext");
+}
