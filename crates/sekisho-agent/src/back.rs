@@ -17,15 +17,22 @@ use sekisho_wire::ResetCode;
 
 const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// End-to-end sessions by (front agent id, session id).
+type Sessions = Mutex<HashMap<(String, u64), Arc<PairSession>>>;
+
 pub(crate) struct Back {
     secret: [u8; 32],
     services: RwLock<HashMap<String, ServiceConfig>>,
-    sessions: Arc<Mutex<HashMap<(String, u64), Arc<PairSession>>>>,
+    sessions: Sessions,
 }
 
 impl Back {
     pub(crate) fn new(secret: [u8; 32]) -> Self {
-        Back { secret, services: RwLock::new(HashMap::new()), sessions: Arc::new(Mutex::new(HashMap::new())) }
+        Back {
+            secret,
+            services: RwLock::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn set_services(&self, services: &[ServiceConfig]) {
@@ -35,20 +42,30 @@ impl Back {
     pub(crate) async fn serve(&self, stream: MuxStream, payload: Bytes) {
         let req: OpenService = match serde_json::from_slice(&payload) {
             Ok(r) => r,
-            Err(e) => return stream.reset(ResetCode::PROTOCOL, &format!("malformed open request: {e}")),
+            Err(e) => {
+                return stream.reset(ResetCode::PROTOCOL, &format!("malformed open request: {e}"));
+            }
         };
         let Some(svc) = self.services.read().get(&req.service).cloned() else {
-            return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not served by this agent", req.service));
+            return stream.reset(
+                ResetCode::REFUSED,
+                &format!("service `{}` is not served by this agent", req.service),
+            );
         };
         let seal = match (&req.from_agent, req.e2e) {
             (None, None) => Seal::Plain,
             (Some(from), Some(E2eOpen::Handshake { session })) => {
-                return self.handshake(stream, from.clone(), req.from_key.as_deref(), session).await;
+                return self
+                    .handshake(stream, from.clone(), req.from_key.as_deref(), session)
+                    .await;
             }
             (Some(from), Some(E2eOpen::Stream { session, index })) => {
                 let s = self.sessions.lock().get(&(from.clone(), session)).cloned();
                 let Some(s) = s else {
-                    return stream.reset(ResetCode::CRYPTO, "unknown end-to-end session; handshake again");
+                    return stream.reset(
+                        ResetCode::CRYPTO,
+                        "unknown end-to-end session; handshake again",
+                    );
                 };
                 if let Err(e) = s.accept_index(index) {
                     tracing::warn!(%from, error = %e, "refusing replayed stream");
@@ -57,15 +74,28 @@ impl Back {
                 let (sealer, opener) = s.stream(index);
                 Seal::Sealed(sealer, opener)
             }
-            (Some(_), None) => return stream.reset(ResetCode::CRYPTO, "agent streams must be end-to-end encrypted"),
-            (None, Some(_)) => return stream.reset(ResetCode::PROTOCOL, "end-to-end stream without a sending agent"),
+            (Some(_), None) => {
+                return stream.reset(
+                    ResetCode::CRYPTO,
+                    "agent streams must be end-to-end encrypted",
+                );
+            }
+            (None, Some(_)) => {
+                return stream.reset(
+                    ResetCode::PROTOCOL,
+                    "end-to-end stream without a sending agent",
+                );
+            }
         };
         let addr = target_addr(&svc.target);
         let tcp = match dial::connect(addr, None, TARGET_TIMEOUT).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(service = %svc.name, error = %e, "target unreachable");
-                return stream.reset(ResetCode::TARGET_UNREACHABLE, &format!("service `{}`: {e}", svc.name));
+                return stream.reset(
+                    ResetCode::TARGET_UNREACHABLE,
+                    &format!("service `{}`: {e}", svc.name),
+                );
             }
         };
         let totals = Totals::default();
@@ -74,9 +104,18 @@ impl Back {
         }
     }
 
-    async fn handshake(&self, stream: MuxStream, from: String, from_key: Option<&str>, session: u64) {
+    async fn handshake(
+        &self,
+        stream: MuxStream,
+        from: String,
+        from_key: Option<&str>,
+        session: u64,
+    ) {
         let Some(peer) = from_key.and_then(decode32) else {
-            return stream.reset(ResetCode::CRYPTO, "missing sender key for the end-to-end handshake");
+            return stream.reset(
+                ResetCode::CRYPTO,
+                "missing sender key for the end-to-end handshake",
+            );
         };
         let read_first = async {
             let mut buf = BytesMut::new();
@@ -97,12 +136,19 @@ impl Back {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%from, error = %e, "end-to-end handshake failed");
-                return stream.reset(ResetCode::CRYPTO, &format!("end-to-end handshake failed: {e}"));
+                return stream.reset(
+                    ResetCode::CRYPTO,
+                    &format!("end-to-end handshake failed: {e}"),
+                );
             }
         };
         let key = (from, session);
         self.sessions.lock().insert(key.clone(), Arc::new(pair));
-        if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {
+        if stream
+            .write_all(&e2e::frame_handshake(&reply))
+            .await
+            .is_ok()
+        {
             // Hold the session while the handshake stream lives.
             while let Ok(Some(_)) = stream.read_chunk().await {}
         }

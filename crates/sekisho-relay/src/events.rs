@@ -9,7 +9,9 @@ use crate::state::State;
 
 /// Drains recorded events into the store in the background.
 pub(crate) fn spawn_writer(state: &Arc<State>) {
-    let Some(mut rx) = state.take_events_rx() else { return };
+    let Some(mut rx) = state.take_events_rx() else {
+        return;
+    };
     let store = state.store.clone();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(512);

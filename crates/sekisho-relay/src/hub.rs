@@ -25,13 +25,26 @@ pub(crate) struct Hub {
 impl Hub {
     /// Registers a freshly authenticated connection, replacing (and closing) an older one of the
     /// same agent, and sends it its configuration.
-    pub(crate) fn register(&self, id: &str, conn: Connection, addr: SocketAddr, version: String, topo: &Topology) {
+    pub(crate) fn register(
+        &self,
+        id: &str,
+        conn: Connection,
+        addr: SocketAddr,
+        version: String,
+        topo: &Topology,
+    ) {
         let config = topo.config_for(id);
         let _ = conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
-        let online =
-            Online { conn, addr, version, connected_at: sekisho_store::now_ms(), last_config: Some(config) };
+        let online = Online {
+            conn,
+            addr,
+            version,
+            connected_at: sekisho_store::now_ms(),
+            last_config: Some(config),
+        };
         if let Some(old) = self.agents.lock().insert(id.to_owned(), online) {
-            old.conn.close("replaced by a newer connection of the same agent");
+            old.conn
+                .close("replaced by a newer connection of the same agent");
         }
     }
 
@@ -49,7 +62,10 @@ impl Hub {
 
     /// `(address, version, connected_at)` of an online agent.
     pub(crate) fn info(&self, id: &str) -> Option<(SocketAddr, String, i64)> {
-        self.agents.lock().get(id).map(|o| (o.addr, o.version.clone(), o.connected_at))
+        self.agents
+            .lock()
+            .get(id)
+            .map(|o| (o.addr, o.version.clone(), o.connected_at))
     }
 
     pub(crate) fn online_ids(&self) -> Vec<String> {
@@ -65,7 +81,9 @@ impl Hub {
         for (id, online) in self.agents.lock().iter_mut() {
             let config = topo.config_for(id);
             if online.last_config.as_ref() != Some(&config) {
-                let _ = online.conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
+                let _ = online
+                    .conn
+                    .send_control(proto::encode(&RelayMsg::Config(config.clone())));
                 online.last_config = Some(config);
             }
         }
@@ -73,7 +91,10 @@ impl Hub {
 
     pub(crate) fn disconnect(&self, id: &str, reason: &str) {
         if let Some(o) = self.agents.lock().remove(id) {
-            let _ = o.conn.send_control(proto::encode(&RelayMsg::Error { code: "revoked".into(), message: reason.into() }));
+            let _ = o.conn.send_control(proto::encode(&RelayMsg::Error {
+                code: "revoked".into(),
+                message: reason.into(),
+            }));
             o.conn.close(reason);
         }
     }

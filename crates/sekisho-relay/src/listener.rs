@@ -15,7 +15,12 @@ use crate::state::State;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn run(tcp: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    tcp: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let api = crate::api::router(state.clone());
     loop {
@@ -36,12 +41,19 @@ pub(crate) async fn run(tcp: TcpListener, tls: Arc<rustls::ServerConfig>, state:
         let state = state.clone();
         let api = api.clone();
         tokio::spawn(
-            async move { handle(sock, peer, acceptor, state, api).await }.instrument(tracing::info_span!("conn", %peer)),
+            async move { handle(sock, peer, acceptor, state, api).await }
+                .instrument(tracing::info_span!("conn", %peer)),
         );
     }
 }
 
-async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state: Arc<State>, api: axum::Router) {
+async fn handle(
+    sock: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+    api: axum::Router,
+) {
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -59,7 +71,10 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
         _ => {
             let service = TowerToHyperService::new(api);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
         }

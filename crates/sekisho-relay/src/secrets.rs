@@ -49,4 +49,3 @@ pub(crate) async fn issue_api_key(store: &Store, name: &str) -> Result<String, S
         .await?;
     Ok(key)
 }
-

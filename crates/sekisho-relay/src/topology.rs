@@ -15,10 +15,30 @@ pub(crate) struct Topology {
 
 impl Topology {
     pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
-        let agents = store.list_agents().await?.into_iter().filter(|a| a.revoked_at.is_none()).map(|a| (a.id.clone(), a)).collect();
-        let services = store.list_services().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let routes = store.list_routes().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
-        Ok(Topology { agents, services, routes })
+        let agents = store
+            .list_agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.revoked_at.is_none())
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let services = store
+            .list_services()
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let routes = store
+            .list_routes()
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        Ok(Topology {
+            agents,
+            services,
+            routes,
+        })
     }
 
     /// The configuration agent `id` needs: the routes it fronts and the services it serves.
@@ -45,7 +65,12 @@ impl Topology {
             .services
             .values()
             .filter(|s| s.agent_id == id)
-            .map(|s| ServiceConfig { id: s.id.clone(), name: s.name.clone(), target: s.target.clone(), protocol: s.protocol.clone() })
+            .map(|s| ServiceConfig {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                target: s.target.clone(),
+                protocol: s.protocol.clone(),
+            })
             .collect();
         services.sort_by(|a, b| a.id.cmp(&b.id));
         AgentConfig { routes, services }
@@ -66,6 +91,8 @@ impl Topology {
 
     /// Finds a service by id or name.
     pub(crate) fn find_service(&self, key: &str) -> Option<&Service> {
-        self.services.get(key).or_else(|| self.services.values().find(|s| s.name == key))
+        self.services
+            .get(key)
+            .or_else(|| self.services.values().find(|s| s.name == key))
     }
 }

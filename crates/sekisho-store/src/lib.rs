@@ -28,7 +28,11 @@ pub enum StoreError {
     #[error("{kind} `{name}` not found")]
     NotFound { kind: &'static str, name: String },
     #[error("{kind} `{name}` is still used by {used_by}")]
-    InUse { kind: &'static str, name: String, used_by: String },
+    InUse {
+        kind: &'static str,
+        name: String,
+        used_by: String,
+    },
 }
 
 /// Why an enrollment token was not accepted.
@@ -44,12 +48,17 @@ pub enum TokenRejection {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn conflict(e: sqlx::Error, kind: &'static str, name: &str) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { kind, name: name.to_owned() },
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+            kind,
+            name: name.to_owned(),
+        },
         _ => StoreError::Db(e),
     }
 }
@@ -69,7 +78,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
@@ -77,7 +89,10 @@ impl Store {
     // --- API keys -------------------------------------------------------------------------
 
     pub async fn api_key_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 
     pub async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
@@ -99,10 +114,12 @@ impl Store {
     }
 
     pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE key_hash = $1")
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     // --- Enrollment tokens ----------------------------------------------------------------
@@ -127,12 +144,18 @@ impl Store {
 
     /// Marks the token used and creates the agent it enrolls, atomically. A token can be spent
     /// once, before it expires.
-    pub async fn enroll(&self, token_hash: &str, agent: &Agent) -> Result<Result<EnrollmentToken, TokenRejection>, StoreError> {
+    pub async fn enroll(
+        &self,
+        token_hash: &str,
+        agent: &Agent,
+    ) -> Result<Result<EnrollmentToken, TokenRejection>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(token) = sqlx::query_as::<_, EnrollmentToken>("SELECT * FROM enrollment_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(token) = sqlx::query_as::<_, EnrollmentToken>(
+            "SELECT * FROM enrollment_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(Err(TokenRejection::Unknown));
         };
@@ -177,15 +200,30 @@ impl Store {
     // --- Agents ---------------------------------------------------------------------------
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents ORDER BY created_at, id").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, Agent>("SELECT * FROM agents ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Records that an agent connected or was last heard from.
-    pub async fn touch_agent(&self, id: &str, addr: &str, version: &str, hostname: &str) -> Result<(), StoreError> {
+    pub async fn touch_agent(
+        &self,
+        id: &str,
+        addr: &str,
+        version: &str,
+        hostname: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen = $1, last_addr = $2, version = $3, hostname = $4 WHERE id = $5")
             .bind(now_ms())
             .bind(addr)
@@ -198,7 +236,11 @@ impl Store {
     }
 
     pub async fn seen_agent(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -213,15 +255,23 @@ impl Store {
         .await?
         .try_get(0)?;
         if used > 0 {
-            return Err(StoreError::InUse { kind: "agent", name: id.to_owned(), used_by: format!("{used} services or routes") });
+            return Err(StoreError::InUse {
+                kind: "agent",
+                name: id.to_owned(),
+                used_by: format!("{used} services or routes"),
+            });
         }
-        let r = sqlx::query("UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound { kind: "agent", name: id.to_owned() });
+            return Err(StoreError::NotFound {
+                kind: "agent",
+                name: id.to_owned(),
+            });
         }
         Ok(())
     }
@@ -248,17 +298,25 @@ impl Store {
     }
 
     pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        Ok(sqlx::query_as::<_, Service>("SELECT * FROM services ORDER BY name").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, Service>("SELECT * FROM services ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Deletes a service by name or id; refuses while routes lead to it.
     pub async fn delete_service(&self, name_or_id: &str) -> Result<Service, StoreError> {
-        let Some(svc) = sqlx::query_as::<_, Service>("SELECT * FROM services WHERE name = $1 OR id = $1")
-            .bind(name_or_id)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(svc) =
+            sqlx::query_as::<_, Service>("SELECT * FROM services WHERE name = $1 OR id = $1")
+                .bind(name_or_id)
+                .fetch_optional(&self.pool)
+                .await?
         else {
-            return Err(StoreError::NotFound { kind: "service", name: name_or_id.to_owned() });
+            return Err(StoreError::NotFound {
+                kind: "service",
+                name: name_or_id.to_owned(),
+            });
         };
         let routes: i64 = sqlx::query("SELECT COUNT(*) FROM routes WHERE service_id = $1")
             .bind(&svc.id)
@@ -266,9 +324,16 @@ impl Store {
             .await?
             .try_get(0)?;
         if routes > 0 {
-            return Err(StoreError::InUse { kind: "service", name: svc.name, used_by: format!("{routes} routes") });
+            return Err(StoreError::InUse {
+                kind: "service",
+                name: svc.name,
+                used_by: format!("{routes} routes"),
+            });
         }
-        sqlx::query("DELETE FROM services WHERE id = $1").bind(&svc.id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(&svc.id)
+            .execute(&self.pool)
+            .await?;
         Ok(svc)
     }
 
@@ -292,13 +357,23 @@ impl Store {
     }
 
     pub async fn list_routes(&self) -> Result<Vec<Route>, StoreError> {
-        Ok(sqlx::query_as::<_, Route>("SELECT * FROM routes ORDER BY created_at, id").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, Route>("SELECT * FROM routes ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn delete_route(&self, id: &str) -> Result<(), StoreError> {
-        let r = sqlx::query("DELETE FROM routes WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM routes WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound { kind: "route", name: id.to_owned() });
+            return Err(StoreError::NotFound {
+                kind: "route",
+                name: id.to_owned(),
+            });
         }
         Ok(())
     }
@@ -336,10 +411,12 @@ impl Store {
     }
 
     pub async fn list_events(&self, limit: i64) -> Result<Vec<Event>, StoreError> {
-        Ok(sqlx::query_as::<_, Event>("SELECT * FROM events ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, Event>("SELECT * FROM events ORDER BY id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 

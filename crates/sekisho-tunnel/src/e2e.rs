@@ -51,14 +51,26 @@ fn noise(e: snow::Error) -> E2eError {
 fn builder() -> Builder<'static> {
     #[expect(clippy::unwrap_used, reason = "the protocol name is a valid constant")]
     let params = NOISE_PARAMS.parse().unwrap();
-    Builder::with_resolver(params, Box::new(FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver))))
+    Builder::with_resolver(
+        params,
+        Box::new(FallbackResolver::new(
+            Box::new(RingResolver),
+            Box::new(DefaultResolver),
+        )),
+    )
 }
 
 /// Generates an X25519 static key pair: `(secret, public)`.
 pub fn generate_static() -> Result<([u8; 32], [u8; 32]), E2eError> {
     let kp = builder().generate_keypair().map_err(noise)?;
-    let secret = kp.private.try_into().map_err(|_| E2eError::Noise("bad key length".into()))?;
-    let public = kp.public.try_into().map_err(|_| E2eError::Noise("bad key length".into()))?;
+    let secret = kp
+        .private
+        .try_into()
+        .map_err(|_| E2eError::Noise("bad key length".into()))?;
+    let public = kp
+        .public
+        .try_into()
+        .map_err(|_| E2eError::Noise("bad key length".into()))?;
     Ok((secret, public))
 }
 
@@ -68,7 +80,10 @@ pub struct Initiator {
 }
 
 /// Starts a handshake towards `remote_public`; returns the first message to send.
-pub fn initiate(local_secret: &[u8; 32], remote_public: &[u8; 32]) -> Result<(Initiator, Vec<u8>), E2eError> {
+pub fn initiate(
+    local_secret: &[u8; 32],
+    remote_public: &[u8; 32],
+) -> Result<(Initiator, Vec<u8>), E2eError> {
     let mut state = builder()
         .local_private_key(local_secret)
         .remote_public_key(remote_public)
@@ -84,7 +99,9 @@ impl Initiator {
     /// Completes the handshake with the responder's answer.
     pub fn finish(mut self, reply: &[u8]) -> Result<PairSession, E2eError> {
         let mut payload = vec![0u8; 256];
-        self.state.read_message(reply, &mut payload).map_err(noise)?;
+        self.state
+            .read_message(reply, &mut payload)
+            .map_err(noise)?;
         PairSession::new(self.state)
     }
 }
@@ -139,13 +156,18 @@ impl PairSession {
     /// A fresh stream index for the initiator.
     pub fn next_index(&self) -> Result<u32, E2eError> {
         let i = self.next_index.fetch_add(1, Ordering::Relaxed);
-        if i == u32::MAX { Err(E2eError::Exhausted) } else { Ok(i) }
+        if i == u32::MAX {
+            Err(E2eError::Exhausted)
+        } else {
+            Ok(i)
+        }
     }
 
     /// Records that the responder accepted stream `index`; refuses one seen before.
     pub fn accept_index(&self, index: u32) -> Result<(), E2eError> {
         let mut seen = self.seen.lock();
-        if index == 0 || index.saturating_add(REPLAY_WINDOW) <= seen.max || !seen.set.insert(index) {
+        if index == 0 || index.saturating_add(REPLAY_WINDOW) <= seen.max || !seen.set.insert(index)
+        {
             return Err(E2eError::Replay(index));
         }
         if index > seen.max {
@@ -161,8 +183,17 @@ impl PairSession {
     /// The sealing and opening halves of stream `index`.
     pub fn stream(self: &std::sync::Arc<Self>, index: u32) -> (Sealer, Opener) {
         (
-            Sealer { session: self.clone(), index, seq: 0 },
-            Opener { session: self.clone(), index, seq: 0, buf: BytesMut::new() },
+            Sealer {
+                session: self.clone(),
+                index,
+                seq: 0,
+            },
+            Opener {
+                session: self.clone(),
+                index,
+                seq: 0,
+                buf: BytesMut::new(),
+            },
         )
     }
 }
@@ -215,7 +246,7 @@ impl Opener {
     }
 
     /// The next complete record's plaintext, if one has fully arrived.
-    pub fn next(&mut self) -> Result<Option<Bytes>, E2eError> {
+    pub fn next_record(&mut self) -> Result<Option<Bytes>, E2eError> {
         if self.buf.len() < 2 {
             return Ok(None);
         }
@@ -291,7 +322,7 @@ mod tests {
         let mut got = Vec::new();
         for byte in wire.iter() {
             open.push(&[*byte]);
-            while let Some(p) = open.next().unwrap() {
+            while let Some(p) = open.next_record().unwrap() {
                 got.extend_from_slice(&p);
             }
         }
@@ -308,10 +339,10 @@ mod tests {
         seal.seal(b"second", &mut r2).unwrap();
         let (_, mut other_stream) = b.stream(2);
         other_stream.push(&r1);
-        assert!(matches!(other_stream.next(), Err(E2eError::BadRecord)));
+        assert!(matches!(other_stream.next_record(), Err(E2eError::BadRecord)));
         let (_, mut same_stream) = b.stream(1);
         same_stream.push(&r2);
-        assert!(matches!(same_stream.next(), Err(E2eError::BadRecord)));
+        assert!(matches!(same_stream.next_record(), Err(E2eError::BadRecord)));
     }
 
     #[test]
@@ -324,7 +355,7 @@ mod tests {
         wire[last] ^= 1;
         let (_, mut open) = b.stream(1);
         open.push(&wire);
-        assert!(matches!(open.next(), Err(E2eError::BadRecord)));
+        assert!(matches!(open.next_record(), Err(E2eError::BadRecord)));
     }
 
     #[test]

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sekisho", version, about = "Sekisho (関所): zero-trust access without open ports or VPNs")]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Sekisho (関所): zero-trust access without open ports or VPNs"
+)]
 pub(crate) struct Cli {
     /// Language of messages: ja or en (default: from LANG).
     #[arg(long, global = true, env = "SEKISHO_LANG")]
@@ -151,7 +155,9 @@ pub(crate) enum ServiceCmd {
     },
     List,
     /// Remove a service (its routes must be removed first).
-    Rm { name: String },
+    Rm {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,7 +176,9 @@ pub(crate) enum RouteCmd {
     },
     List,
     /// Remove a route: its listener closes and its streams are reset.
-    Rm { id: String },
+    Rm {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

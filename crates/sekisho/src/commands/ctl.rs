@@ -13,14 +13,35 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
     let client = ApiClient::from_args(&args, lang)?;
     let json_out = args.json;
     match args.command {
-        CtlCommand::Token(TokenCmd::Create { name, role, site, ttl }) => {
-            let ttl_secs = parse_duration(&ttl).ok_or_else(|| anyhow::anyhow!("{} `{ttl}`", lang.pick("invalid duration", "期間の形式が不正です")))?;
-            let v = client.post("/api/v1/enrollment-tokens", &json!({"name": name, "role": role, "site": site, "ttl_secs": ttl_secs})).await?;
+        CtlCommand::Token(TokenCmd::Create {
+            name,
+            role,
+            site,
+            ttl,
+        }) => {
+            let ttl_secs = parse_duration(&ttl).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} `{ttl}`",
+                    lang.pick("invalid duration", "期間の形式が不正です")
+                )
+            })?;
+            let v = client
+                .post(
+                    "/api/v1/enrollment-tokens",
+                    &json!({"name": name, "role": role, "site": site, "ttl_secs": ttl_secs}),
+                )
+                .await?;
             if json_out {
                 print_json(&v);
             } else {
                 println!("{}", v["token"].as_str().unwrap_or_default());
-                eprintln!("{}", lang.pick("Run this on the agent's machine (the token works once):", "エージェント側で実行してください (トークンは一度だけ有効):"));
+                eprintln!(
+                    "{}",
+                    lang.pick(
+                        "Run this on the agent's machine (the token works once):",
+                        "エージェント側で実行してください (トークンは一度だけ有効):"
+                    )
+                );
                 eprintln!("  {}", v["command"].as_str().unwrap_or_default());
             }
         }
@@ -29,14 +50,30 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             if json_out {
                 print_json(&v);
             } else {
-                table::print(&v, &[("ID", "id"), ("NAME", "name"), ("ROLE", "role"), ("ONLINE", "online"), ("VERSION", "version"), ("ADDRESS", "address"), ("LAST SEEN", "last_seen")]);
+                table::print(
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("NAME", "name"),
+                        ("ROLE", "role"),
+                        ("ONLINE", "online"),
+                        ("VERSION", "version"),
+                        ("ADDRESS", "address"),
+                        ("LAST SEEN", "last_seen"),
+                    ],
+                );
             }
         }
         CtlCommand::Agent(AgentCmd::Revoke { agent }) => {
             client.delete(&format!("/api/v1/agents/{agent}")).await?;
             done(json_out, lang);
         }
-        CtlCommand::Service(ServiceCmd::Create { name, agent, target, edge_listen }) => {
+        CtlCommand::Service(ServiceCmd::Create {
+            name,
+            agent,
+            target,
+            edge_listen,
+        }) => {
             let v = client.post("/api/v1/services", &json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen})).await?;
             print_one(&v, json_out, "id");
         }
@@ -45,15 +82,33 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             if json_out {
                 print_json(&v);
             } else {
-                table::print(&v, &[("ID", "id"), ("NAME", "name"), ("AGENT", "agent_name"), ("TARGET", "target"), ("EDGE", "edge_bound")]);
+                table::print(
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("NAME", "name"),
+                        ("AGENT", "agent_name"),
+                        ("TARGET", "target"),
+                        ("EDGE", "edge_bound"),
+                    ],
+                );
             }
         }
         CtlCommand::Service(ServiceCmd::Rm { name }) => {
             client.delete(&format!("/api/v1/services/{name}")).await?;
             done(json_out, lang);
         }
-        CtlCommand::Route(RouteCmd::Create { agent, listen, service }) => {
-            let v = client.post("/api/v1/routes", &json!({"agent": agent, "listen": listen, "service": service})).await?;
+        CtlCommand::Route(RouteCmd::Create {
+            agent,
+            listen,
+            service,
+        }) => {
+            let v = client
+                .post(
+                    "/api/v1/routes",
+                    &json!({"agent": agent, "listen": listen, "service": service}),
+                )
+                .await?;
             print_one(&v, json_out, "id");
         }
         CtlCommand::Route(RouteCmd::List) => {
@@ -61,7 +116,17 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             if json_out {
                 print_json(&v);
             } else {
-                table::print(&v, &[("ID", "id"), ("AGENT", "agent_name"), ("LISTEN", "listen"), ("BOUND", "bound"), ("SERVICE", "service_name"), ("ERROR", "error")]);
+                table::print(
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("AGENT", "agent_name"),
+                        ("LISTEN", "listen"),
+                        ("BOUND", "bound"),
+                        ("SERVICE", "service_name"),
+                        ("ERROR", "error"),
+                    ],
+                );
             }
         }
         CtlCommand::Route(RouteCmd::Rm { id }) => {
@@ -73,7 +138,17 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             if json_out {
                 print_json(&v);
             } else {
-                table::print(&v, &[("AT", "at"), ("KIND", "kind"), ("DECISION", "decision"), ("AGENT", "agent_id"), ("TARGET", "target"), ("REASON", "reason")]);
+                table::print(
+                    &v,
+                    &[
+                        ("AT", "at"),
+                        ("KIND", "kind"),
+                        ("DECISION", "decision"),
+                        ("AGENT", "agent_id"),
+                        ("TARGET", "target"),
+                        ("REASON", "reason"),
+                    ],
+                );
             }
         }
     }
@@ -111,7 +186,10 @@ pub(crate) fn parse_duration(s: &str) -> Option<i64> {
         c if c.is_ascii_digit() => (s, 1),
         _ => return None,
     };
-    num.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
+    num.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)?
+        .checked_mul(mult)
 }
 
 #[cfg(test)]

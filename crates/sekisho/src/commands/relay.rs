@@ -25,17 +25,43 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "admin_key": handle.admin_key,
         }));
     } else {
-        println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
-        println!("{} {}", lang.pick("CA fingerprint (SHA-256):", "CA フィンガープリント (SHA-256):"), handle.ca_fingerprint);
+        println!(
+            "{} {}",
+            lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"),
+            handle.addr
+        );
+        println!(
+            "{} {}",
+            lang.pick(
+                "CA fingerprint (SHA-256):",
+                "CA フィンガープリント (SHA-256):"
+            ),
+            handle.ca_fingerprint
+        );
         if let Some(key) = &handle.admin_key {
             println!();
-            println!("{}", lang.pick("Admin API key (shown only once, store it now):", "管理 API キー (一度だけ表示します。今すぐ保管してください):"));
+            println!(
+                "{}",
+                lang.pick(
+                    "Admin API key (shown only once, store it now):",
+                    "管理 API キー (一度だけ表示します。今すぐ保管してください):"
+                )
+            );
             println!("  {key}");
             println!();
-            println!("{}", lang.pick("Use it with sekisho ctl:", "sekisho ctl で使うには:"));
-            println!("  export SEKISHO_URL={api_url} SEKISHO_CA={} SEKISHO_API_KEY={key}", handle.ca_path.display());
+            println!(
+                "{}",
+                lang.pick("Use it with sekisho ctl:", "sekisho ctl で使うには:")
+            );
+            println!(
+                "  export SEKISHO_URL={api_url} SEKISHO_CA={} SEKISHO_API_KEY={key}",
+                handle.ca_path.display()
+            );
         }
-        println!("{}", lang.pick("Press Ctrl-C to stop.", "Ctrl-C で停止します。"));
+        println!(
+            "{}",
+            lang.pick("Press Ctrl-C to stop.", "Ctrl-C で停止します。")
+        );
     }
     stop_signal().await;
     handle.shutdown().await;

@@ -46,7 +46,12 @@ impl Proc {
                 }
             }
         });
-        Proc { child, events, stderr, seen: Vec::new() }
+        Proc {
+            child,
+            events,
+            stderr,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a status line matching `pred` (already-seen lines included).
@@ -63,15 +68,23 @@ impl Proc {
                         return v;
                     }
                 }
-                Ok(None) => panic!("process exited while waiting for {what}; stderr:\n{}", self.stderr_tail()),
-                Err(_) => panic!("timed out waiting for {what}; seen {:?}; stderr:\n{}", self.seen, self.stderr_tail()),
+                Ok(None) => panic!(
+                    "process exited while waiting for {what}; stderr:\n{}",
+                    self.stderr_tail()
+                ),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; seen {:?}; stderr:\n{}",
+                    self.seen,
+                    self.stderr_tail()
+                ),
             }
         }
     }
 
     pub async fn event(&mut self, name: &str) -> Value {
         let name = name.to_owned();
-        self.wait_for(&name.clone(), move |v| v["event"] == name.as_str()).await
+        self.wait_for(&name.clone(), move |v| v["event"] == name.as_str())
+            .await
     }
 
     pub fn stderr_tail(&self) -> String {
@@ -86,8 +99,14 @@ impl Proc {
 
     /// Waits for the process to exit on its own; returns (success, stderr).
     pub async fn exit(&mut self) -> (bool, String) {
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("process did not exit").unwrap();
-        (status.success(), std::fs::read_to_string(&self.stderr).unwrap_or_default())
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("process did not exit")
+            .unwrap();
+        (
+            status.success(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        )
     }
 }
 
@@ -114,15 +133,23 @@ impl Relay {
             addr: ready["listen"].as_str().unwrap().parse().unwrap(),
             api_url: ready["api_url"].as_str().unwrap().to_owned(),
             ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
-            admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
+            admin_key: ready["admin_key"]
+                .as_str()
+                .expect("first start prints the admin key")
+                .to_owned(),
             dir,
         }
     }
 
     async fn launch(dir: &std::path::Path, listen: &str, extra: &[&str]) -> (Proc, Value) {
         let mut cmd = Command::new(BIN);
-        cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"]).arg(dir.join("data")).args(extra);
-        let mut proc = Proc::spawn(cmd, dir.join(format!("relay-{}.log", rand::random::<u32>())));
+        cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"])
+            .arg(dir.join("data"))
+            .args(extra);
+        let mut proc = Proc::spawn(
+            cmd,
+            dir.join(format!("relay-{}.log", rand::random::<u32>())),
+        );
         let ready = proc.event("ready").await;
         (proc, ready)
     }
@@ -131,7 +158,10 @@ impl Relay {
     pub async fn restart(&mut self) {
         self.proc.kill().await;
         let (proc, ready) = Self::launch(self.dir.path(), &self.addr.to_string(), &[]).await;
-        assert!(ready["admin_key"].is_null(), "the admin key is only shown on first start");
+        assert!(
+            ready["admin_key"].is_null(),
+            "the admin key is only shown on first start"
+        );
         self.proc = proc;
     }
 
@@ -148,7 +178,12 @@ impl Relay {
 
     /// Runs `sekisho ctl --json ARGS`; Ok(parsed stdout) or Err(stderr).
     pub async fn ctl(&self, args: &[&str]) -> Result<Value, String> {
-        let out = self.ctl_command(&self.admin_key).args(args).output().await.unwrap();
+        let out = self
+            .ctl_command(&self.admin_key)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
         } else {
@@ -157,7 +192,10 @@ impl Relay {
     }
 
     pub async fn token(&self, name: &str, role: &str) -> String {
-        let v = self.ctl(&["token", "create", "--name", name, "--role", role]).await.unwrap();
+        let v = self
+            .ctl(&["token", "create", "--name", name, "--role", role])
+            .await
+            .unwrap();
         v["token"].as_str().unwrap().to_owned()
     }
 
@@ -172,15 +210,36 @@ impl Relay {
     }
 
     pub async fn service(&self, name: &str, agent: &Agent, target: &str) -> Value {
-        self.ctl(&["service", "create", name, "--agent", &agent.id, "--target", target]).await.unwrap()
+        self.ctl(&[
+            "service", "create", name, "--agent", &agent.id, "--target", target,
+        ])
+        .await
+        .unwrap()
     }
 
     /// Creates a route on `front` to `service` on a free port; returns the bound address.
     pub async fn route(&self, front: &mut Agent, service: &str) -> (String, SocketAddr) {
-        let v = self.ctl(&["route", "create", "--agent", &front.id, "--listen", "127.0.0.1:0", "--service", service]).await.unwrap();
+        let v = self
+            .ctl(&[
+                "route",
+                "create",
+                "--agent",
+                &front.id,
+                "--listen",
+                "127.0.0.1:0",
+                "--service",
+                service,
+            ])
+            .await
+            .unwrap();
         let id = v["id"].as_str().unwrap().to_owned();
         let rid = id.clone();
-        let ev = front.proc.wait_for("route_listening", move |e| e["event"] == "route_listening" && e["route_id"] == rid.as_str()).await;
+        let ev = front
+            .proc
+            .wait_for("route_listening", move |e| {
+                e["event"] == "route_listening" && e["route_id"] == rid.as_str()
+            })
+            .await;
         (id, ev["addr"].as_str().unwrap().parse().unwrap())
     }
 
@@ -192,7 +251,10 @@ impl Relay {
             if let Some(e) = events.as_array().unwrap().iter().find(|e| pred(e)) {
                 return e.clone();
             }
-            assert!(tokio::time::Instant::now() < deadline, "no matching event in {events:#}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching event in {events:#}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -210,10 +272,23 @@ impl Agent {
     pub async fn start(relay: &Relay, token: &str, extra: &[&str]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "--json-events", "--relay", &relay.addr.to_string(), "--token", token, "--state-dir"])
-            .arg(dir.path().join("state"))
-            .args(extra);
+        cmd.args([
+            "agent",
+            "--json-events",
+            "--relay",
+            &relay.addr.to_string(),
+            "--token",
+            token,
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .args(extra);
         let proc = Proc::spawn(cmd, dir.path().join("agent.log"));
-        Agent { proc, _dir: dir, id: String::new(), name: String::new() }
+        Agent {
+            proc,
+            _dir: dir,
+            id: String::new(),
+            name: String::new(),
+        }
     }
 }

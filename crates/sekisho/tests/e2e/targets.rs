@@ -21,7 +21,9 @@ pub async fn echo_after_eof(prefix: &'static str) -> SocketAddr {
     let (l, a) = listen().await;
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut data = Vec::new();
                 if s.read_to_end(&mut data).await.is_err() {
@@ -57,7 +59,9 @@ pub async fn sink_hash() -> SocketAddr {
     let (l, a) = listen().await;
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; 256 << 10];
@@ -89,7 +93,9 @@ pub async fn source() -> SocketAddr {
     let (l, a) = listen().await;
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut line = Vec::new();
                 loop {
@@ -121,7 +127,10 @@ pub async fn source() -> SocketAddr {
 pub async fn http() -> SocketAddr {
     let (l, a) = listen().await;
     let app = axum::Router::new()
-        .route("/", axum::routing::get(|| async { "hello through sekisho" }))
+        .route(
+            "/",
+            axum::routing::get(|| async { "hello through sekisho" }),
+        )
         .route("/big", axum::routing::get(|| async { vec![b'x'; 4 << 20] }));
     tokio::spawn(async move { axum::serve(l, app).await });
     a
@@ -134,13 +143,14 @@ pub async fn websocket_echo() -> SocketAddr {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
+                    if (msg.is_text() || msg.is_binary())
+                        && ws.send(msg).await.is_err() {
                             return;
                         }
-                    }
                 }
             });
         }
@@ -162,7 +172,9 @@ pub async fn connect_proxy() -> ConnectProxy {
     let (c, t) = (count.clone(), targets.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let (c, t) = (c.clone(), t.clone());
             tokio::spawn(async move {
                 let mut head = Vec::new();
@@ -173,7 +185,9 @@ pub async fn connect_proxy() -> ConnectProxy {
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let mut parts = text.split_whitespace();
                 if parts.next() != Some("CONNECT") {
-                    let _ = s.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n").await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                        .await;
                     return;
                 }
                 let target = parts.next().unwrap_or_default().to_owned();
@@ -183,12 +197,18 @@ pub async fn connect_proxy() -> ConnectProxy {
                 };
                 c.fetch_add(1, Ordering::SeqCst);
                 t.lock().unwrap().push(target);
-                let _ = s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
                 let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
             });
         }
     });
-    ConnectProxy { addr, count, targets }
+    ConnectProxy {
+        addr,
+        count,
+        targets,
+    }
 }
 
 /// Collects every byte sent to it (the relay's debug tap).
