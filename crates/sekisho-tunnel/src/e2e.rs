@@ -339,10 +339,16 @@ mod tests {
         seal.seal(b"second", &mut r2).unwrap();
         let (_, mut other_stream) = b.stream(2);
         other_stream.push(&r1);
-        assert!(matches!(other_stream.next_record(), Err(E2eError::BadRecord)));
+        assert!(matches!(
+            other_stream.next_record(),
+            Err(E2eError::BadRecord)
+        ));
         let (_, mut same_stream) = b.stream(1);
         same_stream.push(&r2);
-        assert!(matches!(same_stream.next_record(), Err(E2eError::BadRecord)));
+        assert!(matches!(
+            same_stream.next_record(),
+            Err(E2eError::BadRecord)
+        ));
     }
 
     #[test]

@@ -372,13 +372,15 @@ impl Mux {
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
             if let Some(s) = self.streams.get_mut(&id)
-                && s.reset.is_none() && !(s.local_fin && s.remote_fin) {
-                    s.reset = Some((ResetCode::CONNECTION_LOST, reason.to_owned()));
-                    s.recv_buf.clear();
-                    s.recv_buffered = 0;
-                    self.events.push_back(Event::Readable(id));
-                    self.events.push_back(Event::Writable(id));
-                }
+                && s.reset.is_none()
+                && !(s.local_fin && s.remote_fin)
+            {
+                s.reset = Some((ResetCode::CONNECTION_LOST, reason.to_owned()));
+                s.recv_buf.clear();
+                s.recv_buffered = 0;
+                self.events.push_back(Event::Readable(id));
+                self.events.push_back(Event::Writable(id));
+            }
             self.reap(id);
         }
     }
@@ -439,10 +441,11 @@ impl Mux {
         }
         for id in self.blocked_on_buffer.drain(..) {
             if let Some(s) = self.streams.get_mut(&id)
-                && s.want_write {
-                    s.want_write = false;
-                    self.events.push_back(Event::Writable(id));
-                }
+                && s.want_write
+            {
+                s.want_write = false;
+                self.events.push_back(Event::Writable(id));
+            }
         }
     }
 

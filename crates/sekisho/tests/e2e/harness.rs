@@ -59,6 +59,11 @@ impl Proc {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
+        self.wait_new(what, pred).await
+    }
+
+    /// Waits for a status line matching `pred` that has not been seen yet.
+    pub async fn wait_new(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {

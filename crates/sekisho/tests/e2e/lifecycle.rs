@@ -24,9 +24,10 @@ async fn agents_reconnect_after_a_relay_restart_and_the_route_works_within_five_
     let back_up = Instant::now();
     loop {
         if let Ok(v) = targets::roundtrip(addr, b"2").await
-            && v == b"ok:2" {
-                break;
-            }
+            && v == b"ok:2"
+        {
+            break;
+        }
         assert!(
             back_up.elapsed() < Duration::from_secs(5),
             "route not working 5 s after the relay came back"
@@ -138,4 +139,46 @@ async fn quickstart_serves_the_demo_page() {
     let page = reqwest::get(url).await.unwrap().text().await.unwrap();
     assert!(page.contains("SEKISHO-DEMO-OK"), "{page}");
     assert!(page.contains("関所"));
+}
+
+#[tokio::test]
+async fn a_frozen_relay_is_detected_by_heartbeat_and_streams_end_with_an_error() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_stream().await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+
+    // Freeze the relay: TCP stays up, nothing answers.
+    let pid = relay.proc.child.id().unwrap().to_string();
+    let stop = |sig: &'static str| Command::new("kill").args([sig, &pid]).status();
+    assert!(stop("-STOP").await.unwrap().success());
+    let frozen = Instant::now();
+    let ev = front
+        .proc
+        .wait_for("heartbeat disconnect", |e| e["event"] == "disconnected")
+        .await;
+    let noticed = frozen.elapsed();
+    assert!(ev["reason"].as_str().unwrap().contains("heartbeat"), "{ev}");
+    assert!(
+        noticed <= Duration::from_secs(16),
+        "dead relay noticed only after {noticed:?}"
+    );
+    // The user's connection ends with an error instead of hanging.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("stream must not hang");
+    assert!(r.is_err() || rest.is_empty());
+    assert!(stop("-CONT").await.unwrap().success());
+    // And once the relay thaws, the agent comes back.
+    front
+        .proc
+        .wait_new("reconnect", |e| e["event"] == "connected")
+        .await;
 }

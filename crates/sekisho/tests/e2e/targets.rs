@@ -147,10 +147,9 @@ pub async fn websocket_echo() -> SocketAddr {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary())
-                        && ws.send(msg).await.is_err() {
-                            return;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
                 }
             });
         }
