@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use sekisho_tunnel::MuxStream;
 use sekisho_tunnel::dial;
 use sekisho_tunnel::e2e::{self, PairSession};
@@ -14,29 +14,27 @@ use sekisho_tunnel::identity::decode32;
 use sekisho_tunnel::proto::{E2eOpen, OpenService, ServiceConfig};
 use sekisho_tunnel::pump::{Seal, Totals, bridge};
 use sekisho_wire::ResetCode;
+use tokio::sync::watch;
 
 const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
+const CONFIG_GRACE: Duration = Duration::from_secs(2);
 
 /// End-to-end sessions by (front agent id, session id).
 type Sessions = Mutex<HashMap<(String, u64), Arc<PairSession>>>;
 
 pub(crate) struct Back {
     secret: [u8; 32],
-    services: RwLock<HashMap<String, ServiceConfig>>,
+    services: watch::Sender<Arc<HashMap<String, ServiceConfig>>>,
     sessions: Sessions,
 }
 
 impl Back {
     pub(crate) fn new(secret: [u8; 32]) -> Self {
-        Back {
-            secret,
-            services: RwLock::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-        }
+        Back { secret, services: watch::Sender::new(Arc::default()), sessions: Mutex::new(HashMap::new()) }
     }
 
     pub(crate) fn set_services(&self, services: &[ServiceConfig]) {
-        *self.services.write() = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        self.services.send_replace(Arc::new(services.iter().map(|s| (s.id.clone(), s.clone())).collect()));
     }
 
     pub(crate) async fn serve(&self, stream: MuxStream, payload: Bytes) {
@@ -46,26 +44,18 @@ impl Back {
                 return stream.reset(ResetCode::PROTOCOL, &format!("malformed open request: {e}"));
             }
         };
-        let Some(svc) = self.services.read().get(&req.service).cloned() else {
-            return stream.reset(
-                ResetCode::REFUSED,
-                &format!("service `{}` is not served by this agent", req.service),
-            );
+        let Some(svc) = self.service(&req.service).await else {
+            return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not served by this agent", req.service));
         };
         let seal = match (&req.from_agent, req.e2e) {
             (None, None) => Seal::Plain,
             (Some(from), Some(E2eOpen::Handshake { session })) => {
-                return self
-                    .handshake(stream, from.clone(), req.from_key.as_deref(), session)
-                    .await;
+                return self.handshake(stream, from.clone(), req.from_key.as_deref(), session).await;
             }
             (Some(from), Some(E2eOpen::Stream { session, index })) => {
                 let s = self.sessions.lock().get(&(from.clone(), session)).cloned();
                 let Some(s) = s else {
-                    return stream.reset(
-                        ResetCode::CRYPTO,
-                        "unknown end-to-end session; handshake again",
-                    );
+                    return stream.reset(ResetCode::CRYPTO, "unknown end-to-end session; handshake again");
                 };
                 if let Err(e) = s.accept_index(index) {
                     tracing::warn!(%from, error = %e, "refusing replayed stream");
@@ -75,16 +65,10 @@ impl Back {
                 Seal::Sealed(sealer, opener)
             }
             (Some(_), None) => {
-                return stream.reset(
-                    ResetCode::CRYPTO,
-                    "agent streams must be end-to-end encrypted",
-                );
+                return stream.reset(ResetCode::CRYPTO, "agent streams must be end-to-end encrypted");
             }
             (None, Some(_)) => {
-                return stream.reset(
-                    ResetCode::PROTOCOL,
-                    "end-to-end stream without a sending agent",
-                );
+                return stream.reset(ResetCode::PROTOCOL, "end-to-end stream without a sending agent");
             }
         };
         let addr = target_addr(&svc.target);
@@ -92,10 +76,7 @@ impl Back {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(service = %svc.name, error = %e, "target unreachable");
-                return stream.reset(
-                    ResetCode::TARGET_UNREACHABLE,
-                    &format!("service `{}`: {e}", svc.name),
-                );
+                return stream.reset(ResetCode::TARGET_UNREACHABLE, &format!("service `{}`: {e}", svc.name));
             }
         };
         let totals = Totals::default();
@@ -104,18 +85,18 @@ impl Back {
         }
     }
 
-    async fn handshake(
-        &self,
-        stream: MuxStream,
-        from: String,
-        from_key: Option<&str>,
-        session: u64,
-    ) {
+    /// The service with this id. A stream may arrive just before the configuration naming its
+    /// service (the relay pushes both at once, but over different connections), so an unknown
+    /// id gets a short grace period before it is refused.
+    async fn service(&self, id: &str) -> Option<ServiceConfig> {
+        let mut rx = self.services.subscribe();
+        let found = tokio::time::timeout(CONFIG_GRACE, rx.wait_for(|m| m.contains_key(id))).await;
+        found.ok()?.ok()?.get(id).cloned()
+    }
+
+    async fn handshake(&self, stream: MuxStream, from: String, from_key: Option<&str>, session: u64) {
         let Some(peer) = from_key.and_then(decode32) else {
-            return stream.reset(
-                ResetCode::CRYPTO,
-                "missing sender key for the end-to-end handshake",
-            );
+            return stream.reset(ResetCode::CRYPTO, "missing sender key for the end-to-end handshake");
         };
         let read_first = async {
             let mut buf = BytesMut::new();
@@ -136,19 +117,12 @@ impl Back {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%from, error = %e, "end-to-end handshake failed");
-                return stream.reset(
-                    ResetCode::CRYPTO,
-                    &format!("end-to-end handshake failed: {e}"),
-                );
+                return stream.reset(ResetCode::CRYPTO, &format!("end-to-end handshake failed: {e}"));
             }
         };
         let key = (from, session);
         self.sessions.lock().insert(key.clone(), Arc::new(pair));
-        if stream
-            .write_all(&e2e::frame_handshake(&reply))
-            .await
-            .is_ok()
-        {
+        if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {
             // Hold the session while the handshake stream lives.
             while let Ok(Some(_)) = stream.read_chunk().await {}
         }

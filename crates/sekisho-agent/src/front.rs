@@ -38,13 +38,7 @@ impl Front {
         events: Events,
         shutdown: CancellationToken,
     ) -> Self {
-        Front {
-            routes: Mutex::new(HashMap::new()),
-            link,
-            pairs,
-            events,
-            shutdown,
-        }
+        Front { routes: Mutex::new(HashMap::new()), link, pairs, events, shutdown }
     }
 
     /// Re-reports every listener's state (the relay may have restarted and forgotten).
@@ -60,8 +54,7 @@ impl Front {
     /// Makes the listeners match `routes`: new ones open, removed or changed ones close (and
     /// their connections are reset), unchanged ones keep running.
     pub(crate) async fn apply(&self, conn: &Connection, routes: Vec<RouteConfig>) {
-        let wanted: HashMap<String, RouteConfig> =
-            routes.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let wanted: HashMap<String, RouteConfig> = routes.into_iter().map(|r| (r.id.clone(), r)).collect();
         let to_open: Vec<RouteConfig> = {
             let mut current = self.routes.lock();
             current.retain(|id, l| {
@@ -69,25 +62,17 @@ impl Front {
                 if !keep {
                     l.cancel.cancel();
                     tracing::info!(route = %id, "route listener closed");
-                    let _ = self.events.send(AgentEvent::RouteClosed {
-                        route_id: id.clone(),
-                    });
+                    let _ = self.events.send(AgentEvent::RouteClosed { route_id: id.clone() });
                 }
                 keep
             });
-            wanted
-                .into_values()
-                .filter(|r| !current.contains_key(&r.id))
-                .collect()
+            wanted.into_values().filter(|r| !current.contains_key(&r.id)).collect()
         };
         for route in to_open {
             let cancel = self.shutdown.child_token();
             let bound = match sekisho_tunnel::dial::listen_str(&route.listen) {
                 Ok(listener) => {
-                    let addr = listener
-                        .local_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
+                    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                     tracing::info!(route = %route.id, service = %route.service, %addr, "route listening");
                     let _ = self.events.send(AgentEvent::RouteListening {
                         route_id: route.id.clone(),
@@ -95,33 +80,21 @@ impl Front {
                         addr: addr.clone(),
                     });
                     report(conn, &route.id, Some(addr.clone()), None);
-                    let ctx = Ctx {
-                        route: Arc::new(route.clone()),
-                        link: self.link.clone(),
-                        pairs: self.pairs.clone(),
-                    };
+                    let ctx =
+                        Ctx { route: Arc::new(route.clone()), link: self.link.clone(), pairs: self.pairs.clone() };
                     tokio::spawn(accept_loop(listener, ctx, cancel.clone()));
                     Ok(addr)
                 }
                 Err(e) => {
                     let error = format!("cannot listen on `{}`: {e}", route.listen);
                     tracing::warn!(route = %route.id, %error, "route listener failed");
-                    let _ = self.events.send(AgentEvent::RouteFailed {
-                        route_id: route.id.clone(),
-                        error: error.clone(),
-                    });
+                    let _ =
+                        self.events.send(AgentEvent::RouteFailed { route_id: route.id.clone(), error: error.clone() });
                     report(conn, &route.id, None, Some(error.clone()));
                     Err(error)
                 }
             };
-            self.routes.lock().insert(
-                route.id.clone(),
-                Listener {
-                    config: route,
-                    bound,
-                    cancel,
-                },
-            );
+            self.routes.lock().insert(route.id.clone(), Listener { config: route, bound, cancel });
         }
     }
 }
@@ -173,13 +146,7 @@ async fn handle(sock: TcpStream, ctx: &Ctx, cancel: &CancellationToken) -> Resul
         }
     };
     let index = session.session.next_index().map_err(|e| e.to_string())?;
-    let open = OpenRoute {
-        route: ctx.route.id.clone(),
-        e2e: Some(E2eOpen::Stream {
-            session: session.id,
-            index,
-        }),
-    };
+    let open = OpenRoute { route: ctx.route.id.clone(), e2e: Some(E2eOpen::Stream { session: session.id, index }) };
     let stream = match link.conn.open(proto::encode(&open)) {
         Ok(s) => s,
         Err(e) => {

@@ -33,39 +33,18 @@ pub struct AgentOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AgentEvent {
-    Enrolled {
-        agent_id: String,
-        name: String,
-    },
-    Connected {
-        agent_id: String,
-        name: String,
-        role: String,
-    },
-    Disconnected {
-        reason: String,
-        retry_in_ms: u64,
-    },
-    RouteListening {
-        route_id: String,
-        service: String,
-        addr: String,
-    },
-    RouteClosed {
-        route_id: String,
-    },
-    RouteFailed {
-        route_id: String,
-        error: String,
-    },
+    Enrolled { agent_id: String, name: String },
+    Connected { agent_id: String, name: String, role: String },
+    Disconnected { reason: String, retry_in_ms: u64 },
+    RouteListening { route_id: String, service: String, addr: String },
+    RouteClosed { route_id: String },
+    RouteFailed { route_id: String, error: String },
 }
 
 /// Errors that stop the agent (everything else is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error(
-        "this agent is not enrolled yet: pass --token with an enrollment token from `sekisho ctl token create`"
-    )]
+    #[error("this agent is not enrolled yet: pass --token with an enrollment token from `sekisho ctl token create`")]
     NotEnrolled,
     #[error("the enrollment token is malformed (expected `skt1.…`)")]
     BadToken,

@@ -37,11 +37,7 @@ enum Failure {
 }
 
 /// Runs the agent until `shutdown` or a fatal error.
-pub async fn run(
-    opts: AgentOptions,
-    events: Events,
-    shutdown: CancellationToken,
-) -> Result<(), AgentError> {
+pub async fn run(opts: AgentOptions, events: Events, shutdown: CancellationToken) -> Result<(), AgentError> {
     let mut state = AgentState::load(&opts.state_dir)?;
     let token = match (&state.enrollment, &opts.token) {
         (Some(e), Some(_)) => {
@@ -66,15 +62,12 @@ pub async fn run(
             () = shutdown.cancelled() => return Ok(()),
         };
         let reason = match attempt {
-            Ok(conn) => {
+            Ok((conn, connected)) => {
                 token = None;
                 backoff.reset();
                 pairs.clear();
-                link_tx.send_replace(Some(Link {
-                    conn: conn.clone(),
-                    generation,
-                }));
-                let reason = serve(&conn, &front, &back, &shutdown).await;
+                link_tx.send_replace(Some(Link { conn: conn.clone(), generation }));
+                let reason = serve(&conn, &front, &back, &shutdown, connected, &events).await;
                 link_tx.send_replace(None);
                 if shutdown.is_cancelled() {
                     conn.close("agent shutting down");
@@ -90,10 +83,7 @@ pub async fn run(
         };
         let delay = backoff.next_delay();
         tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "relay connection lost");
-        let _ = events.send(AgentEvent::Disconnected {
-            reason,
-            retry_in_ms: delay.as_millis() as u64,
-        });
+        let _ = events.send(AgentEvent::Disconnected { reason, retry_in_ms: delay.as_millis() as u64 });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => return Ok(()),
@@ -111,70 +101,43 @@ async fn connect(
     state: &mut AgentState,
     token: Option<&EnrollmentToken>,
     events: &Events,
-) -> Result<Connection, Failure> {
-    let relay = state.enrollment.as_ref().map_or(opts.relay.clone(), |e| {
-        if opts.relay.is_empty() {
-            e.relay.clone()
-        } else {
-            opts.relay.clone()
-        }
-    });
+) -> Result<(Connection, AgentEvent), Failure> {
+    let relay = state
+        .enrollment
+        .as_ref()
+        .map_or(opts.relay.clone(), |e| if opts.relay.is_empty() { e.relay.clone() } else { opts.relay.clone() });
     let pin = match (&state.enrollment, token) {
         (Some(e), _) => Pin::Ca(tls::first_cert(&e.ca_pem).ok_or_else(|| {
-            Failure::Fatal(AgentError::State(crate::state::StateError::Corrupt(
-                "agent.json".into(),
-            )))
+            Failure::Fatal(AgentError::State(crate::state::StateError::Corrupt("agent.json".into())))
         })?),
         (None, Some(t)) => Pin::Fingerprint(t.ca_fingerprint),
         (None, None) => return Err(Failure::Fatal(AgentError::NotEnrolled)),
     };
-    let config = tls::client_config(pin, vec![AGENT_ALPN.to_vec()])
-        .map_err(|e| Failure::Retry(e.to_string()))?;
-    let tcp = dial::connect(&relay, opts.proxy.as_ref(), CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| Failure::Retry(e.to_string()))?;
+    let config = tls::client_config(pin, vec![AGENT_ALPN.to_vec()]).map_err(|e| Failure::Retry(e.to_string()))?;
+    let tcp =
+        dial::connect(&relay, opts.proxy.as_ref(), CONNECT_TIMEOUT).await.map_err(|e| Failure::Retry(e.to_string()))?;
     let server_name = ServerName::try_from(host_of(&relay).to_owned()).map_err(|_| {
         Failure::Fatal(AgentError::Refused {
             code: "bad_address".into(),
             message: format!("`{relay}` is not a valid host:port"),
         })
     })?;
-    let tls_stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TlsConnector::from(config).connect(server_name, tcp),
-    )
-    .await
-    .map_err(|_| Failure::Retry(format!("TLS handshake with `{relay}` timed out")))?
-    .map_err(|e| Failure::Retry(explain_tls(&relay, &e)))?;
+    let tls_stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(server_name, tcp))
+        .await
+        .map_err(|_| Failure::Retry(format!("TLS handshake with `{relay}` timed out")))?
+        .map_err(|e| Failure::Retry(explain_tls(&relay, &e)))?;
     let session = tls_stream.get_ref().1;
     let mut exporter = [0u8; 32];
-    session
-        .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
-        .map_err(|e| Failure::Retry(e.to_string()))?;
-    let ca_pem = session
-        .peer_certificates()
-        .and_then(|c| c.last())
-        .map(|c| pem_of(c.as_ref()));
-    let (conn, driver) = Connection::new(
-        tls_stream,
-        Side::Client,
-        Config::default(),
-        Heartbeat::default(),
-    );
+    session.export_keying_material(&mut exporter, EXPORTER_LABEL, None).map_err(|e| Failure::Retry(e.to_string()))?;
+    let ca_pem = session.peer_certificates().and_then(|c| c.last()).map(|c| pem_of(c.as_ref()));
+    let (conn, driver) = Connection::new(tls_stream, Side::Client, Config::default(), Heartbeat::default());
     tokio::spawn(driver);
 
     let version = env!("CARGO_PKG_VERSION").to_owned();
-    let hostname = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let signature = hex::encode(state.keys.sign(&exporter));
     let hello = match (&state.enrollment, token) {
-        (Some(e), _) => Hello::Login {
-            agent_id: e.agent_id.clone(),
-            version,
-            hostname,
-            signature,
-        },
+        (Some(e), _) => Hello::Login { agent_id: e.agent_id.clone(), version, hostname, signature },
         (None, Some(t)) => Hello::Enroll {
             token: EnrollmentToken::format(&t.secret, &t.ca_fingerprint),
             version,
@@ -185,26 +148,17 @@ async fn connect(
         },
         (None, None) => return Err(Failure::Fatal(AgentError::NotEnrolled)),
     };
-    conn.send_control(proto::encode(&hello))
-        .map_err(|e| Failure::Retry(e.to_string()))?;
+    conn.send_control(proto::encode(&hello)).map_err(|e| Failure::Retry(e.to_string()))?;
     let reply = tokio::time::timeout(CONNECT_TIMEOUT, conn.recv_control())
         .await
         .map_err(|_| Failure::Retry("relay did not answer the hello".into()))?
         .ok_or_else(|| {
-            Failure::Retry(format!(
-                "relay closed the connection: {}",
-                conn.closed_reason().unwrap_or_default()
-            ))
+            Failure::Retry(format!("relay closed the connection: {}", conn.closed_reason().unwrap_or_default()))
         })?;
     match serde_json::from_slice::<RelayMsg>(&reply) {
-        Ok(RelayMsg::Welcome {
-            agent_id,
-            name,
-            role,
-        }) => {
+        Ok(RelayMsg::Welcome { agent_id, name, role }) => {
             if state.enrollment.is_none() {
-                let ca_pem = ca_pem
-                    .ok_or_else(|| Failure::Retry("relay sent no certificate chain".into()))?;
+                let ca_pem = ca_pem.ok_or_else(|| Failure::Retry("relay sent no certificate chain".into()))?;
                 state
                     .save_enrollment(Enrollment {
                         agent_id: agent_id.clone(),
@@ -213,32 +167,20 @@ async fn connect(
                         ca_pem,
                     })
                     .map_err(|e| Failure::Fatal(e.into()))?;
-                let _ = events.send(AgentEvent::Enrolled {
-                    agent_id: agent_id.clone(),
-                    name: name.clone(),
-                });
+                let _ = events.send(AgentEvent::Enrolled { agent_id: agent_id.clone(), name: name.clone() });
             }
             tracing::info!(%agent_id, %name, %role, "connected to relay");
-            let _ = events.send(AgentEvent::Connected {
-                agent_id,
-                name,
-                role,
-            });
-            Ok(conn)
+            Ok((conn, AgentEvent::Connected { agent_id, name, role }))
         }
         Ok(RelayMsg::Error { code, message }) => {
             conn.close("refused");
-            if code.starts_with("token_")
-                || ["revoked", "unknown_agent", "bad_signature"].contains(&code.as_str())
-            {
+            if code.starts_with("token_") || ["revoked", "unknown_agent", "bad_signature"].contains(&code.as_str()) {
                 Err(Failure::Fatal(AgentError::Refused { code, message }))
             } else {
                 Err(Failure::Retry(format!("relay refused ({code}): {message}")))
             }
         }
-        _ => Err(Failure::Retry(
-            "relay sent an unexpected first message".into(),
-        )),
+        _ => Err(Failure::Retry("relay sent an unexpected first message".into())),
     }
 }
 
@@ -276,8 +218,13 @@ async fn serve(
     front: &Front,
     back: &Arc<Back>,
     shutdown: &CancellationToken,
+    connected: AgentEvent,
+    events: &Events,
 ) -> Result<String, AgentError> {
     front.report_all(conn);
+    // Announce the connection once the first configuration is in place: from then on the agent
+    // serves its services and routes.
+    let mut connected = Some(connected);
     loop {
         tokio::select! {
             accepted = conn.accept() => {
@@ -289,8 +236,12 @@ async fn serve(
                 let Some(msg) = msg else { break };
                 match serde_json::from_slice::<RelayMsg>(&msg) {
                     Ok(RelayMsg::Config(config)) => {
+                        tracing::info!(routes = config.routes.len(), services = config.services.len(), "configuration received");
                         back.set_services(&config.services);
                         front.apply(conn, config.routes).await;
+                        if let Some(event) = connected.take() {
+                            let _ = events.send(event);
+                        }
                     }
                     Ok(RelayMsg::Error { code, message }) if code == "revoked" => {
                         return Err(AgentError::Refused { code, message });
@@ -306,15 +257,6 @@ async fn serve(
 }
 
 /// Tells the relay about a route listener.
-pub(crate) fn report(
-    conn: &Connection,
-    route_id: &str,
-    bound: Option<String>,
-    error: Option<String>,
-) {
-    let _ = conn.send_control(proto::encode(&AgentMsg::RouteStatus {
-        route_id: route_id.to_owned(),
-        bound,
-        error,
-    }));
+pub(crate) fn report(conn: &Connection, route_id: &str, bound: Option<String>, error: Option<String>) {
+    let _ = conn.send_control(proto::encode(&AgentMsg::RouteStatus { route_id: route_id.to_owned(), bound, error }));
 }

@@ -30,10 +30,7 @@ pub(crate) struct Pairs {
 
 impl Pairs {
     pub(crate) fn new(secret: [u8; 32]) -> Self {
-        Pairs {
-            secret,
-            map: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Pairs { secret, map: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// Forgets all sessions (the relay connection they lived on is gone).
@@ -43,17 +40,10 @@ impl Pairs {
 
     /// The session with the route's back agent, establishing it if needed. Concurrent callers
     /// share one handshake.
-    pub(crate) async fn get(
-        &self,
-        link: &Link,
-        route: &RouteConfig,
-    ) -> Result<Arc<Established>, String> {
+    pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, String> {
         let key = (link.generation, route.peer_agent.clone());
         let cell = self.map.lock().entry(key.clone()).or_default().clone();
-        let result = cell
-            .get_or_try_init(|| self.establish(link, route, key.clone()))
-            .await
-            .cloned();
+        let result = cell.get_or_try_init(|| self.establish(link, route, key.clone())).await.cloned();
         if result.is_err() {
             let mut map = self.map.lock();
             if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
@@ -71,20 +61,11 @@ impl Pairs {
     ) -> Result<Arc<Established>, String> {
         let peer = decode32(&route.peer_key).ok_or("route has a malformed peer key")?;
         let id: u64 = rand::random();
-        let open = OpenRoute {
-            route: route.id.clone(),
-            e2e: Some(E2eOpen::Handshake { session: id }),
-        };
-        let stream = link
-            .conn
-            .open(proto::encode(&open))
-            .map_err(|e| e.to_string())?;
+        let open = OpenRoute { route: route.id.clone(), e2e: Some(E2eOpen::Handshake { session: id }) };
+        let stream = link.conn.open(proto::encode(&open)).map_err(|e| e.to_string())?;
         let (init, first) = e2e::initiate(&self.secret, &peer).map_err(|e| e.to_string())?;
         let exchange = async {
-            stream
-                .write_all(&e2e::frame_handshake(&first))
-                .await
-                .map_err(|e| e.to_string())?;
+            stream.write_all(&e2e::frame_handshake(&first)).await.map_err(|e| e.to_string())?;
             let mut buf = BytesMut::new();
             loop {
                 if let Some(reply) = e2e::take_handshake(&mut buf) {
@@ -100,10 +81,7 @@ impl Pairs {
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
             .await
             .map_err(|_| "end-to-end handshake timed out".to_owned())??;
-        let session = Arc::new(
-            init.finish(&reply)
-                .map_err(|e| format!("end-to-end handshake failed: {e}"))?,
-        );
+        let session = Arc::new(init.finish(&reply).map_err(|e| format!("end-to-end handshake failed: {e}"))?);
         tracing::debug!(peer = %route.peer_agent, "end-to-end session established");
         // The handshake stream anchors the session: when it ends, so does the session.
         let map = self.map.clone();

@@ -31,27 +31,18 @@ pub(crate) fn router(state: S) -> Router {
         .route("/routes", get(list_routes).post(create_route))
         .route("/routes/{id}", delete(delete_route))
         .route("/events", get(list_events))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/api/v1/health", get(health))
         .nest("/api/v1", authed)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
 
 async fn authenticate(AxState(state): AxState<S>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(key) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return ApiError::unauthenticated("missing API key: send `Authorization: Bearer <key>`")
-            .into_response();
+        return ApiError::unauthenticated("missing API key: send `Authorization: Bearer <key>`").into_response();
     };
     match state.store.find_api_key(&hash_secret(key.trim())).await {
         Ok(Some(k)) if k.expires_at.is_none_or(|t| t > now_ms()) => next.run(req).await,
@@ -62,9 +53,7 @@ async fn authenticate(AxState(state): AxState<S>, req: Request, next: Next) -> R
 }
 
 async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
-    Json(
-        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "agents_online": state.hub.online_count() }),
-    )
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "agents_online": state.hub.online_count() }))
 }
 
 #[derive(Deserialize)]
@@ -84,30 +73,17 @@ async fn create_token(
     let Json(req) = body.map_err(ApiError::from)?;
     check_name(&req.name)?;
     if !["front", "back", "both"].contains(&req.role.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid_role",
-            format!("role `{}` must be front, back or both", req.role),
-        ));
+        return Err(ApiError::bad_request("invalid_role", format!("role `{}` must be front, back or both", req.role)));
     }
     let ttl = req.ttl_secs.unwrap_or(3600);
     if !(1..=30 * 86_400).contains(&ttl) {
-        return Err(ApiError::bad_request(
-            "invalid_ttl",
-            "ttl_secs must be between 1 and 2592000 (30 days)",
-        ));
+        return Err(ApiError::bad_request("invalid_ttl", "ttl_secs must be between 1 and 2592000 (30 days)"));
     }
-    let (token, row) = state
-        .create_token(&req.name, &req.role, &req.site, ttl)
-        .await?;
-    let command = format!(
-        "sekisho agent --relay {} --token {token}",
-        state.public_addr
-    );
+    let (token, row) = state.create_token(&req.name, &req.role, &req.site, ttl).await?;
+    let command = format!("sekisho agent --relay {} --token {token}", state.public_addr);
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": row.id, "token": token, "expires_at": row.expires_at, "command": command }),
-        ),
+        Json(json!({ "id": row.id, "token": token, "expires_at": row.expires_at, "command": command })),
     ))
 }
 
@@ -136,11 +112,7 @@ async fn list_agents(AxState(state): AxState<S>) -> Result<Json<Vec<AgentView>>,
                     online: live.is_some(),
                     address: live.as_ref().map(|l| l.0.to_string()).or(a.last_addr),
                     version: live.map(|l| l.1).or(a.version),
-                    last_seen: if state.hub.info(&a.id).is_some() {
-                        Some(now_ms())
-                    } else {
-                        a.last_seen
-                    },
+                    last_seen: if state.hub.info(&a.id).is_some() { Some(now_ms()) } else { a.last_seen },
                     revoked: a.revoked_at.is_some(),
                     id: a.id,
                     name: a.name,
@@ -153,15 +125,8 @@ async fn list_agents(AxState(state): AxState<S>) -> Result<Json<Vec<AgentView>>,
     ))
 }
 
-async fn revoke_agent(
-    AxState(state): AxState<S>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let agent = state
-        .topology()
-        .find_agent(&id)
-        .map(|a| a.id.clone())
-        .map_err(ApiError::not_found)?;
+async fn revoke_agent(AxState(state): AxState<S>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let agent = state.topology().find_agent(&id).map(|a| a.id.clone()).map_err(ApiError::not_found)?;
     state.store.revoke_agent(&agent).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -206,11 +171,7 @@ fn parse_target(target: &str) -> Result<String, ApiError> {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-_.".contains(c));
+    let ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -229,22 +190,15 @@ async fn create_service(
     check_name(&req.name)?;
     let protocol = parse_target(&req.target)?;
     if let Some(l) = &req.edge_listen {
-        l.parse::<std::net::SocketAddr>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_listen",
-                format!("edge_listen `{l}` must be ip:port"),
-            )
-        })?;
+        l.parse::<std::net::SocketAddr>()
+            .map_err(|_| ApiError::bad_request("invalid_listen", format!("edge_listen `{l}` must be ip:port")))?;
     }
     let topo = state.topology();
     let agent = topo.find_agent(&req.agent).map_err(ApiError::not_found)?;
     if !agent.serves_back() {
         return Err(ApiError::bad_request(
             "wrong_role",
-            format!(
-                "agent `{}` has role `{}`; services need a back agent",
-                agent.name, agent.role
-            ),
+            format!("agent `{}` has role `{}`; services need a back agent", agent.name, agent.role),
         ));
     }
     let svc = Service {
@@ -266,11 +220,7 @@ fn service_view(state: &State, service: Service) -> ServiceView {
     let topo = state.topology();
     let edge = state.edges.status(&service.id);
     ServiceView {
-        agent_name: topo
-            .agents
-            .get(&service.agent_id)
-            .map(|a| a.name.clone())
-            .unwrap_or_default(),
+        agent_name: topo.agents.get(&service.agent_id).map(|a| a.name.clone()).unwrap_or_default(),
         edge_bound: edge.clone().and_then(Result::ok),
         edge_error: edge.and_then(Result::err),
         service,
@@ -279,18 +229,10 @@ fn service_view(state: &State, service: Service) -> ServiceView {
 
 async fn list_services(AxState(state): AxState<S>) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let services = state.store.list_services().await?;
-    Ok(Json(
-        services
-            .into_iter()
-            .map(|s| service_view(&state, s))
-            .collect(),
-    ))
+    Ok(Json(services.into_iter().map(|s| service_view(&state, s)).collect()))
 }
 
-async fn delete_service(
-    AxState(state): AxState<S>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_service(AxState(state): AxState<S>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.store.delete_service(&name).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -316,23 +258,10 @@ struct RouteView {
 
 fn route_view(state: &State, route: Route) -> RouteView {
     let topo = state.topology();
-    let status = state
-        .route_status
-        .lock()
-        .get(&route.id)
-        .cloned()
-        .unwrap_or_default();
+    let status = state.route_status.lock().get(&route.id).cloned().unwrap_or_default();
     RouteView {
-        agent_name: topo
-            .agents
-            .get(&route.front_agent_id)
-            .map(|a| a.name.clone())
-            .unwrap_or_default(),
-        service_name: topo
-            .services
-            .get(&route.service_id)
-            .map(|s| s.name.clone())
-            .unwrap_or_default(),
+        agent_name: topo.agents.get(&route.front_agent_id).map(|a| a.name.clone()).unwrap_or_default(),
+        service_name: topo.services.get(&route.service_id).map(|s| s.name.clone()).unwrap_or_default(),
         bound: status.bound,
         error: status.error,
         route,
@@ -347,10 +276,7 @@ async fn create_route(
     req.listen.parse::<std::net::SocketAddr>().map_err(|_| {
         ApiError::bad_request(
             "invalid_listen",
-            format!(
-                "listen `{}` must be ip:port, e.g. 127.0.0.1:18080",
-                req.listen
-            ),
+            format!("listen `{}` must be ip:port, e.g. 127.0.0.1:18080", req.listen),
         )
     })?;
     let topo = state.topology();
@@ -358,29 +284,18 @@ async fn create_route(
     if !agent.serves_front() {
         return Err(ApiError::bad_request(
             "wrong_role",
-            format!(
-                "agent `{}` has role `{}`; routes need a front agent",
-                agent.name, agent.role
-            ),
+            format!("agent `{}` has role `{}`; routes need a front agent", agent.name, agent.role),
         ));
     }
     let svc = topo
         .find_service(&req.service)
         .ok_or_else(|| ApiError::not_found(format!("service `{}` not found", req.service)))?;
     let fixed_port = !req.listen.ends_with(":0");
-    if fixed_port
-        && topo
-            .routes
-            .values()
-            .any(|r| r.front_agent_id == agent.id && r.listen == req.listen)
-    {
+    if fixed_port && topo.routes.values().any(|r| r.front_agent_id == agent.id && r.listen == req.listen) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!(
-                "agent `{}` already has a route on `{}`",
-                agent.name, req.listen
-            ),
+            format!("agent `{}` already has a route on `{}`", agent.name, req.listen),
         ));
     }
     let route = Route {
@@ -398,15 +313,10 @@ async fn create_route(
 
 async fn list_routes(AxState(state): AxState<S>) -> Result<Json<Vec<RouteView>>, ApiError> {
     let routes = state.store.list_routes().await?;
-    Ok(Json(
-        routes.into_iter().map(|r| route_view(&state, r)).collect(),
-    ))
+    Ok(Json(routes.into_iter().map(|r| route_view(&state, r)).collect()))
 }
 
-async fn delete_route(
-    AxState(state): AxState<S>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_route(AxState(state): AxState<S>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.store.delete_route(&id).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -428,20 +338,12 @@ async fn list_events(
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            StoreError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            StoreError::InUse { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string())
-            }
+            StoreError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string()),
             StoreError::Db(_) | StoreError::Migrate(_) => {
                 tracing::error!(error = %e, "store error in admin API");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the relay log",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the relay log")
             }
         }
     }

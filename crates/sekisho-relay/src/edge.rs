@@ -29,20 +29,14 @@ pub(crate) struct Edges {
 impl Edges {
     /// The bound address (or the bind error) of a service's edge port.
     pub(crate) fn status(&self, service_id: &str) -> Option<Result<String, String>> {
-        self.by_service
-            .lock()
-            .get(service_id)
-            .map(|e| e.bound.clone())
+        self.by_service.lock().get(service_id).map(|e| e.bound.clone())
     }
 }
 
 /// Opens edge listeners for new services with `edge_listen`, closes those of removed ones.
 pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
-    let wanted: HashMap<String, String> = topo
-        .services
-        .values()
-        .filter_map(|s| s.edge_listen.clone().map(|l| (s.id.clone(), l)))
-        .collect();
+    let wanted: HashMap<String, String> =
+        topo.services.values().filter_map(|s| s.edge_listen.clone().map(|l| (s.id.clone(), l))).collect();
     let to_open: Vec<(String, String)> = {
         let mut edges = state.edges.by_service.lock();
         edges.retain(|id, e| {
@@ -52,10 +46,7 @@ pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
             }
             keep
         });
-        wanted
-            .into_iter()
-            .filter(|(id, _)| !edges.contains_key(id))
-            .collect()
+        wanted.into_iter().filter(|(id, _)| !edges.contains_key(id)).collect()
     };
     for (id, listen) in to_open {
         let cancel = state.stream_scope(&id);
@@ -71,23 +62,11 @@ pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
                 Err(format!("cannot listen on `{listen}`: {e}"))
             }
         };
-        state.edges.by_service.lock().insert(
-            id,
-            Edge {
-                listen,
-                bound,
-                cancel,
-            },
-        );
+        state.edges.by_service.lock().insert(id, Edge { listen, bound, cancel });
     }
 }
 
-async fn accept_loop(
-    state: Arc<State>,
-    service_id: String,
-    listener: TcpListener,
-    cancel: CancellationToken,
-) {
+async fn accept_loop(state: Arc<State>, service_id: String, listener: TcpListener, cancel: CancellationToken) {
     loop {
         let (sock, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -126,17 +105,9 @@ async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: Strin
         let _ = socket2::SockRef::from(&sock).set_linger(Some(std::time::Duration::ZERO));
     };
     let Some(conn) = state.hub.conn(&svc.agent_id) else {
-        return deny(format!(
-            "agent_offline: service `{}` is unavailable: its agent is offline",
-            svc.name
-        ));
+        return deny(format!("agent_offline: service `{}` is unavailable: its agent is offline", svc.name));
     };
-    let open = OpenService {
-        service: svc.id.clone(),
-        from_agent: None,
-        from_key: None,
-        e2e: None,
-    };
+    let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None };
     let stream = match conn.open(proto::encode(&open)) {
         Ok(s) => s,
         Err(e) => return deny(format!("agent_offline: {e}")),

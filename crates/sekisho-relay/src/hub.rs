@@ -24,28 +24,29 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Registers a freshly authenticated connection, replacing (and closing) an older one of the
-    /// same agent, and sends it its configuration.
+    /// same agent, and sends it its configuration. The topology is read under the hub lock, so a
+    /// concurrent refresh either sees this agent registered or this read sees the new topology.
     pub(crate) fn register(
         &self,
         id: &str,
         conn: Connection,
         addr: SocketAddr,
         version: String,
-        topo: &Topology,
+        topology: impl Fn() -> std::sync::Arc<Topology>,
     ) {
-        let config = topo.config_for(id);
+        let mut agents = self.agents.lock();
+        let config = topology().config_for(id);
         let _ = conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
-        let online = Online {
-            conn,
-            addr,
-            version,
-            connected_at: sekisho_store::now_ms(),
-            last_config: Some(config),
-        };
-        if let Some(old) = self.agents.lock().insert(id.to_owned(), online) {
-            old.conn
-                .close("replaced by a newer connection of the same agent");
+        let online = Online { conn, addr, version, connected_at: sekisho_store::now_ms(), last_config: Some(config) };
+        if let Some(old) = agents.insert(id.to_owned(), online) {
+            old.conn.close("replaced by a newer connection of the same agent");
         }
+    }
+
+    /// Runs `f` while holding the hub lock.
+    pub(crate) fn with_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.agents.lock();
+        f()
     }
 
     /// Forgets `conn` if it is still the agent's current connection.
@@ -62,10 +63,7 @@ impl Hub {
 
     /// `(address, version, connected_at)` of an online agent.
     pub(crate) fn info(&self, id: &str) -> Option<(SocketAddr, String, i64)> {
-        self.agents
-            .lock()
-            .get(id)
-            .map(|o| (o.addr, o.version.clone(), o.connected_at))
+        self.agents.lock().get(id).map(|o| (o.addr, o.version.clone(), o.connected_at))
     }
 
     pub(crate) fn online_ids(&self) -> Vec<String> {
@@ -81,9 +79,7 @@ impl Hub {
         for (id, online) in self.agents.lock().iter_mut() {
             let config = topo.config_for(id);
             if online.last_config.as_ref() != Some(&config) {
-                let _ = online
-                    .conn
-                    .send_control(proto::encode(&RelayMsg::Config(config.clone())));
+                let _ = online.conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
                 online.last_config = Some(config);
             }
         }
@@ -91,10 +87,8 @@ impl Hub {
 
     pub(crate) fn disconnect(&self, id: &str, reason: &str) {
         if let Some(o) = self.agents.lock().remove(id) {
-            let _ = o.conn.send_control(proto::encode(&RelayMsg::Error {
-                code: "revoked".into(),
-                message: reason.into(),
-            }));
+            let _ =
+                o.conn.send_control(proto::encode(&RelayMsg::Error { code: "revoked".into(), message: reason.into() }));
             o.conn.close(reason);
         }
     }

@@ -32,19 +32,13 @@ pub use secrets::{hash_secret, new_api_key};
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("cannot create data directory `{path}`: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] sekisho_store::StoreError),
     #[error(transparent)]
     Tls(#[from] sekisho_tunnel::tls::TlsError),
     #[error("cannot listen on `{addr}`: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// How to run a relay.
@@ -73,12 +67,7 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     /// Creates an enrollment token directly (the quickstart's shortcut around the API).
-    pub async fn create_enrollment_token(
-        &self,
-        name: &str,
-        role: &str,
-        ttl_secs: i64,
-    ) -> Result<String, RelayError> {
+    pub async fn create_enrollment_token(&self, name: &str, role: &str, ttl_secs: i64) -> Result<String, RelayError> {
         Ok(self.state.create_token(name, role, "", ttl_secs).await?.0)
     }
 
@@ -103,41 +92,22 @@ impl RelayHandle {
 
 /// Starts a relay and returns once it listens.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| RelayError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let (ca, _) = LocalCa::load_or_create(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("sekisho.db")).await?;
     let admin_key = secrets::bootstrap_admin_key(&store).await?;
 
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(config.hostnames.iter().cloned());
     let (chain, key) = ca.issue_server(&names)?;
-    let alpn = vec![
-        sekisho_tunnel::AGENT_ALPN.to_vec(),
-        b"h2".to_vec(),
-        b"http/1.1".to_vec(),
-    ];
+    let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
     let tls = sekisho_tunnel::tls::server_config(chain, key, alpn)?;
 
-    let tcp = sekisho_tunnel::dial::listen(config.listen).map_err(|source| RelayError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = tcp.local_addr().map_err(|source| RelayError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let public_host = config
-        .hostnames
-        .first()
-        .cloned()
-        .unwrap_or_else(|| addr.ip().to_string());
+    let tcp = sekisho_tunnel::dial::listen(config.listen)
+        .map_err(|source| RelayError::Listen { addr: config.listen, source })?;
+    let addr = tcp.local_addr().map_err(|source| RelayError::Listen { addr: config.listen, source })?;
+    let public_host = config.hostnames.first().cloned().unwrap_or_else(|| addr.ip().to_string());
     let public_addr = if public_host.contains(':') && !public_host.starts_with('[') {
         format!("[{public_host}]:{}", addr.port())
     } else {

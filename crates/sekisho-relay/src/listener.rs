@@ -47,13 +47,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn handle(
-    sock: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    state: Arc<State>,
-    api: axum::Router,
-) {
+async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state: Arc<State>, api: axum::Router) {
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -71,10 +65,7 @@ async fn handle(
         _ => {
             let service = TowerToHyperService::new(api);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
         }

@@ -28,25 +28,16 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs one agent connection from hello to close.
 pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, peer: SocketAddr) {
     let mut exporter = [0u8; 32];
-    if tls
-        .get_ref()
-        .1
-        .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
-        .is_err()
-    {
+    if tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).is_err() {
         return;
     }
-    let (conn, driver) =
-        Connection::new(tls, Side::Server, Config::default(), Heartbeat::default());
+    let (conn, driver) = Connection::new(tls, Side::Server, Config::default(), Heartbeat::default());
     let driver = tokio::spawn(driver);
     let agent = match authenticate(&state, &conn, &exporter, peer).await {
         Ok(agent) => agent,
         Err((code, message)) => {
             tracing::info!(code, %message, "agent refused");
-            let _ = conn.send_control(proto::encode(&RelayMsg::Error {
-                code: code.into(),
-                message: message.clone(),
-            }));
+            let _ = conn.send_control(proto::encode(&RelayMsg::Error { code: code.into(), message: message.clone() }));
             state.record(NewEvent {
                 kind: "agent_auth".into(),
                 decision: "deny".into(),
@@ -68,8 +59,11 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
             role: agent.role.clone(),
         }));
         let version = agent.version.clone().unwrap_or_default();
-        let _ = state.store.touch_agent(&agent.id, &peer.to_string(), &version, agent.hostname.as_deref().unwrap_or("")).await;
-        state.hub.register(&agent.id, conn.clone(), peer, version, &state.topology());
+        state.hub.register(&agent.id, conn.clone(), peer, version.clone(), || state.topology());
+        let _ = state
+            .store
+            .touch_agent(&agent.id, &peer.to_string(), &version, agent.hostname.as_deref().unwrap_or(""))
+            .await;
         loop {
             tokio::select! {
                 accepted = conn.accept() => {
@@ -106,29 +100,15 @@ async fn authenticate(
         .await
         .map_err(|_| ("hello_timeout", "no hello within 10 s".to_owned()))?
         .ok_or(("hello_missing", "connection closed before hello".to_owned()))?;
-    let hello: Hello = serde_json::from_slice(&hello)
-        .map_err(|e| ("bad_hello", format!("malformed hello: {e}")))?;
+    let hello: Hello = serde_json::from_slice(&hello).map_err(|e| ("bad_hello", format!("malformed hello: {e}")))?;
     match hello {
-        Hello::Enroll {
-            token,
-            version,
-            hostname,
-            sign_pub,
-            noise_pub,
-            signature,
-        } => {
-            let (Some(sp), Some(np)) = (
-                identity::decode32(&sign_pub),
-                identity::decode32(&noise_pub),
-            ) else {
+        Hello::Enroll { token, version, hostname, sign_pub, noise_pub, signature } => {
+            let (Some(sp), Some(np)) = (identity::decode32(&sign_pub), identity::decode32(&noise_pub)) else {
                 return Err(("bad_hello", "malformed agent keys".into()));
             };
             let sig = hex::decode(&signature).unwrap_or_default();
             if !identity::verify(&sp, exporter, &sig) {
-                return Err((
-                    "bad_signature",
-                    "signature does not match the enrolling key".into(),
-                ));
+                return Err(("bad_signature", "signature does not match the enrolling key".into()));
             }
             let Some(parsed) = identity::EnrollmentToken::parse(&token) else {
                 return Err(("token_malformed", "enrollment token is malformed".into()));
@@ -148,17 +128,10 @@ async fn authenticate(
                 hostname: Some(hostname),
                 revoked_at: None,
             };
-            let outcome = state
-                .store
-                .enroll(&hash_secret(&parsed.secret), &agent)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "enrollment failed");
-                    (
-                        "internal",
-                        "enrollment failed on the relay; see its log".to_owned(),
-                    )
-                })?;
+            let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
+                tracing::error!(error = %e, "enrollment failed");
+                ("internal", "enrollment failed on the relay; see its log".to_owned())
+            })?;
             match outcome {
                 Ok(token) => {
                     let _ = state.refresh().await;
@@ -190,18 +163,10 @@ async fn authenticate(
                 )),
             }
         }
-        Hello::Login {
-            agent_id,
-            version,
-            hostname,
-            signature,
-        } => {
+        Hello::Login { agent_id, version, hostname, signature } => {
             let agent = state.store.get_agent(&agent_id).await.ok().flatten();
             let Some(mut agent) = agent else {
-                return Err((
-                    "unknown_agent",
-                    format!("agent `{agent_id}` is not enrolled on this relay"),
-                ));
+                return Err(("unknown_agent", format!("agent `{agent_id}` is not enrolled on this relay")));
             };
             if agent.revoked_at.is_some() {
                 return Err(("revoked", format!("agent `{agent_id}` has been revoked")));
@@ -209,10 +174,7 @@ async fn authenticate(
             let sig = hex::decode(&signature).unwrap_or_default();
             let pk = hex::decode(&agent.sign_pub).unwrap_or_default();
             if !identity::verify(&pk, exporter, &sig) {
-                return Err((
-                    "bad_signature",
-                    "agent key does not match the enrolled key".into(),
-                ));
+                return Err(("bad_signature", "agent key does not match the enrolled key".into()));
             }
             agent.version = Some(version);
             agent.hostname = Some(hostname);
@@ -223,16 +185,9 @@ async fn authenticate(
 
 fn on_control(state: &State, msg: &Bytes) {
     match serde_json::from_slice::<AgentMsg>(msg) {
-        Ok(AgentMsg::RouteStatus {
-            route_id,
-            bound,
-            error,
-        }) => {
+        Ok(AgentMsg::RouteStatus { route_id, bound, error }) => {
             if state.topology().routes.contains_key(&route_id) {
-                state
-                    .route_status
-                    .lock()
-                    .insert(route_id, crate::state::RouteStatus { bound, error });
+                state.route_status.lock().insert(route_id, crate::state::RouteStatus { bound, error });
             }
         }
         Err(e) => tracing::info!(error = %e, "ignoring malformed control message"),
@@ -259,11 +214,7 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
     };
     let topo = state.topology();
     let Some(route) = topo.routes.get(&req.route) else {
-        return refuse(
-            "route_not_found",
-            format!("no route `{}`", req.route),
-            Some(req.route),
-        );
+        return refuse("route_not_found", format!("no route `{}`", req.route), Some(req.route));
     };
     if route.front_agent_id != from {
         return refuse(
@@ -279,17 +230,11 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
             Some(route.id.clone()),
         );
     };
-    let back_name = topo
-        .agents
-        .get(&svc.agent_id)
-        .map_or(svc.agent_id.as_str(), |a| a.name.as_str());
+    let back_name = topo.agents.get(&svc.agent_id).map_or(svc.agent_id.as_str(), |a| a.name.as_str());
     let Some(back_conn) = state.hub.conn(&svc.agent_id) else {
         return refuse(
             "agent_offline",
-            format!(
-                "service `{}` is unavailable: its agent `{back_name}` is offline",
-                svc.name
-            ),
+            format!("service `{}` is unavailable: its agent `{back_name}` is offline", svc.name),
             Some(svc.name.clone()),
         );
     };
@@ -304,10 +249,7 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
         Err(e) => {
             return refuse(
                 "agent_offline",
-                format!(
-                    "service `{}` is unavailable: agent `{back_name}`: {e}",
-                    svc.name
-                ),
+                format!("service `{}` is unavailable: agent `{back_name}`: {e}", svc.name),
                 Some(svc.name.clone()),
             );
         }
@@ -325,16 +267,9 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
         }
     };
     let (up, down) = totals.get();
-    let handshake = matches!(
-        req.e2e,
-        Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. })
-    );
+    let handshake = matches!(req.e2e, Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. }));
     state.record(NewEvent {
-        kind: if handshake {
-            "e2e_session".into()
-        } else {
-            "stream".into()
-        },
+        kind: if handshake { "e2e_session".into() } else { "stream".into() },
         agent_id: Some(from),
         subject: Some(route.id.clone()),
         target: Some(svc.name.clone()),

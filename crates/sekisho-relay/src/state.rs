@@ -81,11 +81,7 @@ impl State {
 
     /// A cancellation scope for the streams of a route or service, live while it exists.
     pub(crate) fn stream_scope(&self, id: &str) -> CancellationToken {
-        self.stream_scopes
-            .lock()
-            .entry(id.to_owned())
-            .or_insert_with(|| self.shutdown.child_token())
-            .child_token()
+        self.stream_scopes.lock().entry(id.to_owned()).or_insert_with(|| self.shutdown.child_token()).child_token()
     }
 
     /// Reloads the topology from the store and makes it take effect: configs are pushed to
@@ -93,7 +89,8 @@ impl State {
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), StoreError> {
         let _guard = self.refresh_lock.lock().await;
         let topo = Arc::new(Topology::load(&self.store).await?);
-        *self.topology.write() = topo.clone();
+        // Swap under the hub lock so agent registration cannot interleave (see `Hub::register`).
+        self.hub.with_lock(|| *self.topology.write() = topo.clone());
         {
             let mut scopes = self.stream_scopes.lock();
             scopes.retain(|id, token| {
@@ -104,14 +101,11 @@ impl State {
                 alive
             });
         }
-        self.route_status
-            .lock()
-            .retain(|id, _| topo.routes.contains_key(id));
+        self.route_status.lock().retain(|id, _| topo.routes.contains_key(id));
         self.hub.push_configs(&topo);
         for agent in self.hub.online_ids() {
             if !topo.agents.contains_key(&agent) {
-                self.hub
-                    .disconnect(&agent, "agent revoked by administrator");
+                self.hub.disconnect(&agent, "agent revoked by administrator");
             }
         }
         crate::edge::sync(self, &topo).await;

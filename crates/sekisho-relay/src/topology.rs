@@ -22,23 +22,9 @@ impl Topology {
             .filter(|a| a.revoked_at.is_none())
             .map(|a| (a.id.clone(), a))
             .collect();
-        let services = store
-            .list_services()
-            .await?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-        let routes = store
-            .list_routes()
-            .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        Ok(Topology {
-            agents,
-            services,
-            routes,
-        })
+        let services = store.list_services().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let routes = store.list_routes().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        Ok(Topology { agents, services, routes })
     }
 
     /// The configuration agent `id` needs: the routes it fronts and the services it serves.
@@ -91,8 +77,6 @@ impl Topology {
 
     /// Finds a service by id or name.
     pub(crate) fn find_service(&self, key: &str) -> Option<&Service> {
-        self.services
-            .get(key)
-            .or_else(|| self.services.values().find(|s| s.name == key))
+        self.services.get(key).or_else(|| self.services.values().find(|s| s.name == key))
     }
 }

@@ -28,11 +28,7 @@ pub enum StoreError {
     #[error("{kind} `{name}` not found")]
     NotFound { kind: &'static str, name: String },
     #[error("{kind} `{name}` is still used by {used_by}")]
-    InUse {
-        kind: &'static str,
-        name: String,
-        used_by: String,
-    },
+    InUse { kind: &'static str, name: String, used_by: String },
 }
 
 /// Why an enrollment token was not accepted.
@@ -48,17 +44,12 @@ pub enum TokenRejection {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn conflict(e: sqlx::Error, kind: &'static str, name: &str) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
-            kind,
-            name: name.to_owned(),
-        },
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { kind, name: name.to_owned() },
         _ => StoreError::Db(e),
     }
 }
@@ -78,10 +69,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
@@ -89,10 +77,7 @@ impl Store {
     // --- API keys -------------------------------------------------------------------------
 
     pub async fn api_key_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
+        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?.try_get(0)?)
     }
 
     pub async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
@@ -114,12 +99,10 @@ impl Store {
     }
 
     pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE key_hash = $1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     // --- Enrollment tokens ----------------------------------------------------------------
@@ -150,12 +133,10 @@ impl Store {
         agent: &Agent,
     ) -> Result<Result<EnrollmentToken, TokenRejection>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(token) = sqlx::query_as::<_, EnrollmentToken>(
-            "SELECT * FROM enrollment_tokens WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?
+        let Some(token) = sqlx::query_as::<_, EnrollmentToken>("SELECT * FROM enrollment_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?
         else {
             return Ok(Err(TokenRejection::Unknown));
         };
@@ -166,14 +147,13 @@ impl Store {
         if token.expires_at <= now {
             return Ok(Err(TokenRejection::Expired));
         }
-        let updated = sqlx::query(
-            "UPDATE enrollment_tokens SET used_at = $1, agent_id = $2 WHERE id = $3 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(&agent.id)
-        .bind(&token.id)
-        .execute(&mut *tx)
-        .await?;
+        let updated =
+            sqlx::query("UPDATE enrollment_tokens SET used_at = $1, agent_id = $2 WHERE id = $3 AND used_at IS NULL")
+                .bind(now)
+                .bind(&agent.id)
+                .bind(&token.id)
+                .execute(&mut *tx)
+                .await?;
         if updated.rows_affected() != 1 {
             return Ok(Err(TokenRejection::Used));
         }
@@ -200,30 +180,15 @@ impl Store {
     // --- Agents ---------------------------------------------------------------------------
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, Agent>("SELECT * FROM agents ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
     /// Records that an agent connected or was last heard from.
-    pub async fn touch_agent(
-        &self,
-        id: &str,
-        addr: &str,
-        version: &str,
-        hostname: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn touch_agent(&self, id: &str, addr: &str, version: &str, hostname: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen = $1, last_addr = $2, version = $3, hostname = $4 WHERE id = $5")
             .bind(now_ms())
             .bind(addr)
@@ -261,17 +226,13 @@ impl Store {
                 used_by: format!("{used} services or routes"),
             });
         }
-        let r =
-            sqlx::query("UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let r = sqlx::query("UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "agent",
-                name: id.to_owned(),
-            });
+            return Err(StoreError::NotFound { kind: "agent", name: id.to_owned() });
         }
         Ok(())
     }
@@ -298,25 +259,17 @@ impl Store {
     }
 
     pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, Service>("SELECT * FROM services ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Service>("SELECT * FROM services ORDER BY name").fetch_all(&self.pool).await?)
     }
 
     /// Deletes a service by name or id; refuses while routes lead to it.
     pub async fn delete_service(&self, name_or_id: &str) -> Result<Service, StoreError> {
-        let Some(svc) =
-            sqlx::query_as::<_, Service>("SELECT * FROM services WHERE name = $1 OR id = $1")
-                .bind(name_or_id)
-                .fetch_optional(&self.pool)
-                .await?
+        let Some(svc) = sqlx::query_as::<_, Service>("SELECT * FROM services WHERE name = $1 OR id = $1")
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?
         else {
-            return Err(StoreError::NotFound {
-                kind: "service",
-                name: name_or_id.to_owned(),
-            });
+            return Err(StoreError::NotFound { kind: "service", name: name_or_id.to_owned() });
         };
         let routes: i64 = sqlx::query("SELECT COUNT(*) FROM routes WHERE service_id = $1")
             .bind(&svc.id)
@@ -324,16 +277,9 @@ impl Store {
             .await?
             .try_get(0)?;
         if routes > 0 {
-            return Err(StoreError::InUse {
-                kind: "service",
-                name: svc.name,
-                used_by: format!("{routes} routes"),
-            });
+            return Err(StoreError::InUse { kind: "service", name: svc.name, used_by: format!("{routes} routes") });
         }
-        sqlx::query("DELETE FROM services WHERE id = $1")
-            .bind(&svc.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM services WHERE id = $1").bind(&svc.id).execute(&self.pool).await?;
         Ok(svc)
     }
 
@@ -357,23 +303,13 @@ impl Store {
     }
 
     pub async fn list_routes(&self) -> Result<Vec<Route>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, Route>("SELECT * FROM routes ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Route>("SELECT * FROM routes ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
     pub async fn delete_route(&self, id: &str) -> Result<(), StoreError> {
-        let r = sqlx::query("DELETE FROM routes WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query("DELETE FROM routes WHERE id = $1").bind(id).execute(&self.pool).await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "route",
-                name: id.to_owned(),
-            });
+            return Err(StoreError::NotFound { kind: "route", name: id.to_owned() });
         }
         Ok(())
     }
@@ -411,12 +347,10 @@ impl Store {
     }
 
     pub async fn list_events(&self, limit: i64) -> Result<Vec<Event>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, Event>("SELECT * FROM events ORDER BY id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Event>("SELECT * FROM events ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 

@@ -42,35 +42,22 @@ fn agent(id: &str) -> Agent {
 #[tokio::test]
 async fn tokens_enroll_once_and_expire() {
     let (_d, s) = store().await;
-    s.insert_token(&token("h1", now_ms() + 60_000))
-        .await
-        .unwrap();
+    s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
     s.insert_token(&token("h2", now_ms() - 1)).await.unwrap();
     let t = s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
     assert_eq!(t.name, "site-a");
     let a = s.get_agent("ag1").await.unwrap().unwrap();
     assert_eq!((a.name.as_str(), a.role.as_str()), ("site-a", "back"));
-    assert_eq!(
-        s.enroll("h1", &agent("ag2")).await.unwrap().unwrap_err(),
-        TokenRejection::Used
-    );
-    assert_eq!(
-        s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(),
-        TokenRejection::Expired
-    );
-    assert_eq!(
-        s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(),
-        TokenRejection::Unknown
-    );
+    assert_eq!(s.enroll("h1", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::Used);
+    assert_eq!(s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(), TokenRejection::Expired);
+    assert_eq!(s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
     assert!(s.get_agent("ag2").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
     let (_d, s) = store().await;
-    s.insert_token(&token("h1", now_ms() + 60_000))
-        .await
-        .unwrap();
+    s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
     s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
     let svc = Service {
         id: "sv1".into(),
@@ -83,14 +70,8 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
         created_at: now_ms(),
     };
     s.insert_service(&svc).await.unwrap();
-    let dup = Service {
-        id: "sv2".into(),
-        ..svc.clone()
-    };
-    assert!(matches!(
-        s.insert_service(&dup).await,
-        Err(StoreError::Conflict { .. })
-    ));
+    let dup = Service { id: "sv2".into(), ..svc.clone() };
+    assert!(matches!(s.insert_service(&dup).await, Err(StoreError::Conflict { .. })));
     let route = Route {
         id: "rt1".into(),
         tenant_id: "default".into(),
@@ -100,29 +81,13 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
         created_at: now_ms(),
     };
     s.insert_route(&route).await.unwrap();
-    assert!(matches!(
-        s.delete_service("wiki").await,
-        Err(StoreError::InUse { .. })
-    ));
-    assert!(matches!(
-        s.revoke_agent("ag1").await,
-        Err(StoreError::InUse { .. })
-    ));
+    assert!(matches!(s.delete_service("wiki").await, Err(StoreError::InUse { .. })));
+    assert!(matches!(s.revoke_agent("ag1").await, Err(StoreError::InUse { .. })));
     s.delete_route("rt1").await.unwrap();
-    assert!(matches!(
-        s.delete_route("rt1").await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(s.delete_route("rt1").await, Err(StoreError::NotFound { .. })));
     s.delete_service("wiki").await.unwrap();
     s.revoke_agent("ag1").await.unwrap();
-    assert!(
-        s.get_agent("ag1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
+    assert!(s.get_agent("ag1").await.unwrap().unwrap().revoked_at.is_some());
 }
 
 #[tokio::test]
@@ -140,8 +105,5 @@ async fn events_are_listed_newest_first() {
         .unwrap();
     }
     let ev = s.list_events(2).await.unwrap();
-    assert_eq!(
-        ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
-        ["r2", "r1"]
-    );
+    assert_eq!(ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
 }

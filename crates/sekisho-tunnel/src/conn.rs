@@ -30,10 +30,7 @@ pub struct Heartbeat {
 impl Default for Heartbeat {
     fn default() -> Self {
         // Silence is checked at each tick, so a dead peer is noticed 12–15 s after its last frame.
-        Heartbeat {
-            interval: Duration::from_secs(3),
-            timeout: Duration::from_secs(12),
-        }
+        Heartbeat { interval: Duration::from_secs(3), timeout: Duration::from_secs(12) }
     }
 }
 
@@ -118,12 +115,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Wraps `io` in a multiplexed connection. The returned [`Driver`] must be spawned (or
     /// awaited); it completes when the connection ends.
-    pub fn new<IO>(
-        io: IO,
-        side: Side,
-        config: Config,
-        heartbeat: Heartbeat,
-    ) -> (Connection, Driver<IO>)
+    pub fn new<IO>(io: IO, side: Side, config: Config, heartbeat: Heartbeat) -> (Connection, Driver<IO>)
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -333,9 +325,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
             self.ping_seq += 1;
             inner.mux.ping(self.ping_seq);
             drop(inner);
-            self.timer
-                .as_mut()
-                .reset(Instant::now() + self.heartbeat.interval);
+            self.timer.as_mut().reset(Instant::now() + self.heartbeat.interval);
         }
         None
     }
@@ -401,11 +391,7 @@ impl MuxStream {
     }
 
     /// Polls for the next received chunk of at most `max` bytes; `None` is end of stream.
-    pub fn poll_read_chunk(
-        &self,
-        cx: &mut Context<'_>,
-        max: usize,
-    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+    pub fn poll_read_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Option<Bytes>, StreamError>> {
         let mut inner = self.shared.inner.lock();
         match inner.mux.recv(self.id, max) {
             Ok(Recv::Data(b)) => {
@@ -427,11 +413,7 @@ impl MuxStream {
     }
 
     /// Queues as much of `data` as the stream's window allows.
-    pub fn poll_write_some(
-        &self,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<Result<usize, StreamError>> {
+    pub fn poll_write_some(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
         let mut inner = self.shared.inner.lock();
         match inner.mux.send(self.id, data) {
             Ok(0) if !data.is_empty() => {
@@ -496,11 +478,7 @@ pub fn io_error(e: StreamError) -> io::Error {
 }
 
 impl AsyncRead for MuxStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match this.poll_read_chunk(cx, buf.remaining()) {
             Poll::Ready(Ok(Some(b))) => {
@@ -515,11 +493,7 @@ impl AsyncRead for MuxStream {
 }
 
 impl AsyncWrite for MuxStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.get_mut().poll_write_some(cx, buf).map_err(io_error)
     }
 

@@ -10,20 +10,13 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error("cannot connect to `{addr}`: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    Connect { addr: String, source: std::io::Error },
     #[error("connecting to `{0}` timed out")]
     Timeout(String),
     #[error("invalid proxy url `{0}`: expected http://[user:password@]host:port")]
     BadProxyUrl(String),
     #[error("proxy `{proxy}` refused CONNECT to `{target}`: {status}")]
-    ProxyRefused {
-        proxy: String,
-        target: String,
-        status: String,
-    },
+    ProxyRefused { proxy: String, target: String, status: String },
     #[error("proxy `{0}` sent a malformed reply")]
     ProxyProtocol(String),
 }
@@ -38,10 +31,7 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("addr", &self.addr)
-            .field("auth", &self.auth.as_ref().map(|_| "MASKED"))
-            .finish()
+        f.debug_struct("Proxy").field("addr", &self.addr).field("auth", &self.auth.as_ref().map(|_| "MASKED")).finish()
     }
 }
 
@@ -49,34 +39,23 @@ impl Proxy {
     /// Parses `http://[user:password@]host:port`.
     pub fn parse(url: &str) -> Result<Self, DialError> {
         let bad = || DialError::BadProxyUrl(url.to_owned());
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| (!url.contains("://")).then_some(url))
-            .ok_or_else(bad)?;
+        let rest = url.strip_prefix("http://").or_else(|| (!url.contains("://")).then_some(url)).ok_or_else(bad)?;
         let rest = rest.trim_end_matches('/');
         let (auth, host) = match rest.rsplit_once('@') {
-            Some((userinfo, host)) => (
-                Some(base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes())),
-                host,
-            ),
+            Some((userinfo, host)) => {
+                (Some(base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes())), host)
+            }
             None => (None, rest),
         };
         if host.is_empty() || host.contains('/') {
             return Err(bad());
         }
-        let addr = if host
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
+        let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
             host.to_owned()
         } else {
             format!("{host}:80")
         };
-        Ok(Proxy {
-            addr,
-            auth,
-            no_proxy: Vec::new(),
-        })
+        Ok(Proxy { addr, auth, no_proxy: Vec::new() })
     }
 
     /// The proxy named by `HTTPS_PROXY`/`https_proxy`/`ALL_PROXY`, honouring `NO_PROXY`.
@@ -86,9 +65,7 @@ impl Proxy {
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
         let Some(url) = var else { return Ok(None) };
         let mut proxy = Self::parse(&url)?;
-        let no = std::env::var("NO_PROXY")
-            .or_else(|_| std::env::var("no_proxy"))
-            .unwrap_or_default();
+        let no = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
         proxy.no_proxy = no
             .split(',')
             .map(|s| s.trim().trim_start_matches('.').to_ascii_lowercase())
@@ -98,14 +75,8 @@ impl Proxy {
     }
 
     fn bypass(&self, target: &str) -> bool {
-        let host = target
-            .rsplit_once(':')
-            .map_or(target, |(h, _)| h)
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
-        self.no_proxy
-            .iter()
-            .any(|n| n == "*" || host == *n || host.ends_with(&format!(".{n}")))
+        let host = target.rsplit_once(':').map_or(target, |(h, _)| h).trim_matches(['[', ']']).to_ascii_lowercase();
+        self.no_proxy.iter().any(|n| n == "*" || host == *n || host.ends_with(&format!(".{n}")))
     }
 
     pub fn addr(&self) -> &str {
@@ -114,29 +85,18 @@ impl Proxy {
 }
 
 /// Connects to `target` (`host:port`), through `proxy` if given, within `timeout`.
-pub async fn connect(
-    target: &str,
-    proxy: Option<&Proxy>,
-    timeout: Duration,
-) -> Result<TcpStream, DialError> {
+pub async fn connect(target: &str, proxy: Option<&Proxy>, timeout: Duration) -> Result<TcpStream, DialError> {
     let fut = async {
         match proxy.filter(|p| !p.bypass(target)) {
             None => tcp(target).await,
             Some(p) => via_proxy(p, target).await,
         }
     };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| DialError::Timeout(target.to_owned()))?
+    tokio::time::timeout(timeout, fut).await.map_err(|_| DialError::Timeout(target.to_owned()))?
 }
 
 async fn tcp(addr: &str) -> Result<TcpStream, DialError> {
-    let s = TcpStream::connect(addr)
-        .await
-        .map_err(|source| DialError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    let s = TcpStream::connect(addr).await.map_err(|source| DialError::Connect { addr: addr.to_owned(), source })?;
     let _ = s.set_nodelay(true);
     Ok(s)
 }
@@ -148,10 +108,7 @@ async fn via_proxy(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> 
         req.push_str(&format!("Proxy-Authorization: Basic {auth}\r\n"));
     }
     req.push_str("\r\n");
-    let io = |source| DialError::Connect {
-        addr: proxy.addr.clone(),
-        source,
-    };
+    let io = |source| DialError::Connect { addr: proxy.addr.clone(), source };
     s.write_all(req.as_bytes()).await.map_err(io)?;
     // Read the reply head byte by byte so no tunnelled byte is consumed.
     let mut head = Vec::with_capacity(256);
@@ -165,10 +122,7 @@ async fn via_proxy(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> 
     let text = String::from_utf8_lossy(&head);
     let status_line = text.lines().next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
-    let (version, code) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     if !version.starts_with("HTTP/1.") {
         return Err(DialError::ProxyProtocol(proxy.addr.clone()));
     }
@@ -188,11 +142,7 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener with a deep accept queue.
 pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -201,10 +151,7 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
 /// Like [`listen`] for an address given as text (`ip:port`).
 pub fn listen_str(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     let parsed = addr.parse().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("`{addr}` is not an ip:port address"),
-        )
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("`{addr}` is not an ip:port address"))
     })?;
     listen(parsed)
 }
@@ -220,11 +167,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            attempt: 0,
-            base,
-            cap,
-        }
+        Backoff { attempt: 0, base, cap }
     }
 
     /// The delay before the next attempt.

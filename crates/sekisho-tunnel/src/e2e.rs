@@ -51,26 +51,14 @@ fn noise(e: snow::Error) -> E2eError {
 fn builder() -> Builder<'static> {
     #[expect(clippy::unwrap_used, reason = "the protocol name is a valid constant")]
     let params = NOISE_PARAMS.parse().unwrap();
-    Builder::with_resolver(
-        params,
-        Box::new(FallbackResolver::new(
-            Box::new(RingResolver),
-            Box::new(DefaultResolver),
-        )),
-    )
+    Builder::with_resolver(params, Box::new(FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver))))
 }
 
 /// Generates an X25519 static key pair: `(secret, public)`.
 pub fn generate_static() -> Result<([u8; 32], [u8; 32]), E2eError> {
     let kp = builder().generate_keypair().map_err(noise)?;
-    let secret = kp
-        .private
-        .try_into()
-        .map_err(|_| E2eError::Noise("bad key length".into()))?;
-    let public = kp
-        .public
-        .try_into()
-        .map_err(|_| E2eError::Noise("bad key length".into()))?;
+    let secret = kp.private.try_into().map_err(|_| E2eError::Noise("bad key length".into()))?;
+    let public = kp.public.try_into().map_err(|_| E2eError::Noise("bad key length".into()))?;
     Ok((secret, public))
 }
 
@@ -80,15 +68,9 @@ pub struct Initiator {
 }
 
 /// Starts a handshake towards `remote_public`; returns the first message to send.
-pub fn initiate(
-    local_secret: &[u8; 32],
-    remote_public: &[u8; 32],
-) -> Result<(Initiator, Vec<u8>), E2eError> {
-    let mut state = builder()
-        .local_private_key(local_secret)
-        .remote_public_key(remote_public)
-        .build_initiator()
-        .map_err(noise)?;
+pub fn initiate(local_secret: &[u8; 32], remote_public: &[u8; 32]) -> Result<(Initiator, Vec<u8>), E2eError> {
+    let mut state =
+        builder().local_private_key(local_secret).remote_public_key(remote_public).build_initiator().map_err(noise)?;
     let mut msg = vec![0u8; 256];
     let n = state.write_message(&[], &mut msg).map_err(noise)?;
     msg.truncate(n);
@@ -99,9 +81,7 @@ impl Initiator {
     /// Completes the handshake with the responder's answer.
     pub fn finish(mut self, reply: &[u8]) -> Result<PairSession, E2eError> {
         let mut payload = vec![0u8; 256];
-        self.state
-            .read_message(reply, &mut payload)
-            .map_err(noise)?;
+        self.state.read_message(reply, &mut payload).map_err(noise)?;
         PairSession::new(self.state)
     }
 }
@@ -112,11 +92,8 @@ pub fn respond(
     remote_public: &[u8; 32],
     first: &[u8],
 ) -> Result<(PairSession, Vec<u8>), E2eError> {
-    let mut state = builder()
-        .local_private_key(local_secret)
-        .remote_public_key(remote_public)
-        .build_responder()
-        .map_err(noise)?;
+    let mut state =
+        builder().local_private_key(local_secret).remote_public_key(remote_public).build_responder().map_err(noise)?;
     let mut payload = vec![0u8; 256];
     state.read_message(first, &mut payload).map_err(noise)?;
     let mut reply = vec![0u8; 256];
@@ -156,18 +133,13 @@ impl PairSession {
     /// A fresh stream index for the initiator.
     pub fn next_index(&self) -> Result<u32, E2eError> {
         let i = self.next_index.fetch_add(1, Ordering::Relaxed);
-        if i == u32::MAX {
-            Err(E2eError::Exhausted)
-        } else {
-            Ok(i)
-        }
+        if i == u32::MAX { Err(E2eError::Exhausted) } else { Ok(i) }
     }
 
     /// Records that the responder accepted stream `index`; refuses one seen before.
     pub fn accept_index(&self, index: u32) -> Result<(), E2eError> {
         let mut seen = self.seen.lock();
-        if index == 0 || index.saturating_add(REPLAY_WINDOW) <= seen.max || !seen.set.insert(index)
-        {
+        if index == 0 || index.saturating_add(REPLAY_WINDOW) <= seen.max || !seen.set.insert(index) {
             return Err(E2eError::Replay(index));
         }
         if index > seen.max {
@@ -183,17 +155,8 @@ impl PairSession {
     /// The sealing and opening halves of stream `index`.
     pub fn stream(self: &std::sync::Arc<Self>, index: u32) -> (Sealer, Opener) {
         (
-            Sealer {
-                session: self.clone(),
-                index,
-                seq: 0,
-            },
-            Opener {
-                session: self.clone(),
-                index,
-                seq: 0,
-                buf: BytesMut::new(),
-            },
+            Sealer { session: self.clone(), index, seq: 0 },
+            Opener { session: self.clone(), index, seq: 0, buf: BytesMut::new() },
         )
     }
 }
@@ -339,16 +302,10 @@ mod tests {
         seal.seal(b"second", &mut r2).unwrap();
         let (_, mut other_stream) = b.stream(2);
         other_stream.push(&r1);
-        assert!(matches!(
-            other_stream.next_record(),
-            Err(E2eError::BadRecord)
-        ));
+        assert!(matches!(other_stream.next_record(), Err(E2eError::BadRecord)));
         let (_, mut same_stream) = b.stream(1);
         same_stream.push(&r2);
-        assert!(matches!(
-            same_stream.next_record(),
-            Err(E2eError::BadRecord)
-        ));
+        assert!(matches!(same_stream.next_record(), Err(E2eError::BadRecord)));
     }
 
     #[test]

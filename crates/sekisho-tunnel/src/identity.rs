@@ -13,15 +13,9 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-sekisho-agent-auth";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot read identity file `{path}`: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot write identity file `{path}`: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("identity file `{0}` is corrupt")]
     Corrupt(String),
     #[error("cannot generate noise key: {0}")]
@@ -38,10 +32,7 @@ pub struct AgentKeys {
 impl fmt::Debug for AgentKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentKeys")
-            .field(
-                "sign_pub",
-                &hex::encode(self.signing.verifying_key().as_bytes()),
-            )
+            .field("sign_pub", &hex::encode(self.signing.verifying_key().as_bytes()))
             .field("noise_pub", &hex::encode(self.noise_public))
             .field("secrets", &"MASKED")
             .finish()
@@ -59,11 +50,7 @@ impl AgentKeys {
     pub fn generate() -> Result<Self, IdentityError> {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let kp = crate::e2e::generate_static().map_err(|e| IdentityError::Noise(e.to_string()))?;
-        Ok(AgentKeys {
-            signing,
-            noise_secret: kp.0,
-            noise_public: kp.1,
-        })
+        Ok(AgentKeys { signing, noise_secret: kp.0, noise_public: kp.1 })
     }
 
     /// Loads the keys from `path`, or generates and saves new ones (mode 0600) if it is absent.
@@ -71,19 +58,12 @@ impl AgentKeys {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let file: KeyFile = serde_json::from_str(&text)
-                    .map_err(|_| IdentityError::Corrupt(shown.clone()))?;
-                let sign: [u8; 32] = decode32(&file.sign_secret)
-                    .ok_or_else(|| IdentityError::Corrupt(shown.clone()))?;
-                let noise_secret = decode32(&file.noise_secret)
-                    .ok_or_else(|| IdentityError::Corrupt(shown.clone()))?;
-                let noise_public =
-                    decode32(&file.noise_public).ok_or(IdentityError::Corrupt(shown))?;
-                Ok(AgentKeys {
-                    signing: SigningKey::from_bytes(&sign),
-                    noise_secret,
-                    noise_public,
-                })
+                let file: KeyFile = serde_json::from_str(&text).map_err(|_| IdentityError::Corrupt(shown.clone()))?;
+                let sign: [u8; 32] =
+                    decode32(&file.sign_secret).ok_or_else(|| IdentityError::Corrupt(shown.clone()))?;
+                let noise_secret = decode32(&file.noise_secret).ok_or_else(|| IdentityError::Corrupt(shown.clone()))?;
+                let noise_public = decode32(&file.noise_public).ok_or(IdentityError::Corrupt(shown))?;
+                Ok(AgentKeys { signing: SigningKey::from_bytes(&sign), noise_secret, noise_public })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let keys = Self::generate()?;
@@ -92,18 +72,11 @@ impl AgentKeys {
                     noise_secret: hex::encode(keys.noise_secret),
                     noise_public: hex::encode(keys.noise_public),
                 };
-                let text = serde_json::to_string_pretty(&file)
-                    .map_err(|_| IdentityError::Corrupt(shown.clone()))?;
-                write_private(path, text.as_bytes()).map_err(|source| IdentityError::Write {
-                    path: shown,
-                    source,
-                })?;
+                let text = serde_json::to_string_pretty(&file).map_err(|_| IdentityError::Corrupt(shown.clone()))?;
+                write_private(path, text.as_bytes()).map_err(|source| IdentityError::Write { path: shown, source })?;
                 Ok(keys)
             }
-            Err(source) => Err(IdentityError::Read {
-                path: shown,
-                source,
-            }),
+            Err(source) => Err(IdentityError::Read { path: shown, source }),
         }
     }
 
@@ -166,19 +139,14 @@ pub struct EnrollmentToken {
 
 impl fmt::Debug for EnrollmentToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnrollmentToken")
-            .field("secret", &"MASKED")
-            .finish_non_exhaustive()
+        f.debug_struct("EnrollmentToken").field("secret", &"MASKED").finish_non_exhaustive()
     }
 }
 
 impl EnrollmentToken {
     pub fn format(secret: &str, ca_fingerprint: &[u8; 32]) -> String {
         use base64::Engine;
-        format!(
-            "skt1.{secret}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ca_fingerprint)
-        )
+        format!("skt1.{secret}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ca_fingerprint))
     }
 
     /// Parses a token; `None` if it is not in the `skt1.` format.
@@ -189,16 +157,11 @@ impl EnrollmentToken {
             return None;
         }
         let secret = parts.next()?.to_owned();
-        let fp = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(parts.next()?)
-            .ok()?;
+        let fp = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
         if parts.next().is_some() || secret.len() < 32 {
             return None;
         }
-        Some(EnrollmentToken {
-            secret,
-            ca_fingerprint: fp.try_into().ok()?,
-        })
+        Some(EnrollmentToken { secret, ca_fingerprint: fp.try_into().ok()? })
     }
 }
 

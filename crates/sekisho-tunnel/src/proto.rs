@@ -19,28 +19,16 @@ pub enum Hello {
         signature: String,
     },
     /// Every later connection: prove possession of the enrolled key.
-    Login {
-        agent_id: String,
-        version: String,
-        hostname: String,
-        signature: String,
-    },
+    Login { agent_id: String, version: String, hostname: String, signature: String },
 }
 
 /// Control messages from the relay to an agent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RelayMsg {
-    Welcome {
-        agent_id: String,
-        name: String,
-        role: String,
-    },
+    Welcome { agent_id: String, name: String, role: String },
     Config(AgentConfig),
-    Error {
-        code: String,
-        message: String,
-    },
+    Error { code: String, message: String },
 }
 
 /// Control messages from an agent to the relay.
@@ -48,11 +36,7 @@ pub enum RelayMsg {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMsg {
     /// A route's local listener opened (`bound`) or failed (`error`), or closed (both `None`).
-    RouteStatus {
-        route_id: String,
-        bound: Option<String>,
-        error: Option<String>,
-    },
+    RouteStatus { route_id: String, bound: Option<String>, error: Option<String> },
 }
 
 /// Everything an agent needs to play its roles; pushed whole on every change.

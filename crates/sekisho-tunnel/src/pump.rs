@@ -26,10 +26,7 @@ pub struct Totals {
 
 impl Totals {
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.up.load(Ordering::Relaxed),
-            self.down.load(Ordering::Relaxed),
-        )
+        (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed))
     }
 }
 
@@ -51,12 +48,7 @@ pub enum Seal {
 }
 
 /// Bridges a TCP connection and a stream until both directions end.
-pub async fn bridge(
-    tcp: TcpStream,
-    stream: MuxStream,
-    seal: Seal,
-    totals: &Totals,
-) -> Result<(), BridgeError> {
+pub async fn bridge(tcp: TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
     let mut tcp = tcp;
     let result = {
         let (mut rd, mut wr) = tcp.split();
@@ -76,10 +68,7 @@ pub async fn bridge(
     if let Err(e) = &result {
         match e {
             BridgeError::Stream(_) => {}
-            BridgeError::Io(io) => stream.reset(
-                ResetCode::CANCEL,
-                &format!("client connection failed: {io}"),
-            ),
+            BridgeError::Io(io) => stream.reset(ResetCode::CANCEL, &format!("client connection failed: {io}")),
             BridgeError::E2e(e) => stream.reset(ResetCode::CRYPTO, &e.to_string()),
         }
         // Abort the socket so the application sees a reset rather than a clean end.
@@ -94,11 +83,7 @@ async fn tcp_to_stream(
     mut sealer: Option<Sealer>,
     totals: &Totals,
 ) -> Result<(), BridgeError> {
-    let size = if sealer.is_some() {
-        MAX_PLAIN
-    } else {
-        PLAIN_READ
-    };
+    let size = if sealer.is_some() { MAX_PLAIN } else { PLAIN_READ };
     let mut buf = vec![0u8; size];
     let mut sealed = BytesMut::new();
     loop {
@@ -153,25 +138,11 @@ async fn stream_to_tcp(
 pub type Tap = tokio::sync::mpsc::UnboundedSender<bytes::Bytes>;
 
 /// Splices two streams (the relay joining a front agent's stream to a back agent's).
-pub async fn splice(
-    a: &MuxStream,
-    b: &MuxStream,
-    tap: Option<&Tap>,
-    totals: &Totals,
-) -> Result<(), StreamError> {
-    tokio::try_join!(
-        forward(a, b, tap, &totals.up),
-        forward(b, a, tap, &totals.down)
-    )
-    .map(|_| ())
+pub async fn splice(a: &MuxStream, b: &MuxStream, tap: Option<&Tap>, totals: &Totals) -> Result<(), StreamError> {
+    tokio::try_join!(forward(a, b, tap, &totals.up), forward(b, a, tap, &totals.down)).map(|_| ())
 }
 
-async fn forward(
-    from: &MuxStream,
-    to: &MuxStream,
-    tap: Option<&Tap>,
-    count: &AtomicU64,
-) -> Result<(), StreamError> {
+async fn forward(from: &MuxStream, to: &MuxStream, tap: Option<&Tap>, count: &AtomicU64) -> Result<(), StreamError> {
     loop {
         match from.read_chunk().await {
             Ok(Some(chunk)) => {

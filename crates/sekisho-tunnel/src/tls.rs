@@ -8,31 +8,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read `{path}`: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot write `{path}`: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("invalid certificate or key in `{0}`")]
@@ -61,9 +50,7 @@ pub struct LocalCa {
 
 impl std::fmt::Debug for LocalCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCa")
-            .field("fingerprint", &self.fingerprint())
-            .finish_non_exhaustive()
+        f.debug_struct("LocalCa").field("fingerprint", &self.fingerprint()).finish_non_exhaustive()
     }
 }
 
@@ -78,11 +65,7 @@ fn ca_params(cn: &str) -> CertificateParams {
     dn.push(DnType::OrganizationName, "Sekisho");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
@@ -99,25 +82,12 @@ impl LocalCa {
             let pem = read(&cert_path)?;
             let key_pem = read(&key_path)?;
             let cn = read(&name_path)?;
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|_| TlsError::BadPem(key_path.display().to_string()))?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|_| TlsError::BadPem(key_path.display().to_string()))?;
             let issuer = ca_params(cn.trim()).self_signed(&key)?;
-            let der = first_cert(&pem)
-                .ok_or_else(|| TlsError::BadPem(cert_path.display().to_string()))?;
-            return Ok((
-                LocalCa {
-                    key,
-                    issuer,
-                    der,
-                    pem,
-                },
-                false,
-            ));
+            let der = first_cert(&pem).ok_or_else(|| TlsError::BadPem(cert_path.display().to_string()))?;
+            return Ok((LocalCa { key, issuer, der, pem }, false));
         }
-        let cn = format!(
-            "Sekisho local CA {}",
-            hex::encode(rand::random::<[u8; 4]>())
-        );
+        let cn = format!("Sekisho local CA {}", hex::encode(rand::random::<[u8; 4]>()));
         let key = KeyPair::generate()?;
         let issuer = ca_params(&cn).self_signed(&key)?;
         let pem = issuer.pem();
@@ -125,15 +95,7 @@ impl LocalCa {
         write(&name_path, cn.as_bytes(), false)?;
         write(&key_path, key.serialize_pem().as_bytes(), true)?;
         write(&cert_path, pem.as_bytes(), false)?;
-        Ok((
-            LocalCa {
-                key,
-                issuer,
-                der,
-                pem,
-            },
-            true,
-        ))
+        Ok((LocalCa { key, issuer, der, pem }, true))
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -156,10 +118,7 @@ impl LocalCa {
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().map_or("sekisho-relay", String::as_str),
-        );
+        dn.push(DnType::CommonName, names.first().map_or("sekisho-relay", String::as_str));
         params.distinguished_name = dn;
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
@@ -173,22 +132,12 @@ impl LocalCa {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
 }
 
 fn write(path: &Path, data: &[u8], private: bool) -> Result<(), TlsError> {
-    let r = if private {
-        crate::identity::write_private(path, data)
-    } else {
-        std::fs::write(path, data)
-    };
-    r.map_err(|source| TlsError::Write {
-        path: path.display().to_string(),
-        source,
-    })
+    let r = if private { crate::identity::write_private(path, data) } else { std::fs::write(path, data) };
+    r.map_err(|source| TlsError::Write { path: path.display().to_string(), source })
 }
 
 /// The first certificate in a PEM text.
@@ -262,10 +211,9 @@ impl ServerCertVerifier for PinnedVerifier {
         };
         let mut roots = RootCertStore::empty();
         roots.add(ca)?;
-        let inner =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -280,12 +228,7 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -294,18 +237,11 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

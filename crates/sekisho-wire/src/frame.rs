@@ -193,11 +193,7 @@ impl Frame {
                 out.put_u32(*increment);
             }
             Frame::Fin { stream } => put_header(out, FrameType::Fin, *stream, 0),
-            Frame::Reset {
-                stream,
-                code,
-                reason,
-            } => {
+            Frame::Reset { stream, code, reason } => {
                 let reason = truncate_utf8(reason, 1024);
                 put_header(out, FrameType::Reset, *stream, 2 + reason.len());
                 out.put_u16(code.0);
@@ -209,12 +205,7 @@ impl Frame {
             }
             Frame::GoAway { code, reason } => {
                 let reason = truncate_utf8(reason, 1024);
-                put_header(
-                    out,
-                    FrameType::GoAway,
-                    StreamId::CONNECTION,
-                    2 + reason.len(),
-                );
+                put_header(out, FrameType::GoAway, StreamId::CONNECTION, 2 + reason.len());
                 out.put_u16(*code);
                 out.extend_from_slice(reason.as_bytes());
             }
@@ -278,9 +269,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that refuses payloads over `max_payload` bytes (capped at [`MAX_PAYLOAD_LIMIT`]).
     pub fn new(max_payload: u32) -> Self {
-        Decoder {
-            max_payload: max_payload.min(MAX_PAYLOAD_LIMIT),
-        }
+        Decoder { max_payload: max_payload.min(MAX_PAYLOAD_LIMIT) }
     }
 
     /// Takes one frame off the front of `buf`, or returns `Ok(None)` if more bytes are needed.
@@ -297,10 +286,7 @@ impl Decoder {
             return Err(DecodeError::ReservedBits);
         }
         if len > self.max_payload {
-            return Err(DecodeError::Oversized {
-                len,
-                max: self.max_payload,
-            });
+            return Err(DecodeError::Oversized { len, max: self.max_payload });
         }
         check_shape(ty, stream, len)?;
         let total = HEADER_LEN + len as usize;
@@ -314,26 +300,15 @@ impl Decoder {
             FrameType::Data => Frame::Data { stream, payload },
             FrameType::Open => Frame::Open { stream, payload },
             FrameType::Control => Frame::Control { payload },
-            FrameType::Window => Frame::Window {
-                stream,
-                increment: payload.get_u32(),
-            },
+            FrameType::Window => Frame::Window { stream, increment: payload.get_u32() },
             FrameType::Fin => Frame::Fin { stream },
             FrameType::Reset => {
                 let code = ResetCode(payload.get_u16());
                 let reason = utf8(payload)?;
-                Frame::Reset {
-                    stream,
-                    code,
-                    reason,
-                }
+                Frame::Reset { stream, code, reason }
             }
-            FrameType::Ping => Frame::Ping {
-                opaque: payload.get_u64(),
-            },
-            FrameType::Pong => Frame::Pong {
-                opaque: payload.get_u64(),
-            },
+            FrameType::Ping => Frame::Ping { opaque: payload.get_u64() },
+            FrameType::Pong => Frame::Pong { opaque: payload.get_u64() },
             FrameType::GoAway => {
                 let code = payload.get_u16();
                 let reason = utf8(payload)?;
@@ -365,11 +340,7 @@ fn check_shape(ty: FrameType, stream: StreamId, len: u32) -> Result<(), DecodeEr
         FrameType::Reset | FrameType::GoAway => (2..=2 + 1024).contains(&len),
         FrameType::Data | FrameType::Open | FrameType::Control => true,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(DecodeError::BadLength { ty, len })
-    }
+    if ok { Ok(()) } else { Err(DecodeError::BadLength { ty, len }) }
 }
 
 fn utf8(b: Bytes) -> Result<String, DecodeError> {
@@ -393,43 +364,21 @@ mod tests {
     #[test]
     fn every_frame_type_roundtrips() {
         let s = StreamId(7);
-        roundtrip(Frame::Data {
-            stream: s,
-            payload: Bytes::from_static(b"hello"),
-        });
-        roundtrip(Frame::Window {
-            stream: s,
-            increment: 65536,
-        });
-        roundtrip(Frame::Open {
-            stream: s,
-            payload: Bytes::from_static(b"{}"),
-        });
+        roundtrip(Frame::Data { stream: s, payload: Bytes::from_static(b"hello") });
+        roundtrip(Frame::Window { stream: s, increment: 65536 });
+        roundtrip(Frame::Open { stream: s, payload: Bytes::from_static(b"{}") });
         roundtrip(Frame::Fin { stream: s });
-        roundtrip(Frame::Reset {
-            stream: s,
-            code: ResetCode::REFUSED,
-            reason: "no route".into(),
-        });
+        roundtrip(Frame::Reset { stream: s, code: ResetCode::REFUSED, reason: "no route".into() });
         roundtrip(Frame::Ping { opaque: 42 });
         roundtrip(Frame::Pong { opaque: 42 });
-        roundtrip(Frame::Control {
-            payload: Bytes::from_static(b"{\"type\":\"x\"}"),
-        });
-        roundtrip(Frame::GoAway {
-            code: 3,
-            reason: "bye".into(),
-        });
+        roundtrip(Frame::Control { payload: Bytes::from_static(b"{\"type\":\"x\"}") });
+        roundtrip(Frame::GoAway { code: 3, reason: "bye".into() });
     }
 
     #[test]
     fn partial_input_waits_for_more() {
         let mut full = BytesMut::new();
-        Frame::Data {
-            stream: StreamId(1),
-            payload: Bytes::from(vec![9u8; 100]),
-        }
-        .encode(&mut full);
+        Frame::Data { stream: StreamId(1), payload: Bytes::from(vec![9u8; 100]) }.encode(&mut full);
         let d = Decoder::new(1024);
         let mut buf = BytesMut::new();
         for (i, b) in full.iter().enumerate() {
@@ -444,43 +393,25 @@ mod tests {
         let mut buf = BytesMut::new();
         put_header(&mut buf, FrameType::Data, StreamId(1), 5000);
         let err = Decoder::new(4096).decode(&mut buf).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::Oversized {
-                len: 5000,
-                max: 4096
-            }
-        );
+        assert_eq!(err, DecodeError::Oversized { len: 5000, max: 4096 });
     }
 
     #[test]
     fn malformed_headers_are_refused() {
         let d = Decoder::new(4096);
         let mut buf = BytesMut::from(&[99u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0][..]);
-        assert_eq!(
-            d.decode(&mut buf).unwrap_err(),
-            DecodeError::UnknownType(99)
-        );
+        assert_eq!(d.decode(&mut buf).unwrap_err(), DecodeError::UnknownType(99));
         let mut buf = BytesMut::new();
         put_header(&mut buf, FrameType::Window, StreamId(1), 3);
         buf.put_slice(&[0, 0, 1]);
-        assert!(matches!(
-            d.decode(&mut buf),
-            Err(DecodeError::BadLength { .. })
-        ));
+        assert!(matches!(d.decode(&mut buf), Err(DecodeError::BadLength { .. })));
         let mut buf = BytesMut::new();
         put_header(&mut buf, FrameType::Data, StreamId(0), 0);
-        assert_eq!(
-            d.decode(&mut buf).unwrap_err(),
-            DecodeError::NeedsStream(FrameType::Data)
-        );
+        assert_eq!(d.decode(&mut buf).unwrap_err(), DecodeError::NeedsStream(FrameType::Data));
         let mut buf = BytesMut::new();
         put_header(&mut buf, FrameType::Ping, StreamId(3), 8);
         buf.put_u64(1);
-        assert_eq!(
-            d.decode(&mut buf).unwrap_err(),
-            DecodeError::NeedsConnectionStream(FrameType::Ping)
-        );
+        assert_eq!(d.decode(&mut buf).unwrap_err(), DecodeError::NeedsConnectionStream(FrameType::Ping));
         let mut buf = BytesMut::new();
         put_header(&mut buf, FrameType::Reset, StreamId(3), 4);
         buf.put_u16(1);
@@ -492,12 +423,7 @@ mod tests {
     fn long_reasons_are_truncated_on_a_char_boundary() {
         let reason = "関".repeat(600);
         let mut buf = BytesMut::new();
-        Frame::Reset {
-            stream: StreamId(1),
-            code: ResetCode::CANCEL,
-            reason,
-        }
-        .encode(&mut buf);
+        Frame::Reset { stream: StreamId(1), code: ResetCode::CANCEL, reason }.encode(&mut buf);
         let Some(Frame::Reset { reason, .. }) = Decoder::new(4096).decode(&mut buf).unwrap() else {
             panic!("not a reset")
         };

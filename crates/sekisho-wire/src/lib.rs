@@ -11,7 +11,5 @@
 mod frame;
 mod mux;
 
-pub use frame::{
-    DecodeError, Decoder, Frame, FrameType, HEADER_LEN, MAX_PAYLOAD_LIMIT, ResetCode, StreamId,
-};
+pub use frame::{DecodeError, Decoder, Frame, FrameType, HEADER_LEN, MAX_PAYLOAD_LIMIT, ResetCode, StreamId};
 pub use mux::{Config, Event, Mux, MuxError, Recv, Side, StreamError};

@@ -39,12 +39,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            initial_window: 1 << 20,
-            max_frame_payload: 64 << 10,
-            max_streams: 65_536,
-            out_high_water: 1 << 20,
-        }
+        Config { initial_window: 1 << 20, max_frame_payload: 64 << 10, max_streams: 65_536, out_high_water: 1 << 20 }
     }
 }
 
@@ -199,11 +194,7 @@ impl Mux {
         self.next_id = self.next_id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
         let window = u64::from(self.config.initial_window);
         self.streams.insert(id, Stream::new(window, window));
-        Frame::Open {
-            stream: id,
-            payload,
-        }
-        .encode(&mut self.out);
+        Frame::Open { stream: id, payload }.encode(&mut self.out);
         Ok(id)
     }
 
@@ -214,10 +205,7 @@ impl Mux {
         let buffer_room = self.config.out_high_water.saturating_sub(self.out.len());
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         if let Some((code, reason)) = &s.reset {
-            return Err(StreamError::Reset {
-                code: *code,
-                reason: reason.clone(),
-            });
+            return Err(StreamError::Reset { code: *code, reason: reason.clone() });
         }
         if s.local_fin {
             return Err(StreamError::Finished);
@@ -245,34 +233,19 @@ impl Mux {
         let half_window = u64::from(self.config.initial_window / 2).max(1);
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         if let Some((code, reason)) = &s.reset {
-            return Err(StreamError::Reset {
-                code: *code,
-                reason: reason.clone(),
-            });
+            return Err(StreamError::Reset { code: *code, reason: reason.clone() });
         }
         let Some(front) = s.recv_buf.front_mut() else {
-            return Ok(if s.remote_fin {
-                Recv::Fin
-            } else {
-                Recv::Blocked
-            });
+            return Ok(if s.remote_fin { Recv::Fin } else { Recv::Blocked });
         };
-        let chunk = if front.len() > max {
-            front.split_to(max)
-        } else {
-            s.recv_buf.pop_front().unwrap_or_default()
-        };
+        let chunk = if front.len() > max { front.split_to(max) } else { s.recv_buf.pop_front().unwrap_or_default() };
         s.recv_buffered -= chunk.len();
         s.recv_unacked += chunk.len() as u64;
         if s.recv_unacked >= half_window && !s.remote_fin {
             let increment = u32::try_from(s.recv_unacked).unwrap_or(u32::MAX);
             s.recv_unacked -= u64::from(increment);
             s.recv_window += u64::from(increment);
-            Frame::Window {
-                stream: id,
-                increment,
-            }
-            .encode(&mut self.out);
+            Frame::Window { stream: id, increment }.encode(&mut self.out);
         }
         Ok(Recv::Data(chunk))
     }
@@ -286,10 +259,7 @@ impl Mux {
     pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         if let Some((code, reason)) = &s.reset {
-            return Err(StreamError::Reset {
-                code: *code,
-                reason: reason.clone(),
-            });
+            return Err(StreamError::Reset { code: *code, reason: reason.clone() });
         }
         if !s.local_fin {
             s.local_fin = true;
@@ -303,12 +273,7 @@ impl Mux {
     pub fn reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
         if let Some(s) = self.streams.get_mut(&id) {
             if s.reset.is_none() && !(s.local_fin && s.remote_fin) {
-                Frame::Reset {
-                    stream: id,
-                    code,
-                    reason: reason.to_owned(),
-                }
-                .encode(&mut self.out);
+                Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
             }
             if s.reset.is_none() {
                 s.reset = Some((code, reason.to_owned()));
@@ -353,11 +318,7 @@ impl Mux {
     /// Announces that this side is closing the connection, and closes it locally.
     pub fn go_away(&mut self, code: u16, reason: &str) {
         if self.closed.is_none() {
-            Frame::GoAway {
-                code,
-                reason: reason.to_owned(),
-            }
-            .encode(&mut self.out);
+            Frame::GoAway { code, reason: reason.to_owned() }.encode(&mut self.out);
         }
         self.connection_lost(reason);
     }
@@ -411,19 +372,12 @@ impl Mux {
             Frame::Data { stream, payload } => self.on_data(stream, payload),
             Frame::Window { stream, increment } => self.on_window(stream, increment),
             Frame::Fin { stream } => self.on_fin(stream),
-            Frame::Reset {
-                stream,
-                code,
-                reason,
-            } => self.on_reset(stream, code, reason),
+            Frame::Reset { stream, code, reason } => self.on_reset(stream, code, reason),
             Frame::Ping { opaque } => Frame::Pong { opaque }.encode(&mut self.out),
             Frame::Pong { opaque } => self.events.push_back(Event::Pong(opaque)),
             Frame::Control { payload } => self.events.push_back(Event::Control(payload)),
             Frame::GoAway { code, reason } => {
-                self.events.push_back(Event::GoAway {
-                    code,
-                    reason: reason.clone(),
-                });
+                self.events.push_back(Event::GoAway { code, reason: reason.clone() });
                 self.connection_lost(&format!("peer closed the connection: {reason}"));
             }
         }
@@ -469,49 +423,29 @@ impl Mux {
 
     fn on_open(&mut self, id: StreamId, payload: Bytes) {
         if !self.is_peer_id(id) || id.0 <= self.max_peer_id {
-            self.refuse(
-                id,
-                ResetCode::PROTOCOL,
-                "stream id reused or of the wrong side",
-            );
+            self.refuse(id, ResetCode::PROTOCOL, "stream id reused or of the wrong side");
             return;
         }
         self.max_peer_id = id.0;
         if self.peer_streams >= self.config.max_streams {
-            self.refuse(
-                id,
-                ResetCode::REFUSED,
-                "too many open streams on this connection",
-            );
+            self.refuse(id, ResetCode::REFUSED, "too many open streams on this connection");
             return;
         }
         let window = u64::from(self.config.initial_window);
         self.streams.insert(id, Stream::new(window, window));
         self.peer_streams += 1;
-        self.events.push_back(Event::Opened {
-            stream: id,
-            payload,
-        });
+        self.events.push_back(Event::Opened { stream: id, payload });
     }
 
     /// Answers a frame for a stream we cannot accept with a reset, without creating state.
     fn refuse(&mut self, id: StreamId, code: ResetCode, reason: &str) {
-        Frame::Reset {
-            stream: id,
-            code,
-            reason: reason.to_owned(),
-        }
-        .encode(&mut self.out);
+        Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
     }
 
     /// A frame for a stream we do not track: either one that already ended (ignore it) or one
     /// that never existed (tell the peer).
     fn on_unknown(&mut self, id: StreamId) {
-        let never_opened = if self.is_peer_id(id) {
-            id.0 > self.max_peer_id
-        } else {
-            id.0 >= self.next_id
-        };
+        let never_opened = if self.is_peer_id(id) { id.0 > self.max_peer_id } else { id.0 >= self.next_id };
         if never_opened {
             self.refuse(id, ResetCode::UNKNOWN_STREAM, "unknown stream id");
         }
@@ -531,11 +465,7 @@ impl Mux {
         }
         let len = payload.len() as u64;
         if len > s.recv_window {
-            self.reset(
-                id,
-                ResetCode::FLOW_CONTROL,
-                "peer exceeded the stream window",
-            );
+            self.reset(id, ResetCode::FLOW_CONTROL, "peer exceeded the stream window");
             return;
         }
         if payload.is_empty() {
@@ -543,11 +473,7 @@ impl Mux {
         }
         s.recv_window -= len;
         s.recv_buffered += payload.len();
-        let payload = if payload.len() < COPY_BELOW {
-            Bytes::copy_from_slice(&payload)
-        } else {
-            payload
-        };
+        let payload = if payload.len() < COPY_BELOW { Bytes::copy_from_slice(&payload) } else { payload };
         let was_empty = s.recv_buf.is_empty();
         s.recv_buf.push_back(payload);
         if was_empty {

@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sekisho",
-    version,
-    about = "Sekisho (関所): zero-trust access without open ports or VPNs"
-)]
+#[command(name = "sekisho", version, about = "Sekisho (関所): zero-trust access without open ports or VPNs")]
 pub(crate) struct Cli {
     /// Language of messages: ja or en (default: from LANG).
     #[arg(long, global = true, env = "SEKISHO_LANG")]

@@ -9,20 +9,10 @@ pub(crate) enum Lang {
 
 impl Lang {
     pub(crate) fn detect(flag: Option<&str>) -> Lang {
-        let from_env = || {
-            ["LC_ALL", "LC_MESSAGES", "LANG"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        };
-        let tag = flag
-            .map(str::to_owned)
-            .or_else(from_env)
-            .unwrap_or_default();
-        if tag.to_ascii_lowercase().starts_with("ja") {
-            Lang::Ja
-        } else {
-            Lang::En
-        }
+        let from_env =
+            || ["LC_ALL", "LC_MESSAGES", "LANG"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let tag = flag.map(str::to_owned).or_else(from_env).unwrap_or_default();
+        if tag.to_ascii_lowercase().starts_with("ja") { Lang::Ja } else { Lang::En }
     }
 
     /// Chooses between the English and Japanese text.

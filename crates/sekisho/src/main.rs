@@ -14,10 +14,7 @@ fn main() -> std::process::ExitCode {
     output::init_tracing(cli.log.as_deref());
     // Every relayed connection holds sockets: lift the soft descriptor limit to the hard one.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

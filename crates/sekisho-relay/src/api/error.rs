@@ -15,11 +15,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -37,21 +33,14 @@ impl ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        let status = if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            e.status()
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status =
+            if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE { e.status() } else { StatusCode::BAD_REQUEST };
         Self::new(status, "bad_json", e.body_text())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
-        )
-            .into_response()
+        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
     }
 }

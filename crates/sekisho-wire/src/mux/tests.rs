@@ -70,12 +70,7 @@ fn read_all(m: &mut Mux, id: StreamId) -> (Vec<u8>, bool) {
 }
 
 fn small() -> Config {
-    Config {
-        initial_window: 1000,
-        max_frame_payload: 16 << 10,
-        max_streams: 4,
-        out_high_water: 1 << 20,
-    }
+    Config { initial_window: 1000, max_frame_payload: 16 << 10, max_streams: 4, out_high_water: 1 << 20 }
 }
 
 #[test]
@@ -105,17 +100,11 @@ fn window_exhaustion_blocks_then_resumes_when_reader_consumes() {
     let (c, s) = p.open(b"x");
     let data = vec![7u8; 2500];
     assert_eq!(p.client.send(c, &data).unwrap(), 1000);
-    assert_eq!(
-        p.client.send(c, &data[1000..]).unwrap(),
-        0,
-        "window is exhausted"
-    );
+    assert_eq!(p.client.send(c, &data[1000..]).unwrap(), 0, "window is exhausted");
     p.drive();
     assert!(!p.client_events.contains(&Event::Writable(c)));
     // Reading half the window returns credit to the sender.
-    let Recv::Data(chunk) = p.server.recv(s, 600).unwrap() else {
-        panic!()
-    };
+    let Recv::Data(chunk) = p.server.recv(s, 600).unwrap() else { panic!() };
     assert_eq!(chunk.len(), 600);
     p.drive();
     assert!(p.client_events.contains(&Event::Writable(c)));
@@ -148,24 +137,11 @@ fn peer_exceeding_the_window_gets_its_stream_reset_not_the_connection() {
     let (c2, s2) = p.open(b"y");
     // Bypass the sender's own accounting to act as a misbehaving peer.
     let mut raw = BytesMut::new();
-    Frame::Data {
-        stream: c,
-        payload: Bytes::from(vec![0u8; 1500]),
-    }
-    .encode(&mut raw);
+    Frame::Data { stream: c, payload: Bytes::from(vec![0u8; 1500]) }.encode(&mut raw);
     p.server.feed(&mut raw).unwrap();
     p.drive();
-    assert!(matches!(
-        p.server.recv(s, 10),
-        Err(StreamError::Reset {
-            code: ResetCode::FLOW_CONTROL,
-            ..
-        })
-    ));
-    assert!(matches!(
-        p.client.send(c, b"more"),
-        Err(StreamError::Reset { .. })
-    ));
+    assert!(matches!(p.server.recv(s, 10), Err(StreamError::Reset { code: ResetCode::FLOW_CONTROL, .. })));
+    assert!(matches!(p.client.send(c, b"more"), Err(StreamError::Reset { .. })));
     // The other stream is untouched.
     assert_eq!(p.client.send(c2, b"fine").unwrap(), 4);
     p.drive();
@@ -178,11 +154,7 @@ fn reset_mid_stream_reaches_the_reader_with_its_reason() {
     let (c, s) = p.open(b"x");
     p.client.send(c, b"partial").unwrap();
     p.drive();
-    p.server.reset(
-        s,
-        ResetCode::TARGET_UNREACHABLE,
-        "connection refused by 10.0.0.5:22",
-    );
+    p.server.reset(s, ResetCode::TARGET_UNREACHABLE, "connection refused by 10.0.0.5:22");
     p.drive();
     match p.client.recv(c, 100) {
         Err(StreamError::Reset { code, reason }) => {
@@ -205,13 +177,7 @@ fn releasing_an_unfinished_stream_cancels_it_at_the_peer() {
     let (c, s) = p.open(b"x");
     p.client.release(c);
     p.drive();
-    assert!(matches!(
-        p.server.recv(s, 1),
-        Err(StreamError::Reset {
-            code: ResetCode::CANCEL,
-            ..
-        })
-    ));
+    assert!(matches!(p.server.recv(s, 1), Err(StreamError::Reset { code: ResetCode::CANCEL, .. })));
 }
 
 #[test]
@@ -221,18 +187,9 @@ fn peer_gone_ends_every_stream_with_an_error() {
     let (b, _) = p.open(b"b");
     p.client.connection_lost("heartbeat timeout");
     for id in [a, b] {
-        assert!(matches!(
-            p.client.recv(id, 1),
-            Err(StreamError::Reset {
-                code: ResetCode::CONNECTION_LOST,
-                ..
-            })
-        ));
+        assert!(matches!(p.client.recv(id, 1), Err(StreamError::Reset { code: ResetCode::CONNECTION_LOST, .. })));
     }
-    assert!(matches!(
-        p.client.open(Bytes::new()),
-        Err(MuxError::Closed(_))
-    ));
+    assert!(matches!(p.client.open(Bytes::new()), Err(MuxError::Closed(_))));
 }
 
 #[test]
@@ -241,15 +198,8 @@ fn go_away_closes_the_peer() {
     let (_, s) = p.open(b"a");
     p.client.go_away(0, "agent shutting down");
     p.drive();
-    assert!(
-        p.server_events
-            .iter()
-            .any(|e| matches!(e, Event::GoAway { .. }))
-    );
-    assert!(matches!(
-        p.server.recv(s, 1),
-        Err(StreamError::Reset { .. })
-    ));
+    assert!(p.server_events.iter().any(|e| matches!(e, Event::GoAway { .. })));
+    assert!(matches!(p.server.recv(s, 1), Err(StreamError::Reset { .. })));
     assert!(p.server.closed().is_some());
 }
 
@@ -258,23 +208,12 @@ fn unknown_stream_ids_get_a_reset_and_do_not_hurt_others() {
     let mut p = Pair::new(Config::default());
     let (c, s) = p.open(b"a");
     let mut raw = BytesMut::new();
-    Frame::Data {
-        stream: StreamId(99),
-        payload: Bytes::from_static(b"junk"),
-    }
-    .encode(&mut raw);
+    Frame::Data { stream: StreamId(99), payload: Bytes::from_static(b"junk") }.encode(&mut raw);
     p.server.feed(&mut raw).unwrap();
     let mut out = BytesMut::new();
     p.server.take_transmit(&mut out);
     let frame = Decoder::new(1 << 16).decode(&mut out).unwrap().unwrap();
-    assert!(matches!(
-        frame,
-        Frame::Reset {
-            stream: StreamId(99),
-            code: ResetCode::UNKNOWN_STREAM,
-            ..
-        }
-    ));
+    assert!(matches!(frame, Frame::Reset { stream: StreamId(99), code: ResetCode::UNKNOWN_STREAM, .. }));
     p.client.send(c, b"ok").unwrap();
     p.drive();
     assert_eq!(read_all(&mut p.server, s).0, b"ok");
@@ -286,10 +225,7 @@ fn malformed_bytes_close_the_connection_with_a_reason() {
     let (_, s) = p.open(b"a");
     let mut junk = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\n"[..]);
     let err = p.server.feed(&mut junk).unwrap_err();
-    assert!(
-        matches!(err, MuxError::Closed(ref r) if r.contains("malformed frame")),
-        "{err}"
-    );
+    assert!(matches!(err, MuxError::Closed(ref r) if r.contains("malformed frame")), "{err}");
     assert!(p.server.recv(s, 1).is_err());
 }
 
@@ -301,13 +237,7 @@ fn too_many_streams_are_refused() {
     }
     let c = p.client.open(Bytes::from_static(b"one too many")).unwrap();
     p.drive();
-    assert!(matches!(
-        p.client.recv(c, 1),
-        Err(StreamError::Reset {
-            code: ResetCode::REFUSED,
-            ..
-        })
-    ));
+    assert!(matches!(p.client.recv(c, 1), Err(StreamError::Reset { code: ResetCode::REFUSED, .. })));
 }
 
 #[test]
@@ -315,28 +245,15 @@ fn reused_stream_id_is_refused() {
     let mut p = Pair::new(Config::default());
     let (c, _) = p.open(b"a");
     let mut raw = BytesMut::new();
-    Frame::Open {
-        stream: c,
-        payload: Bytes::new(),
-    }
-    .encode(&mut raw);
+    Frame::Open { stream: c, payload: Bytes::new() }.encode(&mut raw);
     p.server.feed(&mut raw).unwrap();
     p.drive();
-    assert_eq!(
-        p.server_events
-            .iter()
-            .filter(|e| matches!(e, Event::Opened { .. }))
-            .count(),
-        1
-    );
+    assert_eq!(p.server_events.iter().filter(|e| matches!(e, Event::Opened { .. })).count(), 1);
 }
 
 #[test]
 fn full_output_buffer_pushes_back_until_drained() {
-    let config = Config {
-        out_high_water: 100,
-        ..Config::default()
-    };
+    let config = Config { out_high_water: 100, ..Config::default() };
     let mut p = Pair::new(config);
     let (c, _) = p.open(b"a");
     assert_eq!(p.client.send(c, &[0u8; 300]).unwrap(), 100);
@@ -360,21 +277,9 @@ fn control_messages_are_delivered_in_order() {
     p.server.send_control(Bytes::from_static(b"one")).unwrap();
     p.server.send_control(Bytes::from_static(b"two")).unwrap();
     p.drive();
-    let got: Vec<_> = p
-        .client_events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Control(b) = e {
-                Some(b.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert_eq!(
-        got,
-        vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
-    );
+    let got: Vec<_> =
+        p.client_events.iter().filter_map(|e| if let Event::Control(b) = e { Some(b.clone()) } else { None }).collect();
+    assert_eq!(got, vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
 }
 
 #[test]

@@ -13,12 +13,7 @@ pub(crate) async fn run(args: AgentArgs, lang: Lang) -> anyhow::Result<()> {
         Some(url) => Some(Proxy::parse(url)?),
         None => Proxy::from_env()?,
     };
-    let opts = AgentOptions {
-        relay: args.relay,
-        token: args.token,
-        state_dir: args.state_dir,
-        proxy,
-    };
+    let opts = AgentOptions { relay: args.relay, token: args.token, state_dir: args.state_dir, proxy };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let json = args.json_events;
@@ -44,40 +39,24 @@ pub(crate) async fn run(args: AgentArgs, lang: Lang) -> anyhow::Result<()> {
 pub(crate) fn describe(event: &AgentEvent, lang: Lang) -> String {
     match event {
         AgentEvent::Enrolled { agent_id, name } => {
-            format!(
-                "{} {name} ({agent_id})",
-                lang.pick("enrolled as", "登録完了:")
-            )
+            format!("{} {name} ({agent_id})", lang.pick("enrolled as", "登録完了:"))
         }
         AgentEvent::Connected { name, role, .. } => {
-            format!(
-                "{} {name} [{role}]",
-                lang.pick("connected to relay as", "リレーに接続しました:")
-            )
+            format!("{} {name} [{role}]", lang.pick("connected to relay as", "リレーに接続しました:"))
         }
-        AgentEvent::Disconnected {
-            reason,
-            retry_in_ms,
-        } => format!(
+        AgentEvent::Disconnected { reason, retry_in_ms } => format!(
             "{} {reason} ({} {retry_in_ms} ms)",
             lang.pick("relay connection lost:", "リレーとの接続が切れました:"),
             lang.pick("retrying in", "再接続まで")
         ),
         AgentEvent::RouteListening { service, addr, .. } => {
-            format!(
-                "{} {addr} → {service}",
-                lang.pick("listening", "待ち受け開始")
-            )
+            format!("{} {addr} → {service}", lang.pick("listening", "待ち受け開始"))
         }
-        AgentEvent::RouteClosed { route_id } => format!(
-            "{} {route_id}",
-            lang.pick("route closed", "ルートを閉じました")
-        ),
+        AgentEvent::RouteClosed { route_id } => {
+            format!("{} {route_id}", lang.pick("route closed", "ルートを閉じました"))
+        }
         AgentEvent::RouteFailed { route_id, error } => {
-            format!(
-                "{} {route_id}: {error}",
-                lang.pick("route failed", "ルートを開けません")
-            )
+            format!("{} {route_id}: {error}", lang.pick("route failed", "ルートを開けません"))
         }
     }
 }

@@ -13,18 +13,9 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
     let client = ApiClient::from_args(&args, lang)?;
     let json_out = args.json;
     match args.command {
-        CtlCommand::Token(TokenCmd::Create {
-            name,
-            role,
-            site,
-            ttl,
-        }) => {
-            let ttl_secs = parse_duration(&ttl).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} `{ttl}`",
-                    lang.pick("invalid duration", "期間の形式が不正です")
-                )
-            })?;
+        CtlCommand::Token(TokenCmd::Create { name, role, site, ttl }) => {
+            let ttl_secs = parse_duration(&ttl)
+                .ok_or_else(|| anyhow::anyhow!("{} `{ttl}`", lang.pick("invalid duration", "期間の形式が不正です")))?;
             let v = client
                 .post(
                     "/api/v1/enrollment-tokens",
@@ -68,13 +59,13 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             client.delete(&format!("/api/v1/agents/{agent}")).await?;
             done(json_out, lang);
         }
-        CtlCommand::Service(ServiceCmd::Create {
-            name,
-            agent,
-            target,
-            edge_listen,
-        }) => {
-            let v = client.post("/api/v1/services", &json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen})).await?;
+        CtlCommand::Service(ServiceCmd::Create { name, agent, target, edge_listen }) => {
+            let v = client
+                .post(
+                    "/api/v1/services",
+                    &json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen}),
+                )
+                .await?;
             print_one(&v, json_out, "id");
         }
         CtlCommand::Service(ServiceCmd::List) => {
@@ -98,17 +89,9 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             client.delete(&format!("/api/v1/services/{name}")).await?;
             done(json_out, lang);
         }
-        CtlCommand::Route(RouteCmd::Create {
-            agent,
-            listen,
-            service,
-        }) => {
-            let v = client
-                .post(
-                    "/api/v1/routes",
-                    &json!({"agent": agent, "listen": listen, "service": service}),
-                )
-                .await?;
+        CtlCommand::Route(RouteCmd::Create { agent, listen, service }) => {
+            let v =
+                client.post("/api/v1/routes", &json!({"agent": agent, "listen": listen, "service": service})).await?;
             print_one(&v, json_out, "id");
         }
         CtlCommand::Route(RouteCmd::List) => {
@@ -186,10 +169,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<i64> {
         c if c.is_ascii_digit() => (s, 1),
         _ => return None,
     };
-    num.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)?
-        .checked_mul(mult)
+    num.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
 }
 
 #[cfg(test)]

@@ -34,19 +34,11 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;
-    let api = ApiClient::new(
-        &format!("https://{}", relay.addr),
-        &api_key,
-        &relay.ca_path,
-        lang,
-    )?;
+    let api = ApiClient::new(&format!("https://{}", relay.addr), &api_key, &relay.ca_path, lang)?;
 
     let demo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let demo_addr = demo.local_addr()?;
-    let page = axum::Router::new().route(
-        "/",
-        axum::routing::get(|| async { axum::response::Html(DEMO_PAGE) }),
-    );
+    let page = axum::Router::new().route("/", axum::routing::get(|| async { axum::response::Html(DEMO_PAGE) }));
     tokio::spawn(async move { axum::serve(demo, page).await });
 
     let shutdown = CancellationToken::new();
@@ -57,10 +49,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
 
     let _ = api.delete("/api/v1/routes/demo").await;
     let services = api.get("/api/v1/services").await?;
-    if !services
-        .as_array()
-        .is_some_and(|a| a.iter().any(|s| s["name"] == "demo"))
-    {
+    if !services.as_array().is_some_and(|a| a.iter().any(|s| s["name"] == "demo")) {
         api.post(
             "/api/v1/services",
             &json!({"name": "demo", "agent": back_id, "target": format!("http://{demo_addr}")}),
@@ -68,11 +57,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         .await?;
     }
     let listen = free_or_any(args.port);
-    api.post(
-        "/api/v1/routes",
-        &json!({"agent": front_id, "listen": listen.to_string(), "service": "demo"}),
-    )
-    .await?;
+    api.post("/api/v1/routes", &json!({"agent": front_id, "listen": listen.to_string(), "service": "demo"})).await?;
     let url = loop {
         match tokio::time::timeout(Duration::from_secs(20), front.recv()).await {
             Ok(Some(AgentEvent::RouteListening { addr, .. })) => break format!("http://{addr}/"),
@@ -89,38 +74,21 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         }));
     } else {
         println!();
-        println!(
-            "{}",
-            lang.pick(
-                "Sekisho quickstart is running.",
-                "Sekisho クイックスタートが起動しました。"
-            )
-        );
+        println!("{}", lang.pick("Sekisho quickstart is running.", "Sekisho クイックスタートが起動しました。"));
         println!("  {} {url}", lang.pick("Open:", "ブラウザで開く:"));
         println!(
             "  {} {url} → front agent → relay {} → back agent → {demo_addr}",
             lang.pick("Path:", "経路:"),
             relay.addr
         );
-        println!(
-            "  {} https://{}",
-            lang.pick("Admin API:", "管理 API:"),
-            relay.addr
-        );
+        println!("  {} https://{}", lang.pick("Admin API:", "管理 API:"), relay.addr);
         println!(
             "    export SEKISHO_URL=https://{} SEKISHO_CA={} SEKISHO_API_KEY={api_key}",
             relay.addr,
             relay.ca_path.display()
         );
-        println!(
-            "  {} {}",
-            lang.pick("State:", "状態の保存先:"),
-            data_dir.display()
-        );
-        println!(
-            "{}",
-            lang.pick("Stop with Ctrl-C.", "Ctrl-C で停止します。")
-        );
+        println!("  {} {}", lang.pick("State:", "状態の保存先:"), data_dir.display());
+        println!("{}", lang.pick("Stop with Ctrl-C.", "Ctrl-C で停止します。"));
     }
     stop_signal().await;
     shutdown.cancel();
@@ -137,17 +105,8 @@ async fn start_agent(
 ) -> anyhow::Result<UnboundedReceiver<AgentEvent>> {
     let state_dir = data_dir.join(name);
     let enrolled = state_dir.join("agent.json").exists();
-    let token = if enrolled {
-        None
-    } else {
-        Some(relay.create_enrollment_token(name, role, 600).await?)
-    };
-    let opts = AgentOptions {
-        relay: relay.addr.to_string(),
-        token,
-        state_dir,
-        proxy: None,
-    };
+    let token = if enrolled { None } else { Some(relay.create_enrollment_token(name, role, 600).await?) };
+    let opts = AgentOptions { relay: relay.addr.to_string(), token, state_dir, proxy: None };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let shutdown = shutdown.clone();
     let name = name.to_owned();
@@ -161,10 +120,7 @@ async fn start_agent(
 
 async fn wait_connected(rx: &mut UnboundedReceiver<AgentEvent>) -> anyhow::Result<String> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(20), rx.recv())
-            .await
-            .context("agent did not connect in time")?
-        {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.context("agent did not connect in time")? {
             Some(AgentEvent::Connected { agent_id, .. }) => return Ok(agent_id),
             Some(_) => continue,
             None => return Err(anyhow!("agent stopped before connecting")),

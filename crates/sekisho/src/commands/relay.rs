@@ -25,17 +25,10 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "admin_key": handle.admin_key,
         }));
     } else {
+        println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
         println!(
             "{} {}",
-            lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"),
-            handle.addr
-        );
-        println!(
-            "{} {}",
-            lang.pick(
-                "CA fingerprint (SHA-256):",
-                "CA フィンガープリント (SHA-256):"
-            ),
+            lang.pick("CA fingerprint (SHA-256):", "CA フィンガープリント (SHA-256):"),
             handle.ca_fingerprint
         );
         if let Some(key) = &handle.admin_key {
@@ -49,19 +42,10 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             );
             println!("  {key}");
             println!();
-            println!(
-                "{}",
-                lang.pick("Use it with sekisho ctl:", "sekisho ctl で使うには:")
-            );
-            println!(
-                "  export SEKISHO_URL={api_url} SEKISHO_CA={} SEKISHO_API_KEY={key}",
-                handle.ca_path.display()
-            );
+            println!("{}", lang.pick("Use it with sekisho ctl:", "sekisho ctl で使うには:"));
+            println!("  export SEKISHO_URL={api_url} SEKISHO_CA={} SEKISHO_API_KEY={key}", handle.ca_path.display());
         }
-        println!(
-            "{}",
-            lang.pick("Press Ctrl-C to stop.", "Ctrl-C で停止します。")
-        );
+        println!("{}", lang.pick("Press Ctrl-C to stop.", "Ctrl-C で停止します。"));
     }
     stop_signal().await;
     handle.shutdown().await;

@@ -10,9 +10,9 @@ async fn ctl_lists_agents_services_and_routes() {
     let agents = relay.ctl(&["agent", "list"]).await.unwrap();
     let a = agents.as_array().unwrap();
     assert_eq!(a.len(), 2);
-    assert!(a.iter().all(|x| x["online"] == true
-        && x["version"] == env!("CARGO_PKG_VERSION")
-        && x["address"].is_string()));
+    assert!(
+        a.iter().all(|x| x["online"] == true && x["version"] == env!("CARGO_PKG_VERSION") && x["address"].is_string())
+    );
     relay.service("wiki", &back, "http://127.0.0.1:9").await;
     let (route, _) = relay.route(&mut front, "wiki").await;
     let services = relay.ctl(&["service", "list"]).await.unwrap();
@@ -26,24 +26,10 @@ async fn ctl_lists_agents_services_and_routes() {
     assert!(err.contains("in_use"), "{err}");
     relay.ctl(&["route", "rm", &route]).await.unwrap();
     relay.ctl(&["service", "rm", "wiki"]).await.unwrap();
-    assert_eq!(
-        relay
-            .ctl(&["service", "list"])
-            .await
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(relay.ctl(&["service", "list"]).await.unwrap().as_array().unwrap().len(), 0);
 
     // Human output has headers.
-    let out = relay
-        .ctl_command(&relay.admin_key)
-        .args(["agent", "list"])
-        .output()
-        .await
-        .unwrap();
+    let out = relay.ctl_command(&relay.admin_key).args(["agent", "list"]).output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace("--json", "");
     assert!(text.contains("site-a"));
 }
@@ -53,72 +39,12 @@ async fn ctl_reports_bad_requests_clearly() {
     let relay = Relay::start().await;
     let back = relay.agent("site", "back").await;
     let cases: &[(&[&str], &str)] = &[
-        (
-            &[
-                "service",
-                "create",
-                "x",
-                "--agent",
-                &back.id,
-                "--target",
-                "ftp://h:1",
-            ],
-            "invalid_target",
-        ),
-        (
-            &[
-                "service",
-                "create",
-                "bad name!",
-                "--agent",
-                &back.id,
-                "--target",
-                "tcp://h:1",
-            ],
-            "invalid_name",
-        ),
-        (
-            &[
-                "service",
-                "create",
-                "x",
-                "--agent",
-                "nobody",
-                "--target",
-                "tcp://h:1",
-            ],
-            "not_found",
-        ),
-        (
-            &[
-                "route",
-                "create",
-                "--agent",
-                &back.id,
-                "--listen",
-                "127.0.0.1:0",
-                "--service",
-                "x",
-            ],
-            "wrong_role",
-        ),
-        (
-            &[
-                "route",
-                "create",
-                "--agent",
-                &back.id,
-                "--listen",
-                "nonsense",
-                "--service",
-                "x",
-            ],
-            "invalid_listen",
-        ),
-        (
-            &["token", "create", "--name", "t", "--role", "king"],
-            "invalid_role",
-        ),
+        (&["service", "create", "x", "--agent", &back.id, "--target", "ftp://h:1"], "invalid_target"),
+        (&["service", "create", "bad name!", "--agent", &back.id, "--target", "tcp://h:1"], "invalid_name"),
+        (&["service", "create", "x", "--agent", "nobody", "--target", "tcp://h:1"], "not_found"),
+        (&["route", "create", "--agent", &back.id, "--listen", "127.0.0.1:0", "--service", "x"], "wrong_role"),
+        (&["route", "create", "--agent", &back.id, "--listen", "nonsense", "--service", "x"], "invalid_listen"),
+        (&["token", "create", "--name", "t", "--role", "king"], "invalid_role"),
         (&["route", "rm", "rt_missing"], "not_found"),
     ];
     for (args, code) in cases {
@@ -126,26 +52,10 @@ async fn ctl_reports_bad_requests_clearly() {
         assert!(err.contains(code), "{args:?}: {err}");
     }
     relay.service("dup", &back, "tcp://127.0.0.1:9").await;
-    let err = relay
-        .ctl(&[
-            "service",
-            "create",
-            "dup",
-            "--agent",
-            &back.id,
-            "--target",
-            "tcp://h:1",
-        ])
-        .await
-        .unwrap_err();
+    let err = relay.ctl(&["service", "create", "dup", "--agent", &back.id, "--target", "tcp://h:1"]).await.unwrap_err();
     assert!(err.contains("conflict"), "{err}");
 
-    let out = relay
-        .ctl_command("sk_wrong")
-        .args(["agent", "list"])
-        .output()
-        .await
-        .unwrap();
+    let out = relay.ctl_command("sk_wrong").args(["agent", "list"]).output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("API key is not valid"));
     // Japanese messages.
@@ -164,15 +74,10 @@ async fn ctl_reports_bad_requests_clearly() {
 async fn the_health_endpoint_answers_without_a_key_and_the_api_with_one() {
     let relay = Relay::start().await;
     let pem = std::fs::read(&relay.ca_file).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let client =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
     let health: serde_json::Value = client
-        .get(format!(
-            "https://localhost:{}/api/v1/health",
-            relay.addr.port()
-        ))
+        .get(format!("https://localhost:{}/api/v1/health", relay.addr.port()))
         .send()
         .await
         .unwrap()
@@ -180,22 +85,12 @@ async fn the_health_endpoint_answers_without_a_key_and_the_api_with_one() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let r = client
-        .get(format!(
-            "https://localhost:{}/api/v1/agents",
-            relay.addr.port()
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = client.get(format!("https://localhost:{}/api/v1/agents", relay.addr.port())).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthenticated");
     let r = client
-        .post(format!(
-            "https://localhost:{}/api/v1/services",
-            relay.addr.port()
-        ))
+        .post(format!("https://localhost:{}/api/v1/services", relay.addr.port()))
         .bearer_auth(&relay.admin_key)
         .header("content-type", "application/json")
         .body("{\"name\": 5")

@@ -34,10 +34,7 @@ async fn undefined_and_foreign_routes_are_refused_with_a_reason_and_recorded() {
     let (conn, _, reply) = rawagent::enroll(relay.addr, &relay.ca_file, &token).await;
     assert!(matches!(reply, RelayMsg::Welcome { .. }), "{reply:?}");
 
-    for (route, code) in [
-        ("rt_doesnotexist", "route_not_found"),
-        (foreign.as_str(), "route_not_assigned"),
-    ] {
+    for (route, code) in [("rt_doesnotexist", "route_not_found"), (foreign.as_str(), "route_not_assigned")] {
         let stream = conn.open(rawagent::open_route(route)).unwrap();
         stream.write_all(b"let me in").await.ok();
         match stream.read_chunk().await {
@@ -47,11 +44,7 @@ async fn undefined_and_foreign_routes_are_refused_with_a_reason_and_recorded() {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
-        relay
-            .wait_event(|e| {
-                e["decision"] == "deny" && e["reason"].as_str().unwrap_or("").contains(code)
-            })
-            .await;
+        relay.wait_event(|e| e["decision"] == "deny" && e["reason"].as_str().unwrap_or("").contains(code)).await;
     }
     still_works(addr).await;
 }
@@ -75,12 +68,7 @@ async fn wrong_reused_and_expired_tokens_are_refused_with_clear_errors() {
     assert!(!ok && err.contains("already used"), "{err}");
 
     // Expired.
-    let v = relay
-        .ctl(&[
-            "token", "create", "--name", "late", "--role", "back", "--ttl", "1s",
-        ])
-        .await
-        .unwrap();
+    let v = relay.ctl(&["token", "create", "--name", "late", "--role", "back", "--ttl", "1s"]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut late = Agent::start(&relay, v["token"].as_str().unwrap(), &[]).await;
     let (ok, err) = late.proc.exit().await;
@@ -91,11 +79,7 @@ async fn wrong_reused_and_expired_tokens_are_refused_with_clear_errors() {
     let (ok, err) = junk.proc.exit().await;
     assert!(!ok && err.contains("malformed"), "{err}");
 
-    relay
-        .wait_event(|e| {
-            e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("token_used")
-        })
-        .await;
+    relay.wait_event(|e| e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("token_used")).await;
 }
 
 #[tokio::test]
@@ -112,10 +96,7 @@ async fn unknown_agents_and_wrong_keys_are_refused() {
         }
     })
     .await;
-    assert!(
-        matches!(&reply, RelayMsg::Error { code, .. } if code == "unknown_agent"),
-        "{reply:?}"
-    );
+    assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "unknown_agent"), "{reply:?}");
     // Someone claiming to be the front agent without its key.
     let (_, reply) = rawagent::hello(relay.addr, &relay.ca_file, |exp| {
         let k = AgentKeys::generate().unwrap();
@@ -127,10 +108,7 @@ async fn unknown_agents_and_wrong_keys_are_refused() {
         }
     })
     .await;
-    assert!(
-        matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_signature"),
-        "{reply:?}"
-    );
+    assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_signature"), "{reply:?}");
     still_works(addr).await;
 }
 
@@ -145,20 +123,14 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
         s
     };
     // Garbage instead of frames.
-    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN)
-        .await
-        .unwrap();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
         .await
         .expect("relay closes the garbage connection");
     // An oversized frame header.
-    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN)
-        .await
-        .unwrap();
+    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
     let mut header = vec![7u8, 0, 0, 0, 0, 0, 0, 0];
     header.extend_from_slice(&u32::MAX.to_be_bytes());
     tls.write_all(&header).await.unwrap();
@@ -167,28 +139,14 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
         .await
         .expect("relay closes the oversized frame");
     // A hello that is not JSON.
-    let tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN)
-        .await
-        .unwrap();
-    let (conn, driver) = sekisho_tunnel::Connection::new(
-        tls,
-        sekisho_wire::Side::Client,
-        Default::default(),
-        Default::default(),
-    );
+    let tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
+    let (conn, driver) =
+        sekisho_tunnel::Connection::new(tls, sekisho_wire::Side::Client, Default::default(), Default::default());
     tokio::spawn(driver);
-    conn.send_control(bytes::Bytes::from_static(b"{not json"))
-        .unwrap();
+    conn.send_control(bytes::Bytes::from_static(b"{not json")).unwrap();
     let reply: RelayMsg = serde_json::from_slice(&conn.recv_control().await.unwrap()).unwrap();
-    assert!(
-        matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_hello"),
-        "{reply:?}"
-    );
-    relay
-        .wait_event(|e| {
-            e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("bad_hello")
-        })
-        .await;
+    assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_hello"), "{reply:?}");
+    relay.wait_event(|e| e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("bad_hello")).await;
 
     // The other user's stream is unaffected.
     let mut echo = echo;
@@ -203,9 +161,7 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
 #[tokio::test]
 async fn a_client_with_the_wrong_alpn_is_refused_at_the_tls_handshake() {
     let relay = Relay::start().await;
-    let err = rawagent::tls_connect(relay.addr, &relay.ca_file, b"not-sekisho")
-        .await
-        .unwrap_err();
+    let err = rawagent::tls_connect(relay.addr, &relay.ca_file, b"not-sekisho").await.unwrap_err();
     assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
 }
 
@@ -218,53 +174,25 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    relay
-        .service("dead", &back, &format!("tcp://{closed_port}"))
-        .await;
+    relay.service("dead", &back, &format!("tcp://{closed_port}")).await;
     let echo = targets::echo_after_eof("ok:").await;
     relay.service("echo", &back, &format!("tcp://{echo}")).await;
     let (_, dead) = relay.route(&mut front, "dead").await;
     let (_, live) = relay.route(&mut front, "echo").await;
-    assert!(
-        targets::roundtrip(dead, b"hello")
-            .await
-            .map_or(true, |v| v.is_empty()),
-        "refused target yields no data"
-    );
+    assert!(targets::roundtrip(dead, b"hello").await.map_or(true, |v| v.is_empty()), "refused target yields no data");
     still_works(live).await;
-    relay
-        .wait_event(|e| {
-            e["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("target_unreachable")
-        })
-        .await;
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("target_unreachable")).await;
 
     back.proc.kill().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let agents = relay.ctl(&["agent", "list"]).await.unwrap();
-        if agents
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["name"] == "site" && a["online"] == false)
-        {
+        if agents.as_array().unwrap().iter().any(|a| a["name"] == "site" && a["online"] == false) {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent never shown offline: {agents}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "agent never shown offline: {agents}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        targets::roundtrip(live, b"hello")
-            .await
-            .map_or(true, |v| v.is_empty())
-    );
-    relay
-        .wait_event(|e| e["reason"].as_str().unwrap_or("").contains("agent_offline"))
-        .await;
+    assert!(targets::roundtrip(live, b"hello").await.map_or(true, |v| v.is_empty()));
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("agent_offline")).await;
 }

@@ -15,6 +15,16 @@ use tokio::sync::mpsc;
 pub const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A scratch directory; kept after the test when `SEKISHO_TEST_KEEP` is set, to read the logs.
+pub fn test_dir() -> tempfile::TempDir {
+    let mut b = tempfile::Builder::new();
+    b.prefix("sekisho-e2e-");
+    if std::env::var_os("SEKISHO_TEST_KEEP").is_some() {
+        b.disable_cleanup(true);
+    }
+    b.tempdir().unwrap()
+}
+
 /// A child process whose stdout JSON lines are collected.
 pub struct Proc {
     pub child: Child,
@@ -46,12 +56,7 @@ impl Proc {
                 }
             }
         });
-        Proc {
-            child,
-            events,
-            stderr,
-            seen: Vec::new(),
-        }
+        Proc { child, events, stderr, seen: Vec::new() }
     }
 
     /// Waits for a status line matching `pred` (already-seen lines included).
@@ -73,23 +78,15 @@ impl Proc {
                         return v;
                     }
                 }
-                Ok(None) => panic!(
-                    "process exited while waiting for {what}; stderr:\n{}",
-                    self.stderr_tail()
-                ),
-                Err(_) => panic!(
-                    "timed out waiting for {what}; seen {:?}; stderr:\n{}",
-                    self.seen,
-                    self.stderr_tail()
-                ),
+                Ok(None) => panic!("process exited while waiting for {what}; stderr:\n{}", self.stderr_tail()),
+                Err(_) => panic!("timed out waiting for {what}; seen {:?}; stderr:\n{}", self.seen, self.stderr_tail()),
             }
         }
     }
 
     pub async fn event(&mut self, name: &str) -> Value {
         let name = name.to_owned();
-        self.wait_for(&name.clone(), move |v| v["event"] == name.as_str())
-            .await
+        self.wait_for(&name.clone(), move |v| v["event"] == name.as_str()).await
     }
 
     pub fn stderr_tail(&self) -> String {
@@ -104,14 +101,8 @@ impl Proc {
 
     /// Waits for the process to exit on its own; returns (success, stderr).
     pub async fn exit(&mut self) -> (bool, String) {
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("process did not exit")
-            .unwrap();
-        (
-            status.success(),
-            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-        )
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("process did not exit").unwrap();
+        (status.success(), std::fs::read_to_string(&self.stderr).unwrap_or_default())
     }
 }
 
@@ -131,30 +122,22 @@ impl Relay {
     }
 
     pub async fn start_with(extra: &[&str]) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", extra).await;
         Relay {
             proc,
             addr: ready["listen"].as_str().unwrap().parse().unwrap(),
             api_url: ready["api_url"].as_str().unwrap().to_owned(),
             ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
-            admin_key: ready["admin_key"]
-                .as_str()
-                .expect("first start prints the admin key")
-                .to_owned(),
+            admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
             dir,
         }
     }
 
     async fn launch(dir: &std::path::Path, listen: &str, extra: &[&str]) -> (Proc, Value) {
         let mut cmd = Command::new(BIN);
-        cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"])
-            .arg(dir.join("data"))
-            .args(extra);
-        let mut proc = Proc::spawn(
-            cmd,
-            dir.join(format!("relay-{}.log", rand::random::<u32>())),
-        );
+        cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"]).arg(dir.join("data")).args(extra);
+        let mut proc = Proc::spawn(cmd, dir.join(format!("relay-{}.log", rand::random::<u32>())));
         let ready = proc.event("ready").await;
         (proc, ready)
     }
@@ -163,10 +146,7 @@ impl Relay {
     pub async fn restart(&mut self) {
         self.proc.kill().await;
         let (proc, ready) = Self::launch(self.dir.path(), &self.addr.to_string(), &[]).await;
-        assert!(
-            ready["admin_key"].is_null(),
-            "the admin key is only shown on first start"
-        );
+        assert!(ready["admin_key"].is_null(), "the admin key is only shown on first start");
         self.proc = proc;
     }
 
@@ -183,12 +163,7 @@ impl Relay {
 
     /// Runs `sekisho ctl --json ARGS`; Ok(parsed stdout) or Err(stderr).
     pub async fn ctl(&self, args: &[&str]) -> Result<Value, String> {
-        let out = self
-            .ctl_command(&self.admin_key)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
+        let out = self.ctl_command(&self.admin_key).args(args).output().await.unwrap();
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
         } else {
@@ -197,10 +172,7 @@ impl Relay {
     }
 
     pub async fn token(&self, name: &str, role: &str) -> String {
-        let v = self
-            .ctl(&["token", "create", "--name", name, "--role", role])
-            .await
-            .unwrap();
+        let v = self.ctl(&["token", "create", "--name", name, "--role", role]).await.unwrap();
         v["token"].as_str().unwrap().to_owned()
     }
 
@@ -215,35 +187,20 @@ impl Relay {
     }
 
     pub async fn service(&self, name: &str, agent: &Agent, target: &str) -> Value {
-        self.ctl(&[
-            "service", "create", name, "--agent", &agent.id, "--target", target,
-        ])
-        .await
-        .unwrap()
+        self.ctl(&["service", "create", name, "--agent", &agent.id, "--target", target]).await.unwrap()
     }
 
     /// Creates a route on `front` to `service` on a free port; returns the bound address.
     pub async fn route(&self, front: &mut Agent, service: &str) -> (String, SocketAddr) {
         let v = self
-            .ctl(&[
-                "route",
-                "create",
-                "--agent",
-                &front.id,
-                "--listen",
-                "127.0.0.1:0",
-                "--service",
-                service,
-            ])
+            .ctl(&["route", "create", "--agent", &front.id, "--listen", "127.0.0.1:0", "--service", service])
             .await
             .unwrap();
         let id = v["id"].as_str().unwrap().to_owned();
         let rid = id.clone();
         let ev = front
             .proc
-            .wait_for("route_listening", move |e| {
-                e["event"] == "route_listening" && e["route_id"] == rid.as_str()
-            })
+            .wait_for("route_listening", move |e| e["event"] == "route_listening" && e["route_id"] == rid.as_str())
             .await;
         (id, ev["addr"].as_str().unwrap().parse().unwrap())
     }
@@ -256,10 +213,7 @@ impl Relay {
             if let Some(e) = events.as_array().unwrap().iter().find(|e| pred(e)) {
                 return e.clone();
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no matching event in {events:#}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "no matching event in {events:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -275,25 +229,12 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(relay: &Relay, token: &str, extra: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let mut cmd = Command::new(BIN);
-        cmd.args([
-            "agent",
-            "--json-events",
-            "--relay",
-            &relay.addr.to_string(),
-            "--token",
-            token,
-            "--state-dir",
-        ])
-        .arg(dir.path().join("state"))
-        .args(extra);
+        cmd.args(["agent", "--json-events", "--relay", &relay.addr.to_string(), "--token", token, "--state-dir"])
+            .arg(dir.path().join("state"))
+            .args(extra);
         let proc = Proc::spawn(cmd, dir.path().join("agent.log"));
-        Agent {
-            proc,
-            _dir: dir,
-            id: String::new(),
-            name: String::new(),
-        }
+        Agent { proc, _dir: dir, id: String::new(), name: String::new() }
     }
 }

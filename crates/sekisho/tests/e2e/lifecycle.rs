@@ -28,10 +28,7 @@ async fn agents_reconnect_after_a_relay_restart_and_the_route_works_within_five_
         {
             break;
         }
-        assert!(
-            back_up.elapsed() < Duration::from_secs(5),
-            "route not working 5 s after the relay came back"
-        );
+        assert!(back_up.elapsed() < Duration::from_secs(5), "route not working 5 s after the relay came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(back);
@@ -47,11 +44,7 @@ async fn route_changes_reach_agents_live() {
 
     let started = Instant::now();
     let (route, addr) = relay.route(&mut front, "echo").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1) + ctl_overhead(),
-        "listener took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(1) + ctl_overhead(), "listener took {:?}", started.elapsed());
     let status = relay.ctl(&["route", "list"]).await.unwrap();
     assert_eq!(status[0]["bound"], addr.to_string());
 
@@ -63,25 +56,13 @@ async fn route_changes_reach_agents_live() {
 
     relay.ctl(&["route", "rm", &route]).await.unwrap();
     let rid = route.clone();
-    front
-        .proc
-        .wait_for("route_closed", move |e| {
-            e["event"] == "route_closed" && e["route_id"] == rid.as_str()
-        })
-        .await;
+    front.proc.wait_for("route_closed", move |e| e["event"] == "route_closed" && e["route_id"] == rid.as_str()).await;
     // The existing connection is reset and the listener is gone.
     let mut rest = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
-        .await
-        .expect("stream ends");
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("stream ends");
     assert!(r.is_err() || rest.is_empty());
-    assert!(
-        TcpStream::connect(addr).await.is_err(),
-        "listener still open"
-    );
-    relay
-        .wait_event(|e| e["reason"].as_str().unwrap_or("").contains("route removed"))
-        .await;
+    assert!(TcpStream::connect(addr).await.is_err(), "listener still open");
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("route removed")).await;
 }
 
 /// Time the `ctl` process itself takes (start-up, TLS) is not the agent's latency.
@@ -106,26 +87,15 @@ async fn an_agent_behind_an_http_connect_proxy_works() {
     let relay = Relay::start().await;
     let proxy = targets::connect_proxy().await;
     let back_token = relay.token("behind-proxy", "back").await;
-    let mut back = Agent::start(
-        &relay,
-        &back_token,
-        &["--proxy", &format!("http://{}", proxy.addr)],
-    )
-    .await;
-    back.id = back.proc.event("connected").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut back = Agent::start(&relay, &back_token, &["--proxy", &format!("http://{}", proxy.addr)]).await;
+    back.id = back.proc.event("connected").await["agent_id"].as_str().unwrap().to_owned();
     assert!(proxy.count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert_eq!(proxy.targets.lock().unwrap()[0], relay.addr.to_string());
     let mut front = relay.agent("front", "front").await;
     let echo = targets::echo_after_eof("via-proxy:").await;
     relay.service("echo", &back, &format!("tcp://{echo}")).await;
     let (_, addr) = relay.route(&mut front, "echo").await;
-    assert_eq!(
-        targets::roundtrip(addr, b"x").await.unwrap(),
-        b"via-proxy:x"
-    );
+    assert_eq!(targets::roundtrip(addr, b"x").await.unwrap(), b"via-proxy:x");
 }
 
 #[tokio::test]
@@ -159,26 +129,15 @@ async fn a_frozen_relay_is_detected_by_heartbeat_and_streams_end_with_an_error()
     let stop = |sig: &'static str| Command::new("kill").args([sig, &pid]).status();
     assert!(stop("-STOP").await.unwrap().success());
     let frozen = Instant::now();
-    let ev = front
-        .proc
-        .wait_for("heartbeat disconnect", |e| e["event"] == "disconnected")
-        .await;
+    let ev = front.proc.wait_for("heartbeat disconnect", |e| e["event"] == "disconnected").await;
     let noticed = frozen.elapsed();
     assert!(ev["reason"].as_str().unwrap().contains("heartbeat"), "{ev}");
-    assert!(
-        noticed <= Duration::from_secs(16),
-        "dead relay noticed only after {noticed:?}"
-    );
+    assert!(noticed <= Duration::from_secs(16), "dead relay noticed only after {noticed:?}");
     // The user's connection ends with an error instead of hanging.
     let mut rest = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
-        .await
-        .expect("stream must not hang");
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("stream must not hang");
     assert!(r.is_err() || rest.is_empty());
     assert!(stop("-CONT").await.unwrap().success());
     // And once the relay thaws, the agent comes back.
-    front
-        .proc
-        .wait_new("reconnect", |e| e["event"] == "connected")
-        .await;
+    front.proc.wait_new("reconnect", |e| e["event"] == "connected").await;
 }

@@ -1,13 +1,6 @@
 //! End-to-end tests: the real `sekisho` binary as relay and agents, real clients and servers.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a failing test should panic with the cause"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "test modules share helpers inside one test binary"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failing test should panic with the cause")]
+#![allow(unreachable_pub, reason = "test modules share helpers inside one test binary")]
 
 mod harness;
 mod rawagent;

@@ -15,35 +15,20 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-pub async fn tls_connect(
-    relay: SocketAddr,
-    ca_file: &str,
-    alpn: &[u8],
-) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn tls_connect(relay: SocketAddr, ca_file: &str, alpn: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
     let pem = std::fs::read_to_string(ca_file).unwrap();
-    let config =
-        tls::client_config(Pin::Ca(tls::first_cert(&pem).unwrap()), vec![alpn.to_vec()]).unwrap();
+    let config = tls::client_config(Pin::Ca(tls::first_cert(&pem).unwrap()), vec![alpn.to_vec()]).unwrap();
     let tcp = TcpStream::connect(relay).await?;
-    TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
+    TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await
 }
 
 /// Connects and sends `hello` built from the connection's exporter; returns the connection and
 /// the relay's first answer.
-pub async fn hello(
-    relay: SocketAddr,
-    ca_file: &str,
-    make: impl FnOnce(&[u8]) -> Hello,
-) -> (Connection, RelayMsg) {
+pub async fn hello(relay: SocketAddr, ca_file: &str, make: impl FnOnce(&[u8]) -> Hello) -> (Connection, RelayMsg) {
     let tls = tls_connect(relay, ca_file, AGENT_ALPN).await.unwrap();
     let mut exporter = [0u8; 32];
-    tls.get_ref()
-        .1
-        .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
-        .unwrap();
-    let (conn, driver) =
-        Connection::new(tls, Side::Client, Config::default(), Heartbeat::default());
+    tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).unwrap();
+    let (conn, driver) = Connection::new(tls, Side::Client, Config::default(), Heartbeat::default());
     tokio::spawn(driver);
     conn.send_control(proto::encode(&make(&exporter))).unwrap();
     let reply = conn.recv_control().await.expect("relay answers the hello");
@@ -51,11 +36,7 @@ pub async fn hello(
 }
 
 /// Enrolls a raw agent with `token`; returns its connection and keys.
-pub async fn enroll(
-    relay: SocketAddr,
-    ca_file: &str,
-    token: &str,
-) -> (Connection, AgentKeys, RelayMsg) {
+pub async fn enroll(relay: SocketAddr, ca_file: &str, token: &str) -> (Connection, AgentKeys, RelayMsg) {
     let keys = AgentKeys::generate().unwrap();
     let t = EnrollmentToken::parse(token).unwrap();
     let (conn, reply) = hello(relay, ca_file, |exp| Hello::Enroll {
@@ -71,8 +52,5 @@ pub async fn enroll(
 }
 
 pub fn open_route(route: &str) -> Bytes {
-    proto::encode(&proto::OpenRoute {
-        route: route.into(),
-        e2e: None,
-    })
+    proto::encode(&proto::OpenRoute { route: route.into(), e2e: None })
 }

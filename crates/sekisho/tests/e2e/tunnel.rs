@@ -23,19 +23,9 @@ async fn http_and_raw_tcp_reach_their_services_through_a_route() {
     let (_, wiki) = relay.route(&mut front, "wiki").await;
     let (_, raw) = relay.route(&mut front, "raw").await;
 
-    let body = reqwest::get(format!("http://{wiki}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = reqwest::get(format!("http://{wiki}/")).await.unwrap().text().await.unwrap();
     assert_eq!(body, "hello through sekisho");
-    let big = reqwest::get(format!("http://{wiki}/big"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let big = reqwest::get(format!("http://{wiki}/big")).await.unwrap().bytes().await.unwrap();
     assert_eq!(big.len(), 4 << 20);
 
     // The echo server answers only after it sees EOF: half-close crossed both agents.
@@ -79,9 +69,7 @@ async fn one_gib_crosses_both_ways_with_matching_checksums() {
     let sink = targets::sink_hash().await;
     let source = targets::source().await;
     relay.service("sink", &back, &format!("tcp://{sink}")).await;
-    relay
-        .service("source", &back, &format!("tcp://{source}"))
-        .await;
+    relay.service("source", &back, &format!("tcp://{source}")).await;
     let (_, up) = relay.route(&mut front, "sink").await;
     let (_, down) = relay.route(&mut front, "source").await;
 
@@ -180,9 +168,7 @@ async fn websocket_echo_and_long_lived_connections_work() {
     let ws = targets::websocket_echo().await;
     relay.service("ws", &back, &format!("http://{ws}")).await;
     let (_, addr) = relay.route(&mut front, "ws").await;
-    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
     for i in 0..50 {
         client.send(format!("ping {i}").into()).await.unwrap();
         let reply = client.next().await.unwrap().unwrap();
@@ -210,19 +196,10 @@ async fn the_relay_forwards_only_ciphertext_between_agents() {
     // The tap must have seen at least the payload both ways (so this test can fail) ...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while seen.lock().unwrap().len() < 2 * marker.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tap saw only {} bytes",
-            seen.lock().unwrap().len()
-        );
+        assert!(tokio::time::Instant::now() < deadline, "tap saw only {} bytes", seen.lock().unwrap().len());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // ... and none of it is the plaintext.
     let bytes = seen.lock().unwrap().clone();
-    assert!(
-        !bytes
-            .windows(25)
-            .any(|w| w == &b"SEKISHO-PLAINTEXT-MARKER-"[..]),
-        "relay saw plaintext"
-    );
+    assert!(!bytes.windows(25).any(|w| w == &b"SEKISHO-PLAINTEXT-MARKER-"[..]), "relay saw plaintext");
 }
