@@ -12,7 +12,7 @@ use sekisho_tunnel::dial;
 use sekisho_tunnel::e2e::{self, PairSession};
 use sekisho_tunnel::identity::decode32;
 use sekisho_tunnel::proto::{E2eOpen, OpenService, ServiceConfig};
-use sekisho_tunnel::pump::{Seal, Totals, bridge};
+use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use sekisho_wire::ResetCode;
 use tokio::sync::watch;
 
@@ -72,7 +72,7 @@ impl Back {
             }
         };
         let addr = target_addr(&svc.target);
-        let tcp = match dial::connect(addr, None, TARGET_TIMEOUT).await {
+        let mut tcp = match dial::connect(addr, None, TARGET_TIMEOUT).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(service = %svc.name, error = %e, "target unreachable");
@@ -80,7 +80,8 @@ impl Back {
             }
         };
         let totals = Totals::default();
-        if let Err(e) = bridge(tcp, stream, seal, &totals).await {
+        if let Err(e) = bridge(&mut tcp, stream, seal, &totals).await {
+            abort(&tcp);
             tracing::debug!(service = %svc.name, error = %e, "stream ended with an error");
         }
     }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sekisho_tunnel::Connection;
 use sekisho_tunnel::proto::{self, E2eOpen, OpenRoute, RouteConfig};
-use sekisho_tunnel::pump::{Seal, Totals, bridge};
+use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use sekisho_wire::ResetCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::link::{Link, report};
-use crate::pairs::Pairs;
+use crate::pairs::{Failure, Pairs};
 use crate::{AgentEvent, Events};
 
 struct Listener {
@@ -130,34 +131,55 @@ async fn accept_loop(listener: TcpListener, ctx: Ctx, cancel: CancellationToken)
     }
 }
 
-async fn handle(sock: TcpStream, ctx: &Ctx, cancel: &CancellationToken) -> Result<(), String> {
-    let abort = |sock: &TcpStream| {
-        let _ = socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO));
-    };
-    let Some(link) = ctx.link.borrow().clone() else {
-        abort(&sock);
-        return Err("not connected to the relay".into());
-    };
-    let session = match ctx.pairs.get(&link, &ctx.route).await {
-        Ok(s) => s,
-        Err(e) => {
-            abort(&sock);
-            return Err(e);
-        }
-    };
-    let index = session.session.next_index().map_err(|e| e.to_string())?;
-    let open = OpenRoute { route: ctx.route.id.clone(), e2e: Some(E2eOpen::Stream { session: session.id, index }) };
-    let stream = match link.conn.open(proto::encode(&open)) {
-        Ok(s) => s,
-        Err(e) => {
-            abort(&sock);
-            return Err(e.to_string());
-        }
-    };
-    let (sealer, opener) = session.session.stream(index);
+async fn handle(mut sock: TcpStream, ctx: &Ctx, cancel: &CancellationToken) -> Result<(), String> {
     let totals = Totals::default();
-    tokio::select! {
-        r = bridge(sock, stream, Seal::Sealed(sealer, opener), &totals) => r.map_err(|e| e.to_string()),
-        () = cancel.cancelled() => Err(format!("route removed ({})", ResetCode::ROUTE_REMOVED.name())),
+    let result = tokio::select! {
+        r = forward(&mut sock, ctx, &totals) => r,
+        () = cancel.cancelled() => Err(Failure::Reset(ResetCode::ROUTE_REMOVED, "route removed by administrator".into())),
+    };
+    let Err(failure) = result else { return Ok(()) };
+    // An HTTP client that has had no answer yet gets one that says why; others see a reset.
+    if ctx.route.protocol == "http" && totals.get().1 == 0 {
+        explain_http(&mut sock, &failure).await;
+    } else {
+        abort(&sock);
     }
+    Err(failure.to_string())
+}
+
+async fn forward(sock: &mut TcpStream, ctx: &Ctx, totals: &Totals) -> Result<(), Failure> {
+    let link = ctx.link.borrow().clone().ok_or_else(|| Failure::Other("not connected to the relay".into()))?;
+    let session = ctx.pairs.get(&link, &ctx.route).await?;
+    let index = session.session.next_index().map_err(|e| Failure::Other(e.to_string()))?;
+    let open = OpenRoute { route: ctx.route.id.clone(), e2e: Some(E2eOpen::Stream { session: session.id, index }) };
+    let stream = link.conn.open(proto::encode(&open)).map_err(|e| Failure::Other(e.to_string()))?;
+    let (sealer, opener) = session.session.stream(index);
+    Ok(bridge(sock, stream, Seal::Sealed(sealer, opener), totals).await?)
+}
+
+/// Answers an HTTP client with a short bilingual error page, then closes gracefully.
+async fn explain_http(sock: &mut TcpStream, failure: &Failure) {
+    let (status, ja, en) = match failure {
+        Failure::Reset(code, reason) if *code == ResetCode::REFUSED && reason.starts_with("agent_offline") => {
+            ("503 Service Unavailable", "サービスが現在利用できません", "the service is unavailable right now")
+        }
+        Failure::Reset(code, _) if *code == ResetCode::REFUSED => {
+            ("403 Forbidden", "このアクセスは許可されていません", "this access is not allowed")
+        }
+        _ => ("502 Bad Gateway", "サービスに接続できません", "the service could not be reached"),
+    };
+    let body = format!("Sekisho: {ja} / {en}\n{failure}\n");
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).await;
+    let _ = sock.write_all(body.as_bytes()).await;
+    let _ = sock.shutdown().await;
+    // Drain what the client still sends so closing does not reset away our answer.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }

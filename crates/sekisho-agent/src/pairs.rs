@@ -12,7 +12,44 @@ use sekisho_tunnel::identity::decode32;
 use sekisho_tunnel::proto::{self, E2eOpen, OpenRoute, RouteConfig};
 use tokio::sync::OnceCell;
 
+use sekisho_tunnel::pump::BridgeError;
+use sekisho_wire::{ResetCode, StreamError};
+
 use crate::link::Link;
+
+/// Why a connection could not be served.
+pub(crate) enum Failure {
+    /// The relay, the back agent or the target refused or reset the stream.
+    Reset(ResetCode, String),
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Reset(code, reason) => write!(f, "stream reset ({}): {reason}", code.name()),
+            Failure::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl From<BridgeError> for Failure {
+    fn from(e: BridgeError) -> Self {
+        match e {
+            BridgeError::Stream(StreamError::Reset { code, reason }) => Failure::Reset(code, reason),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<StreamError> for Failure {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Reset { code, reason } => Failure::Reset(code, reason),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,7 +77,7 @@ impl Pairs {
 
     /// The session with the route's back agent, establishing it if needed. Concurrent callers
     /// share one handshake.
-    pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, String> {
+    pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, Failure> {
         let key = (link.generation, route.peer_agent.clone());
         let cell = self.map.lock().entry(key.clone()).or_default().clone();
         let result = cell.get_or_try_init(|| self.establish(link, route, key.clone())).await.cloned();
@@ -58,30 +95,31 @@ impl Pairs {
         link: &Link,
         route: &RouteConfig,
         key: (u64, String),
-    ) -> Result<Arc<Established>, String> {
-        let peer = decode32(&route.peer_key).ok_or("route has a malformed peer key")?;
+    ) -> Result<Arc<Established>, Failure> {
+        let peer = decode32(&route.peer_key).ok_or_else(|| Failure::Other("route has a malformed peer key".into()))?;
         let id: u64 = rand::random();
         let open = OpenRoute { route: route.id.clone(), e2e: Some(E2eOpen::Handshake { session: id }) };
-        let stream = link.conn.open(proto::encode(&open)).map_err(|e| e.to_string())?;
-        let (init, first) = e2e::initiate(&self.secret, &peer).map_err(|e| e.to_string())?;
+        let stream = link.conn.open(proto::encode(&open)).map_err(|e| Failure::Other(e.to_string()))?;
+        let (init, first) = e2e::initiate(&self.secret, &peer).map_err(|e| Failure::Other(e.to_string()))?;
         let exchange = async {
-            stream.write_all(&e2e::frame_handshake(&first)).await.map_err(|e| e.to_string())?;
+            stream.write_all(&e2e::frame_handshake(&first)).await?;
             let mut buf = BytesMut::new();
             loop {
                 if let Some(reply) = e2e::take_handshake(&mut buf) {
-                    return Ok::<_, String>(reply);
+                    return Ok::<_, Failure>(reply);
                 }
                 match stream.read_chunk().await {
                     Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-                    Ok(None) => return Err("relay or back agent closed the handshake".to_owned()),
-                    Err(e) => return Err(e.to_string()),
+                    Ok(None) => return Err(Failure::Other("relay or back agent closed the handshake".to_owned())),
+                    Err(e) => return Err(e.into()),
                 }
             }
         };
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
             .await
-            .map_err(|_| "end-to-end handshake timed out".to_owned())??;
-        let session = Arc::new(init.finish(&reply).map_err(|e| format!("end-to-end handshake failed: {e}"))?);
+            .map_err(|_| Failure::Other("end-to-end handshake timed out".to_owned()))??;
+        let session =
+            Arc::new(init.finish(&reply).map_err(|e| Failure::Other(format!("end-to-end handshake failed: {e}")))?);
         tracing::debug!(peer = %route.peer_agent, "end-to-end session established");
         // The handshake stream anchors the session: when it ends, so does the session.
         let map = self.map.clone();

@@ -53,7 +53,9 @@ async fn authenticate(AxState(state): AxState<S>, req: Request, next: Next) -> R
 }
 
 async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "agents_online": state.hub.online_count() }))
+    Json(
+        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "agents_online": state.hub.online_count(), "streams_open": state.hub.stream_count() }),
+    )
 }
 
 #[derive(Deserialize)]

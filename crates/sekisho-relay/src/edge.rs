@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sekisho_store::NewEvent;
 use sekisho_tunnel::proto::{self, OpenService};
-use sekisho_tunnel::pump::{Seal, Totals, bridge};
+use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +102,7 @@ async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: Strin
             source: Some(peer.clone()),
             ..Default::default()
         });
-        let _ = socket2::SockRef::from(&sock).set_linger(Some(std::time::Duration::ZERO));
+        abort(&sock);
     };
     let Some(conn) = state.hub.conn(&svc.agent_id) else {
         return deny(format!("agent_offline: service `{}` is unavailable: its agent is offline", svc.name));
@@ -113,7 +113,11 @@ async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: Strin
         Err(e) => return deny(format!("agent_offline: {e}")),
     };
     let totals = Totals::default();
-    let result = bridge(sock, stream, Seal::Plain, &totals).await;
+    let mut sock = sock;
+    let result = bridge(&mut sock, stream, Seal::Plain, &totals).await;
+    if result.is_err() {
+        abort(&sock);
+    }
     let (up, down) = totals.get();
     state.record(NewEvent {
         kind: "edge".into(),

@@ -70,6 +70,11 @@ impl Hub {
         self.agents.lock().keys().cloned().collect()
     }
 
+    /// Streams open on all agent connections (a leak shows here first).
+    pub(crate) fn stream_count(&self) -> usize {
+        self.agents.lock().values().map(|o| o.conn.stream_count()).sum()
+    }
+
     pub(crate) fn online_count(&self) -> usize {
         self.agents.lock().len()
     }

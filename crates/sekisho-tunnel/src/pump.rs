@@ -12,8 +12,11 @@ use tokio::net::TcpStream;
 use crate::conn::MuxStream;
 use crate::e2e::{MAX_PLAIN, Opener, Sealer};
 
-/// Large reads: fewer syscalls and frames per byte than the 8 KiB buffers many tunnels use.
-const PLAIN_READ: usize = 256 << 10;
+/// Reads start small (a thousand idle connections cost little memory) and double, up to this,
+/// while they keep filling the buffer: bulk flows get fewer syscalls and frames per byte than the
+/// 8 KiB buffers many tunnels use.
+const PLAIN_READ_MAX: usize = 256 << 10;
+const READ_START: usize = 16 << 10;
 
 /// Bytes moved in each direction.
 #[derive(Debug, Default)]
@@ -47,9 +50,9 @@ pub enum Seal {
     Sealed(Sealer, Opener),
 }
 
-/// Bridges a TCP connection and a stream until both directions end.
-pub async fn bridge(tcp: TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
-    let mut tcp = tcp;
+/// Bridges a TCP connection and a stream until both directions end. On error the stream is
+/// reset with the reason; the socket is left to the caller (see [`abort`]).
+pub async fn bridge(tcp: &mut TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
     let result = {
         let (mut rd, mut wr) = tcp.split();
         match seal {
@@ -71,10 +74,13 @@ pub async fn bridge(tcp: TcpStream, stream: MuxStream, seal: Seal, totals: &Tota
             BridgeError::Io(io) => stream.reset(ResetCode::CANCEL, &format!("client connection failed: {io}")),
             BridgeError::E2e(e) => stream.reset(ResetCode::CRYPTO, &e.to_string()),
         }
-        // Abort the socket so the application sees a reset rather than a clean end.
-        let _ = socket2::SockRef::from(&tcp).set_linger(Some(std::time::Duration::ZERO));
     }
     result.map(|_| ())
+}
+
+/// Makes closing the socket send a reset, so the application sees an error rather than a clean end.
+pub fn abort(tcp: &TcpStream) {
+    let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
 }
 
 async fn tcp_to_stream(
@@ -83,8 +89,8 @@ async fn tcp_to_stream(
     mut sealer: Option<Sealer>,
     totals: &Totals,
 ) -> Result<(), BridgeError> {
-    let size = if sealer.is_some() { MAX_PLAIN } else { PLAIN_READ };
-    let mut buf = vec![0u8; size];
+    let max = if sealer.is_some() { MAX_PLAIN } else { PLAIN_READ_MAX };
+    let mut buf = vec![0u8; READ_START.min(max)];
     let mut sealed = BytesMut::new();
     loop {
         let n = rd.read(&mut buf).await?;
@@ -92,6 +98,7 @@ async fn tcp_to_stream(
             stream.finish()?;
             return Ok(());
         }
+        let full = n == buf.len();
         totals.up.fetch_add(n as u64, Ordering::Relaxed);
         match &mut sealer {
             None => stream.write_all(&buf[..n]).await?,
@@ -100,6 +107,9 @@ async fn tcp_to_stream(
                 s.seal(&buf[..n], &mut sealed)?;
                 stream.write_all(&sealed).await?;
             }
+        }
+        if full && buf.len() < max {
+            buf.resize((buf.len() * 2).min(max), 0);
         }
     }
 }

@@ -177,6 +177,9 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
     relay.service("dead", &back, &format!("tcp://{closed_port}")).await;
     let echo = targets::echo_after_eof("ok:").await;
     relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let web = targets::http().await;
+    relay.service("web", &back, &format!("http://{web}")).await;
+    let (_, web_route) = relay.route(&mut front, "web").await;
     let (_, dead) = relay.route(&mut front, "dead").await;
     let (_, live) = relay.route(&mut front, "echo").await;
     assert!(targets::roundtrip(dead, b"hello").await.map_or(true, |v| v.is_empty()), "refused target yields no data");
@@ -194,5 +197,10 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(targets::roundtrip(live, b"hello").await.map_or(true, |v| v.is_empty()));
+    // An HTTP client is told why, in both languages, instead of seeing a bare reset.
+    let r = reqwest::get(format!("http://{web_route}/")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("agent_offline") && text.contains("サービスが現在利用できません"), "{text}");
     relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("agent_offline")).await;
 }

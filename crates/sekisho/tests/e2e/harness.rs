@@ -205,6 +205,17 @@ impl Relay {
         (id, ev["addr"].as_str().unwrap().parse().unwrap())
     }
 
+    /// The relay's health document (`/api/v1/health`).
+    pub async fn health(&self) -> Value {
+        let pem = std::fs::read(&self.ca_file).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{}/api/v1/health", self.addr.port());
+        client.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Recent events, newest first, waiting until one matches `pred`.
     pub async fn wait_event(&self, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -158,6 +158,17 @@ async fn a_thousand_concurrent_streams_all_complete() {
         front.proc.stderr_tail(),
         back.proc.stderr_tail()
     );
+    // Every stream is released afterwards: only the end-to-end session's anchor stream (one on
+    // each agent connection) stays open. A leak would keep this number up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = relay.health().await["streams_open"].as_u64().unwrap();
+        if open <= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} streams still open on the relay");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
