@@ -9,15 +9,16 @@
 //! dropped or moved between streams without failing authentication. The responder refuses a
 //! stream index it has seen before, so the relay cannot replay a recorded stream.
 //!
-//! Records on a sealed stream are `u16 length || ciphertext` (at most 65,535 bytes).
+//! Records on a sealed stream are `u16 length || ciphertext || tag` (at most 65,535 bytes).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
-use snow::{Builder, HandshakeState, StatelessTransportState};
+use snow::{Builder, HandshakeState};
 
 /// The Noise protocol: KK handshake, X25519, AES-256-GCM (hardware accelerated through ring),
 /// SHA-256.
@@ -103,8 +104,14 @@ pub fn respond(
 }
 
 /// The keys shared by one front agent and one back agent.
+///
+/// The handshake is snow's; the transport is Noise's AESGCM cipher (4 zero bytes and a 64-bit
+/// big-endian nonce, empty associated data) applied in place with ring, so records are sealed in
+/// the buffer the socket was read into and opened in the buffer they arrived in: no extra copies on
+/// the per-byte path.
 pub struct PairSession {
-    transport: StatelessTransportState,
+    send: LessSafeKey,
+    recv: LessSafeKey,
     next_index: AtomicU32,
     seen: Mutex<Seen>,
 }
@@ -121,10 +128,22 @@ impl std::fmt::Debug for PairSession {
     }
 }
 
+fn key(bytes: &[u8; 32]) -> Result<LessSafeKey, E2eError> {
+    let unbound =
+        UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| E2eError::Noise("bad transport key".into()))?;
+    Ok(LessSafeKey::new(unbound))
+}
+
 impl PairSession {
-    fn new(state: HandshakeState) -> Result<Self, E2eError> {
+    fn new(mut state: HandshakeState) -> Result<Self, E2eError> {
+        if !state.is_handshake_finished() {
+            return Err(E2eError::Noise("handshake not finished".into()));
+        }
+        let (i2r, r2i) = state.dangerously_get_raw_split();
+        let (send, recv) = if state.is_initiator() { (i2r, r2i) } else { (r2i, i2r) };
         Ok(PairSession {
-            transport: state.into_stateless_transport_mode().map_err(noise)?,
+            send: key(&send)?,
+            recv: key(&recv)?,
             next_index: AtomicU32::new(1),
             seen: Mutex::new(Seen::default()),
         })
@@ -161,9 +180,14 @@ impl PairSession {
     }
 }
 
-fn nonce(index: u32, seq: u32) -> u64 {
-    (u64::from(index) << 32) | u64::from(seq)
+fn nonce(index: u32, seq: u32) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&((u64::from(index) << 32) | u64::from(seq)).to_be_bytes());
+    Nonce::assume_unique_for_key(n)
 }
+
+/// Bytes a record adds around its plaintext: the length prefix and the tag.
+pub const RECORD_OVERHEAD: usize = 2 + TAG_LEN;
 
 /// Seals the outgoing bytes of one stream.
 pub struct Sealer {
@@ -173,23 +197,34 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// Appends `plain` (at most [`MAX_PLAIN`] bytes) to `out` as one record.
-    pub fn seal(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<(), E2eError> {
-        if plain.len() > MAX_PLAIN {
-            return Err(E2eError::Oversized(plain.len()));
+    /// Seals a record in place. `record[2..2 + plain_len]` holds the plaintext; `record` must have
+    /// room for the tag after it. Returns the record's total length (prefix, ciphertext, tag).
+    pub fn seal_in_place(&mut self, record: &mut [u8], plain_len: usize) -> Result<usize, E2eError> {
+        if plain_len > MAX_PLAIN || record.len() < plain_len + RECORD_OVERHEAD {
+            return Err(E2eError::Oversized(plain_len));
         }
         if self.seq == u32::MAX {
             return Err(E2eError::Exhausted);
         }
-        let len = plain.len() + TAG_LEN;
-        let start = out.len();
-        out.put_u16(len as u16);
-        out.resize(start + 2 + len, 0);
-        self.session
-            .transport
-            .write_message(nonce(self.index, self.seq), plain, &mut out[start + 2..])
-            .map_err(noise)?;
+        record[..2].copy_from_slice(&((plain_len + TAG_LEN) as u16).to_be_bytes());
+        let (body, rest) = record[2..].split_at_mut(plain_len);
+        let tag = self
+            .session
+            .send
+            .seal_in_place_separate_tag(nonce(self.index, self.seq), Aad::empty(), body)
+            .map_err(|_| E2eError::Noise("seal failed".into()))?;
+        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
         self.seq += 1;
+        Ok(plain_len + RECORD_OVERHEAD)
+    }
+
+    /// Appends `plain` (at most [`MAX_PLAIN`] bytes) to `out` as one record.
+    pub fn seal(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<(), E2eError> {
+        let start = out.len();
+        out.put_u16(0);
+        out.extend_from_slice(plain);
+        out.put_bytes(0, TAG_LEN);
+        self.seal_in_place(&mut out[start..], plain.len())?;
         Ok(())
     }
 }
@@ -221,14 +256,16 @@ impl Opener {
             return Ok(None);
         }
         self.buf.advance(2);
-        let record = self.buf.split_to(len);
-        let mut plain = vec![0u8; len - TAG_LEN];
-        self.session
-            .transport
-            .read_message(nonce(self.index, self.seq), &record, &mut plain)
-            .map_err(|_| E2eError::BadRecord)?;
+        let mut record = self.buf.split_to(len);
+        let plain_len = self
+            .session
+            .recv
+            .open_in_place(nonce(self.index, self.seq), Aad::empty(), &mut record)
+            .map_err(|_| E2eError::BadRecord)?
+            .len();
+        record.truncate(plain_len);
         self.seq = self.seq.checked_add(1).ok_or(E2eError::Exhausted)?;
-        Ok(Some(Bytes::from(plain)))
+        Ok(Some(record.freeze()))
     }
 
     /// Bytes of an incomplete record still waiting for the rest.
@@ -306,6 +343,28 @@ mod tests {
         let (_, mut same_stream) = b.stream(1);
         same_stream.push(&r2);
         assert!(matches!(same_stream.next_record(), Err(E2eError::BadRecord)));
+    }
+
+    #[test]
+    fn sealing_in_place_matches_sealing_by_copy() {
+        let (a, b) = pair();
+        let (mut by_copy, _) = a.stream(3);
+        let (mut in_place, _) = a.stream(4);
+        let plain = b"in the buffer the socket filled";
+        let mut record = vec![0u8; 2 + plain.len() + TAG_LEN + 7];
+        record[2..2 + plain.len()].copy_from_slice(plain);
+        let len = in_place.seal_in_place(&mut record, plain.len()).unwrap();
+        assert_eq!(len, plain.len() + RECORD_OVERHEAD);
+        let mut copied = BytesMut::new();
+        by_copy.seal(plain, &mut copied).unwrap();
+        assert_eq!(copied.len(), len);
+        for (index, wire) in [(4, &record[..len]), (3, &copied[..])] {
+            let (_, mut open) = b.stream(index);
+            open.push(wire);
+            assert_eq!(&open.next_record().unwrap().unwrap()[..], plain);
+        }
+        let mut small = vec![0u8; 10];
+        assert!(in_place.seal_in_place(&mut small, 9).is_err(), "no room for the tag");
     }
 
     #[test]

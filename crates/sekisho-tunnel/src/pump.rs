@@ -4,13 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::BytesMut;
 use sekisho_wire::{ResetCode, StreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::conn::MuxStream;
-use crate::e2e::{MAX_PLAIN, Opener, Sealer};
+use crate::e2e::{MAX_PLAIN, Opener, RECORD_OVERHEAD, Sealer};
 
 /// Reads start small (a thousand idle connections cost little memory) and double, up to this,
 /// while they keep filling the buffer: bulk flows get fewer syscalls and frames per byte than the
@@ -89,27 +88,29 @@ async fn tcp_to_stream(
     mut sealer: Option<Sealer>,
     totals: &Totals,
 ) -> Result<(), BridgeError> {
-    let max = if sealer.is_some() { MAX_PLAIN } else { PLAIN_READ_MAX };
-    let mut buf = vec![0u8; READ_START.min(max)];
-    let mut sealed = BytesMut::new();
+    // Sealed streams read straight into a record buffer (after the length prefix, before the
+    // tag) and are sealed in place.
+    let (max, head, tail) = if sealer.is_some() { (MAX_PLAIN, 2, RECORD_OVERHEAD - 2) } else { (PLAIN_READ_MAX, 0, 0) };
+    let mut size = READ_START.min(max);
+    let mut buf = vec![0u8; head + size + tail];
     loop {
-        let n = rd.read(&mut buf).await?;
+        let n = rd.read(&mut buf[head..head + size]).await?;
         if n == 0 {
             stream.finish()?;
             return Ok(());
         }
-        let full = n == buf.len();
+        let full = n == size;
         totals.up.fetch_add(n as u64, Ordering::Relaxed);
         match &mut sealer {
             None => stream.write_all(&buf[..n]).await?,
             Some(s) => {
-                sealed.clear();
-                s.seal(&buf[..n], &mut sealed)?;
-                stream.write_all(&sealed).await?;
+                let len = s.seal_in_place(&mut buf, n)?;
+                stream.write_all(&buf[..len]).await?;
             }
         }
-        if full && buf.len() < max {
-            buf.resize((buf.len() * 2).min(max), 0);
+        if full && size < max {
+            size = (size * 2).min(max);
+            buf.resize(head + size + tail, 0);
         }
     }
 }
