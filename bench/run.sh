@@ -727,11 +727,12 @@ EOF
 }
 
 setup_frp() { # setup_frp tls|nomux|stcp
-    local mode=$1 ctrl p1 p2 d=$CWORK mux=true
+    local mode=$1 ctrl p1 p2 d=$CWORK mux=true tls=true
     ctrl=$(freeport)
     p1=$(freeport)
     p2=$(freeport)
-    [[ $mode == nomux ]] && mux=false
+    # frp-nomux is the issue's "frp tcp, no mux (no encryption)": plain TCP work connections.
+    [[ $mode == nomux ]] && mux=false && tls=false
     cat >"$d/frps.toml" <<EOF
 bindAddr = "127.0.0.1"
 bindPort = $ctrl
@@ -747,6 +748,7 @@ serverPort = $ctrl
 auth.token = "sekisho-bench"
 loginFailExit = true
 transport.tcpMux = $mux
+transport.tls.enable = $tls
 log.level = "warn"
 EOF
     )
