@@ -15,7 +15,7 @@ use crate::e2e::{MAX_PLAIN, Opener, RECORD_OVERHEAD, Sealer};
 /// while they keep filling the buffer: bulk flows get fewer syscalls and frames per byte than the
 /// 8 KiB buffers many tunnels use.
 const PLAIN_READ_MAX: usize = 256 << 10;
-const READ_START: usize = 16 << 10;
+const READ_START: usize = 4 << 10;
 
 /// Bytes moved in each direction.
 #[derive(Debug, Default)]
