@@ -378,11 +378,10 @@ mod model {
                         prop_assert!(t.sent.starts_with(&t.received), "received bytes are not a prefix of sent bytes");
                     }
                     Op::Finish { stream } => {
-                        if let Some(t) = streams.get_mut(stream) {
-                            if p.client.finish(t.client).is_ok() {
+                        if let Some(t) = streams.get_mut(stream)
+                            && p.client.finish(t.client).is_ok() {
                                 t.finished = true;
                             }
-                        }
                     }
                     Op::Reset { stream } => {
                         if let Some(t) = streams.get_mut(stream) {
