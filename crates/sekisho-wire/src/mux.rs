@@ -271,19 +271,25 @@ impl Mux {
 
     /// Aborts the stream in both directions and tells the peer why.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
-        if let Some(s) = self.streams.get_mut(&id) {
-            if s.reset.is_none() && !(s.local_fin && s.remote_fin) {
-                Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
-            }
-            if s.reset.is_none() {
-                s.reset = Some((code, reason.to_owned()));
-                s.recv_buf.clear();
-                s.recv_buffered = 0;
-                self.events.push_back(Event::Readable(id));
-                self.events.push_back(Event::Writable(id));
-            }
+        if self.streams.get(&id).is_some_and(|s| s.reset.is_none() && !(s.local_fin && s.remote_fin)) {
+            Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
         }
+        self.mark_reset(id, code, reason);
         self.reap(id);
+    }
+
+    /// Records that a stream ended abnormally, drops its unread data and wakes its reader and
+    /// writer so they see the error. The first reason wins.
+    fn mark_reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
+        if let Some(s) = self.streams.get_mut(&id)
+            && s.reset.is_none()
+        {
+            s.reset = Some((code, reason.to_owned()));
+            s.recv_buf.clear();
+            s.recv_buffered = 0;
+            self.events.push_back(Event::Readable(id));
+            self.events.push_back(Event::Writable(id));
+        }
     }
 
     /// The application is done with the stream. An unfinished stream is reset as cancelled.
@@ -332,15 +338,8 @@ impl Mux {
         self.closed = Some(reason.to_owned());
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
-            if let Some(s) = self.streams.get_mut(&id)
-                && s.reset.is_none()
-                && !(s.local_fin && s.remote_fin)
-            {
-                s.reset = Some((ResetCode::CONNECTION_LOST, reason.to_owned()));
-                s.recv_buf.clear();
-                s.recv_buffered = 0;
-                self.events.push_back(Event::Readable(id));
-                self.events.push_back(Event::Writable(id));
+            if self.streams.get(&id).is_some_and(|s| !(s.local_fin && s.remote_fin)) {
+                self.mark_reset(id, ResetCode::CONNECTION_LOST, reason);
             }
             self.reap(id);
         }
@@ -514,16 +513,7 @@ impl Mux {
     }
 
     fn on_reset(&mut self, id: StreamId, code: ResetCode, reason: String) {
-        let Some(s) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if s.reset.is_none() {
-            s.reset = Some((code, reason));
-            s.recv_buf.clear();
-            s.recv_buffered = 0;
-            self.events.push_back(Event::Readable(id));
-            self.events.push_back(Event::Writable(id));
-        }
+        self.mark_reset(id, code, &reason);
         self.reap(id);
     }
 

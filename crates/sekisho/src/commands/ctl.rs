@@ -37,23 +37,21 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             }
         }
         CtlCommand::Agent(AgentCmd::List) => {
-            let v = client.get("/api/v1/agents").await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                table::print(
-                    &v,
-                    &[
-                        ("ID", "id"),
-                        ("NAME", "name"),
-                        ("ROLE", "role"),
-                        ("ONLINE", "online"),
-                        ("VERSION", "version"),
-                        ("ADDRESS", "address"),
-                        ("LAST SEEN", "last_seen"),
-                    ],
-                );
-            }
+            list(
+                &client,
+                "/api/v1/agents",
+                json_out,
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("ROLE", "role"),
+                    ("ONLINE", "online"),
+                    ("VERSION", "version"),
+                    ("ADDRESS", "address"),
+                    ("LAST SEEN", "last_seen"),
+                ],
+            )
+            .await?;
         }
         CtlCommand::Agent(AgentCmd::Revoke { agent }) => {
             client.delete(&format!("/api/v1/agents/{agent}")).await?;
@@ -69,21 +67,19 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             print_one(&v, json_out, "id");
         }
         CtlCommand::Service(ServiceCmd::List) => {
-            let v = client.get("/api/v1/services").await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                table::print(
-                    &v,
-                    &[
-                        ("ID", "id"),
-                        ("NAME", "name"),
-                        ("AGENT", "agent_name"),
-                        ("TARGET", "target"),
-                        ("EDGE", "edge_bound"),
-                    ],
-                );
-            }
+            list(
+                &client,
+                "/api/v1/services",
+                json_out,
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("AGENT", "agent_name"),
+                    ("TARGET", "target"),
+                    ("EDGE", "edge_bound"),
+                ],
+            )
+            .await?;
         }
         CtlCommand::Service(ServiceCmd::Rm { name }) => {
             client.delete(&format!("/api/v1/services/{name}")).await?;
@@ -95,45 +91,52 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
             print_one(&v, json_out, "id");
         }
         CtlCommand::Route(RouteCmd::List) => {
-            let v = client.get("/api/v1/routes").await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                table::print(
-                    &v,
-                    &[
-                        ("ID", "id"),
-                        ("AGENT", "agent_name"),
-                        ("LISTEN", "listen"),
-                        ("BOUND", "bound"),
-                        ("SERVICE", "service_name"),
-                        ("ERROR", "error"),
-                    ],
-                );
-            }
+            list(
+                &client,
+                "/api/v1/routes",
+                json_out,
+                &[
+                    ("ID", "id"),
+                    ("AGENT", "agent_name"),
+                    ("LISTEN", "listen"),
+                    ("BOUND", "bound"),
+                    ("SERVICE", "service_name"),
+                    ("ERROR", "error"),
+                ],
+            )
+            .await?;
         }
         CtlCommand::Route(RouteCmd::Rm { id }) => {
             client.delete(&format!("/api/v1/routes/{id}")).await?;
             done(json_out, lang);
         }
         CtlCommand::Events { limit } => {
-            let v = client.get(&format!("/api/v1/events?limit={limit}")).await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                table::print(
-                    &v,
-                    &[
-                        ("AT", "at"),
-                        ("KIND", "kind"),
-                        ("DECISION", "decision"),
-                        ("AGENT", "agent_id"),
-                        ("TARGET", "target"),
-                        ("REASON", "reason"),
-                    ],
-                );
-            }
+            list(
+                &client,
+                &format!("/api/v1/events?limit={limit}"),
+                json_out,
+                &[
+                    ("AT", "at"),
+                    ("KIND", "kind"),
+                    ("DECISION", "decision"),
+                    ("AGENT", "agent_id"),
+                    ("TARGET", "target"),
+                    ("REASON", "reason"),
+                ],
+            )
+            .await?;
         }
+    }
+    Ok(())
+}
+
+/// Prints a listing as JSON or as a table.
+async fn list(client: &ApiClient, path: &str, json_out: bool, columns: &[(&str, &str)]) -> anyhow::Result<()> {
+    let v = client.get(path).await?;
+    if json_out {
+        print_json(&v);
+    } else {
+        table::print(&v, columns);
     }
     Ok(())
 }
