@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 # System packages the test suite drives for real. Each entry is "command:package".
 needs=(
-  "curl:curl"
+  "curl:curl"       # HTTP requests through tunnels, as a person would
+  "kill:procps"     # freezing a relay with SIGSTOP in the heartbeat test
 )
 missing=()
 for pair in "${needs[@]}"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  type -P "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
