@@ -77,9 +77,12 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         println!("{}", lang.pick("Sekisho quickstart is running.", "Sekisho クイックスタートが起動しました。"));
         println!("  {} {url}", lang.pick("Open:", "ブラウザで開く:"));
         println!(
-            "  {} {url} → front agent → relay {} → back agent → {demo_addr}",
+            "  {} {url} → {} → {} {} → {} → {demo_addr}",
             lang.pick("Path:", "経路:"),
-            relay.addr
+            lang.pick("front agent", "フロントエージェント"),
+            lang.pick("relay", "リレー"),
+            relay.addr,
+            lang.pick("back agent", "バックエンドエージェント"),
         );
         println!("  {} https://{}", lang.pick("Admin API:", "管理 API:"), relay.addr);
         println!(
