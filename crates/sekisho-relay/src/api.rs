@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 pub(crate) use error::ApiError;
-use sekisho_store::{Route, Service, StoreError, now_ms};
+use sekisho_store::{Agent, Route, Service, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::secrets::{hash_secret, new_id};
 use crate::state::State;
+use crate::topology::Topology;
 
 type S = Arc<State>;
 
@@ -112,9 +113,9 @@ async fn list_agents(AxState(state): AxState<S>) -> Result<Json<Vec<AgentView>>,
                 let live = state.hub.info(&a.id);
                 AgentView {
                     online: live.is_some(),
+                    last_seen: if live.is_some() { Some(now_ms()) } else { a.last_seen },
                     address: live.as_ref().map(|l| l.0.to_string()).or(a.last_addr),
                     version: live.map(|l| l.1).or(a.version),
-                    last_seen: if state.hub.info(&a.id).is_some() { Some(now_ms()) } else { a.last_seen },
                     revoked: a.revoked_at.is_some(),
                     id: a.id,
                     name: a.name,
@@ -172,6 +173,24 @@ fn parse_target(target: &str) -> Result<String, ApiError> {
     Ok(scheme.to_owned())
 }
 
+/// The agent named `key`, if it plays `role` (what `what` needs).
+fn agent_in_role<'t>(
+    topo: &'t Topology,
+    key: &str,
+    role: &str,
+    what: &str,
+    plays: fn(&Agent) -> bool,
+) -> Result<&'t Agent, ApiError> {
+    let agent = topo.find_agent(key).map_err(ApiError::not_found)?;
+    if !plays(agent) {
+        return Err(ApiError::bad_request(
+            "wrong_role",
+            format!("agent `{}` has role `{}`; {what} need a {role} agent", agent.name, agent.role),
+        ));
+    }
+    Ok(agent)
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c));
     if ok {
@@ -196,13 +215,7 @@ async fn create_service(
             .map_err(|_| ApiError::bad_request("invalid_listen", format!("edge_listen `{l}` must be ip:port")))?;
     }
     let topo = state.topology();
-    let agent = topo.find_agent(&req.agent).map_err(ApiError::not_found)?;
-    if !agent.serves_back() {
-        return Err(ApiError::bad_request(
-            "wrong_role",
-            format!("agent `{}` has role `{}`; services need a back agent", agent.name, agent.role),
-        ));
-    }
+    let agent = agent_in_role(&topo, &req.agent, "back", "services", Agent::serves_back)?;
     let svc = Service {
         id: new_id("sv"),
         tenant_id: "default".into(),
@@ -282,13 +295,7 @@ async fn create_route(
         )
     })?;
     let topo = state.topology();
-    let agent = topo.find_agent(&req.agent).map_err(ApiError::not_found)?;
-    if !agent.serves_front() {
-        return Err(ApiError::bad_request(
-            "wrong_role",
-            format!("agent `{}` has role `{}`; routes need a front agent", agent.name, agent.role),
-        ));
-    }
+    let agent = agent_in_role(&topo, &req.agent, "front", "routes", Agent::serves_front)?;
     let svc = topo
         .find_service(&req.service)
         .ok_or_else(|| ApiError::not_found(format!("service `{}` not found", req.service)))?;

@@ -77,7 +77,7 @@ pub struct Route {
 }
 
 /// An event to record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
 pub struct NewEvent {
     pub at: i64,
     pub kind: String,
@@ -91,18 +91,12 @@ pub struct NewEvent {
     pub bytes_down: Option<i64>,
 }
 
+/// A recorded event.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Event {
     pub id: i64,
     pub tenant_id: String,
-    pub at: i64,
-    pub kind: String,
-    pub agent_id: Option<String>,
-    pub subject: Option<String>,
-    pub target: Option<String>,
-    pub decision: String,
-    pub reason: String,
-    pub source: Option<String>,
-    pub bytes_up: Option<i64>,
-    pub bytes_down: Option<i64>,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub event: NewEvent,
 }

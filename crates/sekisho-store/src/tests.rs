@@ -105,5 +105,5 @@ async fn events_are_listed_newest_first() {
         .unwrap();
     }
     let ev = s.list_events(2).await.unwrap();
-    assert_eq!(ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
+    assert_eq!(ev.iter().map(|e| e.event.reason.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
 }

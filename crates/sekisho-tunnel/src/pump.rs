@@ -52,20 +52,16 @@ pub enum Seal {
 /// Bridges a TCP connection and a stream until both directions end. On error the stream is
 /// reset with the reason; the socket is left to the caller (see [`abort`]).
 pub async fn bridge(tcp: &mut TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
+    let (sealer, opener) = match seal {
+        Seal::Plain => (None, None),
+        Seal::Sealed(sealer, opener) => (Some(sealer), Some(opener)),
+    };
     let result = {
         let (mut rd, mut wr) = tcp.split();
-        match seal {
-            Seal::Plain => {
-                tokio::try_join!(
-                    tcp_to_stream(&mut rd, &stream, None, totals),
-                    stream_to_tcp(&stream, &mut wr, None, totals)
-                )
-            }
-            Seal::Sealed(sealer, opener) => tokio::try_join!(
-                tcp_to_stream(&mut rd, &stream, Some(sealer), totals),
-                stream_to_tcp(&stream, &mut wr, Some(opener), totals)
-            ),
-        }
+        tokio::try_join!(
+            tcp_to_stream(&mut rd, &stream, sealer, totals),
+            stream_to_tcp(&stream, &mut wr, opener, totals)
+        )
     };
     if let Err(e) = &result {
         match e {

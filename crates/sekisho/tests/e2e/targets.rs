@@ -15,69 +15,62 @@ async fn listen() -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
-/// Echoes with a prefix: reads until the client half-closes, then answers `prefix + data` and
-/// closes. Proves half-close travels end to end (the answer only comes after EOF).
-pub async fn echo_after_eof(prefix: &'static str) -> SocketAddr {
+/// Serves every accepted connection with `handler` on its own task.
+async fn serve<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let (l, a) = listen().await;
     tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut data = Vec::new();
-                if s.read_to_end(&mut data).await.is_err() {
-                    return;
-                }
-                let _ = s.write_all(prefix.as_bytes()).await;
-                let _ = s.write_all(&data).await;
-                let _ = s.shutdown().await;
-            });
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(handler(s));
         }
     });
     a
+}
+
+/// Echoes with a prefix: reads until the client half-closes, then answers `prefix + data` and
+/// closes. Proves half-close travels end to end (the answer only comes after EOF).
+pub async fn echo_after_eof(prefix: &'static str) -> SocketAddr {
+    serve(move |mut s: TcpStream| async move {
+        let mut data = Vec::new();
+        if s.read_to_end(&mut data).await.is_err() {
+            return;
+        }
+        let _ = s.write_all(prefix.as_bytes()).await;
+        let _ = s.write_all(&data).await;
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 /// Streaming echo: copies bytes back as they arrive (for long-lived connections).
 pub async fn echo_stream() -> SocketAddr {
-    let (l, a) = listen().await;
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    a
+    serve(|s: TcpStream| async move {
+        let (mut r, mut w) = s.into_split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
 }
 
 /// Reads everything, answers with the SHA-256 of what it read.
 pub async fn sink_hash() -> SocketAddr {
-    let (l, a) = listen().await;
-    tokio::spawn(async move {
+    serve(move |mut s: TcpStream| async move {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 << 10];
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 256 << 10];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => h.update(&buf[..n]),
-                        Err(_) => return,
-                    }
-                }
-                let _ = s.write_all(&h.finalize()).await;
-                let _ = s.shutdown().await;
-            });
+            match s.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(_) => return,
+            }
         }
-    });
-    a
+        let _ = s.write_all(&h.finalize()).await;
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 /// Deterministic, position-dependent bytes: word i of the stream is `i` (little endian), so a
@@ -90,37 +83,29 @@ pub fn fill(offset_words: u64, buf: &mut [u8]) {
 
 /// Reads a decimal byte count line, then sends that many bytes of [`fill`] data.
 pub async fn source() -> SocketAddr {
-    let (l, a) = listen().await;
-    tokio::spawn(async move {
+    serve(move |mut s: TcpStream| async move {
+        let mut line = Vec::new();
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut line = Vec::new();
-                loop {
-                    let Ok(b) = s.read_u8().await else { return };
-                    if b == b'\n' {
-                        break;
-                    }
-                    line.push(b);
-                }
-                let total: u64 = String::from_utf8_lossy(&line).trim().parse().unwrap_or(0);
-                let mut buf = vec![0u8; 256 << 10];
-                let mut sent = 0u64;
-                while sent < total {
-                    let n = (buf.len() as u64).min(total - sent) as usize;
-                    fill(sent / 8, &mut buf[..n]);
-                    if s.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                    sent += n as u64;
-                }
-                let _ = s.shutdown().await;
-            });
+            let Ok(b) = s.read_u8().await else { return };
+            if b == b'\n' {
+                break;
+            }
+            line.push(b);
         }
-    });
-    a
+        let total: u64 = String::from_utf8_lossy(&line).trim().parse().unwrap_or(0);
+        let mut buf = vec![0u8; 256 << 10];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = (buf.len() as u64).min(total - sent) as usize;
+            fill(sent / 8, &mut buf[..n]);
+            if s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            sent += n as u64;
+        }
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 /// A small HTTP server: `/` says hello, `/big` streams 4 MiB.
@@ -135,23 +120,17 @@ pub async fn http() -> SocketAddr {
 
 /// WebSocket echo server.
 pub async fn websocket_echo() -> SocketAddr {
-    let (l, a) = listen().await;
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    serve(|s: TcpStream| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                return;
+            }
         }
-    });
-    a
+    })
+    .await
 }
 
 /// A minimal HTTP CONNECT proxy; counts the tunnels it opened and remembers their targets.
