@@ -13,6 +13,8 @@ missing=()
 for pair in "${needs[@]}"; do
   type -P "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+# The store's tests run on PostgreSQL too (a throw-away cluster, started below).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -26,5 +28,14 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# A throw-away PostgreSQL cluster (Unix socket only) unless one is given in SEKISHO_TEST_PG.
+if [ -z "${SEKISHO_TEST_PG:-}" ]; then
+  pgdir=$(mktemp -d /tmp/sekisho-pg.XXXXXX)
+  trap 'scripts/postgres.sh stop "$pgdir"' EXIT
+  SEKISHO_TEST_PG=$(scripts/postgres.sh start "$pgdir")
+  export SEKISHO_TEST_PG
+fi
+export SEKISHO_REQUIRE_PG=1
+
 echo "== cargo test"
 cargo test --workspace --locked

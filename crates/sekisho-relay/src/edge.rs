@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sekisho_store::NewEvent;
+use sekisho_audit::Event;
 use sekisho_tunnel::proto::{self, OpenService};
 use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use tokio::net::{TcpListener, TcpStream};
@@ -81,55 +81,53 @@ async fn accept_loop(state: Arc<State>, service_id: String, listener: TcpListene
         let cancel = cancel.clone();
         tokio::spawn(async move {
             tokio::select! {
-                () = serve(state, &service_id, sock, peer.to_string()) => {}
+                () = serve(state, &service_id, sock, peer) => {}
                 () = cancel.cancelled() => {}
             }
         });
     }
 }
 
-async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: String) {
+async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: std::net::SocketAddr) {
     let topo = state.topology();
     let Some(svc) = topo.services.get(service_id) else {
         return;
     };
-    let deny = |reason: String| {
-        state.record(NewEvent {
-            kind: "edge".into(),
-            target: Some(svc.name.clone()),
-            decision: "deny".into(),
-            reason,
-            source: Some(peer.clone()),
-            ..Default::default()
-        });
-        abort(&sock);
+    let (decision, event) = crate::decide::edge(&state, &topo, svc, peer.ip());
+    let deny = |code: &str, reason: String, event: Event| {
+        let state = state.clone();
+        let sock = &sock;
+        let event = event.reason(format!("{code}: {reason}"));
+        async move {
+            if let Err(e) = state.auditor.record_durable(event).await {
+                tracing::error!(error = %e, "cannot record refusal");
+            }
+            abort(sock);
+        }
     };
+    if !decision.allowed {
+        return deny("policy_denied", decision.reason.clone(), event).await;
+    }
     let Some(conn) = state.hub.conn(&svc.agent_id) else {
-        return deny(format!("agent_offline: service `{}` is unavailable: its agent is offline", svc.name));
+        let why = format!("service `{}` is unavailable: its agent is offline", svc.name);
+        return deny("agent_offline", why, event.policy("agent_offline")).await;
     };
     let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None };
     let stream = match conn.open(proto::encode(&open)) {
         Ok(s) => s,
-        Err(e) => return deny(format!("agent_offline: {e}")),
+        Err(e) => return deny("agent_offline", e.to_string(), event.policy("agent_offline")).await,
     };
     let totals = Totals::default();
+    let started = std::time::Instant::now();
     let mut sock = sock;
     let result = bridge(&mut sock, stream, Seal::Plain, &totals).await;
     if result.is_err() {
         abort(&sock);
     }
     let (up, down) = totals.get();
-    state.record(NewEvent {
-        kind: "edge".into(),
-        target: Some(svc.name.clone()),
-        decision: "allow".into(),
-        reason: match result {
-            Ok(()) => format!("edge port of service {}", svc.name),
-            Err(e) => format!("edge port of service {}; ended: {e}", svc.name),
-        },
-        source: Some(peer),
-        bytes_up: Some(up as i64),
-        bytes_down: Some(down as i64),
-        ..Default::default()
-    });
+    let detail = match result {
+        Ok(()) => format!("edge port {}", peer),
+        Err(e) => format!("edge port; ended: {e}"),
+    };
+    state.auditor.record(event.traffic(up, down, started.elapsed().as_millis() as u64).detail(detail));
 }

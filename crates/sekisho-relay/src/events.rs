@@ -1,34 +1,59 @@
-//! The event writer (refusals, enrollments, stream ends into the store) and the test tap.
+//! Background evidence chores: retention pruning per tenant plan, and the test-only tap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use sekisho_store::now_ms;
 use tokio::io::AsyncWriteExt;
 
 use crate::state::State;
 
-/// Drains recorded events into the store in the background.
-pub(crate) fn spawn_writer(state: &Arc<State>) {
-    let Some(mut rx) = state.take_events_rx() else {
-        return;
-    };
-    let store = state.store.clone();
+const DAY_MS: i64 = 86_400_000;
+
+/// Prunes each tenant's audit events older than its plan's retention, hourly (and at start).
+pub(crate) fn spawn_retention(state: &Arc<State>) {
+    let state = Arc::downgrade(state);
     tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(512);
-        while let Some(event) = rx.recv().await {
-            batch.push(event);
-            while batch.len() < 512 {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            if state.shutdown.is_cancelled() {
+                return;
             }
-            if let Err(e) = store.insert_events(&batch).await {
-                tracing::error!(error = %e, lost = batch.len(), "cannot record events");
-            }
-            batch.clear();
+            enforce_retention(&state).await;
         }
     });
+}
+
+/// Applies every tenant's retention now; returns how many events were removed.
+pub(crate) async fn enforce_retention(state: &State) -> u64 {
+    let tenants = match state.store.list_tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "retention: cannot list tenants");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for t in tenants {
+        let before = now_ms() - t.retention_days.max(1) * DAY_MS;
+        match state.auditor.prune(&t.id, before).await {
+            Ok(0) => {}
+            Ok(n) => {
+                removed += n;
+                tracing::info!(tenant = %t.name, removed = n, days = t.retention_days, "audit retention applied");
+                state.auditor.record(
+                    sekisho_audit::Event::new(&t.id, sekisho_audit::EventKind::System, sekisho_audit::Decision::Allow)
+                        .subject(sekisho_audit::SubjectKind::System, "retention")
+                        .reason(format!("removed {n} events older than {} days", t.retention_days)),
+                );
+            }
+            Err(e) => tracing::error!(tenant = %t.name, error = %e, "retention: prune failed"),
+        }
+    }
+    removed
 }
 
 /// Test-only tap: forwards copies of spliced bytes to a TCP listener at `addr`.

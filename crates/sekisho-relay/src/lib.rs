@@ -6,10 +6,13 @@
 //! and carry it to the service's back agent.
 //!
 //! The relay decides and routes; it cannot read agent-to-agent payload, which is sealed end to
-//! end by the agents (see `sekisho_tunnel::e2e`). State lives in `sekisho-store`; the in-memory
+//! end by the agents (see `sekisho_tunnel::e2e`). Every stream is decided by the tenant's Cedar
+//! policies (`sekisho-policy`, see [`decide`]) and left in the hash-chained audit log
+//! (`sekisho-audit`). State lives in `sekisho-store` (SQLite or PostgreSQL); the in-memory
 //! [`topology`] snapshot is rebuilt after every change and pushed to connected agents.
 
 mod api;
+mod decide;
 mod edge;
 mod events;
 mod hub;
@@ -39,6 +42,14 @@ pub enum RelayError {
     Tls(#[from] sekisho_tunnel::tls::TlsError),
     #[error("cannot listen on `{addr}`: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    AuditKey(#[from] sekisho_audit::KeyError),
+    #[error(transparent)]
+    Audit(#[from] sekisho_audit::AuditError),
+    #[error(transparent)]
+    Geo(#[from] sekisho_policy::geo::GeoError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SealError),
 }
 
 /// How to run a relay.
@@ -51,6 +62,12 @@ pub struct RelayConfig {
     pub hostnames: Vec<String>,
     /// Test-only: send a copy of every spliced agent-to-agent byte to this address.
     pub debug_tap: Option<SocketAddr>,
+    /// `sqlite://…` or `postgres://…`; default: `sekisho.db` in the data directory.
+    pub database: Option<String>,
+    /// A MaxMind/DB-IP country database for `context.country`.
+    pub geoip: Option<PathBuf>,
+    /// The country given to loopback and private addresses.
+    pub local_country: String,
 }
 
 /// A running relay.
@@ -68,7 +85,7 @@ pub struct RelayHandle {
 impl RelayHandle {
     /// Creates an enrollment token directly (the quickstart's shortcut around the API).
     pub async fn create_enrollment_token(&self, name: &str, role: &str, ttl_secs: i64) -> Result<String, RelayError> {
-        Ok(self.state.create_token(name, role, "", ttl_secs).await?.0)
+        Ok(self.state.create_token("default", name, role, "", ttl_secs, None).await?.0)
     }
 
     /// Issues a new admin API key directly (for the person who owns the data directory, e.g. the
@@ -82,11 +99,13 @@ impl RelayHandle {
         self.state.public_addr.clone()
     }
 
-    /// Stops accepting, closes agent connections, and waits for the listener to end.
+    /// Stops accepting, closes agent connections, waits for the listener to end, and commits
+    /// and checkpoints the audit log.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.state.hub.close_all("relay shutting down");
         let _ = self.tasks.await;
+        let _ = self.state.auditor.checkpoint().await;
     }
 }
 
@@ -95,8 +114,17 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let (ca, _) = LocalCa::load_or_create(&config.data_dir)?;
-    let store = Store::open(&config.data_dir.join("sekisho.db")).await?;
+    let store = match &config.database {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open(&config.data_dir.join("sekisho.db")).await?,
+    };
     let admin_key = secrets::bootstrap_admin_key(&store).await?;
+    let master = secrets::MasterKey::load_or_create(&config.data_dir)?;
+    let audit_key = sekisho_audit::AuditKey::load_or_create(&config.data_dir)?;
+    let audit_public_key = audit_key.verifying_key();
+    let (auditor, _audit_task) =
+        sekisho_audit::Auditor::start(store.clone(), audit_key, sekisho_audit::AuditConfig::default()).await?;
+    let geo = sekisho_policy::geo::Geo::open(config.geoip.as_deref(), &config.local_country)?;
 
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(config.hostnames.iter().cloned());
@@ -116,9 +144,20 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
 
     let shutdown = CancellationToken::new();
     let tap = config.debug_tap.map(events::start_tap);
-    let state = state::State::new(store, ca.fingerprint(), public_addr, tap, shutdown.clone());
+    let state = state::State::new(state::Parts {
+        store,
+        ca_fingerprint: ca.fingerprint(),
+        public_addr,
+        tap,
+        shutdown: shutdown.clone(),
+        auditor,
+        geo,
+        master,
+        audit_public_key,
+    });
+    state.load_policies().await?;
     state.refresh().await?;
-    events::spawn_writer(&state);
+    events::spawn_retention(&state);
 
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
     Ok(RelayHandle {

@@ -63,7 +63,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
     match alpn.as_deref() {
         Some(sekisho_tunnel::AGENT_ALPN) => crate::router::serve_agent(state, tls, peer).await,
         _ => {
-            let service = TowerToHyperService::new(api);
+            let service = TowerToHyperService::new(api.layer(axum::Extension(crate::api::PeerAddr(peer))));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                 tracing::debug!(error = %e, "http connection ended with an error");

@@ -2,14 +2,17 @@
 //!
 //! A stream is forwarded only along a route an administrator defined: the route must exist, be
 //! assigned to the agent that opened the stream, lead to an existing service, and the service's
-//! back agent must be online. Anything else is refused with a reason, and the refusal recorded.
+//! back agent must be online, and the tenant's policy for the service must allow it (see
+//! [`crate::decide`]). Anything else is refused with a reason; a refusal is in the audit log
+//! before the stream is reset, an allowed stream is logged when it ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sekisho_store::{Agent, NewEvent, TokenRejection};
+use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_store::{Agent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::identity::{self, EXPORTER_LABEL};
 use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, RelayMsg};
@@ -37,14 +40,15 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
         Ok(agent) => agent,
         Err((code, message)) => {
             tracing::info!(code, %message, "agent refused");
+            let event = Event::new("default", EventKind::AgentAuth, AuditDecision::Deny)
+                .path("agent")
+                .reason(format!("{code}: {message}"))
+                .auth("agent_key")
+                .source(peer.ip(), state.geo.country(peer.ip()));
+            if let Err(e) = state.auditor.record_durable(event).await {
+                tracing::error!(error = %e, "cannot record agent refusal");
+            }
             let _ = conn.send_control(proto::encode(&RelayMsg::Error { code: code.into(), message: message.clone() }));
-            state.record(NewEvent {
-                kind: "agent_auth".into(),
-                decision: "deny".into(),
-                reason: format!("{code}: {message}"),
-                source: Some(peer.to_string()),
-                ..Default::default()
-            });
             conn.close(&message);
             let _ = driver.await;
             return;
@@ -70,7 +74,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
                     let Some((stream, payload)) = accepted else { break };
                     let state = state.clone();
                     let from = agent.id.clone();
-                    tokio::spawn(async move { route_stream(state, from, stream, payload).await }.in_current_span());
+                    tokio::spawn(async move { route_stream(state, from, peer, stream, payload).await }.in_current_span());
                 }
                 msg = conn.recv_control() => {
                     let Some(msg) = msg else { break };
@@ -127,6 +131,7 @@ async fn authenticate(
                 version: Some(version),
                 hostname: Some(hostname),
                 revoked_at: None,
+                owner_user_id: None,
             };
             let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
                 tracing::error!(error = %e, "enrollment failed");
@@ -134,16 +139,17 @@ async fn authenticate(
             })?;
             match outcome {
                 Ok(token) => {
+                    let event = Event::new(&token.tenant_id, EventKind::AgentEnroll, AuditDecision::Allow)
+                        .subject(SubjectKind::Agent, token.name.clone())
+                        .path("agent")
+                        .target(agent.id.clone())
+                        .reason(format!("enrolled with token {}", token.id))
+                        .auth("enrollment_token")
+                        .source(peer.ip(), state.geo.country(peer.ip()));
+                    if let Err(e) = state.auditor.record_durable(event).await {
+                        tracing::error!(error = %e, "cannot record enrollment");
+                    }
                     let _ = state.refresh().await;
-                    state.record(NewEvent {
-                        kind: "agent_enroll".into(),
-                        agent_id: Some(agent.id.clone()),
-                        subject: Some(token.name.clone()),
-                        decision: "allow".into(),
-                        reason: format!("token {}", token.id),
-                        source: Some(peer.to_string()),
-                        ..Default::default()
-                    });
                     let agent = state
                         .store
                         .get_agent(&agent.id)
@@ -158,6 +164,7 @@ async fn authenticate(
                         TokenRejection::Unknown => "token_unknown",
                         TokenRejection::Used => "token_used",
                         TokenRejection::Expired => "token_expired",
+                        TokenRejection::AgentLimit(_) => "agent_limit",
                     },
                     r.to_string(),
                 )),
@@ -194,54 +201,80 @@ fn on_control(state: &State, msg: &Bytes) {
     }
 }
 
-/// Decides and forwards one stream opened by agent `from`.
-async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payload: Bytes) {
-    let refuse = |code: &'static str, message: String, target: Option<String>| {
-        tracing::info!(code, %message, "stream refused");
-        stream.reset(ResetCode::REFUSED, &format!("{code}: {message}"));
-        state.record(NewEvent {
-            kind: "stream".into(),
-            agent_id: Some(from.clone()),
-            target,
-            decision: "deny".into(),
-            reason: format!("{code}: {message}"),
-            ..Default::default()
-        });
+/// Decides and forwards one stream opened by agent `from`, connected from `peer`.
+async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream: MuxStream, payload: Bytes) {
+    let topo = state.topology();
+    let front = topo.agents.get(&from);
+    let tenant = front.map_or("default", |a| a.tenant_id.as_str());
+    let refuse = |code: &'static str, message: String, target: String, event: Option<Event>| {
+        let state = state.clone();
+        let stream = &stream;
+        let tenant = tenant.to_owned();
+        let front_name = front.map_or(from.clone(), |a| a.name.clone());
+        async move {
+            tracing::info!(code, %message, "stream refused");
+            let event = event.unwrap_or_else(|| {
+                Event::new(&tenant, EventKind::Access, AuditDecision::Deny)
+                    .subject(SubjectKind::Agent, front_name)
+                    .path("tunnel")
+                    .target(target)
+                    .policy(code)
+                    .reason(message.clone())
+                    .auth("agent_key")
+                    .source(peer.ip(), state.geo.country(peer.ip()))
+            });
+            // The refusal is on disk before the stream is refused.
+            if let Err(e) = state.auditor.record_durable(event).await {
+                tracing::error!(error = %e, "cannot record refusal");
+            }
+            stream.reset(ResetCode::REFUSED, &format!("{code}: {message}"));
+        }
     };
     let req: OpenRoute = match serde_json::from_slice(&payload) {
         Ok(r) => r,
-        Err(e) => return refuse("bad_request", format!("malformed open request: {e}"), None),
+        Err(e) => return refuse("bad_request", format!("malformed open request: {e}"), String::new(), None).await,
     };
-    let topo = state.topology();
     let Some(route) = topo.routes.get(&req.route) else {
-        return refuse("route_not_found", format!("no route `{}`", req.route), Some(req.route));
+        return refuse("route_not_found", format!("no route `{}`", req.route), req.route.clone(), None).await;
     };
-    if route.front_agent_id != from {
+    let (Some(front), true) = (front, route.front_agent_id == from) else {
         return refuse(
             "route_not_assigned",
             format!("route `{}` is not assigned to this agent", route.id),
-            Some(route.id.clone()),
-        );
-    }
+            route.id.clone(),
+            None,
+        )
+        .await;
+    };
     let Some(svc) = topo.services.get(&route.service_id) else {
         return refuse(
             "service_not_found",
             format!("route `{}` leads to no service", route.id),
-            Some(route.id.clone()),
-        );
+            route.id.clone(),
+            None,
+        )
+        .await;
     };
+    let (decision, event) = crate::decide::tunnel(&state, &topo, front, svc, peer.ip());
+    if !decision.allowed {
+        let message =
+            format!("access to `{}` denied by policy `{}`: {}", svc.name, decision.policy_id, decision.reason);
+        return refuse("policy_denied", message, svc.name.clone(), Some(event)).await;
+    }
     let back_name = topo.agents.get(&svc.agent_id).map_or(svc.agent_id.as_str(), |a| a.name.as_str());
     let Some(back_conn) = state.hub.conn(&svc.agent_id) else {
         return refuse(
             "agent_offline",
             format!("service `{}` is unavailable: its agent `{back_name}` is offline", svc.name),
-            Some(svc.name.clone()),
-        );
+            svc.name.clone(),
+            None,
+        )
+        .await;
     };
     let open = OpenService {
         service: svc.id.clone(),
         from_agent: Some(from.clone()),
-        from_key: topo.agents.get(&from).map(|a| a.noise_pub.clone()),
+        from_key: Some(front.noise_pub.clone()),
         e2e: req.e2e,
     };
     let back = match back_conn.open(proto::encode(&open)) {
@@ -250,8 +283,10 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
             return refuse(
                 "agent_offline",
                 format!("service `{}` is unavailable: agent `{back_name}`: {e}", svc.name),
-                Some(svc.name.clone()),
-            );
+                svc.name.clone(),
+                None,
+            )
+            .await;
         }
     };
     let scope = state.stream_scope(&route.id);
@@ -268,18 +303,12 @@ async fn route_stream(state: Arc<State>, from: String, stream: MuxStream, payloa
     };
     let (up, down) = totals.get();
     let handshake = matches!(req.e2e, Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. }));
-    state.record(NewEvent {
-        kind: if handshake { "e2e_session".into() } else { "stream".into() },
-        agent_id: Some(from),
-        subject: Some(route.id.clone()),
-        target: Some(svc.name.clone()),
-        decision: "allow".into(),
-        reason: match outcome {
-            None => format!("route {} ({} ms)", route.id, started.elapsed().as_millis()),
-            Some(e) => format!("route {}; ended: {e}", route.id),
-        },
-        bytes_up: Some(up as i64),
-        bytes_down: Some(down as i64),
-        ..Default::default()
-    });
+    let mut detail = format!("route {}", route.id);
+    if handshake {
+        detail.push_str("; end-to-end key exchange");
+    }
+    if let Some(e) = outcome {
+        detail.push_str(&format!("; ended: {e}"));
+    }
+    state.auditor.record(event.traffic(up, down, started.elapsed().as_millis() as u64).detail(detail));
 }

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use sekisho_store::{EnrollmentToken, NewEvent, Store, StoreError, now_ms};
+use sekisho_audit::Auditor;
+use sekisho_policy::Engine;
+use sekisho_policy::geo::Geo;
+use sekisho_store::{EnrollmentToken, Store, StoreError, now_ms};
 use sekisho_tunnel::identity;
 use sekisho_tunnel::pump::Tap;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
-use crate::secrets::{hash_secret, new_id, random_secret};
+use crate::secrets::{MasterKey, hash_secret, new_id, random_secret};
 use crate::topology::Topology;
 
 /// What a front agent last reported about one route's listener.
@@ -32,33 +35,49 @@ pub(crate) struct State {
     /// Cancels the relayed streams of a route or service when it is removed.
     stream_scopes: Mutex<HashMap<String, CancellationToken>>,
     pub(crate) edges: crate::edge::Edges,
-    pub(crate) events: tokio::sync::mpsc::UnboundedSender<NewEvent>,
-    events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NewEvent>>>,
+    pub(crate) auditor: Auditor,
+    /// The tenants' compiled service policies; changed only by the policy API.
+    pub(crate) policy: RwLock<Engine>,
+    pub(crate) geo: Geo,
+    pub(crate) master: MasterKey,
+    /// Verifies this relay's audit checkpoints.
+    pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
+    pub(crate) limiter: crate::api::Limiter,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
+/// What [`State::new`] is built from.
+pub(crate) struct Parts {
+    pub(crate) store: Store,
+    pub(crate) ca_fingerprint: String,
+    pub(crate) public_addr: String,
+    pub(crate) tap: Option<Tap>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) auditor: Auditor,
+    pub(crate) geo: Geo,
+    pub(crate) master: MasterKey,
+    pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
+}
+
 impl State {
-    pub(crate) fn new(
-        store: Store,
-        ca_fingerprint: String,
-        public_addr: String,
-        tap: Option<Tap>,
-        shutdown: CancellationToken,
-    ) -> Arc<Self> {
-        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    pub(crate) fn new(p: Parts) -> Arc<Self> {
         Arc::new(State {
-            store,
+            store: p.store,
             hub: Hub::default(),
-            ca_fingerprint,
-            public_addr,
-            tap,
-            shutdown,
+            ca_fingerprint: p.ca_fingerprint,
+            public_addr: p.public_addr,
+            tap: p.tap,
+            shutdown: p.shutdown,
             topology: RwLock::new(Arc::new(Topology::default())),
             route_status: Mutex::new(HashMap::new()),
             stream_scopes: Mutex::new(HashMap::new()),
             edges: crate::edge::Edges::default(),
-            events,
-            events_rx: Mutex::new(Some(events_rx)),
+            auditor: p.auditor,
+            policy: RwLock::new(Engine::new()),
+            geo: p.geo,
+            master: p.master,
+            audit_public_key: p.audit_public_key,
+            limiter: crate::api::Limiter::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -67,16 +86,26 @@ impl State {
         self.topology.read().clone()
     }
 
-    pub(crate) fn take_events_rx(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<NewEvent>> {
-        self.events_rx.lock().take()
-    }
-
-    /// Records an event (written by a background task, never blocking the data path).
-    pub(crate) fn record(&self, mut event: NewEvent) {
-        if event.at == 0 {
-            event.at = now_ms();
+    /// Compiles every stored service policy into the engine (at start).
+    pub(crate) async fn load_policies(&self) -> Result<(), StoreError> {
+        let services: HashMap<String, sekisho_store::Service> =
+            self.store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let rows = self.store.list_policies_all().await?;
+        let mut engine = self.policy.write();
+        for row in rows {
+            let Some(svc) = services.get(&row.service_id) else { continue };
+            let policy = sekisho_policy::ServicePolicy {
+                required: serde_json::from_str(&row.required).unwrap_or_default(),
+                deny: serde_json::from_str(&row.deny).unwrap_or_default(),
+            };
+            match engine.compile(&svc.name, &policy) {
+                Ok(compiled) => engine.insert(&svc.tenant_id, &svc.name, compiled),
+                Err(e) => {
+                    tracing::error!(service = %svc.name, error = %e, "stored policy no longer compiles; service denies all")
+                }
+            }
         }
-        let _ = self.events.send(event);
+        Ok(())
     }
 
     /// A cancellation scope for the streams of a route or service, live while it exists.
@@ -115,16 +144,18 @@ impl State {
     /// Creates an enrollment token; returns its text (shown once) and row.
     pub(crate) async fn create_token(
         &self,
+        tenant: &str,
         name: &str,
         role: &str,
         site: &str,
         ttl_secs: i64,
+        owner_user_id: Option<String>,
     ) -> Result<(String, EnrollmentToken), StoreError> {
         let secret = random_secret();
         let now = now_ms();
         let row = EnrollmentToken {
             id: new_id("tok"),
-            tenant_id: "default".into(),
+            tenant_id: tenant.to_owned(),
             token_hash: hash_secret(&secret),
             name: name.to_owned(),
             role: role.to_owned(),
@@ -133,6 +164,7 @@ impl State {
             expires_at: now + ttl_secs * 1000,
             used_at: None,
             agent_id: None,
+            owner_user_id,
         };
         self.store.insert_token(&row).await?;
         let fp = sekisho_tunnel::tls::parse_fingerprint(&self.ca_fingerprint).unwrap_or_default();

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sekisho_store::{Agent, Route, Service, Store, StoreError};
+use sekisho_store::{Agent, Route, Service, Store, StoreError, Tenant};
 use sekisho_tunnel::proto::{AgentConfig, RouteConfig, ServiceConfig};
 
 #[derive(Debug, Default)]
@@ -11,20 +11,48 @@ pub(crate) struct Topology {
     pub(crate) agents: HashMap<String, Agent>,
     pub(crate) services: HashMap<String, Service>,
     pub(crate) routes: HashMap<String, Route>,
+    pub(crate) tenants: HashMap<String, Tenant>,
+    /// Users that own agents (personal devices), by id, with their group names: the principals
+    /// of the streams those agents open.
+    pub(crate) owners: HashMap<String, Owner>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub(crate) name: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) disabled: bool,
 }
 
 impl Topology {
     pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
         let agents = store
-            .list_agents()
+            .list_agents_all()
             .await?
             .into_iter()
             .filter(|a| a.revoked_at.is_none())
             .map(|a| (a.id.clone(), a))
             .collect();
-        let services = store.list_services().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let routes = store.list_routes().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
-        Ok(Topology { agents, services, routes })
+        let agents: HashMap<String, Agent> = agents;
+        let services = store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let routes = store.list_routes_all().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let tenants = store.list_tenants().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let mut owners = HashMap::new();
+        for a in agents_owned(&agents) {
+            if owners.contains_key(a) {
+                continue;
+            }
+            if let Some(u) = store.get_user_by_id(a).await? {
+                let groups = store.groups_of(&u.id).await?.into_iter().map(|g| g.name).collect();
+                owners.insert(u.id.clone(), Owner { name: u.name, groups, disabled: u.disabled_at.is_some() });
+            }
+        }
+        Ok(Topology { agents, services, routes, tenants, owners })
+    }
+
+    /// The tenant's UTC offset for time-of-day conditions (Japan's +09:00 if unknown).
+    pub(crate) fn utc_offset(&self, tenant: &str) -> i64 {
+        self.tenants.get(tenant).map_or(540, |t| t.utc_offset_minutes)
     }
 
     /// The configuration agent `id` needs: the routes it fronts and the services it serves.
@@ -62,12 +90,12 @@ impl Topology {
         AgentConfig { routes, services }
     }
 
-    /// Finds an agent by id or unique name.
-    pub(crate) fn find_agent(&self, key: &str) -> Result<&Agent, String> {
-        if let Some(a) = self.agents.get(key) {
+    /// Finds a tenant's agent by id or unique name.
+    pub(crate) fn find_agent(&self, tenant: &str, key: &str) -> Result<&Agent, String> {
+        if let Some(a) = self.agents.get(key).filter(|a| a.tenant_id == tenant) {
             return Ok(a);
         }
-        let mut named = self.agents.values().filter(|a| a.name == key);
+        let mut named = self.agents.values().filter(|a| a.name == key && a.tenant_id == tenant);
         match (named.next(), named.next()) {
             (Some(a), None) => Ok(a),
             (Some(_), Some(_)) => Err(format!("agent name `{key}` is ambiguous; use the agent id")),
@@ -75,8 +103,15 @@ impl Topology {
         }
     }
 
-    /// Finds a service by id or name.
-    pub(crate) fn find_service(&self, key: &str) -> Option<&Service> {
-        self.services.get(key).or_else(|| self.services.values().find(|s| s.name == key))
+    /// Finds a tenant's service by id or name.
+    pub(crate) fn find_service(&self, tenant: &str, key: &str) -> Option<&Service> {
+        self.services
+            .get(key)
+            .filter(|s| s.tenant_id == tenant)
+            .or_else(|| self.services.values().find(|s| s.name == key && s.tenant_id == tenant))
     }
+}
+
+fn agents_owned(agents: &HashMap<String, Agent>) -> impl Iterator<Item = &String> {
+    agents.values().filter_map(|a| a.owner_user_id.as_ref())
 }

@@ -1,16 +1,62 @@
-//! Row types, one per table.
+//! Row types, one per table. Times are milliseconds since the epoch; flags are `BIGINT` 0/1
+//! (the portable subset has no booleans).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub max_agents: i64,
+    pub retention_days: i64,
+    /// The tenant's clock for time-of-day policy conditions, e.g. 540 for Japan (+09:00).
+    pub utc_offset_minutes: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub display_name: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    #[serde(skip)]
+    pub totp_secret: Option<String>,
+    pub totp_enabled: i64,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Group {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiKey {
     pub id: String,
     pub tenant_id: String,
     pub name: String,
+    #[serde(skip)]
     pub key_hash: String,
+    /// Space-separated scopes, e.g. `agents:read routes:write`; `*` is every tenant scope.
     pub scopes: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// The user the key acts for (a login session or a personal key), if any.
+    pub user_id: Option<String>,
+    /// Comma-separated IPs or CIDRs the key may be used from; empty means anywhere.
+    pub allowed_ips: String,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -25,6 +71,8 @@ pub struct EnrollmentToken {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub agent_id: Option<String>,
+    /// The user an agent enrolled with this token runs for (a personal device).
+    pub owner_user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -42,6 +90,7 @@ pub struct Agent {
     pub version: Option<String>,
     pub hostname: Option<String>,
     pub revoked_at: Option<i64>,
+    pub owner_user_id: Option<String>,
 }
 
 impl Agent {
@@ -76,27 +125,62 @@ pub struct Route {
     pub created_at: i64,
 }
 
-/// An event to record.
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
-pub struct NewEvent {
-    pub at: i64,
-    pub kind: String,
-    pub agent_id: Option<String>,
-    pub subject: Option<String>,
-    pub target: Option<String>,
-    pub decision: String,
-    pub reason: String,
-    pub source: Option<String>,
-    pub bytes_up: Option<i64>,
-    pub bytes_down: Option<i64>,
+/// A service's required and deny conditions, as the admin wrote them (Cedar expressions).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub service_id: String,
+    pub tenant_id: String,
+    /// JSON array of strings.
+    pub required: String,
+    /// JSON array of strings.
+    pub deny: String,
+    pub updated_at: i64,
+    pub updated_by: String,
 }
 
-/// A recorded event.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Event {
-    pub id: i64,
+/// The content of one audit event, before it is chained. Text fields are empty when they do
+/// not apply; the numbers are set when a stream ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AuditRecord {
     pub tenant_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub subject_kind: String,
+    pub subject: String,
+    pub path: String,
+    pub target: String,
+    pub decision: String,
+    pub reason: String,
+    pub policy_id: String,
+    pub auth_method: String,
+    pub source_ip: String,
+    pub country: String,
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub detail: String,
+}
+
+/// An audit event as stored: its place in the tenant's chain and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
     #[serde(flatten)]
     #[sqlx(flatten)]
-    pub event: NewEvent,
+    pub record: AuditRecord,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A signed statement that a tenant's chain had `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub tenant_id: String,
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    /// `periodic`, or `prune` for the anchor left when old events were removed.
+    pub kind: String,
+    pub key_id: String,
+    pub signature: String,
 }

@@ -1,9 +1,40 @@
 use super::*;
 
-async fn store() -> (tempfile::TempDir, Store) {
+/// Every backend the tests run on: SQLite always; PostgreSQL when `SEKISHO_TEST_PG` names a
+/// server (the README test command starts a throw-away cluster and sets it). With
+/// `SEKISHO_REQUIRE_PG=1` (set by that command) a missing server fails the tests instead of
+/// quietly testing SQLite alone.
+async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-    (dir, s)
+    let sqlite = Store::open(&dir.path().join("t.db")).await.unwrap();
+    let mut all = vec![(Some(dir), sqlite)];
+    match std::env::var("SEKISHO_TEST_PG") {
+        Ok(base) => all.push((None, pg_store(&base).await)),
+        Err(_) => assert!(
+            std::env::var("SEKISHO_REQUIRE_PG").is_err(),
+            "SEKISHO_REQUIRE_PG is set but SEKISHO_TEST_PG names no PostgreSQL server"
+        ),
+    }
+    all
+}
+
+/// A fresh database on the PostgreSQL server at `base` (`postgres://user@host:port`, optionally
+/// with `?host=/socket/dir`).
+pub(crate) async fn pg_store(base: &str) -> Store {
+    sqlx::any::install_default_drivers();
+    let name = format!("sekisho_t_{}", rand_suffix());
+    let (server, query) = base.split_once('?').map_or((base, String::new()), |(s, q)| (s, format!("?{q}")));
+    let url = |db: &str| format!("{}/{db}{query}", server.trim_end_matches('/'));
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url("postgres")).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    Store::connect(&url(&name)).await.unwrap()
+}
+
+fn rand_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    format!("{:016x}", h.finish())
 }
 
 fn token(hash: &str, expires_at: i64) -> EnrollmentToken {
@@ -18,6 +49,7 @@ fn token(hash: &str, expires_at: i64) -> EnrollmentToken {
         expires_at,
         used_at: None,
         agent_id: None,
+        owner_user_id: None,
     }
 }
 
@@ -36,74 +68,223 @@ fn agent(id: &str) -> Agent {
         version: Some("0.1.0".into()),
         hostname: Some("h".into()),
         revoked_at: None,
+        owner_user_id: None,
     }
 }
 
-#[tokio::test]
-async fn tokens_enroll_once_and_expire() {
-    let (_d, s) = store().await;
-    s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
-    s.insert_token(&token("h2", now_ms() - 1)).await.unwrap();
-    let t = s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
-    assert_eq!(t.name, "site-a");
-    let a = s.get_agent("ag1").await.unwrap().unwrap();
-    assert_eq!((a.name.as_str(), a.role.as_str()), ("site-a", "back"));
-    assert_eq!(s.enroll("h1", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::Used);
-    assert_eq!(s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(), TokenRejection::Expired);
-    assert_eq!(s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
-    assert!(s.get_agent("ag2").await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
-    let (_d, s) = store().await;
-    s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
-    s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
-    let svc = Service {
-        id: "sv1".into(),
-        tenant_id: "default".into(),
-        name: "wiki".into(),
-        agent_id: "ag1".into(),
+fn service(id: &str, tenant: &str, name: &str, agent: &str) -> Service {
+    Service {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        name: name.into(),
+        agent_id: agent.into(),
         target: "tcp://127.0.0.1:80".into(),
         protocol: "tcp".into(),
         edge_listen: None,
         created_at: now_ms(),
-    };
-    s.insert_service(&svc).await.unwrap();
-    let dup = Service { id: "sv2".into(), ..svc.clone() };
-    assert!(matches!(s.insert_service(&dup).await, Err(StoreError::Conflict { .. })));
-    let route = Route {
-        id: "rt1".into(),
-        tenant_id: "default".into(),
-        front_agent_id: "ag1".into(),
-        listen: "127.0.0.1:0".into(),
-        service_id: "sv1".into(),
-        created_at: now_ms(),
-    };
-    s.insert_route(&route).await.unwrap();
-    assert!(matches!(s.delete_service("wiki").await, Err(StoreError::InUse { .. })));
-    assert!(matches!(s.revoke_agent("ag1").await, Err(StoreError::InUse { .. })));
-    s.delete_route("rt1").await.unwrap();
-    assert!(matches!(s.delete_route("rt1").await, Err(StoreError::NotFound { .. })));
-    s.delete_service("wiki").await.unwrap();
-    s.revoke_agent("ag1").await.unwrap();
-    assert!(s.get_agent("ag1").await.unwrap().unwrap().revoked_at.is_some());
+    }
+}
+
+fn tenant(id: &str, max_agents: i64) -> Tenant {
+    Tenant { id: id.into(), name: id.into(), max_agents, retention_days: 30, utc_offset_minutes: 540, created_at: 1 }
+}
+
+fn record(tenant: &str, at: i64, decision: &str) -> AuditRecord {
+    AuditRecord {
+        tenant_id: tenant.into(),
+        at,
+        kind: "stream".into(),
+        subject: "alice".into(),
+        target: "wiki".into(),
+        decision: decision.into(),
+        source_ip: "10.0.0.1".into(),
+        country: "JP".into(),
+        ..Default::default()
+    }
+}
+
+fn row(seq: i64, record: AuditRecord) -> AuditRow {
+    AuditRow { seq, record, prev_hash: format!("h{}", seq - 1), hash: format!("h{seq}") }
 }
 
 #[tokio::test]
-async fn events_are_listed_newest_first() {
-    let (_d, s) = store().await;
-    for i in 0..3 {
-        s.insert_event(&NewEvent {
-            at: i,
-            kind: "stream".into(),
-            decision: "deny".into(),
-            reason: format!("r{i}"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+async fn tokens_enroll_once_and_expire() {
+    for (_d, s) in stores().await {
+        s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
+        s.insert_token(&token("h2", now_ms() - 1)).await.unwrap();
+        let t = s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
+        assert_eq!(t.name, "site-a");
+        let a = s.get_agent("ag1").await.unwrap().unwrap();
+        assert_eq!((a.name.as_str(), a.role.as_str()), ("site-a", "back"));
+        assert_eq!(s.enroll("h1", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::Used);
+        assert_eq!(s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(), TokenRejection::Expired);
+        assert_eq!(s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
+        assert!(s.get_agent("ag2").await.unwrap().is_none());
     }
-    let ev = s.list_events(2).await.unwrap();
-    assert_eq!(ev.iter().map(|e| e.event.reason.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
+}
+
+#[tokio::test]
+async fn enrollment_respects_the_tenants_agent_limit() {
+    for (_d, s) in stores().await {
+        s.insert_tenant(&tenant("acme", 1)).await.unwrap();
+        for h in ["a1", "a2"] {
+            s.insert_token(&EnrollmentToken { tenant_id: "acme".into(), ..token(h, now_ms() + 60_000) }).await.unwrap();
+        }
+        s.enroll("a1", &agent("ag1")).await.unwrap().unwrap();
+        assert_eq!(s.enroll("a2", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::AgentLimit(1));
+        assert_eq!(s.list_agents("acme").await.unwrap().len(), 1);
+        assert!(s.list_agents("default").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
+    for (_d, s) in stores().await {
+        s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
+        s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
+        let svc = service("sv1", "default", "wiki", "ag1");
+        s.insert_service(&svc).await.unwrap();
+        let dup = Service { id: "sv2".into(), ..svc.clone() };
+        assert!(matches!(s.insert_service(&dup).await, Err(StoreError::Conflict { .. })));
+        let route = Route {
+            id: "rt1".into(),
+            tenant_id: "default".into(),
+            front_agent_id: "ag1".into(),
+            listen: "127.0.0.1:0".into(),
+            service_id: "sv1".into(),
+            created_at: now_ms(),
+        };
+        s.insert_route(&route).await.unwrap();
+        assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
+        assert!(matches!(s.revoke_agent("default", "ag1").await, Err(StoreError::InUse { .. })));
+        assert!(matches!(s.delete_route("other", "rt1").await, Err(StoreError::NotFound { .. })));
+        s.delete_route("default", "rt1").await.unwrap();
+        assert!(matches!(s.delete_route("default", "rt1").await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(s.delete_service("other", "wiki").await, Err(StoreError::NotFound { .. })));
+        s.delete_service("default", "wiki").await.unwrap();
+        assert!(matches!(s.revoke_agent("other", "ag1").await, Err(StoreError::NotFound { .. })));
+        s.revoke_agent("default", "ag1").await.unwrap();
+        assert!(s.get_agent("ag1").await.unwrap().unwrap().revoked_at.is_some());
+    }
+}
+
+#[tokio::test]
+async fn users_groups_and_lockout() {
+    for (_d, s) in stores().await {
+        s.insert_tenant(&tenant("acme", 5)).await.unwrap();
+        let user = User {
+            id: "u1".into(),
+            tenant_id: "acme".into(),
+            name: "alice".into(),
+            display_name: "Alice".into(),
+            password_hash: "$argon2id$x".into(),
+            totp_secret: None,
+            totp_enabled: 0,
+            failed_logins: 0,
+            locked_until: None,
+            disabled_at: None,
+            created_at: 1,
+        };
+        s.insert_user(&user).await.unwrap();
+        assert!(matches!(
+            s.insert_user(&User { id: "u2".into(), ..user.clone() }).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(s.get_user("default", "alice").await.unwrap().is_none(), "tenants never see each other's users");
+        let g = Group {
+            id: "g1".into(),
+            tenant_id: "acme".into(),
+            name: "ops".into(),
+            role: "operator".into(),
+            created_at: 1,
+        };
+        s.insert_group(&g).await.unwrap();
+        s.add_member("g1", "u1").await.unwrap();
+        assert!(matches!(s.add_member("g1", "u1").await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.groups_of("u1").await.unwrap()[0].name, "ops");
+        assert_eq!(s.list_members("acme").await.unwrap(), [("g1".to_owned(), "u1".to_owned())]);
+        assert!(s.list_members("default").await.unwrap().is_empty());
+
+        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 1);
+        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 2);
+        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 3);
+        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(99));
+        s.login_succeeded("u1").await.unwrap();
+        assert_eq!(s.get_user("acme", "u1").await.unwrap().unwrap().locked_until, None);
+
+        s.set_totp("u1", "sealed", &["c1".into(), "c2".into()]).await.unwrap();
+        assert!(s.use_recovery_code("u1", "c1").await.unwrap());
+        assert!(!s.use_recovery_code("u1", "c1").await.unwrap(), "a recovery code works once");
+        assert!(!s.use_recovery_code("u1", "zz").await.unwrap());
+        s.delete_user("acme", "u1").await.unwrap();
+        assert!(s.groups_of("u1").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn api_keys_are_found_by_hash_and_revoked_per_tenant() {
+    for (_d, s) in stores().await {
+        let key = ApiKey {
+            id: "k1".into(),
+            tenant_id: "default".into(),
+            name: "ci".into(),
+            key_hash: "abc".into(),
+            scopes: "agents:read".into(),
+            created_at: 1,
+            expires_at: Some(2),
+            user_id: None,
+            allowed_ips: "10.0.0.0/8".into(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        s.insert_api_key(&key).await.unwrap();
+        let found = s.find_api_key("abc").await.unwrap().unwrap();
+        assert_eq!((found.scopes.as_str(), found.allowed_ips.as_str()), ("agents:read", "10.0.0.0/8"));
+        assert!(matches!(s.revoke_api_key("other", "k1").await, Err(StoreError::NotFound { .. })));
+        s.revoke_api_key("default", "k1").await.unwrap();
+        assert!(s.find_api_key("abc").await.unwrap().unwrap().revoked_at.is_some());
+    }
+}
+
+#[tokio::test]
+async fn audit_rows_chain_search_and_prune() {
+    for (_d, s) in stores().await {
+        let rows: Vec<AuditRow> =
+            (1..=5).map(|i| row(i, record("default", i * 10, if i % 2 == 0 { "deny" } else { "allow" }))).collect();
+        s.insert_audit(&rows[..3]).await.unwrap();
+        s.insert_audit(&rows[3..]).await.unwrap();
+        s.insert_audit(&[row(1, record("acme", 5, "allow"))]).await.unwrap();
+        // A second writer reusing a sequence number loses the whole batch.
+        let clash = [row(6, record("default", 60, "allow")), row(5, record("default", 61, "allow"))];
+        assert!(matches!(s.insert_audit(&clash).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.audit_head("default").await.unwrap(), Some((5, "h5".into())));
+        let mut heads = s.audit_heads().await.unwrap();
+        heads.sort();
+        assert_eq!(heads, [("acme".into(), 1, "h1".into()), ("default".into(), 5, "h5".into())]);
+        assert_eq!(s.audit_page("default", 2, 2).await.unwrap(), rows[2..4].to_vec());
+
+        let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
+        assert_eq!(s.search_audit("default", &denied).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 2]);
+        let window = AuditFilter { from: Some(20), to: Some(40), country: Some("JP".into()), ..Default::default() };
+        assert_eq!(s.search_audit("default", &window).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 2]);
+        let other = s.search_audit("acme", &AuditFilter::default()).await.unwrap();
+        assert_eq!(other.len(), 1, "search never crosses tenants");
+
+        assert_eq!(s.audit_seq_before("default", 31).await.unwrap(), Some(3));
+        let anchor = Checkpoint {
+            tenant_id: "default".into(),
+            seq: 3,
+            hash: "h3".into(),
+            at: 100,
+            kind: "prune".into(),
+            key_id: "k".into(),
+            signature: "s".into(),
+        };
+        assert_eq!(s.prune_audit(&anchor).await.unwrap(), 3);
+        assert_eq!(s.audit_page("default", 0, 100).await.unwrap().first().map(|r| r.seq), Some(4));
+        assert_eq!(s.list_checkpoints("default").await.unwrap(), [anchor]);
+        let mut tenants = s.audit_tenants().await.unwrap();
+        tenants.sort();
+        assert_eq!(tenants, ["acme", "default"]);
+    }
 }

@@ -28,6 +28,32 @@ pub(crate) enum Command {
     Ctl(CtlArgs),
     /// Start a relay, two agents and a demo web page, and print the URL to open.
     Quickstart(QuickstartArgs),
+    /// Work with the tamper-evident audit log directly (offline, from the data directory).
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Recompute every tenant's hash chain and check the signed checkpoints; exit 1 on the first
+    /// altered, inserted, reordered or deleted event.
+    Verify {
+        /// The relay's data directory (its database and `audit.pub`).
+        #[arg(long, env = "SEKISHO_DATA_DIR", default_value = "./sekisho-data")]
+        data_dir: PathBuf,
+        /// The database, if not the data directory's SQLite file.
+        #[arg(long, env = "SEKISHO_DATABASE_URL")]
+        database: Option<String>,
+        /// Trusted checkpoint key files (hex public keys); default: DATA_DIR/audit.pub.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Only this tenant (id).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +70,15 @@ pub(crate) struct RelayArgs {
     /// Print status as JSON lines on stdout.
     #[arg(long)]
     pub json_events: bool,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: DATA_DIR/sekisho.db).
+    #[arg(long, env = "SEKISHO_DATABASE_URL")]
+    pub database: Option<String>,
+    /// GeoIP country database (MaxMind GeoLite2-Country or DB-IP .mmdb) for `context.country`.
+    #[arg(long, env = "SEKISHO_GEOIP")]
+    pub geoip: Option<PathBuf>,
+    /// Country code given to loopback and private addresses.
+    #[arg(long, env = "SEKISHO_LOCAL_COUNTRY", default_value = "LOCAL")]
+    pub local_country: String,
     /// Testing only: copy every spliced agent-to-agent byte to this TCP address.
     #[arg(long, hide = true)]
     pub debug_tap: Option<SocketAddr>,

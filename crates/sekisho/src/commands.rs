@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod agent;
+mod audit;
 mod ctl;
 mod quickstart;
 mod relay;
@@ -14,5 +15,6 @@ pub(crate) async fn run(command: Command, lang: Lang) -> anyhow::Result<()> {
         Command::Agent(args) => agent::run(args, lang).await,
         Command::Ctl(args) => ctl::run(args, lang).await,
         Command::Quickstart(args) => quickstart::run(args, lang).await,
+        Command::Audit(cmd) => audit::run(cmd, lang).await,
     }
 }

@@ -113,13 +113,13 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
         CtlCommand::Events { limit } => {
             list(
                 &client,
-                &format!("/api/v1/events?limit={limit}"),
+                &format!("/api/v1/audit?limit={limit}"),
                 json_out,
                 &[
                     ("AT", "at"),
                     ("KIND", "kind"),
                     ("DECISION", "decision"),
-                    ("AGENT", "agent_id"),
+                    ("SUBJECT", "subject"),
                     ("TARGET", "target"),
                     ("REASON", "reason"),
                 ],

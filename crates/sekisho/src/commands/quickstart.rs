@@ -17,6 +17,9 @@ use crate::output::{json_event, stop_signal};
 
 const DEMO_PAGE: &str = include_str!("quickstart/demo.html");
 
+/// The demo service's one required condition (Cedar): only the demo front agent gets in.
+const DEMO_POLICY: &str = r#"principal == Agent::"demo-front""#;
+
 pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> {
     let temp;
     let data_dir = match &args.data_dir {
@@ -31,6 +34,9 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         listen: "127.0.0.1:0".parse()?,
         hostnames: vec![],
         debug_tap: None,
+        database: None,
+        geoip: None,
+        local_country: "LOCAL".into(),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;
@@ -56,6 +62,9 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         )
         .await?;
     }
+    // No policy, no access: allow the demo front agent, and say so.
+    let policy = json!({"required": [DEMO_POLICY], "deny": []});
+    api.put("/api/v1/policies/demo", &policy).await?;
     let listen = free_or_any(args.port);
     api.post("/api/v1/routes", &json!({"agent": front_id, "listen": listen.to_string(), "service": "demo"})).await?;
     let url = loop {
@@ -90,6 +99,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
             relay.addr,
             relay.ca_path.display()
         );
+        println!("  {} {DEMO_POLICY}", lang.pick("Policy of `demo` (required):", "`demo` のポリシー (必須条件):"));
         println!("  {} {}", lang.pick("State:", "状態の保存先:"), data_dir.display());
         println!("{}", lang.pick("Stop with Ctrl-C.", "Ctrl-C で停止します。"));
     }

@@ -12,6 +12,9 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         listen: args.listen,
         hostnames: args.hostnames,
         debug_tap: args.debug_tap,
+        database: args.database,
+        geoip: args.geoip,
+        local_country: args.local_country,
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

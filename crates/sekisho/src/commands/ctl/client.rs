@@ -52,6 +52,28 @@ impl ApiClient {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// GET returning the body as text (CSV and JSON-lines exports).
+    pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(text);
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let code = body["error"]["code"].as_str().unwrap_or("http_error");
+        let message = body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+        Err(anyhow!("{message} [{code}]"))
+    }
+
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }

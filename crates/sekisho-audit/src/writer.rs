@@ -1,0 +1,316 @@
+//! The audit writer: one task per relay owns the tenants' chain heads, groups events into
+//! transactions, and signs checkpoints.
+//!
+//! Durable events ([`Auditor::record_durable`]) are committed before the call returns: the writer
+//! takes whatever else is queued and commits at once (group commit). Buffered events
+//! ([`Auditor::record`]) wait at most [`AuditConfig::batch_window`] for company. If another
+//! relay sharing the database took a sequence number first, the batch is re-chained on the new
+//! head and retried. Checkpoints are signed every [`AuditConfig::checkpoint_every`] for each
+//! tenant whose chain moved, and once more when the writer stops.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, now_ms};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::chain::{GENESIS, event_hash};
+use crate::{AuditKey, Event};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for AuditError {
+    fn from(e: StoreError) -> Self {
+        AuditError::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How long a buffered event may wait before it is committed.
+    pub batch_window: Duration,
+    /// How often moved chains get a signed checkpoint.
+    pub checkpoint_every: Duration,
+    /// The most events in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            batch_window: Duration::from_millis(200),
+            checkpoint_every: Duration::from_secs(5),
+            max_batch: 4096,
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+enum Msg {
+    Event(AuditRecord, Option<Ack>),
+    Flush(Ack),
+    Checkpoint(Ack),
+    Prune { tenant: String, before: i64, done: oneshot::Sender<Result<u64, AuditError>> },
+}
+
+/// A handle to the audit writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Auditor {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Auditor {
+    /// Loads the chain heads and starts the writer. The task ends (after a last flush and
+    /// checkpoint) when every handle is dropped.
+    pub async fn start(
+        store: Store,
+        key: AuditKey,
+        config: AuditConfig,
+    ) -> Result<(Auditor, JoinHandle<()>), AuditError> {
+        let heads = load_heads(&store).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer { store, key, config, heads, dirty: HashMap::new() };
+        Ok((Auditor { tx }, tokio::spawn(writer.run(rx))))
+    }
+
+    /// Records an event; it is committed within the batch window.
+    pub fn record(&self, event: Event) {
+        let _ = self.tx.send(Msg::Event(event.into_record(now_ms()), None));
+    }
+
+    /// Records an event and returns once it is committed.
+    pub async fn record_durable(&self, event: Event) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Event(event.into_record(now_ms()), Some(ack)))
+            .map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
+        done.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
+    }
+
+    /// Returns once everything recorded before the call is committed.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        self.ask(Msg::Flush).await
+    }
+
+    /// Flushes and signs a checkpoint for every chain that moved since the last one.
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        self.ask(Msg::Checkpoint).await
+    }
+
+    /// Removes a tenant's events older than `before` (ms), leaving a signed anchor so the rest
+    /// of the chain still verifies. Returns how many were removed.
+    pub async fn prune(&self, tenant: &str, before: i64) -> Result<u64, AuditError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Prune { tenant: tenant.to_owned(), before, done })
+            .map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
+        rx.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
+    }
+
+    async fn ask(&self, msg: fn(Ack) -> Msg) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(msg(ack)).map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
+        done.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
+    }
+}
+
+async fn load_heads(store: &Store) -> Result<HashMap<String, (i64, String)>, StoreError> {
+    let mut heads: HashMap<String, (i64, String)> =
+        store.audit_heads().await?.into_iter().map(|(t, seq, hash)| (t, (seq, hash))).collect();
+    // A tenant whose events were all pruned continues from its newest anchor.
+    for tenant in store.audit_tenants().await? {
+        if heads.contains_key(&tenant) {
+            continue;
+        }
+        if let Some(anchor) = store.list_checkpoints(&tenant).await?.into_iter().filter(|c| c.kind == "prune").last() {
+            heads.insert(tenant, (anchor.seq, anchor.hash));
+        }
+    }
+    Ok(heads)
+}
+
+struct Writer {
+    store: Store,
+    key: AuditKey,
+    config: AuditConfig,
+    /// Per tenant: the newest committed `(seq, hash)`.
+    heads: HashMap<String, (i64, String)>,
+    /// Tenants whose chain moved since their last checkpoint.
+    dirty: HashMap<String, ()>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut ticker = tokio::time::interval(self.config.checkpoint_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<AuditRecord> = Vec::new();
+        let mut acks: Vec<Ack> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                _ = ticker.tick() => {
+                    self.checkpoint_dirty().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let mut urgent = self.take(first, &mut batch, &mut acks).await;
+            // Collect company: everything already queued, and for buffered-only batches
+            // whatever arrives within the window.
+            let deadline = tokio::time::Instant::now() + self.config.batch_window;
+            while batch.len() < self.config.max_batch {
+                let next = if urgent {
+                    match rx.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => break,
+                    }
+                } else {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                };
+                let Some(m) = next else { break };
+                urgent |= self.take(m, &mut batch, &mut acks).await;
+            }
+            let result = self.commit(&mut batch).await;
+            for ack in acks.drain(..) {
+                let _ = ack.send(result.clone());
+            }
+        }
+        let _ = self.commit(&mut batch).await;
+        self.checkpoint_dirty().await;
+    }
+
+    /// Adds a message to the batch; true if someone waits for it. Checkpoint and prune requests
+    /// are served at once (after committing what is queued, so they see it).
+    async fn take(&mut self, m: Msg, batch: &mut Vec<AuditRecord>, acks: &mut Vec<Ack>) -> bool {
+        match m {
+            Msg::Event(record, ack) => {
+                batch.push(record);
+                match ack {
+                    Some(a) => {
+                        acks.push(a);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Msg::Flush(ack) => {
+                acks.push(ack);
+                true
+            }
+            Msg::Checkpoint(ack) => {
+                let r = self.commit(batch).await;
+                self.checkpoint_dirty().await;
+                let _ = ack.send(r);
+                false
+            }
+            Msg::Prune { tenant, before, done } => {
+                let r = match self.commit(batch).await {
+                    Ok(()) => self.prune(&tenant, before).await,
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+                false
+            }
+        }
+    }
+
+    /// Chains and commits the batch, retrying on a head moved by another writer.
+    async fn commit(&mut self, batch: &mut Vec<AuditRecord>) -> Result<(), AuditError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            let mut heads = self.heads.clone();
+            let rows: Vec<AuditRow> = batch
+                .iter()
+                .map(|record| {
+                    let head = heads.entry(record.tenant_id.clone()).or_insert_with(|| (0, GENESIS.to_owned()));
+                    let seq = head.0 + 1;
+                    let hash = event_hash(&head.1, seq, record);
+                    let row = AuditRow { seq, record: record.clone(), prev_hash: head.1.clone(), hash: hash.clone() };
+                    *head = (seq, hash);
+                    row
+                })
+                .collect();
+            match self.store.insert_audit(&rows).await {
+                Ok(()) => {
+                    for r in &rows {
+                        self.dirty.insert(r.record.tenant_id.clone(), ());
+                    }
+                    self.heads = heads;
+                    batch.clear();
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. }) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::info!(attempt, "audit chain moved under us; re-chaining on the new head");
+                    match load_heads(&self.store).await {
+                        Ok(h) => self.heads = h,
+                        Err(e) => return self.fail(batch, e.into()),
+                    }
+                }
+                Err(e) => return self.fail(batch, e.into()),
+            }
+        }
+    }
+
+    fn fail(&self, batch: &mut Vec<AuditRecord>, e: AuditError) -> Result<(), AuditError> {
+        tracing::error!(error = %e, lost = batch.len(), "cannot write audit events");
+        batch.clear();
+        Err(e)
+    }
+
+    async fn checkpoint_dirty(&mut self) {
+        let tenants: Vec<String> = self.dirty.drain().map(|(t, ())| t).collect();
+        for tenant in tenants {
+            let Some((seq, hash)) = self.heads.get(&tenant).cloned() else { continue };
+            let mut c = Checkpoint {
+                tenant_id: tenant.clone(),
+                seq,
+                hash,
+                at: now_ms(),
+                kind: "periodic".into(),
+                key_id: String::new(),
+                signature: String::new(),
+            };
+            self.key.sign(&mut c);
+            match self.store.insert_checkpoint(&c).await {
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, %tenant, "cannot write audit checkpoint");
+                    self.dirty.insert(tenant, ());
+                }
+            }
+        }
+    }
+
+    async fn prune(&mut self, tenant: &str, before: i64) -> Result<u64, AuditError> {
+        let Some(seq) = self.store.audit_seq_before(tenant, before).await? else {
+            return Ok(0);
+        };
+        let Some(last) = self.store.audit_page(tenant, seq - 1, 1).await?.into_iter().next() else {
+            return Ok(0);
+        };
+        let mut anchor = Checkpoint {
+            tenant_id: tenant.to_owned(),
+            seq,
+            hash: last.hash,
+            at: now_ms(),
+            kind: "prune".into(),
+            key_id: String::new(),
+            signature: String::new(),
+        };
+        self.key.sign(&mut anchor);
+        Ok(self.store.prune_audit(&anchor).await?)
+    }
+}

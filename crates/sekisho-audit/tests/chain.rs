@@ -1,0 +1,229 @@
+//! The audit chain against a real store: durability, tampering of every kind, pruning, and two
+//! writers sharing one database.
+
+use std::time::Duration;
+
+use sekisho_audit::{AuditConfig, AuditKey, Auditor, Decision, Event, EventKind, ProblemKind, SubjectKind, verify};
+use sekisho_store::{AuditFilter, Store, now_ms};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Store,
+    key: AuditKey,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = Store::open(&path).await.unwrap();
+    Fixture { _dir: dir, path, store, key: AuditKey::generate() }
+}
+
+fn config() -> AuditConfig {
+    // Checkpoints only when asked, so tests decide what is signed.
+    AuditConfig { checkpoint_every: Duration::from_secs(3600), ..AuditConfig::default() }
+}
+
+fn event(tenant: &str, i: u64) -> Event {
+    Event::new(tenant, EventKind::Access, if i % 3 == 0 { Decision::Deny } else { Decision::Allow })
+        .subject(SubjectKind::User, format!("user{}", i % 4))
+        .path("tunnel")
+        .target("wiki")
+        .reason(format!("event {i}"))
+        .source("10.0.0.1".parse().unwrap(), "JP")
+        .traffic(i, 2 * i, 5)
+}
+
+/// Writes `n` events for tenant `default` (and a few for `acme`) and signs a checkpoint.
+async fn populated(n: u64) -> Fixture {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    for i in 1..=n {
+        auditor.record(event("default", i));
+    }
+    auditor.record_durable(event("acme", 1)).await.unwrap();
+    auditor.checkpoint().await.unwrap();
+    drop(auditor);
+    task.await.unwrap();
+    f
+}
+
+async fn sql(f: &Fixture, statement: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
+    let r = sqlx::query(statement).execute(&mut c).await.unwrap();
+    assert!(r.rows_affected() > 0, "tampering statement changed nothing: {statement}");
+}
+
+async fn problem(f: &Fixture) -> (ProblemKind, i64) {
+    let report = verify(&f.store, &[f.key.verifying_key()], Some("default")).await.unwrap();
+    assert!(!report.ok, "tampering went unnoticed: {report:?}");
+    let p = report.tenants[0].problem.clone().unwrap();
+    (p.kind, p.seq)
+}
+
+#[tokio::test]
+async fn an_untouched_log_verifies() {
+    let f = populated(50).await;
+    let report = verify(&f.store, &[f.key.verifying_key()], None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.tenants.len(), 2);
+    let d = report.tenants.iter().find(|t| t.tenant == "default").unwrap();
+    assert_eq!((d.events, d.first_seq, d.last_seq, d.unsigned_tail), (50, Some(1), Some(50), 0));
+}
+
+#[tokio::test]
+async fn edited_content_is_caught() {
+    let f = populated(20).await;
+    sql(&f, "UPDATE audit_events SET decision = 'allow' WHERE tenant_id = 'default' AND seq = 6").await;
+    assert_eq!(problem(&f).await, (ProblemKind::Altered, 6));
+}
+
+#[tokio::test]
+async fn a_deleted_event_is_caught() {
+    let f = populated(20).await;
+    sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq = 7").await;
+    assert_eq!(problem(&f).await, (ProblemKind::Deleted, 7));
+}
+
+#[tokio::test]
+async fn deleting_the_newest_events_is_caught_by_the_checkpoint() {
+    let f = populated(20).await;
+    sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq > 17").await;
+    assert_eq!(problem(&f).await, (ProblemKind::Deleted, 18));
+}
+
+#[tokio::test]
+async fn reordered_events_are_caught() {
+    let f = populated(20).await;
+    sql(&f, "UPDATE audit_events SET seq = -1 WHERE tenant_id = 'default' AND seq = 3").await;
+    sql(&f, "UPDATE audit_events SET seq = 3 WHERE tenant_id = 'default' AND seq = 4").await;
+    sql(&f, "UPDATE audit_events SET seq = 4 WHERE tenant_id = 'default' AND seq = -1").await;
+    assert_eq!(problem(&f).await, (ProblemKind::Altered, 3));
+}
+
+#[tokio::test]
+async fn a_replaced_event_with_a_consistent_hash_is_caught() {
+    let f = populated(20).await;
+    // Forge event 9 with a correct hash over a made-up predecessor.
+    let rows = f.store.audit_page("default", 8, 1).await.unwrap();
+    let mut forged = rows[0].clone();
+    forged.record.reason = "nothing happened".into();
+    forged.prev_hash = "ab".repeat(32);
+    forged.hash = sekisho_audit::chain::event_hash(&forged.prev_hash, 9, &forged.record);
+    sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq = 9").await;
+    f.store.insert_audit(&[forged]).await.unwrap();
+    assert_eq!(problem(&f).await, (ProblemKind::Inserted, 9));
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
+    let f = populated(10).await;
+    // Rewrite everything from event 4 on with correct hashes: only the signature can tell.
+    let mut rows = f.store.audit_page("default", 0, 100).await.unwrap();
+    sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq >= 4").await;
+    let mut prev = rows[2].hash.clone();
+    for r in rows.iter_mut().skip(3) {
+        r.record.reason = "rewritten".into();
+        r.prev_hash = prev.clone();
+        r.hash = sekisho_audit::chain::event_hash(&r.prev_hash, r.seq, &r.record);
+        prev = r.hash.clone();
+    }
+    f.store.insert_audit(&rows[3..]).await.unwrap();
+    assert_eq!(problem(&f).await, (ProblemKind::Altered, 10));
+}
+
+#[tokio::test]
+async fn a_checkpoint_from_another_key_is_refused() {
+    let f = populated(5).await;
+    let report = verify(&f.store, &[AuditKey::generate().verifying_key()], Some("default")).await.unwrap();
+    assert_eq!(report.tenants[0].problem.as_ref().unwrap().kind, ProblemKind::BadCheckpoint);
+    sql(&f, "UPDATE audit_checkpoints SET seq = 4 WHERE tenant_id = 'default'").await;
+    assert_eq!(problem(&f).await.0, ProblemKind::BadCheckpoint);
+}
+
+#[tokio::test]
+async fn durable_events_are_committed_before_the_call_returns() {
+    let f = fixture().await;
+    let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    auditor.record_durable(event("default", 1).detail("deny")).await.unwrap();
+    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(1));
+    auditor.record(event("default", 2));
+    auditor.flush().await.unwrap();
+    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(2));
+}
+
+#[tokio::test]
+async fn buffered_events_land_within_the_window() {
+    let f = fixture().await;
+    let cfg = AuditConfig { batch_window: Duration::from_millis(50), ..config() };
+    let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
+    auditor.record(event("default", 1));
+    let started = std::time::Instant::now();
+    while f.store.audit_head("default").await.unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "buffered event never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_rest_verifiable_and_the_chain_goes_on() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    let old = now_ms() - 40 * 86_400_000;
+    for i in 1..=10 {
+        auditor.record(event("default", i).at(old + i as i64));
+    }
+    for i in 11..=15 {
+        auditor.record(event("default", i));
+    }
+    auditor.checkpoint().await.unwrap();
+    assert_eq!(auditor.prune("default", now_ms() - 30 * 86_400_000).await.unwrap(), 10);
+    auditor.record_durable(event("default", 16)).await.unwrap();
+    auditor.checkpoint().await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], Some("default")).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.tenants[0].first_seq, report.tenants[0].last_seq), (Some(11), Some(16)));
+    // Pruning everything, then restarting, continues from the anchor.
+    assert_eq!(auditor.prune("default", now_ms() + 1).await.unwrap(), 6);
+    drop(auditor);
+    task.await.unwrap();
+    let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    auditor.record_durable(event("default", 17)).await.unwrap();
+    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(17));
+    auditor.checkpoint().await.unwrap();
+    assert!(verify(&f.store, &[f.key.verifying_key()], None).await.unwrap().ok);
+}
+
+#[tokio::test]
+async fn two_writers_sharing_a_database_keep_one_chain() {
+    let f = fixture().await;
+    let key2 = AuditKey::generate();
+    let (a, _ta) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    let (b, _tb) = Auditor::start(f.store.clone(), key2.clone(), config()).await.unwrap();
+    for i in 0..20 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        writer.record_durable(event("default", i)).await.unwrap();
+    }
+    a.checkpoint().await.unwrap();
+    b.checkpoint().await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key(), key2.verifying_key()], None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.tenants[0].events, 20);
+}
+
+#[tokio::test]
+async fn search_and_export_see_what_was_written() {
+    let f = populated(9).await;
+    let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
+    let rows = f.store.search_audit("default", &denied).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 6, 3]);
+    let csv = sekisho_audit::export::to_csv(&rows);
+    assert_eq!(csv.lines().count(), 4);
+    assert!(csv.lines().nth(1).unwrap().starts_with("default,9,"), "{csv}");
+    let json = sekisho_audit::export::to_json_lines(&rows);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["reason"], "event 9");
+    assert_eq!(first["seq"], 9);
+}

@@ -1,0 +1,19 @@
+//! Sekisho's decision plane: every access (tunnel stream, and later browser, SSH and SOCKS sessions) is
+//! decided here, by Cedar.
+//!
+//! Per service an admin sets *required* conditions (all must hold) and *deny* conditions (any holding
+//! denies), each a Cedar boolean expression over [`SCHEMA`] such as `principal in Group::"ops"` or
+//! `context.country == "JP"`. [`Engine::compile`] turns them into validated Cedar policies (reporting
+//! problems at the admin's own line and column), [`Engine::decide`] answers one [`AccessRequest`] with a
+//! [`Decision`] whose policy id and reason are stable enough for audit logs and deny pages, and [`geo`]
+//! supplies `context.country`. This crate does no network or database I/O: loading policies from the
+//! store and applying decisions is the relay's job.
+
+mod compile;
+mod engine;
+pub mod geo;
+mod schema;
+
+pub use compile::{CompiledPolicy, ConditionKind, Diagnostic, PolicyError, ServicePolicy};
+pub use engine::{AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Engine, Principal, REQUEST_ERROR, ServiceInfo};
+pub use schema::SCHEMA;

@@ -1,0 +1,33 @@
+//! The Cedar schema every condition is validated against, and the entity/attribute names the engine
+//! fills in at request time. Keep the two in step: `engine.rs` builds exactly these entities and context.
+
+/// The Cedar schema (human syntax, no namespace) that conditions are written against.
+///
+/// Entity ids are names: `User::"alice"`, `Group::"ops"`, `Service::"wiki"`, `Agent::"tokyo-pc"`.
+/// Names are unique within a tenant and policies are per tenant, so names never collide in a decision.
+pub const SCHEMA: &str = r#"entity Tenant;
+entity Group in [Tenant] { name: String };
+entity User in [Group, Tenant] { name: String };
+// Placeholder for device posture; nothing creates devices yet.
+entity Device in [User];
+entity Agent in [Tenant] { name: String, site: String, role: String };
+entity Service in [Tenant] { name: String, protocol: String };
+
+action access appliesTo {
+  principal: [User, Agent],
+  resource: [Service],
+  context: {
+    source_ip: ipaddr,
+    country: String,
+    hour: Long,
+    minute_of_day: Long,
+    // "mon", "tue", "wed", "thu", "fri", "sat", "sun"
+    weekday: String,
+    auth_method: String,
+    // "tunnel", "browser", "ssh" or "socks"
+    path: String,
+    // the front agent a user came through, when there is one
+    agent?: Agent,
+  }
+};
+"#;

@@ -1,0 +1,318 @@
+//! Who is calling the admin API, what they may do, and the evidence of it.
+//!
+//! Every request under `/api/v1` (except `health`, `openapi.json` and `login`) carries an API key.
+//! A key belongs to one tenant and holds scopes (`agents:read`, `routes:write`, `audit:read`, …;
+//! `*` is every scope of its tenant; `system`, held only by the relay operator's key, adds the
+//! tenants themselves). The scope a request needs follows from its first path segment and method.
+//! Keys may expire, be revoked, and be limited to source IPs. Failed attempts count against the
+//! source IP (rate limit); every refusal and every state-changing request is in the audit log
+//! before the handler runs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State as AxState};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
+use sekisho_store::{ApiKey, now_ms};
+
+use super::{ApiError, S};
+use crate::secrets::hash_secret;
+
+/// The TCP peer of an API connection (set per connection by the listener).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+/// The authenticated caller, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) tenant: String,
+    pub(crate) key_id: String,
+    /// Key name, or the user's name for user keys and login sessions.
+    pub(crate) name: String,
+    pub(crate) user_id: Option<String>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) ip: IpAddr,
+}
+
+/// Every scope a tenant key can hold.
+pub(crate) const TENANT_SCOPES: [&str; 13] = [
+    "agents:read",
+    "agents:write",
+    "services:read",
+    "services:write",
+    "routes:read",
+    "routes:write",
+    "policies:read",
+    "policies:write",
+    "users:read",
+    "users:write",
+    "apikeys:read",
+    "apikeys:write",
+    "audit:read",
+];
+
+impl Caller {
+    pub(crate) fn has(&self, scope: &str) -> bool {
+        let wildcard = scope != "system" && self.scopes.iter().any(|s| s == "*");
+        wildcard || self.scopes.iter().any(|s| s == scope)
+    }
+
+    pub(crate) fn is_system(&self) -> bool {
+        self.has("system")
+    }
+
+    /// Audit subject for this caller.
+    pub(crate) fn subject(&self) -> (SubjectKind, String) {
+        match self.user_id {
+            Some(_) => (SubjectKind::User, self.name.clone()),
+            None => (SubjectKind::ApiKey, format!("{} ({})", self.name, self.key_id)),
+        }
+    }
+
+    /// An audit event by this caller.
+    pub(crate) fn event(&self, kind: EventKind, decision: Decision, state: &crate::state::State) -> Event {
+        let (sk, subject) = self.subject();
+        Event::new(&self.tenant, kind, decision)
+            .subject(sk, subject)
+            .path("api")
+            .auth(if self.user_id.is_some() { "password+totp" } else { "api_key" })
+            .source(self.ip, state.geo.country(self.ip))
+    }
+}
+
+/// Scopes of the roles groups can carry.
+pub(crate) fn role_scopes(role: &str) -> &'static [&'static str] {
+    match role {
+        "admin" => &["*"],
+        "operator" => &[
+            "agents:read",
+            "agents:write",
+            "services:read",
+            "services:write",
+            "routes:read",
+            "routes:write",
+            "policies:read",
+            "policies:write",
+            "users:read",
+        ],
+        "auditor" => &["agents:read", "services:read", "routes:read", "policies:read", "users:read", "audit:read"],
+        _ => &[],
+    }
+}
+
+pub(crate) const ROLES: [&str; 4] = ["admin", "operator", "auditor", "member"];
+
+/// The scope a request needs, from its path under `/api/v1` and its method.
+fn required_scope(method: &Method, path: &str) -> String {
+    let rest = path.trim_start_matches("/api/v1/");
+    let first = rest.split('/').next().unwrap_or("");
+    let read = method == Method::GET || method == Method::HEAD;
+    let area = match first {
+        "tenants" => return "system".into(),
+        "enrollment-tokens" | "agents" => "agents",
+        "services" => "services",
+        "routes" => "routes",
+        "policies" if rest == "policies/test" => return "policies:read".into(),
+        "policies" => "policies",
+        "users" | "groups" => "users",
+        "api-keys" => "apikeys",
+        "audit" => return "audit:read".into(),
+        _ => return "system".into(),
+    };
+    format!("{area}:{}", if read { "read" } else { "write" })
+}
+
+/// Per source IP: failed authentications in the current minute.
+#[derive(Default)]
+pub(crate) struct Limiter {
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Failed attempts one IP may make per minute on any login surface before it is refused.
+pub(crate) const MAX_FAILURES_PER_MINUTE: u32 = 10;
+
+impl Limiter {
+    /// True if `ip` has used up its failures for this minute.
+    pub(crate) fn blocked(&self, ip: IpAddr) -> bool {
+        let map = self.failures.lock();
+        map.get(&ip)
+            .is_some_and(|(start, n)| start.elapsed() < Duration::from_secs(60) && *n >= MAX_FAILURES_PER_MINUTE)
+    }
+
+    pub(crate) fn failed(&self, ip: IpAddr) {
+        let mut map = self.failures.lock();
+        if map.len() > 100_000 {
+            map.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+        }
+        let entry = map.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+fn ip_allowed(list: &str, ip: IpAddr) -> bool {
+    let list = list.trim();
+    list.is_empty() || list.split(',').map(str::trim).any(|entry| ip_in(entry, ip))
+}
+
+/// Whether `ip` is `entry` (an address) or inside it (a CIDR).
+pub(crate) fn ip_in(entry: &str, ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    let (addr, bits) = match entry.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (entry, None),
+    };
+    let Ok(net) = addr.parse::<IpAddr>().map(canonical) else { return false };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Checks `allowed_ips` entries for syntax.
+pub(crate) fn valid_ip_entry(entry: &str) -> bool {
+    let (addr, bits) = match entry.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (entry, None),
+    };
+    let Ok(ip) = addr.parse::<IpAddr>() else { return false };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    bits.is_none_or(|b| b.parse::<u32>().is_ok_and(|b| b <= max))
+}
+
+async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
+    let event = Event::new(tenant, EventKind::Admin, Decision::Deny)
+        .subject(if subject.is_empty() { SubjectKind::Anonymous } else { SubjectKind::ApiKey }, subject)
+        .path("api")
+        .target(what)
+        .reason(format!("{}: {}", err.code, err.message))
+        .auth("api_key")
+        .source(ip, state.geo.country(ip));
+    if let Err(e) = state.auditor.record_durable(event).await {
+        tracing::error!(error = %e, "cannot record API refusal");
+    }
+    err.into_response()
+}
+
+/// The authentication, authorisation and audit layer of `/api/v1`.
+pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, next: Next) -> Response {
+    let ip = req.extensions().get::<PeerAddr>().map_or(IpAddr::from([127, 0, 0, 1]), |p| canonical(p.0.ip()));
+    let what = format!("{} {}", req.method(), req.uri().path());
+    if state.limiter.blocked(ip) {
+        let err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed attempts from your address; try again in a minute",
+        );
+        return refuse(&state, ip, "default", String::new(), err, what).await;
+    }
+    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let err = ApiError::unauthenticated("missing API key: send `Authorization: Bearer <key>`");
+        return refuse(&state, ip, "default", String::new(), err, what).await;
+    };
+    let key: ApiKey = match state.store.find_api_key(&hash_secret(secret.trim())).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            state.limiter.failed(ip);
+            let err = ApiError::unauthenticated("API key is not valid");
+            return refuse(&state, ip, "default", String::new(), err, what).await;
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let label = format!("{} ({})", key.name, key.id);
+    let problem = if key.revoked_at.is_some() {
+        Some(ApiError::unauthenticated("API key has been revoked"))
+    } else if key.expires_at.is_some_and(|t| t <= now_ms()) {
+        Some(ApiError::unauthenticated("API key has expired"))
+    } else if !ip_allowed(&key.allowed_ips, ip) {
+        Some(ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", format!("API key may not be used from `{ip}`")))
+    } else {
+        None
+    };
+    if let Some(err) = problem {
+        state.limiter.failed(ip);
+        return refuse(&state, ip, &key.tenant_id, label, err, what).await;
+    }
+    let mut name = key.name.clone();
+    if let Some(uid) = &key.user_id {
+        match state.store.get_user_by_id(uid).await {
+            Ok(Some(u)) if u.disabled_at.is_none() => name = u.name,
+            Ok(_) => {
+                let err = ApiError::unauthenticated("the key's user is disabled or removed");
+                return refuse(&state, ip, &key.tenant_id, label, err, what).await;
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    let caller = Caller {
+        tenant: key.tenant_id.clone(),
+        key_id: key.id.clone(),
+        name,
+        user_id: key.user_id.clone(),
+        scopes: key.scopes.split_whitespace().map(str::to_owned).collect(),
+        ip,
+    };
+    let scope = required_scope(req.method(), req.uri().path());
+    if !caller.has(&scope) {
+        let err = ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("API key lacks scope `{scope}`"));
+        return refuse(&state, ip, &key.tenant_id, label, err, what).await;
+    }
+    let _ = state.store.api_key_used(&key.id).await;
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let evidence = mutating || scope == "audit:read";
+    if evidence {
+        // The permitted action is on disk before it is carried out.
+        let event = caller
+            .event(EventKind::Admin, Decision::Allow, &state)
+            .target(what.clone())
+            .reason(format!("scope {scope}"));
+        if mutating {
+            if let Err(e) = state.auditor.record_durable(event).await {
+                tracing::error!(error = %e, "refusing admin action: audit log unavailable");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    "the audit log cannot be written; nothing was changed",
+                )
+                .into_response();
+            }
+        } else {
+            state.auditor.record(event);
+        }
+    }
+    req.extensions_mut().insert(caller.clone());
+    let response = next.run(req).await;
+    if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
+        state.auditor.record(
+            caller
+                .event(EventKind::Admin, Decision::Deny, &state)
+                .target(what)
+                .reason(format!("request failed with status {}", response.status().as_u16())),
+        );
+    }
+    response
+}

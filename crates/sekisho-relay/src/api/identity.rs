@@ -1,0 +1,618 @@
+//! Tenants (relay operator only), users, groups and API keys, and the password + TOTP login that
+//! turns a user into a short-lived session key.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
+use sekisho_store::{Group, Tenant, User, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use totp_rs::{Algorithm, Secret, TOTP};
+
+use super::auth::{Caller, PeerAddr, ROLES, TENANT_SCOPES, role_scopes, valid_ip_entry};
+use super::{ApiError, Body, S, check_name};
+use crate::secrets::{hash_password, hash_secret, new_id, store_key, verify_password};
+
+const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+/// Consecutive failed logins before a user is locked, and for how long.
+pub(crate) const LOCKOUT_AFTER: i64 = 5;
+pub(crate) const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+
+// --- Tenants ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTenant {
+    name: String,
+    #[serde(default = "default_max_agents")]
+    max_agents: i64,
+    #[serde(default = "default_retention")]
+    retention_days: i64,
+    #[serde(default = "default_offset")]
+    utc_offset_minutes: i64,
+}
+
+fn default_max_agents() -> i64 {
+    100
+}
+fn default_retention() -> i64 {
+    90
+}
+fn default_offset() -> i64 {
+    540
+}
+
+fn check_plan(max_agents: i64, retention_days: i64, offset: i64) -> Result<(), ApiError> {
+    if !(1..=100_000).contains(&max_agents) {
+        return Err(ApiError::bad_request("invalid_plan", "max_agents must be between 1 and 100000"));
+    }
+    if !(1..=3650).contains(&retention_days) {
+        return Err(ApiError::bad_request("invalid_plan", "retention_days must be between 1 and 3650"));
+    }
+    if !(-720..=840).contains(&offset) {
+        return Err(ApiError::bad_request("invalid_plan", "utc_offset_minutes must be between -720 and 840"));
+    }
+    Ok(())
+}
+
+/// Creates a tenant and its first admin key (shown once).
+pub(crate) async fn create_tenant(
+    AxState(state): AxState<S>,
+    body: Body<NewTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    check_name(&req.name)?;
+    check_plan(req.max_agents, req.retention_days, req.utc_offset_minutes)?;
+    let tenant = Tenant {
+        id: new_id("tn"),
+        name: req.name,
+        max_agents: req.max_agents,
+        retention_days: req.retention_days,
+        utc_offset_minutes: req.utc_offset_minutes,
+        created_at: now_ms(),
+    };
+    state.store.insert_tenant(&tenant).await?;
+    let key = store_key(&state.store, &tenant.id, "tenant-admin", "*", None, None, "").await?;
+    state.refresh().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "tenant": tenant, "admin_key": key }))))
+}
+
+pub(crate) async fn list_tenants(AxState(state): AxState<S>) -> Result<Json<Vec<Tenant>>, ApiError> {
+    Ok(Json(state.store.list_tenants().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantChange {
+    max_agents: Option<i64>,
+    retention_days: Option<i64>,
+    utc_offset_minutes: Option<i64>,
+}
+
+pub(crate) async fn update_tenant(
+    AxState(state): AxState<S>,
+    Path(name): Path<String>,
+    body: Body<TenantChange>,
+) -> Result<Json<Tenant>, ApiError> {
+    let Json(req) = body?;
+    let mut t = state
+        .store
+        .get_tenant(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{name}` not found")))?;
+    t.max_agents = req.max_agents.unwrap_or(t.max_agents);
+    t.retention_days = req.retention_days.unwrap_or(t.retention_days);
+    t.utc_offset_minutes = req.utc_offset_minutes.unwrap_or(t.utc_offset_minutes);
+    check_plan(t.max_agents, t.retention_days, t.utc_offset_minutes)?;
+    state.store.update_tenant(&t).await?;
+    state.refresh().await?;
+    Ok(Json(t))
+}
+
+/// Applies every tenant's retention now (normally hourly).
+pub(crate) async fn enforce_retention(AxState(state): AxState<S>) -> Json<serde_json::Value> {
+    Json(json!({ "removed": crate::events::enforce_retention(&state).await }))
+}
+
+// --- Users --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUser {
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    password: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+fn check_password(pw: &str) -> Result<(), ApiError> {
+    if pw.chars().count() < 10 || pw.len() > 1024 {
+        return Err(ApiError::bad_request("weak_password", "password must be 10 to 1024 characters long"));
+    }
+    Ok(())
+}
+
+async fn argon2(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed"))
+}
+
+#[derive(Serialize)]
+pub(crate) struct UserView {
+    #[serde(flatten)]
+    user: User,
+    groups: Vec<String>,
+    locked: bool,
+}
+
+pub(crate) async fn create_user(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body<NewUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    check_name(&req.name)?;
+    check_password(&req.password)?;
+    let mut groups = Vec::new();
+    for g in &req.groups {
+        groups.push(find_group(&state, &caller, g).await?);
+    }
+    let user = User {
+        id: new_id("us"),
+        tenant_id: caller.tenant.clone(),
+        name: req.name,
+        display_name: req.display_name,
+        password_hash: argon2(req.password).await?,
+        totp_secret: None,
+        totp_enabled: 0,
+        failed_logins: 0,
+        locked_until: None,
+        disabled_at: None,
+        created_at: now_ms(),
+    };
+    state.store.insert_user(&user).await?;
+    for g in &groups {
+        state.store.add_member(&g.id, &user.id).await?;
+    }
+    let names = groups.into_iter().map(|g| g.name).collect();
+    Ok((StatusCode::CREATED, Json(UserView { user, groups: names, locked: false })))
+}
+
+pub(crate) async fn list_users(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    let groups: HashMap<String, String> =
+        state.store.list_groups(&caller.tenant).await?.into_iter().map(|g| (g.id, g.name)).collect();
+    let mut member_of: HashMap<String, Vec<String>> = HashMap::new();
+    for (g, u) in state.store.list_members(&caller.tenant).await? {
+        member_of.entry(u).or_default().extend(groups.get(&g).cloned());
+    }
+    let now = now_ms();
+    Ok(Json(
+        state
+            .store
+            .list_users(&caller.tenant)
+            .await?
+            .into_iter()
+            .map(|u| UserView {
+                groups: member_of.remove(&u.id).unwrap_or_default(),
+                locked: u.locked_until.is_some_and(|t| t > now),
+                user: u,
+            })
+            .collect(),
+    ))
+}
+
+async fn find_user(state: &S, caller: &Caller, name: &str) -> Result<User, ApiError> {
+    state
+        .store
+        .get_user(&caller.tenant, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user `{name}` not found")))
+}
+
+async fn find_group(state: &S, caller: &Caller, name: &str) -> Result<Group, ApiError> {
+    state
+        .store
+        .get_group(&caller.tenant, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("group `{name}` not found")))
+}
+
+pub(crate) async fn delete_user(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = find_user(&state, &caller, &name).await?;
+    state.store.delete_user(&caller.tenant, &user.id).await?;
+    state.refresh().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewPassword {
+    password: String,
+}
+
+pub(crate) async fn set_password(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Body<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body?;
+    check_password(&req.password)?;
+    let user = find_user(&state, &caller, &name).await?;
+    state.store.set_password(&user.id, &argon2(req.password).await?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn unlock_user(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = find_user(&state, &caller, &name).await?;
+    state.store.login_succeeded(&user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("totp: {e}")))
+}
+
+/// Enrolls (or re-enrolls) TOTP: returns the secret, its otpauth URL and ten recovery codes,
+/// each shown once.
+pub(crate) async fn enroll_totp(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = find_user(&state, &caller, &name).await?;
+    let raw = rand::random::<[u8; 20]>().to_vec();
+    totp(raw.clone())?;
+    let encoded = Secret::Raw(raw.clone()).to_encoded().to_string();
+    let url = format!("otpauth://totp/Sekisho:{}?secret={encoded}&issuer=Sekisho", user.name);
+    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| hash_secret(c)).collect();
+    state.store.set_totp(&user.id, &state.master.seal(&raw), &hashes).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "secret": encoded, "otpauth_url": url, "recovery_codes": codes }))))
+}
+
+/// 80 random bits as `xxxxx-xxxxx-xxxxx-xxxxx` (lowercase base32).
+fn recovery_code() -> String {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits = u128::from_le_bytes({
+        let mut b = [0u8; 16];
+        b[..10].copy_from_slice(&rand::random::<[u8; 10]>());
+        b
+    });
+    let chars: Vec<char> = (0..20).map(|i| alphabet[((bits >> (i * 4)) & 31) as usize] as char).collect();
+    chars.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+// --- Groups -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewGroup {
+    name: String,
+    #[serde(default = "member")]
+    role: String,
+}
+
+fn member() -> String {
+    "member".into()
+}
+
+#[derive(Serialize)]
+pub(crate) struct GroupView {
+    #[serde(flatten)]
+    group: Group,
+    members: Vec<String>,
+}
+
+pub(crate) async fn create_group(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body<NewGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    check_name(&req.name)?;
+    if !ROLES.contains(&req.role.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_role",
+            format!("role `{}` must be one of {}", req.role, ROLES.join(", ")),
+        ));
+    }
+    let group = Group {
+        id: new_id("gr"),
+        tenant_id: caller.tenant.clone(),
+        name: req.name,
+        role: req.role,
+        created_at: now_ms(),
+    };
+    state.store.insert_group(&group).await?;
+    Ok((StatusCode::CREATED, Json(GroupView { group, members: vec![] })))
+}
+
+pub(crate) async fn list_groups(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<GroupView>>, ApiError> {
+    let users: HashMap<String, String> =
+        state.store.list_users(&caller.tenant).await?.into_iter().map(|u| (u.id, u.name)).collect();
+    let mut members: HashMap<String, Vec<String>> = HashMap::new();
+    for (g, u) in state.store.list_members(&caller.tenant).await? {
+        members.entry(g).or_default().extend(users.get(&u).cloned());
+    }
+    Ok(Json(
+        state
+            .store
+            .list_groups(&caller.tenant)
+            .await?
+            .into_iter()
+            .map(|g| GroupView { members: members.remove(&g.id).unwrap_or_default(), group: g })
+            .collect(),
+    ))
+}
+
+pub(crate) async fn delete_group(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let g = find_group(&state, &caller, &name).await?;
+    state.store.delete_group(&caller.tenant, &g.id).await?;
+    state.refresh().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn add_member(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path((group, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let g = find_group(&state, &caller, &group).await?;
+    let u = find_user(&state, &caller, &user).await?;
+    state.store.add_member(&g.id, &u.id).await?;
+    state.refresh().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn remove_member(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path((group, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let g = find_group(&state, &caller, &group).await?;
+    let u = find_user(&state, &caller, &user).await?;
+    state.store.remove_member(&g.id, &u.id).await?;
+    state.refresh().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- API keys -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    name: String,
+    scopes: Vec<String>,
+    /// Days until it expires; none means never.
+    expires_in_days: Option<i64>,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    /// Make it a personal key of this user.
+    user: Option<String>,
+}
+
+pub(crate) async fn create_key(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body<NewKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    check_name(&req.name)?;
+    if req.scopes.is_empty() {
+        return Err(ApiError::bad_request("invalid_scope", "give at least one scope"));
+    }
+    for s in &req.scopes {
+        if s != "*" && !TENANT_SCOPES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_scope",
+                format!("unknown scope `{s}`; known: *, {}", TENANT_SCOPES.join(", ")),
+            ));
+        }
+        if !caller.has(s) {
+            return Err(ApiError::forbidden(
+                "scope_escalation",
+                format!("you cannot grant scope `{s}`, which you do not hold"),
+            ));
+        }
+    }
+    if let Some(bad) = req.allowed_ips.iter().find(|e| !valid_ip_entry(e)) {
+        return Err(ApiError::bad_request("invalid_ip", format!("`{bad}` is not an IP address or CIDR")));
+    }
+    let expires_at = match req.expires_in_days {
+        Some(d) if (1..=3650).contains(&d) => Some(now_ms() + d * 86_400_000),
+        Some(_) => return Err(ApiError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650")),
+        None => None,
+    };
+    let user_id = match &req.user {
+        Some(u) => Some(find_user(&state, &caller, u).await?.id),
+        None => None,
+    };
+    let key = store_key(
+        &state.store,
+        &caller.tenant,
+        &req.name,
+        &req.scopes.join(" "),
+        expires_at,
+        user_id,
+        &req.allowed_ips.join(","),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "key": key, "expires_at": expires_at, "scopes": req.scopes }))))
+}
+
+pub(crate) async fn list_keys(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<sekisho_store::ApiKey>>, ApiError> {
+    Ok(Json(state.store.list_api_keys(&caller.tenant).await?))
+}
+
+pub(crate) async fn revoke_key(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.revoke_api_key(&caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- Login --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    #[serde(default = "default_tenant")]
+    tenant: String,
+    user: String,
+    password: String,
+    totp: Option<String>,
+    recovery_code: Option<String>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// A dummy hash to spend the same time on unknown users as on wrong passwords.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password("sekisho-dummy-password"));
+
+pub(crate) async fn login(
+    AxState(state): AxState<S>,
+    peer: Option<Extension<PeerAddr>>,
+    body: Body<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.0.ip());
+    let tenant = state.store.get_tenant(&req.tenant).await?;
+    let tenant_id = tenant.as_ref().map_or("default".to_owned(), |t| t.id.clone());
+    let audit = |decision: Decision, reason: &str, method: &str| {
+        Event::new(&tenant_id, EventKind::Login, decision)
+            .subject(SubjectKind::User, req.user.clone())
+            .path("api")
+            .reason(reason.to_owned())
+            .auth(method)
+            .source(ip, state.geo.country(ip))
+    };
+    let fail = |reason: &'static str, err: ApiError| {
+        let state = state.clone();
+        let event = audit(Decision::Deny, reason, "password");
+        async move {
+            state.limiter.failed(ip);
+            if let Err(e) = state.auditor.record_durable(event).await {
+                tracing::error!(error = %e, "cannot record failed login");
+            }
+            Err::<Json<serde_json::Value>, ApiError>(err)
+        }
+    };
+    let invalid = || ApiError::unauthenticated("user name or password is wrong");
+    if state.limiter.blocked(ip) {
+        let err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed attempts from your address; try again in a minute",
+        );
+        return fail("rate_limited", err).await;
+    }
+    let user = match &tenant {
+        Some(t) => state.store.get_user(&t.id, &req.user).await?,
+        None => None,
+    };
+    let password = req.password.clone();
+    let phc = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+    let password_ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false);
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return fail("unknown_user", invalid()).await;
+    };
+    if user.locked_until.is_some_and(|t| t > now_ms()) {
+        let err = ApiError::new(
+            StatusCode::LOCKED,
+            "locked",
+            "this account is locked after repeated failed logins; try again later or ask an admin to unlock it",
+        );
+        return fail("locked", err).await;
+    }
+    let count_failure = |reason: &'static str, err: ApiError| {
+        let state = state.clone();
+        let uid = user.id.clone();
+        async move {
+            let _ = state.store.login_failed(&uid, LOCKOUT_AFTER, now_ms() + LOCKOUT_MS).await;
+            fail(reason, err).await
+        }
+    };
+    if !password_ok {
+        return count_failure("bad_password", invalid()).await;
+    }
+    let mut method = "password";
+    if user.totp_enabled != 0 {
+        method = "password+totp";
+        let ok = match (&req.totp, &req.recovery_code) {
+            (Some(code), _) => {
+                let secret = user.totp_secret.as_deref().and_then(|s| state.master.open(s)).unwrap_or_default();
+                totp(secret)?.check_current(code.trim()).unwrap_or(false)
+            }
+            (None, Some(rc)) => state.store.use_recovery_code(&user.id, &hash_secret(rc.trim())).await?,
+            (None, None) => {
+                let err = ApiError::unauthenticated("a TOTP code (or a recovery code) is required")
+                    .with_code("totp_required");
+                return fail("totp_required", err).await;
+            }
+        };
+        if !ok {
+            let err = ApiError::unauthenticated("the TOTP or recovery code is wrong").with_code("bad_totp");
+            return count_failure("bad_totp", err).await;
+        }
+    }
+    state.store.login_succeeded(&user.id).await?;
+    let mut scopes: Vec<&str> = Vec::new();
+    for g in state.store.groups_of(&user.id).await? {
+        scopes.extend(role_scopes(&g.role));
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    let expires_at = now_ms() + SESSION_TTL_MS;
+    let key = store_key(
+        &state.store,
+        &user.tenant_id,
+        "session",
+        &scopes.join(" "),
+        Some(expires_at),
+        Some(user.id.clone()),
+        "",
+    )
+    .await?;
+    state
+        .auditor
+        .record_durable(audit(Decision::Allow, "login succeeded", method))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
+    Ok(Json(
+        json!({ "key": key, "expires_at": expires_at, "scopes": scopes, "user": user.name, "auth_method": method }),
+    ))
+}

@@ -1,0 +1,211 @@
+//! Service policies: required and deny conditions as Cedar text, validated before anything is
+//! stored, and a dry run (`policies/test`) that decides a made-up request without touching a
+//! stream.
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use sekisho_policy::{AccessRequest, Principal, ServiceInfo, ServicePolicy};
+use sekisho_store::{PolicyRow, Service, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::auth::Caller;
+use super::{ApiError, Body, S};
+
+#[derive(Serialize)]
+pub(crate) struct PolicyView {
+    service: String,
+    required: Vec<String>,
+    deny: Vec<String>,
+    updated_at: i64,
+    updated_by: String,
+    /// The Cedar policies the conditions compile to.
+    cedar: String,
+}
+
+fn service(state: &S, caller: &Caller, name: &str) -> Result<Service, ApiError> {
+    state
+        .topology()
+        .find_service(&caller.tenant, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("service `{name}` not found")))
+}
+
+fn view(state: &S, svc: &Service, row: &PolicyRow) -> PolicyView {
+    let cedar = state.policy.read().get(&svc.tenant_id, &svc.name).map(|c| c.cedar_text()).unwrap_or_default();
+    PolicyView {
+        service: svc.name.clone(),
+        required: serde_json::from_str(&row.required).unwrap_or_default(),
+        deny: serde_json::from_str(&row.deny).unwrap_or_default(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by.clone(),
+        cedar,
+    }
+}
+
+pub(crate) async fn list(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<PolicyView>>, ApiError> {
+    let topo = state.topology();
+    let mut out: Vec<PolicyView> = state
+        .store
+        .list_policies_all()
+        .await?
+        .iter()
+        .filter(|r| r.tenant_id == caller.tenant)
+        .filter_map(|r| topo.services.get(&r.service_id).map(|s| view(&state, s, r)))
+        .collect();
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(Json(out))
+}
+
+pub(crate) async fn get(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let svc = service(&state, &caller, &name)?;
+    let rows = state.store.list_policies_all().await?;
+    let row = rows
+        .iter()
+        .find(|r| r.service_id == svc.id)
+        .ok_or_else(|| ApiError::not_found(format!("service `{name}` has no policy (everything is denied)")))?;
+    Ok(Json(view(&state, &svc, row)))
+}
+
+pub(crate) async fn put(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Body<ServicePolicy>,
+) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
+    let Json(policy) = body?;
+    let svc = service(&state, &caller, &name)?;
+    let compiled = state.policy.read().compile(&svc.name, &policy).map_err(|e| {
+        ApiError::bad_request("invalid_policy", e.to_string()).with_details(json!({ "diagnostics": e.diagnostics }))
+    })?;
+    let row = PolicyRow {
+        service_id: svc.id.clone(),
+        tenant_id: svc.tenant_id.clone(),
+        required: serde_json::to_string(&policy.required).unwrap_or_default(),
+        deny: serde_json::to_string(&policy.deny).unwrap_or_default(),
+        updated_at: now_ms(),
+        updated_by: caller.name.clone(),
+    };
+    state.store.put_policy(&row).await?;
+    state.policy.write().insert(&svc.tenant_id, &svc.name, compiled);
+    Ok((StatusCode::OK, Json(view(&state, &svc, &row))))
+}
+
+pub(crate) async fn delete(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let svc = service(&state, &caller, &name)?;
+    if !state.store.delete_policy(&caller.tenant, &svc.id).await? {
+        return Err(ApiError::not_found(format!("service `{name}` has no policy")));
+    }
+    state.policy.write().remove(&svc.tenant_id, &svc.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Test {
+    service: String,
+    user: Option<String>,
+    agent: Option<String>,
+    ip: std::net::IpAddr,
+    /// RFC 3339, e.g. `2026-11-23T09:00+09:00` (seconds optional); default now.
+    at: Option<String>,
+    #[serde(default = "tunnel")]
+    path: String,
+    auth_method: Option<String>,
+}
+
+fn tunnel() -> String {
+    "tunnel".into()
+}
+
+/// Parses RFC 3339 with or without seconds.
+pub(crate) fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(t);
+    }
+    // `2026-11-23T09:00+09:00` → insert `:00` seconds before the offset.
+    let t = text.find('T')?;
+    let offset_at = text[t..].find(['+', '-', 'Z']).map(|i| i + t)?;
+    let with_secs = format!("{}:00{}", &text[..offset_at], &text[offset_at..]);
+    OffsetDateTime::parse(&with_secs, &Rfc3339).ok()
+}
+
+pub(crate) async fn test(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body<Test>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
+    let svc = service(&state, &caller, &req.service)?;
+    let topo = state.topology();
+    let (principal, via_agent, auth) = match (&req.user, &req.agent) {
+        (Some(u), agent) => {
+            let user = state
+                .store
+                .get_user(&caller.tenant, u)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("user `{u}` not found")))?;
+            let groups = state.store.groups_of(&user.id).await?.into_iter().map(|g| g.name).collect();
+            let via = match agent {
+                Some(a) => {
+                    let a = topo.find_agent(&caller.tenant, a).map_err(ApiError::not_found)?;
+                    Some(sekisho_policy::AgentInfo { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() })
+                }
+                None => None,
+            };
+            (Principal::User { name: user.name, groups }, via, "password+totp")
+        }
+        (None, Some(a)) => {
+            let a = topo.find_agent(&caller.tenant, a).map_err(ApiError::not_found)?;
+            (Principal::Agent { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() }, None, "agent_key")
+        }
+        (None, None) => return Err(ApiError::bad_request("missing_principal", "give a user or an agent")),
+    };
+    let now = crate::decide::tenant_now(&topo, &caller.tenant);
+    let at = match &req.at {
+        Some(text) => parse_time(text)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_time",
+                    format!("`{text}` is not an RFC 3339 time like 2026-11-23T09:00+09:00"),
+                )
+            })?
+            .to_offset(now.offset()),
+        None => now,
+    };
+    let country = state.geo.country(req.ip);
+    let request = AccessRequest {
+        tenant: caller.tenant.clone(),
+        principal,
+        via_agent,
+        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        source_ip: req.ip,
+        country: country.clone(),
+        at,
+        auth_method: req.auth_method.clone().unwrap_or_else(|| auth.to_owned()),
+        path: req.path.clone(),
+    };
+    let d = state.policy.read().decide(&request);
+    Ok(Json(json!({
+        "allowed": d.allowed,
+        "decision": if d.allowed { "allow" } else { "deny" },
+        "policy_id": d.policy_id,
+        "reason": d.reason,
+        "country": country,
+        "at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    })))
+}

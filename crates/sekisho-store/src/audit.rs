@@ -1,0 +1,215 @@
+//! The audit log's rows: chained events, signed checkpoints, search and pruning. The hashing and
+//! signing live in `sekisho-audit`; this module only stores what it is given.
+
+use sqlx::Row;
+
+use crate::{AuditRow, Checkpoint, Store, StoreError};
+
+/// What to look for in the audit log. Empty fields match everything.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditFilter {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub subject: Option<String>,
+    pub target: Option<String>,
+    pub decision: Option<String>,
+    pub source_ip: Option<String>,
+    pub country: Option<String>,
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl Store {
+    /// Appends chained events in one transaction. A duplicate `(tenant, seq)` (another writer got
+    /// there first) fails the whole batch with [`StoreError::Conflict`].
+    pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            let e = &r.record;
+            sqlx::query(
+                "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
+                 reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
+                 prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+            )
+            .bind(&e.tenant_id)
+            .bind(r.seq)
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.subject_kind)
+            .bind(&e.subject)
+            .bind(&e.path)
+            .bind(&e.target)
+            .bind(&e.decision)
+            .bind(&e.reason)
+            .bind(&e.policy_id)
+            .bind(&e.auth_method)
+            .bind(&e.source_ip)
+            .bind(&e.country)
+            .bind(e.bytes_in)
+            .bind(e.bytes_out)
+            .bind(e.duration_ms)
+            .bind(&e.detail)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| crate::conflict(err, "audit event", &format!("{}#{}", e.tenant_id, r.seq)))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest stored event of each tenant: `(tenant, seq, hash)`.
+    pub async fn audit_heads(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.tenant_id, e.seq, e.hash FROM audit_events e \
+             JOIN (SELECT tenant_id, MAX(seq) AS seq FROM audit_events GROUP BY tenant_id) m \
+             ON m.tenant_id = e.tenant_id AND m.seq = e.seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    /// The newest event of one tenant: `(seq, hash)`.
+    pub async fn audit_head(&self, tenant: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Tenants that have audit events or checkpoints.
+    pub async fn audit_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT tenant_id FROM audit_events UNION SELECT tenant_id FROM audit_checkpoints ORDER BY 1")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Up to `limit` events of a tenant with `seq > after`, in stored order of `seq`.
+    pub async fn audit_page(&self, tenant: &str, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Searches a tenant's events, newest first.
+    pub async fn search_audit(&self, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
+        let mut n = 1;
+        let mut next = |sql: &mut String, clause: &str| {
+            n += 1;
+            sql.push_str(&clause.replace('?', &format!("${n}")));
+        };
+        if f.from.is_some() {
+            next(&mut sql, " AND at >= ?");
+        }
+        if f.to.is_some() {
+            next(&mut sql, " AND at < ?");
+        }
+        let texts = [
+            (&f.subject, " AND subject = ?"),
+            (&f.target, " AND target = ?"),
+            (&f.decision, " AND decision = ?"),
+            (&f.source_ip, " AND source_ip = ?"),
+            (&f.country, " AND country = ?"),
+            (&f.kind, " AND kind = ?"),
+            (&f.path, " AND path = ?"),
+        ];
+        for (v, clause) in &texts {
+            if v.is_some() {
+                next(&mut sql, clause);
+            }
+        }
+        next(&mut sql, " ORDER BY seq DESC LIMIT ?");
+        let mut q = sqlx::query_as::<_, AuditRow>(&sql).bind(tenant);
+        for t in [f.from, f.to].into_iter().flatten() {
+            q = q.bind(t);
+        }
+        for (v, _) in texts {
+            if let Some(v) = v {
+                q = q.bind(v.clone());
+            }
+        }
+        q = q.bind(f.limit.unwrap_or(100).clamp(1, 100_000));
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    pub async fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, kind, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.tenant_id)
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at)
+        .bind(&c.kind)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| crate::conflict(e, "checkpoint", &format!("{}#{}", c.tenant_id, c.seq)))?;
+        Ok(())
+    }
+
+    pub async fn list_checkpoints(&self, tenant: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(sqlx::query_as::<_, Checkpoint>("SELECT * FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY seq, kind")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The highest `seq` of a tenant's events older than `before` (ms).
+    pub async fn audit_seq_before(&self, tenant: &str, before: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) FROM audit_events WHERE tenant_id = $1 AND at < $2")
+            .bind(tenant)
+            .bind(before)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    /// Removes a tenant's events up to and including `anchor.seq` and stores `anchor` (a signed
+    /// `prune` checkpoint of the last removed event) in the same transaction, so the remaining
+    /// chain still verifies from the anchor.
+    pub async fn prune_audit(&self, anchor: &Checkpoint) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2")
+            .bind(&anchor.tenant_id)
+            .bind(anchor.seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND seq < $2")
+            .bind(&anchor.tenant_id)
+            .bind(anchor.seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, kind, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&anchor.tenant_id)
+        .bind(anchor.seq)
+        .bind(&anchor.hash)
+        .bind(anchor.at)
+        .bind(&anchor.kind)
+        .bind(&anchor.key_id)
+        .bind(&anchor.signature)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+}

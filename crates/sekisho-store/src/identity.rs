@@ -1,0 +1,342 @@
+//! Tenants, users, groups (roles), recovery codes and API keys.
+
+use sqlx::Row;
+
+use crate::{ApiKey, Group, Store, StoreError, Tenant, User, conflict, not_found, now_ms};
+
+impl Store {
+    // --- Tenants --------------------------------------------------------------------------
+
+    pub async fn insert_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, max_agents, retention_days, utc_offset_minutes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.max_agents)
+        .bind(t.retention_days)
+        .bind(t.utc_offset_minutes)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "tenant", &t.name))?;
+        Ok(())
+    }
+
+    pub async fn update_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE tenants SET max_agents = $1, retention_days = $2, utc_offset_minutes = $3 WHERE id = $4",
+        )
+        .bind(t.max_agents)
+        .bind(t.retention_days)
+        .bind(t.utc_offset_minutes)
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("tenant", &t.name));
+        }
+        Ok(())
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        Ok(sqlx::query_as::<_, Tenant>("SELECT * FROM tenants ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    /// A tenant by id or name.
+    pub async fn get_tenant(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(sqlx::query_as::<_, Tenant>("SELECT * FROM tenants WHERE id = $1 OR name = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    // --- Users ----------------------------------------------------------------------------
+
+    pub async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, name, display_name, password_hash, totp_secret, totp_enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&u.id)
+        .bind(&u.tenant_id)
+        .bind(&u.name)
+        .bind(&u.display_name)
+        .bind(&u.password_hash)
+        .bind(&u.totp_secret)
+        .bind(u.totp_enabled)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "user", &u.name))?;
+        Ok(())
+    }
+
+    /// A tenant's user by name or id.
+    pub async fn get_user(&self, tenant: &str, key: &str) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE (name = $1 OR id = $1) AND tenant_id = $2")
+            .bind(key)
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn get_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>, StoreError> {
+        Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_user(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM group_members WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM users WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("user", id));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns on TOTP with a (sealed) secret and replaces the recovery codes, atomically.
+    pub async fn set_totp(&self, user_id: &str, sealed_secret: &str, code_hashes: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled = 1 WHERE id = $2")
+            .bind(sealed_secret)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        for h in code_hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(h)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Spends a recovery code; true if it existed and was unused.
+    pub async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Counts a failed login; locks the user until `lock_until` once `max_failures` is reached.
+    /// Returns the failure count.
+    pub async fn login_failed(&self, user_id: &str, max_failures: i64, lock_until: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query("SELECT failed_logins FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if n >= max_failures {
+            sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
+                .bind(lock_until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn login_succeeded(&self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // --- Groups ---------------------------------------------------------------------------
+
+    pub async fn insert_group(&self, g: &Group) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO user_groups (id, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&g.id)
+            .bind(&g.tenant_id)
+            .bind(&g.name)
+            .bind(&g.role)
+            .bind(g.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "group", &g.name))?;
+        Ok(())
+    }
+
+    pub async fn get_group(&self, tenant: &str, key: &str) -> Result<Option<Group>, StoreError> {
+        Ok(sqlx::query_as::<_, Group>("SELECT * FROM user_groups WHERE (name = $1 OR id = $1) AND tenant_id = $2")
+            .bind(key)
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn list_groups(&self, tenant: &str) -> Result<Vec<Group>, StoreError> {
+        Ok(sqlx::query_as::<_, Group>("SELECT * FROM user_groups WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_group(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1").bind(id).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM user_groups WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("group", id));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)")
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "group membership", user_id))?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
+        let r = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("group membership", user_id));
+        }
+        Ok(())
+    }
+
+    /// The groups a user belongs to.
+    pub async fn groups_of(&self, user_id: &str) -> Result<Vec<Group>, StoreError> {
+        Ok(sqlx::query_as::<_, Group>(
+            "SELECT g.* FROM user_groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// (group id, user id) for every membership of a tenant.
+    pub async fn list_members(&self, tenant: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, m.user_id FROM group_members m JOIN user_groups g ON g.id = m.group_id \
+             WHERE g.tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    // --- API keys -------------------------------------------------------------------------
+
+    pub async fn api_key_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    pub async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at, expires_at, user_id, allowed_ips) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&k.id)
+        .bind(&k.tenant_id)
+        .bind(&k.name)
+        .bind(&k.key_hash)
+        .bind(&k.scopes)
+        .bind(k.created_at)
+        .bind(k.expires_at)
+        .bind(&k.user_id)
+        .bind(&k.allowed_ips)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "api key", &k.name))?;
+        Ok(())
+    }
+
+    pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+        Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .bind(tenant)
+                .execute(&self.pool)
+                .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("api key", id));
+        }
+        Ok(())
+    }
+
+    pub async fn api_key_used(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
