@@ -53,7 +53,7 @@ impl Default for AuditConfig {
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
 enum Msg {
-    Event(AuditRecord, Option<Ack>),
+    Event(Box<AuditRecord>, Option<Ack>),
     Flush(Ack),
     Checkpoint(Ack),
     Prune { tenant: String, before: i64, done: oneshot::Sender<Result<u64, AuditError>> },
@@ -81,14 +81,14 @@ impl Auditor {
 
     /// Records an event; it is committed within the batch window.
     pub fn record(&self, event: Event) {
-        let _ = self.tx.send(Msg::Event(event.into_record(now_ms()), None));
+        let _ = self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None));
     }
 
     /// Records an event and returns once it is committed.
     pub async fn record_durable(&self, event: Event) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Event(event.into_record(now_ms()), Some(ack)))
+            .send(Msg::Event(Box::new(event.into_record(now_ms())), Some(ack)))
             .map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
         done.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
     }
@@ -128,7 +128,7 @@ async fn load_heads(store: &Store) -> Result<HashMap<String, (i64, String)>, Sto
         if heads.contains_key(&tenant) {
             continue;
         }
-        if let Some(anchor) = store.list_checkpoints(&tenant).await?.into_iter().filter(|c| c.kind == "prune").last() {
+        if let Some(anchor) = store.list_checkpoints(&tenant).await?.into_iter().rev().find(|c| c.kind == "prune") {
             heads.insert(tenant, (anchor.seq, anchor.hash));
         }
     }
@@ -193,7 +193,7 @@ impl Writer {
     async fn take(&mut self, m: Msg, batch: &mut Vec<AuditRecord>, acks: &mut Vec<Ack>) -> bool {
         match m {
             Msg::Event(record, ack) => {
-                batch.push(record);
+                batch.push(*record);
                 match ack {
                     Some(a) => {
                         acks.push(a);

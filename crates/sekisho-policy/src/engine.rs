@@ -33,6 +33,9 @@ pub enum Principal {
     User { name: String, groups: Vec<String> },
     /// An agent acting on its own behalf.
     Agent { name: String, site: String, role: String },
+    /// An unauthenticated client of a relay edge port, known only by its address
+    /// (`Visitor::"203.0.113.7"`).
+    Visitor { ip: String },
 }
 
 /// An agent, as seen by policies (`context.agent` or an `Agent` principal).

@@ -12,9 +12,11 @@ entity User in [Group, Tenant] { name: String };
 entity Device in [User];
 entity Agent in [Tenant] { name: String, site: String, role: String };
 entity Service in [Tenant] { name: String, protocol: String };
+// An unauthenticated client of a relay edge port; id and name are its IP address.
+entity Visitor in [Tenant] { name: String };
 
 action access appliesTo {
-  principal: [User, Agent],
+  principal: [User, Agent, Visitor],
   resource: [Service],
   context: {
     source_ip: ipaddr,
@@ -24,7 +26,7 @@ action access appliesTo {
     // "mon", "tue", "wed", "thu", "fri", "sat", "sun"
     weekday: String,
     auth_method: String,
-    // "tunnel", "browser", "ssh" or "socks"
+    // "tunnel", "edge", "browser", "ssh" or "socks"
     path: String,
     // the front agent a user came through, when there is one
     agent?: Agent,

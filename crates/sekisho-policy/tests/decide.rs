@@ -261,3 +261,30 @@ fn a_policy_that_does_not_compile_changes_nothing() {
     assert!(e.compile("wiki", &bad).is_err());
     allowed(&e.decide(&alice()));
 }
+
+#[test]
+fn edge_visitors_are_decided_by_address() {
+    let mut engine = Engine::new();
+    let policy = ServicePolicy {
+        required: vec![r#"principal is Visitor && context.source_ip.isInRange(ip("192.0.2.0/24"))"#.into()],
+        deny: vec![],
+    };
+    let compiled = engine.compile("cam", &policy).unwrap();
+    engine.insert("t1", "cam", compiled);
+    let mut req = AccessRequest {
+        tenant: "t1".into(),
+        principal: Principal::Visitor { ip: "192.0.2.9".into() },
+        via_agent: None,
+        service: ServiceInfo { name: "cam".into(), protocol: "tcp".into() },
+        source_ip: "192.0.2.9".parse().unwrap(),
+        country: "JP".into(),
+        at: time::macros::datetime!(2026-11-23 09:00 +09:00),
+        auth_method: "none".into(),
+        path: "edge".into(),
+    };
+    assert!(engine.decide(&req).allowed);
+    req.source_ip = "198.51.100.1".parse().unwrap();
+    req.principal = Principal::Visitor { ip: "198.51.100.1".into() };
+    let d = engine.decide(&req);
+    assert_eq!((d.allowed, d.policy_id.as_str()), (false, "cam/required/0"));
+}

@@ -85,8 +85,7 @@ pub(crate) fn edge(state: &State, topo: &Topology, svc: &Service, source: IpAddr
     let country = state.geo.country(source);
     let req = AccessRequest {
         tenant: svc.tenant_id.clone(),
-        // TODO(visitor): a dedicated Visitor principal once the schema has it.
-        principal: Principal::Agent { name: source.to_string(), site: String::new(), role: "visitor".into() },
+        principal: Principal::Visitor { ip: source.to_string() },
         via_agent: None,
         service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
         source_ip: source,

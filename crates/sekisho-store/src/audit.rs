@@ -6,8 +6,7 @@ use sqlx::Row;
 use crate::{AuditRow, Checkpoint, Store, StoreError};
 
 /// What to look for in the audit log. Empty fields match everything.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub from: Option<i64>,
     pub to: Option<i64>,

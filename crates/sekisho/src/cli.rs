@@ -135,7 +135,39 @@ pub(crate) enum CtlCommand {
     /// Routes: a front agent's local address leading to a service.
     #[command(subcommand)]
     Route(RouteCmd),
-    /// Recent events (refusals, enrollments, stream ends).
+    /// Tenants (relay operator key only).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Users who log in with a password and TOTP.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Groups: a role for their members.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// API keys of this tenant.
+    #[command(subcommand)]
+    Apikey(ApiKeyCmd),
+    /// Service policies: required and deny conditions.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The audit log: search, export and verify.
+    #[command(subcommand)]
+    Audit(CtlAuditCmd),
+    /// Log in as a user (password read from stdin) and print a session key; needs no API key.
+    Login {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// The current code of the user's authenticator app.
+        #[arg(long, conflicts_with = "recovery_code")]
+        totp: Option<String>,
+        /// One of the user's recovery codes (each works once).
+        #[arg(long)]
+        recovery_code: Option<String>,
+    },
+    /// Old name of `audit search`.
+    #[command(hide = true)]
     Events {
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -158,6 +190,236 @@ pub(crate) enum TokenCmd {
         /// Lifetime, e.g. 30m, 1h, 2d (default 1h).
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// Enroll a personal device of this user: its streams act for the user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// Plan settings of a tenant; unset fields keep their value (or the relay's default).
+#[derive(Debug, Args)]
+pub(crate) struct TenantPlan {
+    /// Most agents the tenant may enroll (relay default 100).
+    #[arg(long)]
+    pub max_agents: Option<i64>,
+    /// Days audit events are kept (relay default 90).
+    #[arg(long)]
+    pub retention_days: Option<i64>,
+    /// The tenant's clock for time conditions, e.g. +09:00 or -05:30 (relay default +09:00).
+    #[arg(long, allow_hyphen_values = true)]
+    pub utc_offset: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCmd {
+    /// Create a tenant and print its first admin key (shown once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        plan: TenantPlan,
+    },
+    List,
+    /// Change a tenant's plan.
+    Set {
+        name: String,
+        #[command(flatten)]
+        plan: TenantPlan,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCmd {
+    /// Add a user; the password (10 characters or more) is read from stdin.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Group to join (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Read the password from stdin without prompting (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Remove a user.
+    Rm {
+        name: String,
+    },
+    /// Set a user's password (read from stdin).
+    Passwd {
+        name: String,
+    },
+    /// Enroll (or re-enroll) TOTP: prints the secret, its otpauth URL and ten recovery codes, once.
+    Totp {
+        name: String,
+    },
+    /// Unlock a user locked after failed logins.
+    Unlock {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Add a group whose members get a role.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "auditor", "member"])]
+        role: String,
+    },
+    List,
+    /// Remove a group.
+    Rm {
+        name: String,
+    },
+    /// Group membership.
+    #[command(subcommand)]
+    Member(MemberCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemberCmd {
+    /// Add a user to a group.
+    Add { group: String, user: String },
+    /// Remove a user from a group.
+    Rm { group: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApiKeyCmd {
+    /// Create an API key and print it (shown once).
+    Create {
+        name: String,
+        /// Scope, e.g. agents:read (repeatable or comma separated; `*` is every scope you hold).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime: 30d, 2w, or 12h (rounded up to whole days); a bare number is days. Default: never.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Address or CIDR the key may be used from (repeatable; default anywhere).
+        #[arg(long = "allow-ip")]
+        allow_ips: Vec<String>,
+        /// Make it a personal key of this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCmd {
+    /// Set a service's policy; prints the Cedar it compiles to.
+    Set {
+        service: String,
+        /// Cedar condition that must hold (repeatable), e.g. 'principal in Group::"eng"'.
+        #[arg(long = "require")]
+        required: Vec<String>,
+        /// Cedar condition that denies when it holds (repeatable).
+        #[arg(long = "deny")]
+        deny: Vec<String>,
+        /// JSON file {"required": [...], "deny": [...]} (its conditions come first).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Show a service's policy and its Cedar.
+    Show {
+        service: String,
+    },
+    List,
+    /// Remove a service's policy (everything is then denied).
+    Rm {
+        service: String,
+    },
+    /// Decide a made-up request (dry run); exit 0 for allow and deny alike.
+    Test {
+        #[arg(long)]
+        service: String,
+        #[arg(long, required_unless_present = "agent")]
+        user: Option<String>,
+        /// The agent (alone: as the principal; with --user: the device the user comes through).
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// RFC 3339 time, e.g. 2026-11-23T09:00+09:00 (default now).
+        #[arg(long)]
+        at: Option<String>,
+        /// tunnel, web, ssh, … (default tunnel).
+        #[arg(long)]
+        path: Option<String>,
+        /// e.g. password+totp (default from the principal).
+        #[arg(long)]
+        auth_method: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuditFormat {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Default, Args)]
+pub(crate) struct AuditQuery {
+    /// From this time (RFC 3339 such as 2026-11-23T09:00+09:00, a date, or ms since the epoch).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Up to (not including) this time; same forms as --from.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Subject: a user, agent or API key.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Target: a service (or an admin request).
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, value_parser = ["allow", "deny"])]
+    pub decision: Option<String>,
+    /// Source IP address.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Country code of the source.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Event kind, e.g. access, login, admin.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Access path: tunnel, web, ssh, api, ….
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Most events to return, newest first (relay default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CtlAuditCmd {
+    /// Search the audit log, newest first.
+    Search {
+        #[command(flatten)]
+        query: AuditQuery,
+        /// Output format (with --json, table becomes json).
+        #[arg(long, value_enum, default_value = "table")]
+        format: AuditFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Show table times at this UTC offset, e.g. +09:00 (default UTC).
+        #[arg(long, allow_hyphen_values = true)]
+        tz: Option<String>,
+    },
+    /// Check the hash chain and signed checkpoints; exit 1 if anything was tampered with.
+    Verify {
+        /// Every tenant's chain (relay operator key only).
+        #[arg(long)]
+        all: bool,
     },
 }
 

@@ -86,6 +86,7 @@ pub(crate) struct Builder {
     group: EntityTypeName,
     user: EntityTypeName,
     agent: EntityTypeName,
+    visitor: EntityTypeName,
     service: EntityTypeName,
     access: EntityUid,
     ips: Cache<IpAddr, RestrictedExpression>,
@@ -101,6 +102,7 @@ impl Builder {
             group: name("Group")?,
             user: name("User")?,
             agent: name("Agent")?,
+            visitor: name("Visitor")?,
             service: name("Service")?,
             access: EntityUid::from_type_name_and_id(name("Action")?, EntityId::new("access")),
             ips: Cache::new(),
@@ -121,6 +123,7 @@ impl Builder {
         let principal = match &req.principal {
             Principal::User { name, .. } => uid(&self.user, name),
             Principal::Agent { name, .. } => uid(&self.agent, name),
+            Principal::Visitor { ip } => uid(&self.visitor, ip),
         };
         let service = uid(&self.service, &req.service.name);
         let agent = req.via_agent.as_ref().map(|a| uid(&self.agent, &a.name));
@@ -195,6 +198,9 @@ impl Builder {
             Principal::Agent { name, site, role } => {
                 let attrs = [("name", name.as_str()), ("site", site), ("role", role)];
                 entities.push(entity(principal.clone(), &attrs, [tenant.clone()].into())?);
+            }
+            Principal::Visitor { ip } => {
+                entities.push(entity(principal.clone(), &[("name", ip)], [tenant.clone()].into())?);
             }
         }
         if let (Some(a), Some(agent)) = (&req.via_agent, agent) {

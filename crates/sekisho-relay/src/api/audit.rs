@@ -11,19 +11,48 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::{ApiError, S};
 
+/// The query string: the filter's fields plus `format` (not flattened: query values are all
+/// strings, which serde's flatten cannot turn into numbers).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SearchQuery {
-    #[serde(flatten)]
-    filter: AuditFilter,
+    from: Option<i64>,
+    to: Option<i64>,
+    subject: Option<String>,
+    target: Option<String>,
+    decision: Option<String>,
+    source_ip: Option<String>,
+    country: Option<String>,
+    kind: Option<String>,
+    path: Option<String>,
+    limit: Option<i64>,
     format: Option<String>,
+}
+
+impl SearchQuery {
+    fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            from: self.from,
+            to: self.to,
+            subject: self.subject.clone(),
+            target: self.target.clone(),
+            decision: self.decision.clone(),
+            source_ip: self.source_ip.clone(),
+            country: self.country.clone(),
+            kind: self.kind.clone(),
+            path: self.path.clone(),
+            limit: self.limit,
+        }
+    }
 }
 
 pub(crate) async fn search(
     AxState(state): AxState<S>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<SearchQuery>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let rows = state.store.search_audit(&caller.tenant, &q.filter).await?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let rows = state.store.search_audit(&caller.tenant, &q.filter()).await?;
     Ok(match q.format.as_deref() {
         None | Some("json") => Json(rows).into_response(),
         Some("jsonl") => {

@@ -107,9 +107,10 @@ pub(crate) fn role_scopes(role: &str) -> &'static [&'static str] {
 
 pub(crate) const ROLES: [&str; 4] = ["admin", "operator", "auditor", "member"];
 
-/// The scope a request needs, from its path under `/api/v1` and its method.
+/// The scope a request needs, from its path under `/api/v1` (with or without the prefix: nested
+/// routers see it stripped) and its method.
 fn required_scope(method: &Method, path: &str) -> String {
-    let rest = path.trim_start_matches("/api/v1/");
+    let rest = path.trim_start_matches("/api/v1").trim_start_matches('/');
     let first = rest.split('/').next().unwrap_or("");
     let read = method == Method::GET || method == Method::HEAD;
     let area = match first {
@@ -307,12 +308,12 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
-        state.auditor.record(
-            caller
-                .event(EventKind::Admin, Decision::Deny, &state)
-                .target(what)
-                .reason(format!("request failed with status {}", response.status().as_u16())),
-        );
+        state.auditor.record(caller.event(EventKind::Admin, Decision::Deny, &state).target(what).reason(
+            match response.extensions().get::<super::error::ErrorTag>() {
+                Some(tag) => tag.0.clone(),
+                None => format!("request failed with status {}", response.status().as_u16()),
+            },
+        ));
     }
     response
 }

@@ -64,12 +64,19 @@ impl ApiError {
     }
 }
 
+/// `code: message` of an error response, for the audit trail.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorTag(pub(crate) String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let tag = ErrorTag(format!("{}: {}", self.code, self.message));
         let mut error = json!({ "code": self.code, "message": self.message });
         if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
             obj.extend(extra);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        response.extensions_mut().insert(tag);
+        response
     }
 }

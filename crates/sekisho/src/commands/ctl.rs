@@ -1,188 +1,123 @@
-//! `sekisho ctl`: the admin API from the command line.
+//! `sekisho ctl`: the admin API from the command line. This file dispatches; each area lives in
+//! `ctl/<area>.rs`.
 
+mod access;
+mod audit;
 mod client;
+mod parse;
+mod policy;
 mod table;
+mod tenant;
+mod tunnel;
+mod users;
 
 pub(crate) use client::ApiClient;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::cli::{AgentCmd, CtlArgs, CtlCommand, RouteCmd, ServiceCmd, TokenCmd};
+use crate::cli::{CtlArgs, CtlCommand};
 use crate::i18n::Lang;
 
-pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
-    let client = ApiClient::from_args(&args, lang)?;
-    let json_out = args.json;
-    match args.command {
-        CtlCommand::Token(TokenCmd::Create { name, role, site, ttl }) => {
-            let ttl_secs = parse_duration(&ttl)
-                .ok_or_else(|| anyhow::anyhow!("{} `{ttl}`", lang.pick("invalid duration", "期間の形式が不正です")))?;
-            let v = client
-                .post(
-                    "/api/v1/enrollment-tokens",
-                    &json!({"name": name, "role": role, "site": site, "ttl_secs": ttl_secs}),
-                )
-                .await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                println!("{}", v["token"].as_str().unwrap_or_default());
-                eprintln!(
-                    "{}",
-                    lang.pick(
-                        "Run this on the agent's machine (the token works once):",
-                        "エージェント側で実行してください (トークンは一度だけ有効):"
-                    )
-                );
-                eprintln!("  {}", v["command"].as_str().unwrap_or_default());
-            }
-        }
-        CtlCommand::Agent(AgentCmd::List) => {
-            list(
-                &client,
-                "/api/v1/agents",
-                json_out,
-                &[
-                    ("ID", "id"),
-                    ("NAME", "name"),
-                    ("ROLE", "role"),
-                    ("ONLINE", "online"),
-                    ("VERSION", "version"),
-                    ("ADDRESS", "address"),
-                    ("LAST SEEN", "last_seen"),
-                ],
-            )
-            .await?;
-        }
-        CtlCommand::Agent(AgentCmd::Revoke { agent }) => {
-            client.delete(&format!("/api/v1/agents/{agent}")).await?;
-            done(json_out, lang);
-        }
-        CtlCommand::Service(ServiceCmd::Create { name, agent, target, edge_listen }) => {
-            let v = client
-                .post(
-                    "/api/v1/services",
-                    &json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen}),
-                )
-                .await?;
-            print_one(&v, json_out, "id");
-        }
-        CtlCommand::Service(ServiceCmd::List) => {
-            list(
-                &client,
-                "/api/v1/services",
-                json_out,
-                &[
-                    ("ID", "id"),
-                    ("NAME", "name"),
-                    ("AGENT", "agent_name"),
-                    ("TARGET", "target"),
-                    ("EDGE", "edge_bound"),
-                ],
-            )
-            .await?;
-        }
-        CtlCommand::Service(ServiceCmd::Rm { name }) => {
-            client.delete(&format!("/api/v1/services/{name}")).await?;
-            done(json_out, lang);
-        }
-        CtlCommand::Route(RouteCmd::Create { agent, listen, service }) => {
-            let v =
-                client.post("/api/v1/routes", &json!({"agent": agent, "listen": listen, "service": service})).await?;
-            print_one(&v, json_out, "id");
-        }
-        CtlCommand::Route(RouteCmd::List) => {
-            list(
-                &client,
-                "/api/v1/routes",
-                json_out,
-                &[
-                    ("ID", "id"),
-                    ("AGENT", "agent_name"),
-                    ("LISTEN", "listen"),
-                    ("BOUND", "bound"),
-                    ("SERVICE", "service_name"),
-                    ("ERROR", "error"),
-                ],
-            )
-            .await?;
-        }
-        CtlCommand::Route(RouteCmd::Rm { id }) => {
-            client.delete(&format!("/api/v1/routes/{id}")).await?;
-            done(json_out, lang);
-        }
-        CtlCommand::Events { limit } => {
-            list(
-                &client,
-                &format!("/api/v1/audit?limit={limit}"),
-                json_out,
-                &[
-                    ("AT", "at"),
-                    ("KIND", "kind"),
-                    ("DECISION", "decision"),
-                    ("SUBJECT", "subject"),
-                    ("TARGET", "target"),
-                    ("REASON", "reason"),
-                ],
-            )
-            .await?;
-        }
-    }
-    Ok(())
+/// What every ctl command needs: the client and how to speak.
+struct Ctx {
+    client: ApiClient,
+    json: bool,
+    lang: Lang,
 }
 
-/// Prints a listing as JSON or as a table.
-async fn list(client: &ApiClient, path: &str, json_out: bool, columns: &[(&str, &str)]) -> anyhow::Result<()> {
-    let v = client.get(path).await?;
-    if json_out {
-        print_json(&v);
-    } else {
-        table::print(&v, columns);
+pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
+    // `login` is how one gets a key, so it must work without one.
+    let client = match args.command {
+        CtlCommand::Login { .. } => ApiClient::anonymous(&args, lang)?,
+        _ => ApiClient::from_args(&args, lang)?,
+    };
+    let ctx = Ctx { client, json: args.json, lang };
+    match args.command {
+        CtlCommand::Token(cmd) => tunnel::token(&ctx, cmd).await,
+        CtlCommand::Agent(cmd) => tunnel::agent(&ctx, cmd).await,
+        CtlCommand::Service(cmd) => tunnel::service(&ctx, cmd).await,
+        CtlCommand::Route(cmd) => tunnel::route(&ctx, cmd).await,
+        CtlCommand::Tenant(cmd) => tenant::run(&ctx, cmd).await,
+        CtlCommand::User(cmd) => users::run(&ctx, cmd).await,
+        CtlCommand::Login { tenant, user, totp, recovery_code } => {
+            users::login(&ctx, &tenant, &user, totp, recovery_code).await
+        }
+        CtlCommand::Group(cmd) => access::group(&ctx, cmd).await,
+        CtlCommand::Apikey(cmd) => access::apikey(&ctx, cmd).await,
+        CtlCommand::Policy(cmd) => policy::run(&ctx, cmd).await,
+        CtlCommand::Audit(cmd) => audit::run(&ctx, cmd).await,
+        CtlCommand::Events { limit } => audit::events(&ctx, limit).await,
     }
-    Ok(())
+}
+
+impl Ctx {
+    /// Prints a listing as JSON or as a table of (header, key) columns.
+    async fn list(&self, path: &str, columns: &[(&str, &str)]) -> anyhow::Result<()> {
+        let v = self.client.get(path).await?;
+        if self.json {
+            print_json(&v);
+        } else {
+            table::print(&v, columns);
+        }
+        Ok(())
+    }
+
+    /// Prints a listing as JSON or as a table whose cells `row` computes.
+    async fn list_with(&self, path: &str, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) -> anyhow::Result<()> {
+        let v = self.client.get(path).await?;
+        if self.json {
+            print_json(&v);
+        } else {
+            print!("{}", table::render(headers, &table::rows_of(&v, row)));
+        }
+        Ok(())
+    }
+
+    /// Prints one field of an answer (or all of it as JSON).
+    fn print_one(&self, v: &Value, key: &str) {
+        if self.json {
+            print_json(v);
+        } else {
+            println!("{}", v[key].as_str().unwrap_or_default());
+        }
+    }
+
+    fn done(&self) {
+        if self.json {
+            println!("{{\"ok\":true}}");
+        } else {
+            println!("{}", self.lang.pick("done", "完了"));
+        }
+    }
 }
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn print_one(v: &Value, json_out: bool, key: &str) {
-    if json_out {
-        print_json(v);
-    } else {
-        println!("{}", v[key].as_str().unwrap_or_default());
-    }
+/// An optional millisecond timestamp as a table cell (UTC).
+fn time_cell(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, 0))
 }
 
-fn done(json_out: bool, lang: Lang) {
-    if json_out {
-        println!("{{\"ok\":true}}");
-    } else {
-        println!("{}", lang.pick("done", "完了"));
+/// A path segment, percent-encoded so names cannot change the path.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
-}
-
-/// `90`, `30s`, `15m`, `1h`, `2d` → seconds.
-pub(crate) fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1),
-        'm' => (&s[..s.len() - 1], 60),
-        'h' => (&s[..s.len() - 1], 3600),
-        'd' => (&s[..s.len() - 1], 86_400),
-        c if c.is_ascii_digit() => (s, 1),
-        _ => return None,
-    };
-    num.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
+    out
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn durations_parse() {
-        assert_eq!(super::parse_duration("90"), Some(90));
-        assert_eq!(super::parse_duration("15m"), Some(900));
-        assert_eq!(super::parse_duration("2d"), Some(172_800));
-        assert_eq!(super::parse_duration("-1h"), None);
-        assert_eq!(super::parse_duration("1y"), None);
+    fn path_segments_are_encoded() {
+        assert_eq!(super::seg("web-1_a.b"), "web-1_a.b");
+        assert_eq!(super::seg("a/b c?"), "a%2Fb%20c%3F");
+        assert_eq!(super::seg("関"), "%E9%96%A2");
     }
 }

@@ -44,7 +44,7 @@ async fn undefined_and_foreign_routes_are_refused_with_a_reason_and_recorded() {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
-        relay.wait_event(|e| e["decision"] == "deny" && e["reason"].as_str().unwrap_or("").contains(code)).await;
+        relay.wait_event(|e| e["decision"] == "deny" && e.to_string().contains(code)).await;
     }
     still_works(addr).await;
 }
@@ -79,7 +79,7 @@ async fn wrong_reused_and_expired_tokens_are_refused_with_clear_errors() {
     let (ok, err) = junk.proc.exit().await;
     assert!(!ok && err.contains("malformed"), "{err}");
 
-    relay.wait_event(|e| e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("token_used")).await;
+    relay.wait_event(|e| e["kind"] == "agent_auth" && e.to_string().contains("token_used")).await;
 }
 
 #[tokio::test]
@@ -146,7 +146,7 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     conn.send_control(bytes::Bytes::from_static(b"{not json")).unwrap();
     let reply: RelayMsg = serde_json::from_slice(&conn.recv_control().await.unwrap()).unwrap();
     assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_hello"), "{reply:?}");
-    relay.wait_event(|e| e["kind"] == "agent_auth" && e["reason"].as_str().unwrap_or("").contains("bad_hello")).await;
+    relay.wait_event(|e| e["kind"] == "agent_auth" && e.to_string().contains("bad_hello")).await;
 
     // The other user's stream is unaffected.
     let mut echo = echo;
@@ -184,7 +184,7 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
     let (_, live) = relay.route(&mut front, "echo").await;
     assert!(targets::roundtrip(dead, b"hello").await.map_or(true, |v| v.is_empty()), "refused target yields no data");
     still_works(live).await;
-    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("target_unreachable")).await;
+    relay.wait_event(|e| e.to_string().contains("target_unreachable")).await;
 
     back.proc.kill().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -202,5 +202,5 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
     assert_eq!(r.status(), 503);
     let text = r.text().await.unwrap();
     assert!(text.contains("agent_offline") && text.contains("サービスが現在利用できません"), "{text}");
-    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").contains("agent_offline")).await;
+    relay.wait_event(|e| e.to_string().contains("agent_offline")).await;
 }

@@ -186,8 +186,41 @@ impl Relay {
         agent
     }
 
+    /// Publishes a service and lets everyone routed to it in (required condition `true`).
     pub async fn service(&self, name: &str, agent: &Agent, target: &str) -> Value {
-        self.ctl(&["service", "create", name, "--agent", &agent.id, "--target", target]).await.unwrap()
+        let v = self.ctl(&["service", "create", name, "--agent", &agent.id, "--target", target]).await.unwrap();
+        self.policy(name, &["true"], &[]).await;
+        v
+    }
+
+    /// Sets a service's required and deny conditions (must be accepted).
+    pub async fn policy(&self, service: &str, required: &[&str], deny: &[&str]) -> Value {
+        let body = serde_json::json!({ "required": required, "deny": deny });
+        let (status, v) = self.api("PUT", &format!("/api/v1/policies/{service}"), Some(body), &self.admin_key).await;
+        assert_eq!(status, 200, "policy for {service} refused: {v}");
+        v
+    }
+
+    /// An HTTPS client that trusts only this relay's CA.
+    pub fn http(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.ca_file).unwrap();
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap()
+    }
+
+    /// Calls the admin API with `key`; returns the status and the JSON body (or the text).
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>, key: &str) -> (u16, Value) {
+        let url = format!("https://localhost:{}{path}", self.addr.port());
+        let mut req = self.http().request(method.parse().unwrap(), url);
+        if !key.is_empty() {
+            req = req.bearer_auth(key);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Creates a route on `front` to `service` on a free port; returns the bound address.
@@ -207,20 +240,14 @@ impl Relay {
 
     /// The relay's health document (`/api/v1/health`).
     pub async fn health(&self) -> Value {
-        let pem = std::fs::read(&self.ca_file).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap();
-        let url = format!("https://localhost:{}/api/v1/health", self.addr.port());
-        client.get(url).send().await.unwrap().json().await.unwrap()
+        self.api("GET", "/api/v1/health", None, "").await.1
     }
 
-    /// Recent events, newest first, waiting until one matches `pred`.
+    /// Recent audit events of the default tenant, newest first, waiting until one matches `pred`.
     pub async fn wait_event(&self, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let events = self.ctl(&["events", "--limit", "500"]).await.unwrap();
+            let (_, events) = self.api("GET", "/api/v1/audit?limit=500", None, &self.admin_key).await;
             if let Some(e) = events.as_array().unwrap().iter().find(|e| pred(e)) {
                 return e.clone();
             }

@@ -8,5 +8,7 @@ mod targets;
 
 mod admin;
 mod bad_input;
+mod evidence;
+mod identity;
 mod lifecycle;
 mod tunnel;

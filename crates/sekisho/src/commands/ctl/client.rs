@@ -1,5 +1,6 @@
 //! A small admin-API client that trusts only the relay's CA.
 
+use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
@@ -11,9 +12,41 @@ use crate::i18n::Lang;
 pub(crate) struct ApiClient {
     http: reqwest::Client,
     base: String,
-    key: String,
+    /// None only for the endpoints that need no key (`login`).
+    key: Option<String>,
     lang: Lang,
 }
+
+/// An error answer of the API. It displays as `message [code]`; callers that need more (policy
+/// diagnostics) downcast the `anyhow::Error` to this and read [`ApiError::error`].
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    /// The whole `error` object of the answer (`Null` when the body was not our error shape).
+    pub(crate) error: Value,
+}
+
+impl ApiError {
+    fn from_response(status: reqwest::StatusCode, text: &str) -> Self {
+        let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let error = body["error"].clone();
+        let code = error["code"].as_str().unwrap_or("http_error").to_owned();
+        let message = error["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+        ApiError { code, message, error }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Query parameters; `None` values are left out, the rest percent-encoded by reqwest.
+pub(crate) type Query<'a> = [(&'a str, Option<String>)];
 
 impl ApiClient {
     pub(crate) fn from_args(args: &CtlArgs, lang: Lang) -> anyhow::Result<Self> {
@@ -23,16 +56,19 @@ impl ApiClient {
                 "API キーがありません: --api-key を指定するか SEKISHO_API_KEY を設定してください"
             ))
         })?;
-        let ca = args.ca.as_deref().ok_or_else(|| {
-            anyhow!(lang.pick(
-                "no relay CA: pass --ca DATA_DIR/ca.pem or set SEKISHO_CA",
-                "リレーの CA がありません: --ca DATA_DIR/ca.pem を指定するか SEKISHO_CA を設定してください"
-            ))
-        })?;
-        Self::new(&args.url, &key, ca, lang)
+        Self::build(&args.url, Some(&key), ca_of(args, lang)?, lang)
+    }
+
+    /// A client that sends no API key, for `login`.
+    pub(crate) fn anonymous(args: &CtlArgs, lang: Lang) -> anyhow::Result<Self> {
+        Self::build(&args.url, None, ca_of(args, lang)?, lang)
     }
 
     pub(crate) fn new(url: &str, key: &str, ca: &Path, lang: Lang) -> anyhow::Result<Self> {
+        Self::build(url, Some(key), ca, lang)
+    }
+
+    fn build(url: &str, key: Option<&str>, ca: &Path, lang: Lang) -> anyhow::Result<Self> {
         let pem = std::fs::read_to_string(ca).with_context(|| format!("cannot read `{}`", ca.display()))?;
         let der =
             sekisho_tunnel::tls::first_cert(&pem).ok_or_else(|| anyhow!("`{}` holds no certificate", ca.display()))?;
@@ -41,56 +77,94 @@ impl ApiClient {
             .use_preconfigured_tls((*tls).clone())
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(ApiClient { http, base: url.trim_end_matches('/').to_owned(), key: key.to_owned(), lang })
+        Ok(ApiClient { http, base: url.trim_end_matches('/').to_owned(), key: key.map(str::to_owned), lang })
     }
 
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GET with query parameters.
+    pub(crate) async fn get_query(&self, path: &str, query: &Query<'_>) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path)).query(&present(query))).await
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(self.url(path)).json(body)).await
     }
 
     pub(crate) async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.put(self.url(path)).json(body)).await
     }
 
     pub(crate) async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.patch(self.url(path)).json(body)).await
     }
 
-    /// GET returning the body as text (CSV and JSON-lines exports).
-    pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(text);
-        }
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("http_error");
-        let message = body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
-        Err(anyhow!("{message} [{code}]"))
+    /// GET with query parameters, returning the body as text (CSV and JSON-lines exports).
+    pub(crate) async fn get_text(&self, path: &str, query: &Query<'_>) -> anyhow::Result<String> {
+        self.fetch(self.http.get(self.url(path)).query(&present(query))).await
     }
 
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.bearer_auth(&self.key).send().await.map_err(|e| {
+        let text = self.fetch(req).await?;
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    /// Sends with the key; a non-2xx answer becomes an [`ApiError`].
+    async fn fetch(&self, req: reqwest::RequestBuilder) -> anyhow::Result<String> {
+        let req = match &self.key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| {
             anyhow!("{} {}: {e}", self.lang.pick("cannot reach the relay at", "リレーに接続できません:"), self.base)
         })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let body: Value =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        if status.is_success() {
-            return Ok(body);
-        }
-        let code = body["error"]["code"].as_str().unwrap_or("http_error");
-        let message = body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
-        Err(anyhow!("{message} [{code}]"))
+        if status.is_success() { Ok(text) } else { Err(ApiError::from_response(status, &text).into()) }
+    }
+}
+
+fn ca_of(args: &CtlArgs, lang: Lang) -> anyhow::Result<&Path> {
+    args.ca.as_deref().ok_or_else(|| {
+        anyhow!(lang.pick(
+            "no relay CA: pass --ca DATA_DIR/ca.pem or set SEKISHO_CA",
+            "リレーの CA がありません: --ca DATA_DIR/ca.pem を指定するか SEKISHO_CA を設定してください"
+        ))
+    })
+}
+
+fn present<'a>(query: &'a Query<'a>) -> Vec<(&'a str, &'a str)> {
+    query.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_keep_code_message_and_details() {
+        let body = r#"{"error":{"code":"invalid_policy","message":"bad","diagnostics":[{"index":0}]}}"#;
+        let e = ApiError::from_response(reqwest::StatusCode::BAD_REQUEST, body);
+        assert_eq!(e.to_string(), "bad [invalid_policy]");
+        assert_eq!(e.error["diagnostics"][0]["index"], 0);
+        let e = ApiError::from_response(reqwest::StatusCode::BAD_GATEWAY, "<html>");
+        assert_eq!(e.to_string(), "502 Bad Gateway [http_error]");
+        assert!(e.error.is_null());
+    }
+
+    #[test]
+    fn absent_query_values_are_left_out() {
+        let q: &Query<'_> = &[("a", Some("x y".into())), ("b", None)];
+        assert_eq!(present(q), vec![("a", "x y")]);
     }
 }

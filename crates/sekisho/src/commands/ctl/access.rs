@@ -1,0 +1,98 @@
+//! Groups (roles for their members) and API keys.
+
+use anyhow::anyhow;
+use serde_json::{Value, json};
+
+use super::{Ctx, parse, print_json, seg, table, time_cell};
+use crate::cli::{ApiKeyCmd, GroupCmd, MemberCmd};
+
+pub(super) async fn group(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::Add { name, role } => {
+            let v = ctx.client.post("/api/v1/groups", &json!({"name": name, "role": role})).await?;
+            ctx.print_one(&v, "id");
+        }
+        GroupCmd::List => {
+            ctx.list("/api/v1/groups", &[("NAME", "name"), ("ROLE", "role"), ("MEMBERS", "members")]).await?;
+        }
+        GroupCmd::Rm { name } => {
+            ctx.client.delete(&format!("/api/v1/groups/{}", seg(&name))).await?;
+            ctx.done();
+        }
+        GroupCmd::Member(MemberCmd::Add { group, user }) => {
+            ctx.client.put(&member_path(&group, &user), &json!({})).await?;
+            ctx.done();
+        }
+        GroupCmd::Member(MemberCmd::Rm { group, user }) => {
+            ctx.client.delete(&member_path(&group, &user)).await?;
+            ctx.done();
+        }
+    }
+    Ok(())
+}
+
+fn member_path(group: &str, user: &str) -> String {
+    format!("/api/v1/groups/{}/members/{}", seg(group), seg(user))
+}
+
+pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
+    let lang = ctx.lang;
+    match cmd {
+        ApiKeyCmd::Create { name, scopes, expires, allow_ips, user } => {
+            let days = match &expires {
+                Some(text) => Some(parse::parse_expires_days(text).ok_or_else(|| {
+                    anyhow!(
+                        "{} `{text}`",
+                        lang.pick(
+                            "expiry must look like 30d, 2w or 12h:",
+                            "有効期限は 30d、2w、12h のような形式で指定してください:"
+                        )
+                    )
+                })?),
+                None => None,
+            };
+            let scopes: Vec<&str> = scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+            let body = json!({
+                "name": name, "scopes": scopes, "expires_in_days": days, "allowed_ips": allow_ips, "user": user,
+            });
+            let v = ctx.client.post("/api/v1/api-keys", &body).await?;
+            if ctx.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!("{}", v["key"].as_str().unwrap_or_default());
+            let expiry = match v["expires_at"] {
+                Value::Null => lang.pick("never expires", "無期限").to_owned(),
+                ref t => format!("{} {}", lang.pick("expires at", "有効期限:"), time_cell(t)),
+            };
+            eprintln!(
+                "{} ({expiry}). {}",
+                lang.pick("API key created", "API キーを作成しました"),
+                lang.pick(
+                    "It is shown only this once: store it safely now.",
+                    "表示は今回限りです。今すぐ安全な場所に保管してください。"
+                )
+            );
+        }
+        ApiKeyCmd::List => {
+            let headers = ["ID", "NAME", "SCOPES", "EXPIRES", "ALLOWED IPS", "LAST USED", "REVOKED"];
+            ctx.list_with("/api/v1/api-keys", &headers, |k| {
+                vec![
+                    table::cell(&k["id"]),
+                    table::cell(&k["name"]),
+                    table::cell(&k["scopes"]),
+                    time_cell(&k["expires_at"]),
+                    table::cell(&k["allowed_ips"]),
+                    time_cell(&k["last_used_at"]),
+                    time_cell(&k["revoked_at"]),
+                ]
+            })
+            .await?;
+        }
+        ApiKeyCmd::Revoke { id } => {
+            ctx.client.delete(&format!("/api/v1/api-keys/{}", seg(&id))).await?;
+            ctx.done();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The audit log through the API: search and export, and chain verification.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+
+use super::{Ctx, parse, print_json, table};
+use crate::cli::{AuditFormat, AuditQuery, CtlAuditCmd};
+use crate::i18n::Lang;
+
+pub(super) async fn run(ctx: &Ctx, cmd: CtlAuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        CtlAuditCmd::Search { query, format, output, tz } => search(ctx, &query, format, output.as_deref(), tz).await,
+        CtlAuditCmd::Verify { all } => verify(ctx, all).await,
+    }
+}
+
+/// The old `ctl events`: the newest events as a table (or JSON).
+pub(super) async fn events(ctx: &Ctx, limit: u32) -> anyhow::Result<()> {
+    let query = AuditQuery { limit: Some(limit), ..AuditQuery::default() };
+    search(ctx, &query, AuditFormat::Table, None, None).await
+}
+
+async fn search(
+    ctx: &Ctx,
+    q: &AuditQuery,
+    format: AuditFormat,
+    output: Option<&Path>,
+    tz: Option<String>,
+) -> anyhow::Result<()> {
+    let lang = ctx.lang;
+    let format = if ctx.json && format == AuditFormat::Table { AuditFormat::Json } else { format };
+    let offset = match &tz {
+        Some(text) => parse::parse_utc_offset(text).ok_or_else(|| {
+            anyhow!("{} `{text}`", lang.pick("--tz must look like +09:00:", "--tz は +09:00 の形式で指定してください:"))
+        })?,
+        None => 0,
+    };
+    let (from, to) = (time_param(q.from.as_deref(), lang)?, time_param(q.to.as_deref(), lang)?);
+    let wire_format = match format {
+        AuditFormat::Table | AuditFormat::Json => "json",
+        AuditFormat::Jsonl => "jsonl",
+        AuditFormat::Csv => "csv",
+    };
+    let query = [
+        ("from", from),
+        ("to", to),
+        ("subject", q.user.clone()),
+        ("target", q.service.clone()),
+        ("decision", q.decision.clone()),
+        ("source_ip", q.ip.clone()),
+        ("country", q.country.clone()),
+        ("kind", q.kind.clone()),
+        ("path", q.path.clone()),
+        ("limit", q.limit.map(|n| n.to_string())),
+        ("format", Some(wire_format.to_owned())),
+    ];
+    let text = match format {
+        AuditFormat::Jsonl | AuditFormat::Csv => ctx.client.get_text("/api/v1/audit", &query).await?,
+        AuditFormat::Json => {
+            let v = ctx.client.get_query("/api/v1/audit", &query).await?;
+            format!("{}\n", serde_json::to_string_pretty(&v)?)
+        }
+        AuditFormat::Table => render_table(&ctx.client.get_query("/api/v1/audit", &query).await?, offset),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `--from`/`--to` → ms since the epoch, as the query wants it.
+fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Option<String>> {
+    let Some(text) = text else { return Ok(None) };
+    let ms = parse::parse_time_ms(text).ok_or_else(|| {
+        anyhow!(
+            "{} `{text}`",
+            lang.pick(
+                "times look like 2026-11-23T09:00+09:00, 2026-11-23 or ms since the epoch:",
+                "時刻は 2026-11-23T09:00+09:00、2026-11-23、またはエポックからのミリ秒で指定してください:"
+            )
+        )
+    })?;
+    Ok(Some(ms.to_string()))
+}
+
+fn render_table(rows: &Value, offset: i64) -> String {
+    let headers = ["AT", "KIND", "DECISION", "SUBJECT", "TARGET", "POLICY", "REASON", "SOURCE", "COUNTRY"];
+    let cells = table::rows_of(rows, |e| {
+        let at = e["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, offset));
+        let rest = ["kind", "decision", "subject", "target", "policy_id", "reason", "source_ip", "country"];
+        [at].into_iter().chain(rest.iter().map(|k| table::cell(&e[*k]))).collect()
+    });
+    table::render(&headers, &cells)
+}
+
+async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
+    let lang = ctx.lang;
+    let path = if all { "/api/v1/audit/verify?all=true" } else { "/api/v1/audit/verify" };
+    let report = ctx.client.post(path, &serde_json::json!({})).await?;
+    if ctx.json {
+        print_json(&report);
+    } else {
+        for t in report["tenants"].as_array().into_iter().flatten() {
+            println!("{}", tenant_line(t, lang));
+        }
+    }
+    if report["ok"] == true {
+        Ok(())
+    } else {
+        Err(anyhow!(lang.pick(
+            "the audit log failed verification: events were altered, inserted or deleted",
+            "監査ログの検証に失敗しました: イベントが改ざん・挿入・削除されています"
+        )))
+    }
+}
+
+/// One tenant of a verification report, as `ctl`'s offline twin (`sekisho audit verify`) prints it.
+fn tenant_line(t: &Value, lang: Lang) -> String {
+    let n = |k: &str| t[k].as_i64().unwrap_or(0);
+    let tenant = t["tenant"].as_str().unwrap_or_default();
+    match &t["problem"] {
+        Value::Null => format!(
+            "{} {tenant}: {} {} (#{}..#{}), {} {}, {} {}",
+            lang.pick("OK", "正常"),
+            n("events"),
+            lang.pick("events", "件のイベント"),
+            n("first_seq"),
+            n("last_seq"),
+            n("checkpoints"),
+            lang.pick("signed checkpoints", "個の署名付きチェックポイント"),
+            n("unsigned_tail"),
+            lang.pick("events after the last checkpoint", "件は最後のチェックポイント以降"),
+        ),
+        p => format!(
+            "{} {tenant}: #{} {}: {}",
+            lang.pick("TAMPERED", "改ざん検出"),
+            p["seq"].as_i64().unwrap_or(0),
+            p["kind"].as_str().unwrap_or_default(),
+            p["message"].as_str().unwrap_or_default()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn verify_lines_name_the_problem() {
+        let ok = json!({"tenant": "tn_1", "events": 3, "first_seq": 1, "last_seq": 3, "checkpoints": 1,
+            "unsigned_tail": 0, "problem": null});
+        assert!(tenant_line(&ok, Lang::En).starts_with("OK tn_1: 3 events (#1..#3)"));
+        let bad = json!({"tenant": "tn_1", "problem": {"kind": "deleted", "seq": 7, "message": "gap"}});
+        assert_eq!(tenant_line(&bad, Lang::En), "TAMPERED tn_1: #7 deleted: gap");
+    }
+
+    #[test]
+    fn event_tables_format_times() {
+        let rows = json!([{"at": 0, "kind": "access", "decision": "deny", "subject": "alice", "target": "web",
+            "policy_id": "web/deny/0", "reason": "r", "source_ip": "10.0.0.1", "country": "JP"}]);
+        let text = render_table(&rows, 540);
+        assert!(text.lines().nth(1).unwrap_or_default().starts_with("1970-01-01 09:00:00+09:00  access  deny"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Pure parsers and formatters for command-line values: durations, UTC offsets and times.
+//!
+//! Times are handled here with civil-calendar arithmetic (proleptic Gregorian, UTC offsets only),
+//! which is all `ctl` needs; time zones by name are out of scope.
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// `90`, `30s`, `15m`, `1h`, `2d` → seconds.
+pub(crate) fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        'd' => (&s[..s.len() - 1], 86_400),
+        c if c.is_ascii_digit() => (s, 1),
+        _ => return None,
+    };
+    num.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
+}
+
+/// An API key lifetime → whole days, rounded up: `30d`, `2w`, `12h` (→ 1), `30` (days).
+pub(crate) fn parse_expires_days(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let secs = match s.strip_suffix('w') {
+        Some(weeks) => weeks.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(7 * 86_400)?,
+        None if s.chars().all(|c| c.is_ascii_digit()) => {
+            s.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(86_400)?
+        }
+        None => parse_duration(s)?,
+    };
+    Some((secs + 86_399) / 86_400)
+}
+
+/// `+09:00`, `-05:30`, `+0900`, `+9`, `Z` → minutes east of UTC, within −12:00 … +14:00.
+pub(crate) fn parse_utc_offset(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
+        return Some(0);
+    }
+    let sign = match s.chars().next()? {
+        '+' => 1,
+        '-' => -1,
+        _ => return None,
+    };
+    let rest = &s[1..];
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if rest.len() == 4 => rest.split_at(2),
+        None => (rest, "0"),
+    };
+    let digits = |t: &str| (1..=2).contains(&t.len()) && t.chars().all(|c| c.is_ascii_digit());
+    if !digits(h) || !digits(m) {
+        return None;
+    }
+    let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+    let minutes = sign * (h * 60 + m);
+    (m < 60 && (-720..=840).contains(&minutes)).then_some(minutes)
+}
+
+/// Minutes east of UTC → `+09:00`.
+pub(crate) fn format_utc_offset(minutes: i64) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.abs();
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A point in time given on the command line → ms since the epoch: ms as digits, a date
+/// (`2026-11-23`, midnight UTC) or RFC 3339 with an offset (seconds and fractions optional).
+pub(crate) fn parse_time_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let days = parse_date(date)?;
+    let Some(rest) = rest else { return Some(days * MS_PER_DAY) };
+    let split = rest.find(['Z', 'z', '+', '-'])?;
+    let (clock, offset) = rest.split_at(split);
+    let offset = parse_utc_offset(offset)?;
+    let clock_ms = parse_clock(clock)?;
+    Some(days * MS_PER_DAY + clock_ms - offset * 60_000)
+}
+
+/// `YYYY-MM-DD` → days since 1970-01-01.
+fn parse_date(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d) = (y.parse::<i64>().ok()?, m.parse::<u32>().ok()?, d.parse::<u32>().ok()?);
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// `HH:MM[:SS[.fff]]` → ms since midnight.
+fn parse_clock(s: &str) -> Option<i64> {
+    let mut parts = s.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next().unwrap_or("00"));
+    if parts.next().is_some() || h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    let num = |t: &str| t.chars().all(|c| c.is_ascii_digit()).then(|| t.parse::<i64>().ok()).flatten();
+    let (h, m, sec) = (num(h)?, num(m)?, num(whole).filter(|_| whole.len() == 2)?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let ms = if frac.is_empty() { 0 } else { num(&format!("{frac:0<3}")[..3])? };
+    Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
+/// ms since the epoch → `2026-11-23 09:00:00+09:00` (`…Z` at offset 0).
+pub(crate) fn format_time_ms(ms: i64, offset_minutes: i64) -> String {
+    let local = ms + offset_minutes * 60_000;
+    let (days, in_day) = (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY) / 1000);
+    let (y, mo, d) = civil_from_days(days);
+    let zone = if offset_minutes == 0 { "Z".to_owned() } else { format_utc_offset(offset_minutes) };
+    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}{zone}", in_day / 3600, in_day / 60 % 60, in_day % 60)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's `days_from_civil`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("2d"), Some(172_800));
+        assert_eq!(parse_duration("-1h"), None);
+        assert_eq!(parse_duration("1y"), None);
+    }
+
+    #[test]
+    fn expiry_rounds_up_to_days() {
+        assert_eq!(parse_expires_days("30d"), Some(30));
+        assert_eq!(parse_expires_days("30"), Some(30));
+        assert_eq!(parse_expires_days("2w"), Some(14));
+        assert_eq!(parse_expires_days("12h"), Some(1));
+        assert_eq!(parse_expires_days("25h"), Some(2));
+        assert_eq!(parse_expires_days("24h"), Some(1));
+        for bad in ["", "0d", "-3d", "d", "3y", "1.5d"] {
+            assert_eq!(parse_expires_days(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_offsets_parse_and_format() {
+        assert_eq!(parse_utc_offset("+09:00"), Some(540));
+        assert_eq!(parse_utc_offset("-05:30"), Some(-330));
+        assert_eq!(parse_utc_offset("+0545"), Some(345));
+        assert_eq!(parse_utc_offset("+9"), Some(540));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        assert_eq!(parse_utc_offset("+14:00"), Some(840));
+        for bad in ["09:00", "+15:00", "-12:30", "+09:60", "+9:0x", "+", "+123:00", ""] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
+        }
+        assert_eq!(format_utc_offset(540), "+09:00");
+        assert_eq!(format_utc_offset(-330), "-05:30");
+        assert_eq!(format_utc_offset(0), "+00:00");
+    }
+
+    #[test]
+    fn times_parse_to_epoch_ms() {
+        assert_eq!(parse_time_ms("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_time_ms("1970-01-01"), Some(0));
+        assert_eq!(parse_time_ms("1970-01-01T09:00+09:00"), Some(0));
+        assert_eq!(parse_time_ms("2026-11-23T09:00:00+09:00"), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23T00:00:00Z"), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23T00:00:00.25Z"), Some(1_795_392_000_250));
+        assert_eq!(parse_time_ms("2024-02-29T12:00:00-05:30"), Some(1_709_227_800_000));
+        for bad in ["2026-11-23T09:00", "2026-13-01", "2025-02-29", "2026-11-23T24:00Z", "yesterday", ""] {
+            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_format_at_an_offset() {
+        assert_eq!(format_time_ms(0, 0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time_ms(1_795_392_000_000, 540), "2026-11-23 09:00:00+09:00");
+        assert_eq!(format_time_ms(1_709_227_800_999, -330), "2024-02-29 12:00:00-05:30");
+        assert_eq!(format_time_ms(-1000, 0), "1969-12-31 23:59:59Z");
+    }
+}

@@ -1,0 +1,122 @@
+//! Enrollment tokens, agents, services and routes.
+
+use serde_json::json;
+
+use super::{Ctx, parse, print_json, seg};
+use crate::cli::{AgentCmd, RouteCmd, ServiceCmd, TokenCmd};
+
+pub(super) async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
+    let lang = ctx.lang;
+    let TokenCmd::Create { name, role, site, ttl, user } = cmd;
+    let ttl_secs = parse::parse_duration(&ttl)
+        .ok_or_else(|| anyhow::anyhow!("{} `{ttl}`", lang.pick("invalid duration", "期間の形式が不正です")))?;
+    let v = ctx
+        .client
+        .post(
+            "/api/v1/enrollment-tokens",
+            &json!({"name": name, "role": role, "site": site, "ttl_secs": ttl_secs, "user": user}),
+        )
+        .await?;
+    if ctx.json {
+        print_json(&v);
+    } else {
+        println!("{}", v["token"].as_str().unwrap_or_default());
+        if let Some(user) = &user {
+            eprintln!(
+                "{} `{user}`.",
+                lang.pick("The device will act for user", "このデバイスは次のユーザーとして動作します:")
+            );
+        }
+        eprintln!(
+            "{}",
+            lang.pick(
+                "Run this on the agent's machine (the token works once):",
+                "エージェント側で実行してください (トークンは一度だけ有効):"
+            )
+        );
+        eprintln!("  {}", v["command"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub(super) async fn agent(ctx: &Ctx, cmd: AgentCmd) -> anyhow::Result<()> {
+    match cmd {
+        AgentCmd::List => {
+            ctx.list(
+                "/api/v1/agents",
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("ROLE", "role"),
+                    ("ONLINE", "online"),
+                    ("VERSION", "version"),
+                    ("ADDRESS", "address"),
+                    ("LAST SEEN", "last_seen"),
+                ],
+            )
+            .await
+        }
+        AgentCmd::Revoke { agent } => {
+            ctx.client.delete(&format!("/api/v1/agents/{}", seg(&agent))).await?;
+            ctx.done();
+            Ok(())
+        }
+    }
+}
+
+pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCmd::Create { name, agent, target, edge_listen } => {
+            let body = json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen});
+            let v = ctx.client.post("/api/v1/services", &body).await?;
+            ctx.print_one(&v, "id");
+        }
+        ServiceCmd::List => {
+            ctx.list(
+                "/api/v1/services",
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("AGENT", "agent_name"),
+                    ("TARGET", "target"),
+                    ("EDGE", "edge_bound"),
+                ],
+            )
+            .await?;
+        }
+        ServiceCmd::Rm { name } => {
+            ctx.client.delete(&format!("/api/v1/services/{}", seg(&name))).await?;
+            ctx.done();
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn route(ctx: &Ctx, cmd: RouteCmd) -> anyhow::Result<()> {
+    match cmd {
+        RouteCmd::Create { agent, listen, service } => {
+            let body = json!({"agent": agent, "listen": listen, "service": service});
+            let v = ctx.client.post("/api/v1/routes", &body).await?;
+            ctx.print_one(&v, "id");
+        }
+        RouteCmd::List => {
+            ctx.list(
+                "/api/v1/routes",
+                &[
+                    ("ID", "id"),
+                    ("AGENT", "agent_name"),
+                    ("LISTEN", "listen"),
+                    ("BOUND", "bound"),
+                    ("SERVICE", "service_name"),
+                    ("ERROR", "error"),
+                ],
+            )
+            .await?;
+        }
+        RouteCmd::Rm { id } => {
+            ctx.client.delete(&format!("/api/v1/routes/{}", seg(&id))).await?;
+            ctx.done();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Tenants, scoped API keys and logins against the real relay: isolation between tenants, scopes,
+//! expiry, revocation, source-IP allow-lists, rate limits, password + TOTP and lockout, all audited.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Agent, Relay};
+
+/// A tenant made by the relay operator: its admin key.
+async fn tenant(relay: &Relay, name: &str) -> String {
+    let (status, v) = relay.api("POST", "/api/v1/tenants", Some(json!({ "name": name })), &relay.admin_key).await;
+    assert_eq!(status, 201, "{v}");
+    v["admin_key"].as_str().unwrap().to_owned()
+}
+
+/// Enrolls and starts an agent in the tenant of `key`.
+async fn tenant_agent(relay: &Relay, key: &str, name: &str) -> Agent {
+    let body = json!({ "name": name, "role": "both" });
+    let (status, v) = relay.api("POST", "/api/v1/enrollment-tokens", Some(body), key).await;
+    assert_eq!(status, 201, "{v}");
+    let mut agent = Agent::start(relay, v["token"].as_str().unwrap(), &[]).await;
+    let ev = agent.proc.event("connected").await;
+    agent.id = ev["agent_id"].as_str().unwrap().to_owned();
+    agent
+}
+
+/// Everything a tenant owns, created through its own key: returns (service, route id, key id).
+async fn populate(relay: &Relay, key: &str, prefix: &str) -> (Agent, String, String) {
+    let agent = tenant_agent(relay, key, &format!("{prefix}-agent")).await;
+    let svc = format!("{prefix}-wiki");
+    let post = |path: &'static str, body: Value| async move {
+        let (status, v) = relay.api("POST", path, Some(body), key).await;
+        assert!(status == 201 || status == 200, "{path}: {v}");
+        v
+    };
+    post("/api/v1/services", json!({ "name": svc, "agent": agent.id, "target": "tcp://127.0.0.1:9" })).await;
+    let route =
+        post("/api/v1/routes", json!({ "agent": agent.id, "listen": "127.0.0.1:0", "service": svc })).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    post("/api/v1/groups", json!({ "name": format!("{prefix}-ops"), "role": "operator" })).await;
+    post("/api/v1/users", json!({ "name": format!("{prefix}-alice"), "password": "correct horse battery" })).await;
+    let k = post("/api/v1/api-keys", json!({ "name": format!("{prefix}-ci"), "scopes": ["agents:read"] })).await;
+    let (_, keys) = relay.api("GET", "/api/v1/api-keys", None, key).await;
+    let _ = k;
+    let key_id = keys.as_array().unwrap().iter().find(|k| k["name"] == format!("{prefix}-ci")).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, v) =
+        relay.api("PUT", &format!("/api/v1/policies/{svc}"), Some(json!({"required": ["true"]})), key).await;
+    assert_eq!(status, 200, "{v}");
+    (agent, route, key_id)
+}
+
+#[tokio::test]
+async fn a_tenant_admin_can_read_or_change_nothing_of_another_tenant() {
+    let relay = Relay::start().await;
+    let acme = tenant(&relay, "acme").await;
+    let beta = tenant(&relay, "beta").await;
+    let (_a_agent, _a_route, _a_key) = populate(&relay, &acme, "acme").await;
+    let (b_agent, b_route, b_key) = populate(&relay, &beta, "beta").await;
+
+    // Reads: acme's admin sees none of beta's names or ids anywhere.
+    for path in [
+        "/api/v1/agents",
+        "/api/v1/services",
+        "/api/v1/routes",
+        "/api/v1/users",
+        "/api/v1/groups",
+        "/api/v1/api-keys",
+        "/api/v1/policies",
+        "/api/v1/audit?limit=10000",
+    ] {
+        let (status, v) = relay.api("GET", path, None, &acme).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        let text = v.to_string();
+        assert!(!text.contains("beta"), "{path} leaks beta: {text}");
+        assert!(!text.contains(&b_agent.id) && !text.contains(&b_route) && !text.contains(&b_key), "{path}: {text}");
+        assert!(
+            text.contains("acme") || path.contains("audit") || path.contains("policies"),
+            "{path} lists nothing: {text}"
+        );
+    }
+    // Changes: every attempt on beta's objects is "not found", and changes nothing.
+    let attempts: Vec<(&str, String, Option<Value>)> = vec![
+        ("DELETE", format!("/api/v1/agents/{}", b_agent.id), None),
+        ("DELETE", "/api/v1/services/beta-wiki".into(), None),
+        ("DELETE", format!("/api/v1/routes/{b_route}"), None),
+        ("PUT", "/api/v1/policies/beta-wiki".into(), Some(json!({"required": ["false"]}))),
+        ("DELETE", "/api/v1/policies/beta-wiki".into(), None),
+        ("DELETE", "/api/v1/users/beta-alice".into(), None),
+        ("POST", "/api/v1/users/beta-alice/password".into(), Some(json!({"password": "0123456789abc"}))),
+        ("POST", "/api/v1/users/beta-alice/totp".into(), None),
+        ("DELETE", "/api/v1/groups/beta-ops".into(), None),
+        ("PUT", "/api/v1/groups/beta-ops/members/beta-alice".into(), None),
+        ("DELETE", format!("/api/v1/api-keys/{b_key}"), None),
+        (
+            "POST",
+            "/api/v1/routes".into(),
+            Some(json!({"agent": b_agent.id, "listen": "127.0.0.1:0", "service": "beta-wiki"})),
+        ),
+        (
+            "POST",
+            "/api/v1/services".into(),
+            Some(json!({"name": "x", "agent": b_agent.id, "target": "tcp://127.0.0.1:9"})),
+        ),
+        ("POST", "/api/v1/enrollment-tokens".into(), Some(json!({"name": "x", "role": "front", "user": "beta-alice"}))),
+        (
+            "POST",
+            "/api/v1/policies/test".into(),
+            Some(json!({"service": "beta-wiki", "agent": b_agent.id, "ip": "10.0.0.1"})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let (status, v) = relay.api(method, &path, body, &acme).await;
+        assert_eq!(status, 404, "{method} {path} by another tenant: {v}");
+    }
+    // Tenants themselves are the relay operator's.
+    let (status, v) = relay.api("GET", "/api/v1/tenants", None, &acme).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")));
+
+    // Beta's objects are all still there.
+    for (path, needle) in [
+        ("/api/v1/agents", b_agent.id.as_str()),
+        ("/api/v1/services", "beta-wiki"),
+        ("/api/v1/routes", b_route.as_str()),
+        ("/api/v1/users", "beta-alice"),
+        ("/api/v1/groups", "beta-ops"),
+        ("/api/v1/api-keys", b_key.as_str()),
+        ("/api/v1/policies", "beta-wiki"),
+    ] {
+        let (_, v) = relay.api("GET", path, None, &beta).await;
+        assert!(v.to_string().contains(needle), "{path} lost {needle}: {v}");
+    }
+    let (_, p) = relay.api("GET", "/api/v1/policies/beta-wiki", None, &beta).await;
+    assert_eq!(p["required"], json!(["true"]));
+}
+
+#[tokio::test]
+async fn api_keys_hold_scopes_expire_are_revoked_and_keep_to_their_addresses() {
+    let relay = Relay::start().await;
+    let admin = relay.admin_key.clone();
+    let create = |body: Value| {
+        let relay = &relay;
+        let admin = admin.clone();
+        async move {
+            let (status, v) = relay.api("POST", "/api/v1/api-keys", Some(body), &admin).await;
+            assert_eq!(status, 201, "{v}");
+            v["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let reader =
+        create(json!({"name": "reader", "scopes": ["agents:read", "apikeys:write"], "expires_in_days": 30})).await;
+    assert_eq!(relay.api("GET", "/api/v1/agents", None, &reader).await.0, 200);
+    let (status, v) = relay
+        .api("POST", "/api/v1/services", Some(json!({"name": "x", "agent": "a", "target": "tcp://h:1"})), &reader)
+        .await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("services:write"));
+    // A key cannot hand out more than it holds.
+    let (status, v) =
+        relay.api("POST", "/api/v1/api-keys", Some(json!({"name": "up", "scopes": ["routes:write"]})), &reader).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("scope_escalation")), "{v}");
+    let (status, v) =
+        relay.api("POST", "/api/v1/api-keys", Some(json!({"name": "bad", "scopes": ["root"]})), &admin).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_scope")), "{v}");
+
+    // Source-IP allow-list.
+    let elsewhere = create(json!({"name": "office", "scopes": ["agents:read"], "allowed_ips": ["10.0.0.0/8"]})).await;
+    let (status, v) = relay.api("GET", "/api/v1/agents", None, &elsewhere).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("ip_not_allowed")), "{v}");
+    let here = create(json!({"name": "local", "scopes": ["agents:read"], "allowed_ips": ["127.0.0.0/8", "::1"]})).await;
+    assert_eq!(relay.api("GET", "/api/v1/agents", None, &here).await.0, 200);
+
+    // Expiry (aged directly in the database) and revocation.
+    {
+        use sqlx::Connection;
+        let db = relay.dir.path().join("data/sekisho.db");
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE name = 'reader'").execute(&mut c).await.unwrap();
+    }
+    let (status, v) = relay.api("GET", "/api/v1/agents", None, &reader).await;
+    assert_eq!(status, 401, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    let (_, keys) = relay.api("GET", "/api/v1/api-keys", None, &admin).await;
+    assert!(!keys.to_string().contains("key_hash"), "hashes never leave the relay: {keys}");
+    let id = keys.as_array().unwrap().iter().find(|k| k["name"] == "local").unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(relay.api("DELETE", &format!("/api/v1/api-keys/{id}"), None, &admin).await.0, 204);
+    let (status, v) = relay.api("GET", "/api/v1/agents", None, &here).await;
+    assert!(status == 401 && v["error"]["message"].as_str().unwrap().contains("revoked"), "{v}");
+
+    // Every refusal is evidence.
+    let (_, audit) = relay.api("GET", "/api/v1/audit?decision=deny&kind=admin&limit=1000", None, &admin).await;
+    let text = audit.to_string();
+    for needle in ["forbidden", "scope_escalation", "ip_not_allowed", "expired", "revoked"] {
+        assert!(text.contains(needle), "no audited refusal with {needle}: {text}");
+    }
+
+    // Guessing keys is rate limited per address.
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let (status, _) = relay.api("GET", "/api/v1/agents", None, &format!("sk_guess{i}")).await;
+        codes.push(status);
+    }
+    assert!(codes[..5].iter().all(|c| *c == 401), "{codes:?}");
+    assert_eq!(*codes.last().unwrap(), 429, "{codes:?}");
+}
+
+fn totp_now(secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap().generate_current().unwrap()
+}
+
+#[tokio::test]
+async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures() {
+    let relay = Relay::start().await;
+    let admin = relay.admin_key.clone();
+    let ok = |(status, v): (u16, Value)| {
+        assert!((200..300).contains(&status), "{v}");
+        v
+    };
+    ok(relay.api("POST", "/api/v1/groups", Some(json!({"name": "ops", "role": "operator"})), &admin).await);
+    let body = json!({"name": "alice", "password": "correct horse battery", "groups": ["ops"]});
+    ok(relay.api("POST", "/api/v1/users", Some(body), &admin).await);
+    let (status, v) =
+        relay.api("POST", "/api/v1/users", Some(json!({"name": "bob", "password": "short"})), &admin).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("weak_password")));
+    let enrolled = ok(relay.api("POST", "/api/v1/users/alice/totp", None, &admin).await);
+    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    let recovery: Vec<String> =
+        enrolled["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    assert_eq!(recovery.len(), 10);
+    let (_, users) = relay.api("GET", "/api/v1/users", None, &admin).await;
+    assert!(!users.to_string().contains(&secret) && !users.to_string().contains("argon2"), "{users}");
+
+    let login = |extra: Value| {
+        let relay = &relay;
+        async move {
+            let mut body = json!({"tenant": "default", "user": "alice", "password": "correct horse battery"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            relay.api("POST", "/api/v1/login", Some(body), "").await
+        }
+    };
+    let (status, v) = login(json!({})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("totp_required")), "{v}");
+    let (status, v) = login(json!({"totp": totp_now(&secret)})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["auth_method"], "password+totp");
+    let session = v["key"].as_str().unwrap().to_owned();
+    // The operator role: services yes, audit no.
+    assert_eq!(relay.api("GET", "/api/v1/services", None, &session).await.0, 200);
+    assert_eq!(relay.api("GET", "/api/v1/audit", None, &session).await.0, 403);
+    // A recovery code works once.
+    assert_eq!(login(json!({"recovery_code": recovery[0]})).await.0, 200);
+    assert_eq!(login(json!({"recovery_code": recovery[0]})).await.0, 401);
+    assert_eq!(login(json!({"totp": totp_now(&secret)})).await.0, 200, "a success resets the failure count");
+
+    // Wrong passwords lock the account; then even the right one is refused until unlocked.
+    for _ in 0..5 {
+        let (status, _) = login(json!({"password": "wrong wrong wrong", "totp": totp_now(&secret)})).await;
+        assert_eq!(status, 401);
+    }
+    let (status, v) = login(json!({"totp": totp_now(&secret)})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (423, Some("locked")), "{v}");
+    ok(relay.api("POST", "/api/v1/users/alice/unlock", None, &admin).await);
+    assert_eq!(login(json!({"totp": totp_now(&secret)})).await.0, 200);
+    // Unknown users get the same answer as wrong passwords.
+    let (status, v) =
+        relay.api("POST", "/api/v1/login", Some(json!({"user": "mallory", "password": "whatever123"})), "").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthenticated")));
+
+    // All attempts are in the audit log.
+    let (_, audit) = relay.api("GET", "/api/v1/audit?kind=login&limit=100", None, &admin).await;
+    let reasons: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    for r in ["totp_required", "bad_password", "locked", "unknown_user", "login succeeded", "bad_totp"] {
+        assert!(reasons.contains(&r), "no login event `{r}` in {reasons:?}");
+    }
+}
