@@ -630,6 +630,9 @@ setup_sekisho() { # setup_sekisho edge|route
         [[ $topo == edge ]] && edge=(--edge-listen 127.0.0.1:0)
         sekisho_ctl --json service create "$name" --agent back1 --target "tcp://127.0.0.1:$port" "${edge[@]}" \
             >"$CWORK/svc-$name.json" || fail "ctl service create $name failed" "$CWORK/ctl.err"
+        # Every stream is decided by Cedar: a realistic one-condition policy, so its cost is measured.
+        sekisho_ctl --json policy set "$name" --require 'context.country == "LOCAL"' >/dev/null ||
+            fail "ctl policy set $name failed" "$CWORK/ctl.err"
     done
 
     if [[ $topo == edge ]]; then

@@ -103,3 +103,5 @@ impl From<sekisho_audit::AuditError> for ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string())
     }
 }
+#[cfg(test)]
+mod openapi_tests;

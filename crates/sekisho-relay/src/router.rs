@@ -36,9 +36,15 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
     }
     let (conn, driver) = Connection::new(tls, Side::Server, Config::default(), Heartbeat::default());
     let driver = tokio::spawn(driver);
-    let agent = match authenticate(&state, &conn, &exporter, peer).await {
+    let outcome = if state.agent_limiter.blocked(peer.ip()) {
+        Err(("rate_limited", "too many failed agent logins from this address; try again in a minute".to_owned()))
+    } else {
+        authenticate(&state, &conn, &exporter, peer).await
+    };
+    let agent = match outcome {
         Ok(agent) => agent,
         Err((code, message)) => {
+            state.agent_limiter.failed(peer.ip());
             tracing::info!(code, %message, "agent refused");
             let event = Event::new("default", EventKind::AgentAuth, AuditDecision::Deny)
                 .path("agent")

@@ -16,6 +16,9 @@ use crate::hub::Hub;
 use crate::secrets::{MasterKey, hash_secret, new_id, random_secret};
 use crate::topology::Topology;
 
+/// Failed agent authentications one address may make per minute.
+pub(crate) const AGENT_FAILURES_PER_MINUTE: u32 = 60;
+
 /// What a front agent last reported about one route's listener.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub(crate) struct RouteStatus {
@@ -43,6 +46,9 @@ pub(crate) struct State {
     /// Verifies this relay's audit checkpoints.
     pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
     pub(crate) limiter: crate::api::Limiter,
+    /// Failed agent authentications per source IP (agents behind one NAT share it, so the limit
+    /// is higher than for people).
+    pub(crate) agent_limiter: crate::api::Limiter,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -78,6 +84,7 @@ impl State {
             master: p.master,
             audit_public_key: p.audit_public_key,
             limiter: crate::api::Limiter::default(),
+            agent_limiter: crate::api::Limiter::new(AGENT_FAILURES_PER_MINUTE),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -20,42 +20,65 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
+/// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows.
+fn audit_insert_sql(rows: usize) -> String {
+    const COLUMNS: usize = 20;
+    let mut sql = String::from(
+        "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
+         reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
+         prev_hash, hash) VALUES ",
+    );
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 impl Store {
     /// Appends chained events in one transaction. A duplicate `(tenant, seq)` (another writer got
     /// there first) fails the whole batch with [`StoreError::Conflict`].
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        /// Rows per INSERT statement: 20 parameters each stays far below both backends' limits.
+        const CHUNK: usize = 200;
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            let e = &r.record;
-            sqlx::query(
-                "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
-                 reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
-                 prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-            )
-            .bind(&e.tenant_id)
-            .bind(r.seq)
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(&e.subject_kind)
-            .bind(&e.subject)
-            .bind(&e.path)
-            .bind(&e.target)
-            .bind(&e.decision)
-            .bind(&e.reason)
-            .bind(&e.policy_id)
-            .bind(&e.auth_method)
-            .bind(&e.source_ip)
-            .bind(&e.country)
-            .bind(e.bytes_in)
-            .bind(e.bytes_out)
-            .bind(e.duration_ms)
-            .bind(&e.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| crate::conflict(err, "audit event", &format!("{}#{}", e.tenant_id, r.seq)))?;
+        for chunk in rows.chunks(CHUNK) {
+            let sql = audit_insert_sql(chunk.len());
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let e = &r.record;
+                q = q
+                    .bind(&e.tenant_id)
+                    .bind(r.seq)
+                    .bind(e.at)
+                    .bind(&e.kind)
+                    .bind(&e.subject_kind)
+                    .bind(&e.subject)
+                    .bind(&e.path)
+                    .bind(&e.target)
+                    .bind(&e.decision)
+                    .bind(&e.reason)
+                    .bind(&e.policy_id)
+                    .bind(&e.auth_method)
+                    .bind(&e.source_ip)
+                    .bind(&e.country)
+                    .bind(e.bytes_in)
+                    .bind(e.bytes_out)
+                    .bind(e.duration_ms)
+                    .bind(&e.detail)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash);
+            }
+            q.execute(&mut *tx).await.map_err(|err| {
+                let first = &chunk[0];
+                crate::conflict(err, "audit event", &format!("{}#{}", first.record.tenant_id, first.seq))
+            })?;
         }
         tx.commit().await?;
         Ok(())

@@ -404,7 +404,7 @@ pub(crate) enum CtlAuditCmd {
     /// Search the audit log, newest first.
     Search {
         #[command(flatten)]
-        query: AuditQuery,
+        query: Box<AuditQuery>,
         /// Output format (with --json, table becomes json).
         #[arg(long, value_enum, default_value = "table")]
         format: AuditFormat,

@@ -129,20 +129,29 @@ fn required_scope(method: &Method, path: &str) -> String {
 }
 
 /// Per source IP: failed authentications in the current minute.
-#[derive(Default)]
 pub(crate) struct Limiter {
+    max_per_minute: u32,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
-/// Failed attempts one IP may make per minute on any login surface before it is refused.
+/// Failed attempts one IP may make per minute on the API and login before it is refused.
 pub(crate) const MAX_FAILURES_PER_MINUTE: u32 = 10;
 
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter::new(MAX_FAILURES_PER_MINUTE)
+    }
+}
+
 impl Limiter {
+    pub(crate) fn new(max_per_minute: u32) -> Self {
+        Limiter { max_per_minute, failures: Mutex::new(HashMap::new()) }
+    }
+
     /// True if `ip` has used up its failures for this minute.
     pub(crate) fn blocked(&self, ip: IpAddr) -> bool {
         let map = self.failures.lock();
-        map.get(&ip)
-            .is_some_and(|(start, n)| start.elapsed() < Duration::from_secs(60) && *n >= MAX_FAILURES_PER_MINUTE)
+        map.get(&ip).is_some_and(|(start, n)| start.elapsed() < Duration::from_secs(60) && *n >= self.max_per_minute)
     }
 
     pub(crate) fn failed(&self, ip: IpAddr) {
@@ -308,12 +317,15 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
-        state.auditor.record(caller.event(EventKind::Admin, Decision::Deny, &state).target(what).reason(
-            match response.extensions().get::<super::error::ErrorTag>() {
-                Some(tag) => tag.0.clone(),
-                None => format!("request failed with status {}", response.status().as_u16()),
-            },
-        ));
+        let reason = match response.extensions().get::<super::error::ErrorTag>() {
+            Some(tag) => tag.0.clone(),
+            None => format!("request failed with status {}", response.status().as_u16()),
+        };
+        // The outcome is committed before the caller hears it.
+        let event = caller.event(EventKind::Admin, Decision::Deny, &state).target(what).reason(reason);
+        if let Err(e) = state.auditor.record_durable(event).await {
+            tracing::error!(error = %e, "cannot record failed admin action");
+        }
     }
     response
 }

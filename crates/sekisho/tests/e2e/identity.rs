@@ -190,10 +190,20 @@ async fn api_keys_hold_scopes_expire_are_revoked_and_keep_to_their_addresses() {
     let (status, v) = relay.api("GET", "/api/v1/agents", None, &here).await;
     assert!(status == 401 && v["error"]["message"].as_str().unwrap().contains("revoked"), "{v}");
 
+    // Forged or malformed JSON: a clear error, audited, nothing created.
+    let forged = json!({"name": "sneaky", "scopes": ["*"], "tenant_id": "other"});
+    let (status, v) = relay.api("POST", "/api/v1/api-keys", Some(forged), &admin).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_json")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("tenant_id"), "{v}");
+    let (_, keys) = relay.api("GET", "/api/v1/api-keys", None, &admin).await;
+    assert!(!keys.to_string().contains("sneaky"));
+    let (status, v) = relay.api("POST", "/api/v1/login", Some(json!({"user": 1})), "").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_json")), "{v}");
+
     // Every refusal is evidence.
     let (_, audit) = relay.api("GET", "/api/v1/audit?decision=deny&kind=admin&limit=1000", None, &admin).await;
     let text = audit.to_string();
-    for needle in ["forbidden", "scope_escalation", "ip_not_allowed", "expired", "revoked"] {
+    for needle in ["forbidden", "scope_escalation", "ip_not_allowed", "expired", "revoked", "bad_json"] {
         assert!(text.contains(needle), "no audited refusal with {needle}: {text}");
     }
 
@@ -276,4 +286,68 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
     for r in ["totp_required", "bad_password", "locked", "unknown_user", "login succeeded", "bad_totp"] {
         assert!(reasons.contains(&r), "no login event `{r}` in {reasons:?}");
     }
+}
+
+/// Runs `sekisho ctl --json ARGS` with `stdin`; Ok(parsed stdout) or Err(stderr).
+async fn ctl_with_stdin(relay: &Relay, key: &str, args: &[&str], stdin: &str) -> Result<Value, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = relay.ctl_command(key);
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_readme_identity_commands_work_through_ctl() {
+    let relay = Relay::start().await;
+    let admin = relay.admin_key.clone();
+    let v = relay.ctl(&["tenant", "create", "acme", "--max-agents", "5", "--retention-days", "30"]).await.unwrap();
+    let acme = v["admin_key"].as_str().unwrap().to_owned();
+    let run = |args: &'static [&'static str], stdin: &'static str| {
+        let relay = &relay;
+        let acme = acme.clone();
+        async move { ctl_with_stdin(relay, &acme, args, stdin).await }
+    };
+    run(&["group", "add", "ops", "--role", "operator"], "").await.unwrap();
+    run(&["user", "add", "alice", "--group", "ops", "--password-stdin"], "correct horse battery\n").await.unwrap();
+    let totp = run(&["user", "totp", "alice"], "").await.unwrap();
+    let secret = totp["secret"].as_str().unwrap().to_owned();
+    let users = run(&["user", "list"], "").await.unwrap();
+    assert_eq!(users[0]["groups"], json!(["ops"]), "{users}");
+    let key = run(&["apikey", "create", "ci", "--scope", "routes:read", "--expires", "30d"], "").await.unwrap();
+    assert!(key["key"].as_str().unwrap().starts_with("sk_"), "{key}");
+    let code = totp_now(&secret);
+    let login = ctl_with_stdin(
+        &relay,
+        "",
+        &["login", "--tenant", "acme", "--user", "alice", "--totp", &code],
+        "correct horse battery\n",
+    )
+    .await
+    .unwrap();
+    let session = login["key"].as_str().unwrap().to_owned();
+    let (status, _) = relay.api("GET", "/api/v1/services", None, &session).await;
+    assert_eq!(status, 200);
+    let err = ctl_with_stdin(&relay, "", &["login", "--tenant", "acme", "--user", "alice"], "wrong password!!\n")
+        .await
+        .unwrap_err();
+    assert!(err.contains("unauthenticated"), "{err}");
+    // The tenant's audit log, as CSV, holds these actions and nothing of the operator's tenant.
+    let out =
+        relay.ctl_command(&acme).args(["audit", "search", "--format", "csv", "--limit", "100"]).output().await.unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("tenant,seq,at,kind"), "{csv}");
+    assert!(csv.contains("POST /users") && csv.contains("login succeeded"), "{csv}");
+    let verify = ctl_with_stdin(&relay, &acme, &["audit", "verify"], "").await.unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    let _ = admin;
 }

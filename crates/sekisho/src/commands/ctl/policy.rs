@@ -30,7 +30,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
             match ctx.client.put(&policy_path(&service), &body).await {
                 Ok(v) if ctx.json => print_json(&v),
                 Ok(v) => {
-                    print!("{}", v["cedar"].as_str().unwrap_or_default());
+                    print_cedar(&v);
                     eprintln!("{} `{service}`", lang.pick("saved the policy of", "ポリシーを保存しました:"));
                 }
                 Err(e) => return Err(invalid_policy(ctx, e)),
@@ -188,7 +188,12 @@ fn show(v: &Value, lang: Lang) {
     list(lang.pick("deny (any one denies):", "拒否条件 (一つでも満たせば拒否):"), &v["deny"]);
     println!("{} {} ({})", lang.pick("updated:", "更新:"), time_cell(&v["updated_at"]), table::cell(&v["updated_by"]));
     println!("{}", lang.pick("cedar:", "Cedar:"));
-    print!("{}", v["cedar"].as_str().unwrap_or_default());
+    print_cedar(v);
+}
+
+fn print_cedar(v: &Value) {
+    let cedar = v["cedar"].as_str().unwrap_or_default();
+    println!("{}", cedar.trim_end_matches('\n'));
 }
 
 #[cfg(test)]
