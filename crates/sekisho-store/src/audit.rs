@@ -20,8 +20,9 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
-/// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows.
-fn audit_insert_sql(rows: usize) -> String {
+/// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
+/// SQLite, whose driver resolves `$n` names one parameter at a time).
+fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
     const COLUMNS: usize = 20;
     let mut sql = String::from(
         "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
@@ -34,7 +35,10 @@ fn audit_insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * COLUMNS + c + 1));
+            match backend {
+                crate::Backend::Sqlite => sql.push('?'),
+                crate::Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
+            }
         }
         sql.push(')');
     }
@@ -49,7 +53,7 @@ impl Store {
         const CHUNK: usize = 200;
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(CHUNK) {
-            let sql = audit_insert_sql(chunk.len());
+            let sql = audit_insert_sql(chunk.len(), self.backend);
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 let e = &r.record;
