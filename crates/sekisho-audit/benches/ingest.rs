@@ -9,7 +9,7 @@ use sekisho_audit::{AuditConfig, AuditKey, Auditor, Decision, Event, EventKind, 
 use sekisho_store::Store;
 
 fn event(i: u64) -> Event {
-    Event::new(if i % 10 == 0 { "acme" } else { "default" }, EventKind::Access, Decision::Allow)
+    Event::new(if i.is_multiple_of(10) { "acme" } else { "default" }, EventKind::Access, Decision::Allow)
         .subject(SubjectKind::User, format!("user{}", i % 50))
         .path("tunnel")
         .target(format!("service-{}", i % 100))
@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move {
                 for i in (p..n).step_by(8) {
                     a.record(event(i));
-                    if i % 1000 == 0 {
+                    if i.is_multiple_of(1000) {
                         tokio::task::yield_now().await;
                     }
                 }

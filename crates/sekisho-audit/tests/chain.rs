@@ -1,6 +1,8 @@
 //! The audit chain against a real store: durability, tampering of every kind, pruning, and two
 //! writers sharing one database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failing test should panic with the cause")]
+
 use std::time::Duration;
 
 use sekisho_audit::{AuditConfig, AuditKey, Auditor, Decision, Event, EventKind, ProblemKind, SubjectKind, verify};
@@ -26,7 +28,7 @@ fn config() -> AuditConfig {
 }
 
 fn event(tenant: &str, i: u64) -> Event {
-    Event::new(tenant, EventKind::Access, if i % 3 == 0 { Decision::Deny } else { Decision::Allow })
+    Event::new(tenant, EventKind::Access, if i.is_multiple_of(3) { Decision::Deny } else { Decision::Allow })
         .subject(SubjectKind::User, format!("user{}", i % 4))
         .path("tunnel")
         .target("wiki")

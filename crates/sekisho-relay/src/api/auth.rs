@@ -109,7 +109,7 @@ pub(crate) const ROLES: [&str; 4] = ["admin", "operator", "auditor", "member"];
 
 /// The scope a request needs, from its path under `/api/v1` (with or without the prefix: nested
 /// routers see it stripped) and its method.
-fn required_scope(method: &Method, path: &str) -> String {
+pub(crate) fn required_scope(method: &Method, path: &str) -> String {
     let rest = path.trim_start_matches("/api/v1").trim_start_matches('/');
     let first = rest.split('/').next().unwrap_or("");
     let read = method == Method::GET || method == Method::HEAD;

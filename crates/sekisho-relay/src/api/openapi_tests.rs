@@ -120,24 +120,10 @@ fn source_routes() -> Vec<(String, String, bool)> {
     routes
 }
 
-/// The scope `auth::required_scope` asks for (its rules, restated).
+/// The scope `auth::required_scope` asks for: the document must say what the relay enforces.
 fn expected_scope(method: &str, path: &str) -> String {
-    let rest = path.trim_start_matches(PREFIX).trim_start_matches('/');
-    let first = rest.split('/').next().unwrap_or("");
-    let access = if method == "get" || method == "head" { "read" } else { "write" };
-    let area = match first {
-        "tenants" => return "system".into(),
-        "enrollment-tokens" | "agents" => "agents",
-        "services" => "services",
-        "routes" => "routes",
-        "policies" if rest == "policies/test" => return "policies:read".into(),
-        "policies" => "policies",
-        "users" | "groups" => "users",
-        "api-keys" => "apikeys",
-        "audit" => return "audit:read".into(),
-        _ => return "system".into(),
-    };
-    format!("{area}:{access}")
+    let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a valid HTTP method");
+    super::auth::required_scope(&method, path)
 }
 
 fn document() -> Value {
