@@ -8,6 +8,7 @@ mod audit;
 pub(crate) mod auth;
 mod error;
 mod identity;
+mod login;
 mod policy;
 mod tunnel;
 
@@ -70,7 +71,7 @@ pub(crate) fn router(state: S) -> Router {
             "/api/v1/openapi.json",
             get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .route("/api/v1/login", post(identity::login))
+        .route("/api/v1/login", post(login::login))
         .nest("/api/v1", authed)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

@@ -105,7 +105,8 @@ impl MasterKey {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let b = rand::random::<[u8; 32]>().to_vec();
-                write_private(&path, &b).map_err(|source| SealError::Io { path: path.clone(), source })?;
+                sekisho_tunnel::identity::write_private(&path, &b)
+                    .map_err(|source| SealError::Io { path: path.clone(), source })?;
                 b
             }
             Err(source) => return Err(SealError::Io { path, source }),
@@ -137,13 +138,4 @@ impl MasterKey {
         let plain = self.key.open_in_place(nonce, Aad::empty(), &mut buf).ok()?;
         Some(plain.to_vec())
     }
-}
-
-fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(body)
 }

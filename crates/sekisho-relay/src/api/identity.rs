@@ -1,5 +1,5 @@
-//! Tenants (relay operator only), users, groups and API keys, and the password + TOTP login that
-//! turns a user into a short-lived session key.
+//! Tenants (relay operator only), users (with TOTP enrolment), groups and API keys. The login
+//! that uses them is in `login.rs`.
 
 use std::collections::HashMap;
 
@@ -7,20 +7,14 @@ use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
 use sekisho_store::{Group, Tenant, User, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use super::auth::{Caller, PeerAddr, ROLES, TENANT_SCOPES, role_scopes, valid_ip_entry};
+use super::auth::{Caller, ROLES, TENANT_SCOPES, valid_ip_entry};
 use super::{ApiError, Body, S, check_name};
-use crate::secrets::{hash_password, hash_secret, new_id, store_key, verify_password};
-
-const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-/// Consecutive failed logins before a user is locked, and for how long.
-pub(crate) const LOCKOUT_AFTER: i64 = 5;
-pub(crate) const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+use crate::secrets::{hash_password, hash_secret, new_id, store_key};
 
 // --- Tenants ------------------------------------------------------------------------------
 
@@ -267,7 +261,7 @@ pub(crate) async fn unlock_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
+pub(crate) fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, secret)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("totp: {e}")))
 }
@@ -379,14 +373,18 @@ pub(crate) async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The ids of a tenant's group and user named in a membership path.
+async fn membership(state: &S, caller: &Caller, group: &str, user: &str) -> Result<(String, String), ApiError> {
+    Ok((find_group(state, caller, group).await?.id, find_user(state, caller, user).await?.id))
+}
+
 pub(crate) async fn add_member(
     AxState(state): AxState<S>,
     Extension(caller): Extension<Caller>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let g = find_group(&state, &caller, &group).await?;
-    let u = find_user(&state, &caller, &user).await?;
-    state.store.add_member(&g.id, &u.id).await?;
+    let (g, u) = membership(&state, &caller, &group, &user).await?;
+    state.store.add_member(&g, &u).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -396,9 +394,8 @@ pub(crate) async fn remove_member(
     Extension(caller): Extension<Caller>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let g = find_group(&state, &caller, &group).await?;
-    let u = find_user(&state, &caller, &user).await?;
-    state.store.remove_member(&g.id, &u.id).await?;
+    let (g, u) = membership(&state, &caller, &group, &user).await?;
+    state.store.remove_member(&g, &u).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -481,138 +478,4 @@ pub(crate) async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_api_key(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-// --- Login --------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Login {
-    #[serde(default = "default_tenant")]
-    tenant: String,
-    user: String,
-    password: String,
-    totp: Option<String>,
-    recovery_code: Option<String>,
-}
-
-fn default_tenant() -> String {
-    "default".into()
-}
-
-/// A dummy hash to spend the same time on unknown users as on wrong passwords.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password("sekisho-dummy-password"));
-
-pub(crate) async fn login(
-    AxState(state): AxState<S>,
-    peer: Option<Extension<PeerAddr>>,
-    body: Body<Login>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Json(req) = body?;
-    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.0.ip());
-    let tenant = state.store.get_tenant(&req.tenant).await?;
-    let tenant_id = tenant.as_ref().map_or("default".to_owned(), |t| t.id.clone());
-    let audit = |decision: Decision, reason: &str, method: &str| {
-        Event::new(&tenant_id, EventKind::Login, decision)
-            .subject(SubjectKind::User, req.user.clone())
-            .path("api")
-            .reason(reason.to_owned())
-            .auth(method)
-            .source(ip, state.geo.country(ip))
-    };
-    let fail = |reason: &'static str, err: ApiError| {
-        let state = state.clone();
-        let event = audit(Decision::Deny, reason, "password");
-        async move {
-            state.limiter.failed(ip);
-            if let Err(e) = state.auditor.record_durable(event).await {
-                tracing::error!(error = %e, "cannot record failed login");
-            }
-            Err::<Json<serde_json::Value>, ApiError>(err)
-        }
-    };
-    let invalid = || ApiError::unauthenticated("user name or password is wrong");
-    if state.limiter.blocked(ip) {
-        let err = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed attempts from your address; try again in a minute",
-        );
-        return fail("rate_limited", err).await;
-    }
-    let user = match &tenant {
-        Some(t) => state.store.get_user(&t.id, &req.user).await?,
-        None => None,
-    };
-    let password = req.password.clone();
-    let phc = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
-    let password_ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false);
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        return fail("unknown_user", invalid()).await;
-    };
-    if user.locked_until.is_some_and(|t| t > now_ms()) {
-        let err = ApiError::new(
-            StatusCode::LOCKED,
-            "locked",
-            "this account is locked after repeated failed logins; try again later or ask an admin to unlock it",
-        );
-        return fail("locked", err).await;
-    }
-    let count_failure = |reason: &'static str, err: ApiError| {
-        let state = state.clone();
-        let uid = user.id.clone();
-        async move {
-            let _ = state.store.login_failed(&uid, LOCKOUT_AFTER, now_ms() + LOCKOUT_MS).await;
-            fail(reason, err).await
-        }
-    };
-    if !password_ok {
-        return count_failure("bad_password", invalid()).await;
-    }
-    let mut method = "password";
-    if user.totp_enabled != 0 {
-        method = "password+totp";
-        let ok = match (&req.totp, &req.recovery_code) {
-            (Some(code), _) => {
-                let secret = user.totp_secret.as_deref().and_then(|s| state.master.open(s)).unwrap_or_default();
-                totp(secret)?.check_current(code.trim()).unwrap_or(false)
-            }
-            (None, Some(rc)) => state.store.use_recovery_code(&user.id, &hash_secret(rc.trim())).await?,
-            (None, None) => {
-                let err = ApiError::unauthenticated("a TOTP code (or a recovery code) is required")
-                    .with_code("totp_required");
-                return fail("totp_required", err).await;
-            }
-        };
-        if !ok {
-            let err = ApiError::unauthenticated("the TOTP or recovery code is wrong").with_code("bad_totp");
-            return count_failure("bad_totp", err).await;
-        }
-    }
-    state.store.login_succeeded(&user.id).await?;
-    let mut scopes: Vec<&str> = Vec::new();
-    for g in state.store.groups_of(&user.id).await? {
-        scopes.extend(role_scopes(&g.role));
-    }
-    scopes.sort_unstable();
-    scopes.dedup();
-    let expires_at = now_ms() + SESSION_TTL_MS;
-    let key = store_key(
-        &state.store,
-        &user.tenant_id,
-        "session",
-        &scopes.join(" "),
-        Some(expires_at),
-        Some(user.id.clone()),
-        "",
-    )
-    .await?;
-    state
-        .auditor
-        .record_durable(audit(Decision::Allow, "login succeeded", method))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
-    Ok(Json(
-        json!({ "key": key, "expires_at": expires_at, "scopes": scopes, "user": user.name, "auth_method": method }),
-    ))
 }
