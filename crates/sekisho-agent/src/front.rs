@@ -140,7 +140,7 @@ async fn handle(mut sock: TcpStream, ctx: &Ctx, cancel: &CancellationToken) -> R
     let Err(failure) = result else { return Ok(()) };
     // An HTTP client that has had no answer yet gets one that says why; others see a reset.
     if ctx.route.protocol == "http" && totals.get().1 == 0 {
-        explain_http(&mut sock, &failure).await;
+        explain_http(&mut sock, &failure, totals.get().0 > 0).await;
     } else {
         abort(&sock);
     }
@@ -158,7 +158,15 @@ async fn forward(sock: &mut TcpStream, ctx: &Ctx, totals: &Totals) -> Result<(),
 }
 
 /// Answers an HTTP client with a short bilingual error page, then closes gracefully.
-async fn explain_http(sock: &mut TcpStream, failure: &Failure) {
+///
+/// A refusal can come back before the client has written its request; an HTTP client that
+/// reads a response it has not asked for yet drops the connection as a protocol error. So when
+/// nothing has come from the client, wait (briefly) for its first bytes before answering.
+async fn explain_http(sock: &mut TcpStream, failure: &Failure, client_spoke: bool) {
+    if !client_spoke {
+        let mut first = [0u8; 4096];
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sock.read(&mut first)).await;
+    }
     let (status, ja, en) = match failure {
         Failure::Reset(code, reason) if *code == ResetCode::REFUSED && reason.starts_with("agent_offline") => {
             ("503 Service Unavailable", "サービスが現在利用できません", "the service is unavailable right now")

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::harness::{BIN, Relay, test_dir};
@@ -28,6 +29,16 @@ async fn policies_decide_every_stream_and_denials_are_recorded_first() {
     let (status, page) = get(addr).await;
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("default-deny"), "{page}");
+    // The refusal waits for the client's request: an HTTP client that has not written yet
+    // would take an early answer as a protocol error.
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), raw.read(&mut buf)).await;
+    assert!(early.is_err(), "answered before the request: {early:?}");
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: wiki\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    raw.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 403"), "{}", String::from_utf8_lossy(&answer));
     let e = relay.wait_event(|e| e["policy_id"] == "default-deny").await;
     assert_eq!(
         (e["kind"].as_str(), e["decision"].as_str(), e["subject"].as_str()),
