@@ -47,6 +47,9 @@ impl Back {
         let Some(svc) = self.service(&req.service).await else {
             return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not served by this agent", req.service));
         };
+        if svc.protocol == "socks" || req.dest.is_some() {
+            return egress(&svc, stream, &req).await;
+        }
         let seal = match (&req.from_agent, req.e2e) {
             (None, None) => Seal::Plain,
             (Some(from), Some(E2eOpen::Handshake { session })) => {
@@ -128,6 +131,50 @@ impl Back {
             while let Ok(Some(_)) = stream.read_chunk().await {}
         }
         self.sessions.lock().remove(&key);
+    }
+}
+
+/// A gateway stream: the relay decided the connection and names the destination; dial it here
+/// (so it leaves with this site's address) and answer with one status byte before any data:
+/// 0 when connected, else the SOCKS5 reply code for the failure.
+async fn egress(svc: &ServiceConfig, stream: MuxStream, req: &OpenService) {
+    let dest = match (svc.protocol.as_str(), &req.dest, &req.from_agent, req.e2e) {
+        ("socks", Some(dest), None, None) => dest,
+        ("socks", _, _, _) => {
+            return stream.reset(ResetCode::REFUSED, "gateway streams come only from the relay, with a destination");
+        }
+        _ => return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not a gateway", svc.name)),
+    };
+    let mut tcp = match dial::connect(dest, None, TARGET_TIMEOUT).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(gateway = %svc.name, %dest, error = %e, "egress destination unreachable");
+            let code = match &e {
+                dial::DialError::Connect { source, .. } => match source.kind() {
+                    std::io::ErrorKind::ConnectionRefused => 5,
+                    std::io::ErrorKind::TimedOut => 6,
+                    std::io::ErrorKind::NetworkUnreachable => 3,
+                    _ => 4,
+                },
+                dial::DialError::Timeout(_) => 6,
+                _ => 4,
+            };
+            // Dropping an unfinished stream resets it, which could overtake the status byte:
+            // finish, then wait for the relay to close its side.
+            let _ = stream.write_all(&[code]).await;
+            let _ = stream.finish();
+            let _ = tokio::time::timeout(TARGET_TIMEOUT, async { while let Ok(Some(_)) = stream.read_chunk().await {} })
+                .await;
+            return;
+        }
+    };
+    if stream.write_all(&[0]).await.is_err() {
+        return;
+    }
+    let totals = Totals::default();
+    if let Err(e) = bridge(&mut tcp, stream, Seal::Plain, &totals).await {
+        abort(&tcp);
+        tracing::debug!(gateway = %svc.name, error = %e, "egress stream ended with an error");
     }
 }
 

@@ -29,7 +29,11 @@ fn policy(i: usize) -> ServicePolicy {
             "principal in Group::\"contractors\"",
         ),
     };
-    ServicePolicy { required: required.iter().map(|s| (*s).to_owned()).collect(), deny: vec![deny.to_owned()] }
+    ServicePolicy {
+        required: required.iter().map(|s| (*s).to_owned()).collect(),
+        deny: vec![deny.to_owned()],
+        ..Default::default()
+    }
 }
 
 fn request(service: &str, groups: &[&str], source_ip: &str) -> AccessRequest {
@@ -46,6 +50,7 @@ fn request(service: &str, groups: &[&str], source_ip: &str) -> AccessRequest {
         at: datetime!(2026-11-23 09:00 +09:00),
         auth_method: "password+totp".to_owned(),
         path: "tunnel".to_owned(),
+        destination: None,
     }
 }
 

@@ -28,14 +28,84 @@ pub struct ServicePolicy {
     /// Cedar boolean expressions of which any one holding denies.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Gateways: when not empty, the destination domain must match one of these patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_domains: Vec<String>,
+    /// Gateways: a destination domain matching one of these patterns is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_domains: Vec<String>,
+}
+
+/// One entry of a domain list: `example.com` matches the domain and every subdomain,
+/// `*.example.com` only subdomains. Returns the normalised pattern, or why it is not one.
+pub fn domain_pattern(entry: &str) -> Result<String, String> {
+    let lower = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "`{entry}` is not a domain pattern: write `example.com` (the domain and its subdomains) or \
+             `*.example.com` (subdomains only), in ASCII (punycode for international names)"
+        ));
+    }
+    Ok(if wild { format!("*.{name}") } else { name.to_owned() })
+}
+
+/// The Cedar expression that holds when `context.domain` matches one of `patterns` (already
+/// normalised by [`domain_pattern`]).
+fn domain_expression(patterns: &[String]) -> String {
+    let mut terms = Vec::with_capacity(patterns.len() * 2);
+    for p in patterns {
+        match p.strip_prefix("*.") {
+            Some(_) => terms.push(format!("context.domain like \"{p}\"")),
+            None => {
+                terms.push(format!("context.domain == \"{p}\""));
+                terms.push(format!("context.domain like \"*.{p}\""));
+            }
+        }
+    }
+    terms.join(" || ")
+}
+
+/// The domain lists of `policy` as Cedar expressions (allow, deny), or diagnostics naming the
+/// entries that are not domain patterns.
+fn domain_lists(policy: &ServicePolicy) -> Result<(Option<String>, Option<String>), PolicyError> {
+    let mut diagnostics = Vec::new();
+    let mut check = |kind: ConditionKind, entries: &[String]| -> Option<String> {
+        let mut patterns = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            match domain_pattern(entry) {
+                Ok(p) => patterns.push(p),
+                Err(message) => diagnostics.push(Diagnostic { kind, index, line: 1, column: 1, message, help: None }),
+            }
+        }
+        (!entries.is_empty()).then(|| domain_expression(&patterns))
+    };
+    let allow = check(ConditionKind::AllowDomains, &policy.allow_domains);
+    let deny = check(ConditionKind::DenyDomains, &policy.deny_domains);
+    finish(diagnostics)?;
+    Ok((allow, deny))
 }
 
 /// Which list of a [`ServicePolicy`] a condition comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ConditionKind {
     Required,
     Deny,
+    /// An entry of the domain allow list.
+    AllowDomains,
+    /// An entry of the domain deny list.
+    DenyDomains,
 }
 
 impl fmt::Display for ConditionKind {
@@ -43,6 +113,8 @@ impl fmt::Display for ConditionKind {
         f.write_str(match self {
             ConditionKind::Required => "required",
             ConditionKind::Deny => "deny",
+            ConditionKind::AllowDomains => "allow_domains",
+            ConditionKind::DenyDomains => "deny_domains",
         })
     }
 }
@@ -97,6 +169,7 @@ pub(crate) struct Condition {
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     service: String,
+    source: ServicePolicy,
     cedar_text: String,
     /// The permit (if any) and the forbids: this set decides.
     pub(crate) main: PolicySet,
@@ -119,12 +192,9 @@ impl CompiledPolicy {
         self.cedar_text.clone()
     }
 
-    /// The conditions this policy was compiled from.
+    /// The conditions and domain lists this policy was compiled from.
     pub fn conditions(&self) -> ServicePolicy {
-        ServicePolicy {
-            required: self.required.iter().map(|c| c.text.clone()).collect(),
-            deny: self.deny.iter().map(|c| c.text.clone()).collect(),
-        }
+        self.source.clone()
     }
 }
 
@@ -269,29 +339,51 @@ fn finish(mut diagnostics: Vec<Diagnostic>) -> Result<(), PolicyError> {
 }
 
 /// Compiles and strictly validates `policy` for `service`.
+///
+/// Domain lists become one more condition each: the allow list a required condition with id
+/// `<service>/allow-domains`, the deny list a deny condition with id `<service>/deny-domains`.
 pub(crate) fn compile(
     validator: &Validator,
     service: &str,
     policy: &ServicePolicy,
 ) -> Result<CompiledPolicy, PolicyError> {
-    let required: Vec<_> =
-        policy.required.iter().enumerate().map(|(i, t)| (ConditionKind::Required, i, t.as_str())).collect();
-    let deny: Vec<_> = policy.deny.iter().enumerate().map(|(k, t)| (ConditionKind::Deny, k, t.as_str())).collect();
-
     let mut diagnostics = Vec::new();
-    for &(kind, index, text) in required.iter().chain(&deny) {
-        parse_condition(kind, index, text, &mut diagnostics);
+    for (kind, list) in [(ConditionKind::Required, &policy.required), (ConditionKind::Deny, &policy.deny)] {
+        for (index, text) in list.iter().enumerate() {
+            parse_condition(kind, index, text, &mut diagnostics);
+        }
     }
     finish(diagnostics)?;
+    let (allow_list, deny_list) = domain_lists(policy)?;
+
+    // (id, how a denial explains it, (kind, index, Cedar text)) per condition.
+    let mut required: Vec<(String, String, (ConditionKind, usize, &str))> = policy
+        .required
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{service}/required/{i}"), t.clone(), (ConditionKind::Required, i, t.as_str())))
+        .collect();
+    if let Some(expr) = &allow_list {
+        let reason = "the destination domain is on the allow list".to_owned();
+        required.push((format!("{service}/allow-domains"), reason, (ConditionKind::AllowDomains, 0, expr.as_str())));
+    }
+    let mut deny: Vec<(String, String, (ConditionKind, usize, &str))> = policy
+        .deny
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (format!("{service}/deny/{k}"), t.clone(), (ConditionKind::Deny, k, t.as_str())))
+        .collect();
+    if let Some(expr) = &deny_list {
+        let reason = "the destination domain is on the deny list".to_owned();
+        deny.push((format!("{service}/deny-domains"), reason, (ConditionKind::DenyDomains, 0, expr.as_str())));
+    }
 
     let permit_id = format!("{service}/required");
-    let permit = (!required.is_empty()).then(|| Generated::new(permit_id.clone(), "permit", service, &required));
-    let forbids: Vec<_> =
-        deny.iter().map(|c| Generated::new(format!("{service}/deny/{}", c.1), "forbid", service, &[*c])).collect();
-    let explains: Vec<_> = required
-        .iter()
-        .map(|c| Generated::new(format!("{service}/required/{}", c.1), "permit", service, &[*c]))
-        .collect();
+    let all_required: Vec<_> = required.iter().map(|r| r.2).collect();
+    let permit = (!required.is_empty()).then(|| Generated::new(permit_id.clone(), "permit", service, &all_required));
+    let forbids: Vec<_> = deny.iter().map(|(id, _, c)| Generated::new(id.clone(), "forbid", service, &[*c])).collect();
+    let explains: Vec<_> =
+        required.iter().map(|(id, _, c)| Generated::new(id.clone(), "permit", service, &[*c])).collect();
 
     let main_policies: Vec<&Generated> = permit.iter().chain(&forbids).collect();
     let per_condition: Vec<&Generated> = explains.iter().chain(&forbids).collect();
@@ -314,12 +406,13 @@ pub(crate) fn compile(
     let condition = |g: &Generated, text: &str| Condition { id: PolicyId::new(&g.id), text: text.to_owned() };
     Ok(CompiledPolicy {
         service: service.to_owned(),
+        source: policy.clone(),
         cedar_text,
         main,
         explain,
         permit_id: PolicyId::new(permit_id),
-        required: explains.iter().zip(&policy.required).map(|(g, t)| condition(g, t)).collect(),
-        deny: forbids.iter().zip(&policy.deny).map(|(g, t)| condition(g, t)).collect(),
+        required: explains.iter().zip(&required).map(|(g, r)| condition(g, &r.1)).collect(),
+        deny: forbids.iter().zip(&deny).map(|(g, d)| condition(g, &d.1)).collect(),
     })
 }
 

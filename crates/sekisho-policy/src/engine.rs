@@ -69,6 +69,18 @@ pub struct AccessRequest {
     pub auth_method: String,
     /// `tunnel`, `browser`, `ssh` or `socks`.
     pub path: String,
+    /// Where a gateway connection goes (`context.domain`, `port`, `dest_ip`).
+    pub destination: Option<Destination>,
+}
+
+/// The destination of a gateway connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Lower-case, no trailing dot; empty when the client asked for an address.
+    pub domain: String,
+    /// The address, when known before connecting.
+    pub ip: Option<IpAddr>,
+    pub port: u16,
 }
 
 /// The outcome of one decision. `policy_id` and `reason` go to the audit log and deny pages:

@@ -14,6 +14,8 @@ mod engine;
 pub mod geo;
 mod schema;
 
-pub use compile::{CompiledPolicy, ConditionKind, Diagnostic, PolicyError, ServicePolicy};
-pub use engine::{AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Engine, Principal, REQUEST_ERROR, ServiceInfo};
+pub use compile::{CompiledPolicy, ConditionKind, Diagnostic, PolicyError, ServicePolicy, domain_pattern};
+pub use engine::{
+    AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Destination, Engine, Principal, REQUEST_ERROR, ServiceInfo,
+};
 pub use schema::SCHEMA;

@@ -30,6 +30,13 @@ action access appliesTo {
     path: String,
     // the front agent a user came through, when there is one
     agent?: Agent,
+    // Gateways (path "socks"): the destination asked for. `domain` is lower-case without a
+    // trailing dot, "" when the client sent an address; `port` is 0 on other paths. `dest_ip` is
+    // there when the address is known before connecting (an address was sent, or the relay
+    // resolved the domain for direct egress).
+    domain: String,
+    port: Long,
+    dest_ip?: ipaddr,
   }
 };
 "#;

@@ -8,6 +8,7 @@ fn policy(required: &[&str], deny: &[&str]) -> ServicePolicy {
     ServicePolicy {
         required: required.iter().map(|s| (*s).to_owned()).collect(),
         deny: deny.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,7 @@ fn add(engine: &mut Engine, tenant: &str, service: &str, required: &[&str], deny
     let policy = ServicePolicy {
         required: required.iter().map(|s| (*s).to_owned()).collect(),
         deny: deny.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
     };
     let compiled = engine.compile(service, &policy).unwrap();
     engine.insert(tenant, service, compiled);
@@ -38,6 +39,7 @@ fn alice() -> AccessRequest {
         at: MONDAY_NINE,
         auth_method: "password+totp".to_owned(),
         path: "tunnel".to_owned(),
+        destination: None,
     }
 }
 
@@ -63,6 +65,11 @@ fn allowed(d: &Decision) {
     assert!(d.allowed, "{d:?}");
     assert_eq!(d.policy_id, "wiki/required");
     assert_eq!(d.reason, "all required conditions hold");
+}
+
+fn gateway_allows(d: &Decision) {
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(d.policy_id, "internet/required");
 }
 
 fn denied<'a>(d: &'a Decision, policy_id: &str) -> &'a str {
@@ -257,7 +264,7 @@ fn odd_service_names() {
 #[test]
 fn a_policy_that_does_not_compile_changes_nothing() {
     let e = engine("acme", "wiki", &["true"], &[]);
-    let bad = ServicePolicy { required: vec!["context.nope".to_owned()], deny: vec![] };
+    let bad = ServicePolicy { required: vec!["context.nope".to_owned()], deny: vec![], ..Default::default() };
     assert!(e.compile("wiki", &bad).is_err());
     allowed(&e.decide(&alice()));
 }
@@ -268,6 +275,7 @@ fn edge_visitors_are_decided_by_address() {
     let policy = ServicePolicy {
         required: vec![r#"principal is Visitor && context.source_ip.isInRange(ip("192.0.2.0/24"))"#.into()],
         deny: vec![],
+        ..Default::default()
     };
     let compiled = engine.compile("cam", &policy).unwrap();
     engine.insert("t1", "cam", compiled);
@@ -281,10 +289,83 @@ fn edge_visitors_are_decided_by_address() {
         at: time::macros::datetime!(2026-11-23 09:00 +09:00),
         auth_method: "none".into(),
         path: "edge".into(),
+        destination: None,
     };
     assert!(engine.decide(&req).allowed);
     req.source_ip = "198.51.100.1".parse().unwrap();
     req.principal = Principal::Visitor { ip: "198.51.100.1".into() };
     let d = engine.decide(&req);
     assert_eq!((d.allowed, d.policy_id.as_str()), (false, "cam/required/0"));
+}
+
+fn socks(domain: &str, ip: Option<&str>, port: u16) -> AccessRequest {
+    AccessRequest {
+        service: ServiceInfo { name: "internet".to_owned(), protocol: "socks".to_owned() },
+        path: "socks".to_owned(),
+        destination: Some(sekisho_policy::Destination {
+            domain: domain.to_owned(),
+            ip: ip.map(|i| i.parse().unwrap()),
+            port,
+        }),
+        ..alice()
+    }
+}
+
+#[test]
+fn gateway_domain_lists_match_the_domain_and_its_subdomains() {
+    let mut e = Engine::new();
+    let policy = ServicePolicy {
+        required: vec!["context.port == 80 || context.port == 443".to_owned()],
+        deny: vec![r#"context has dest_ip && context.dest_ip.isInRange(ip("10.0.0.0/8"))"#.to_owned()],
+        allow_domains: vec!["Example.COM.".to_owned(), "*.wiki.test".to_owned()],
+        deny_domains: vec!["deepseek.com".to_owned()],
+    };
+    let compiled = e.compile("internet", &policy).unwrap();
+    assert_eq!(compiled.conditions(), policy, "admins see what they wrote");
+    e.insert("acme", "internet", compiled);
+
+    gateway_allows(&e.decide(&socks("example.com", None, 443)));
+    gateway_allows(&e.decide(&socks("www.example.com", Some("93.184.216.34"), 80)));
+    gateway_allows(&e.decide(&socks("a.wiki.test", None, 80)));
+    denied(&e.decide(&socks("wiki.test", None, 80)), "internet/allow-domains");
+    denied(&e.decide(&socks("notexample.com", None, 80)), "internet/allow-domains");
+    denied(&e.decide(&socks("", Some("93.184.216.34"), 80)), "internet/allow-domains");
+    denied(&e.decide(&socks("example.com", None, 22)), "internet/required/0");
+    denied(&e.decide(&socks("www.example.com", Some("10.1.2.3"), 80)), "internet/deny/0");
+
+    // The deny list wins over the allow list, and names itself in the reason.
+    let both = ServicePolicy { deny_domains: vec!["example.com".to_owned()], ..policy.clone() };
+    let compiled = e.compile("internet", &both).unwrap();
+    e.insert("acme", "internet", compiled);
+    let d = e.decide(&socks("cdn.example.com", None, 443));
+    denied(&d, "internet/deny-domains");
+    assert!(d.reason.contains("deny list"), "{d:?}");
+
+    // Other paths have no domain: a deny list never matches them.
+    let open = ServicePolicy {
+        required: vec!["true".to_owned()],
+        deny_domains: vec!["example.com".to_owned()],
+        ..Default::default()
+    };
+    let compiled = e.compile("wiki", &open).unwrap();
+    e.insert("acme", "wiki", compiled);
+    allowed(&e.decide(&alice()));
+}
+
+#[test]
+fn bad_domain_list_entries_are_named() {
+    let e = Engine::new();
+    let policy = ServicePolicy {
+        required: vec!["true".to_owned()],
+        deny_domains: vec!["ok.example".to_owned(), "bad domain".to_owned(), "*.".to_owned()],
+        ..Default::default()
+    };
+    let err = e.compile("internet", &policy).unwrap_err();
+    let named: Vec<_> = err.diagnostics.iter().map(|d| (d.kind, d.index)).collect();
+    assert_eq!(
+        named,
+        [(sekisho_policy::ConditionKind::DenyDomains, 1), (sekisho_policy::ConditionKind::DenyDomains, 2)]
+    );
+    assert!(err.diagnostics[0].message.contains("bad domain"), "{err}");
+    assert_eq!(sekisho_policy::domain_pattern("*.Example.com.").unwrap(), "*.example.com");
 }

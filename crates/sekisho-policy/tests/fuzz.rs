@@ -65,7 +65,7 @@ fn token() -> impl Strategy<Value = &'static str> {
 
 fn check(engine: &Engine, text: &str) {
     let lines = text.split('\n').count();
-    let policy = ServicePolicy { required: vec![text.to_owned()], deny: vec!["true".into()] };
+    let policy = ServicePolicy { required: vec![text.to_owned()], deny: vec!["true".into()], ..Default::default() };
     if let Err(e) = engine.compile("svc", &policy) {
         assert!(!e.diagnostics.is_empty());
         for d in &e.diagnostics {

@@ -14,7 +14,7 @@ mod tunnel;
 
 use std::sync::Arc;
 
-pub(crate) use auth::{Limiter, PeerAddr};
+pub(crate) use auth::{Limiter, PeerAddr, canonical, key_problem};
 use axum::extract::State as AxState;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;

@@ -60,6 +60,7 @@ pub(crate) fn tunnel(
             at: tenant_now(topo, &svc.tenant_id),
             auth_method: "agent_key".into(),
             path: "tunnel".into(),
+            destination: None,
         };
         state.policy.read().decide(&req)
     };
@@ -93,6 +94,7 @@ pub(crate) fn edge(state: &State, topo: &Topology, svc: &Service, source: IpAddr
         at: tenant_now(topo, &svc.tenant_id),
         auth_method: "none".into(),
         path: "edge".into(),
+        destination: None,
     };
     let decision = state.policy.read().decide(&req);
     let event = Event::new(

@@ -108,11 +108,11 @@ async fn serve(state: Arc<State>, service_id: &str, sock: TcpStream, peer: std::
     if !decision.allowed {
         return deny("policy_denied", decision.reason.clone(), event).await;
     }
-    let Some(conn) = state.hub.conn(&svc.agent_id) else {
+    let Some(conn) = svc.agent_id.as_deref().and_then(|id| state.hub.conn(id)) else {
         let why = format!("service `{}` is unavailable: its agent is offline", svc.name);
         return deny("agent_offline", why, event.policy("agent_offline")).await;
     };
-    let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None };
+    let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None, dest: None };
     let stream = match conn.open(proto::encode(&open)) {
         Ok(s) => s,
         Err(e) => return deny("agent_offline", e.to_string(), event.policy("agent_offline")).await,

@@ -15,6 +15,7 @@ mod api;
 mod decide;
 mod edge;
 mod events;
+mod gateway;
 mod hub;
 mod listener;
 mod router;
@@ -30,6 +31,7 @@ use sekisho_store::Store;
 use sekisho_tunnel::tls::LocalCa;
 use tokio_util::sync::CancellationToken;
 
+pub use gateway::GatewayConfig;
 pub use secrets::{hash_secret, new_api_key};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum RelayError {
     Geo(#[from] sekisho_policy::geo::GeoError),
     #[error(transparent)]
     Secrets(#[from] secrets::SealError),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
 }
 
 /// How to run a relay.
@@ -68,11 +72,15 @@ pub struct RelayConfig {
     pub geoip: Option<PathBuf>,
     /// The country given to loopback and private addresses.
     pub local_country: String,
+    /// The SOCKS5 gateway, when it runs.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// A running relay.
 pub struct RelayHandle {
     pub addr: SocketAddr,
+    /// The SOCKS5 gateway's address, when it runs.
+    pub gateway_addr: Option<SocketAddr>,
     pub ca_fingerprint: String,
     pub ca_path: PathBuf,
     /// The first admin API key, only on the very first start (it is stored hashed).
@@ -159,9 +167,21 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     state.refresh().await?;
     events::spawn_retention(&state);
 
+    let gateway_addr = match &config.gateway {
+        Some(g) => {
+            let options = Arc::new(gateway::Gateway::new(g)?);
+            let listener = sekisho_tunnel::dial::listen(g.listen)
+                .map_err(|source| RelayError::Listen { addr: g.listen, source })?;
+            let bound = listener.local_addr().map_err(|source| RelayError::Listen { addr: g.listen, source })?;
+            tokio::spawn(gateway::run(state.clone(), options, listener, shutdown.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
     Ok(RelayHandle {
         addr,
+        gateway_addr,
         ca_fingerprint: ca.fingerprint(),
         ca_path: config.data_dir.join("ca.pem"),
         admin_key,

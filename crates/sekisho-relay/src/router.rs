@@ -267,8 +267,9 @@ async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream:
             format!("access to `{}` denied by policy `{}`: {}", svc.name, decision.policy_id, decision.reason);
         return refuse("policy_denied", message, svc.name.clone(), Some(event)).await;
     }
-    let back_name = topo.agents.get(&svc.agent_id).map_or(svc.agent_id.as_str(), |a| a.name.as_str());
-    let Some(back_conn) = state.hub.conn(&svc.agent_id) else {
+    let back_id = svc.agent_id.as_deref().unwrap_or_default();
+    let back_name = topo.agents.get(back_id).map_or(back_id, |a| a.name.as_str());
+    let Some(back_conn) = state.hub.conn(back_id) else {
         return refuse(
             "agent_offline",
             format!("service `{}` is unavailable: its agent `{back_name}` is offline", svc.name),
@@ -282,6 +283,7 @@ async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream:
         from_agent: Some(from.clone()),
         from_key: Some(front.noise_pub.clone()),
         e2e: req.e2e,
+        dest: None,
     };
     let back = match back_conn.open(proto::encode(&open)) {
         Ok(b) => b,

@@ -104,6 +104,8 @@ impl State {
             let policy = sekisho_policy::ServicePolicy {
                 required: serde_json::from_str(&row.required).unwrap_or_default(),
                 deny: serde_json::from_str(&row.deny).unwrap_or_default(),
+                allow_domains: serde_json::from_str(&row.allow_domains).unwrap_or_default(),
+                deny_domains: serde_json::from_str(&row.deny_domains).unwrap_or_default(),
             };
             match engine.compile(&svc.name, &policy) {
                 Ok(compiled) => engine.insert(&svc.tenant_id, &svc.name, compiled),

@@ -63,7 +63,7 @@ impl Topology {
             .filter(|r| r.front_agent_id == id)
             .filter_map(|r| {
                 let svc = self.services.get(&r.service_id)?;
-                let back = self.agents.get(&svc.agent_id)?;
+                let back = self.agents.get(svc.agent_id.as_ref()?)?;
                 Some(RouteConfig {
                     id: r.id.clone(),
                     listen: r.listen.clone(),
@@ -78,7 +78,7 @@ impl Topology {
         let mut services: Vec<ServiceConfig> = self
             .services
             .values()
-            .filter(|s| s.agent_id == id)
+            .filter(|s| s.agent_id.as_deref() == Some(id))
             .map(|s| ServiceConfig {
                 id: s.id.clone(),
                 name: s.name.clone(),

@@ -108,7 +108,9 @@ pub struct Service {
     pub id: String,
     pub tenant_id: String,
     pub name: String,
-    pub agent_id: String,
+    /// The back agent serving it; `None` only for a gateway (protocol `socks`) whose egress is
+    /// the relay itself.
+    pub agent_id: Option<String>,
     pub target: String,
     pub protocol: String,
     pub edge_listen: Option<String>,
@@ -134,6 +136,10 @@ pub struct PolicyRow {
     pub required: String,
     /// JSON array of strings.
     pub deny: String,
+    /// JSON array of domain patterns (gateways).
+    pub allow_domains: String,
+    /// JSON array of domain patterns (gateways).
+    pub deny_domains: String,
     pub updated_at: i64,
     pub updated_by: String,
 }

@@ -77,7 +77,7 @@ fn service(id: &str, tenant: &str, name: &str, agent: &str) -> Service {
         id: id.into(),
         tenant_id: tenant.into(),
         name: name.into(),
-        agent_id: agent.into(),
+        agent_id: Some(agent.into()),
         target: "tcp://127.0.0.1:80".into(),
         protocol: "tcp".into(),
         edge_listen: None,
@@ -134,6 +134,39 @@ async fn enrollment_respects_the_tenants_agent_limit() {
         assert_eq!(s.enroll("a2", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::AgentLimit(1));
         assert_eq!(s.list_agents("acme").await.unwrap().len(), 1);
         assert!(s.list_agents("default").await.unwrap().is_empty());
+    }
+}
+
+/// Migration 3 rebuilt `services` on SQLite: a gateway needs no agent, a missing agent is still
+/// refused by the foreign key, and policies (with domain lists) still cascade with their service.
+#[tokio::test]
+async fn gateways_need_no_agent_and_keys_still_hold_after_the_rebuild() {
+    for (_d, s) in stores().await {
+        let gateway = Service {
+            agent_id: None,
+            target: "direct".into(),
+            protocol: "socks".into(),
+            ..service("gw1", "default", "internet", "")
+        };
+        s.insert_service(&gateway).await.unwrap();
+        assert!(s.insert_service(&service("sv9", "default", "ghost", "no-such-agent")).await.is_err());
+        let policy = PolicyRow {
+            service_id: "gw1".into(),
+            tenant_id: "default".into(),
+            required: r#"["true"]"#.into(),
+            deny: "[]".into(),
+            allow_domains: "[]".into(),
+            deny_domains: r#"["deepseek.com"]"#.into(),
+            updated_at: now_ms(),
+            updated_by: "test".into(),
+        };
+        s.put_policy(&policy).await.unwrap();
+        let stored = s.list_policies_all().await.unwrap();
+        assert_eq!(stored.iter().map(|p| p.deny_domains.as_str()).collect::<Vec<_>>(), [r#"["deepseek.com"]"#]);
+        let listed = s.list_services("default").await.unwrap();
+        assert_eq!(listed.iter().map(|s| s.agent_id.clone()).collect::<Vec<_>>(), [None]);
+        s.delete_service("default", "internet").await.unwrap();
+        assert!(s.list_policies_all().await.unwrap().is_empty(), "the policy goes with its service");
     }
 }
 
@@ -287,4 +320,51 @@ async fn audit_rows_chain_search_and_prune() {
         tenants.sort();
         assert_eq!(tenants, ["acme", "default"]);
     }
+}
+
+/// Upgrading a version-2 SQLite database with routes and policies keeps every row (migration 3
+/// rebuilds `services`, which routes and policies point at).
+#[tokio::test]
+async fn migration_3_keeps_routes_and_policies_of_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for name in ["0001_init.sql", "0002_identity_audit.sql"] {
+        std::fs::copy(src.join(name), old.join(name)).unwrap();
+    }
+    let db = dir.path().join("v2.db");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    for sql in [
+        "PRAGMA foreign_keys = ON",
+        "INSERT INTO agents (id, name, role, sign_pub, noise_pub, created_at) VALUES ('ag1', 'site', 'back', 's', 'n', 1)",
+        "INSERT INTO services (id, name, agent_id, target, protocol, created_at) \
+         VALUES ('sv1', 'wiki', 'ag1', 'tcp://127.0.0.1:80', 'tcp', 1)",
+        "INSERT INTO routes (id, front_agent_id, listen, service_id, created_at) VALUES ('rt1', 'ag1', '127.0.0.1:0', 'sv1', 1)",
+        "INSERT INTO service_policies (service_id, tenant_id, required, deny, updated_at, updated_by) \
+         VALUES ('sv1', 'default', '[\"true\"]', '[]', 1, 'admin')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let s = Store::open(&db).await.unwrap();
+    let services = s.list_services("default").await.unwrap();
+    assert_eq!(
+        services.iter().map(|s| (s.id.as_str(), s.agent_id.as_deref())).collect::<Vec<_>>(),
+        [("sv1", Some("ag1"))]
+    );
+    assert_eq!(s.list_routes("default").await.unwrap().len(), 1);
+    let policies = s.list_policies_all().await.unwrap();
+    assert_eq!(
+        policies.iter().map(|p| (p.required.as_str(), p.deny_domains.as_str())).collect::<Vec<_>>(),
+        [(r#"["true"]"#, "[]")]
+    );
+    assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
 }

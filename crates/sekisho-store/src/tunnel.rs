@@ -274,13 +274,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM service_policies WHERE service_id = $1").bind(&p.service_id).execute(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO service_policies (service_id, tenant_id, required, deny, updated_at, updated_by) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO service_policies \
+             (service_id, tenant_id, required, deny, allow_domains, deny_domains, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&p.service_id)
         .bind(&p.tenant_id)
         .bind(&p.required)
         .bind(&p.deny)
+        .bind(&p.allow_domains)
+        .bind(&p.deny_domains)
         .bind(p.updated_at)
         .bind(&p.updated_by)
         .execute(&mut *tx)

@@ -96,6 +96,9 @@ pub struct OpenService {
     /// That agent's Noise static key (hex).
     pub from_key: Option<String>,
     pub e2e: Option<E2eOpen>,
+    /// Gateway egress: the `host:port` to dial, for a service of protocol `socks` only.
+    #[serde(default)]
+    pub dest: Option<String>,
 }
 
 pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {

@@ -79,6 +79,16 @@ pub(crate) struct RelayArgs {
     /// Country code given to loopback and private addresses.
     #[arg(long, env = "SEKISHO_LOCAL_COUNTRY", default_value = "LOCAL")]
     pub local_country: String,
+    /// Run the SOCKS5 gateway on this address (e.g. 0.0.0.0:1080; port 0 picks a free one).
+    #[arg(long, env = "SEKISHO_SOCKS_LISTEN")]
+    pub socks_listen: Option<SocketAddr>,
+    /// Hosts file (/etc/hosts format) the gateway consults before DNS for direct egress.
+    #[arg(long, env = "SEKISHO_SOCKS_HOSTS", requires = "socks_listen")]
+    pub socks_hosts: Option<PathBuf>,
+    /// Let the gateway's direct egress reach loopback, private and link-local addresses
+    /// (refused by default: they are the relay's own networks).
+    #[arg(long, requires = "socks_listen")]
+    pub socks_allow_private: bool,
     /// Testing only: copy every spliced agent-to-agent byte to this TCP address.
     #[arg(long, hide = true)]
     pub debug_tap: Option<SocketAddr>,
@@ -322,7 +332,15 @@ pub(crate) enum PolicyCmd {
         /// Cedar condition that denies when it holds (repeatable).
         #[arg(long = "deny")]
         deny: Vec<String>,
-        /// JSON file {"required": [...], "deny": [...]} (its conditions come first).
+        /// Gateways: only these destination domains (repeatable; `example.com` includes its
+        /// subdomains, `*.example.com` only them).
+        #[arg(long = "allow-domain")]
+        allow_domains: Vec<String>,
+        /// Gateways: deny these destination domains (repeatable, same patterns).
+        #[arg(long = "deny-domain")]
+        deny_domains: Vec<String>,
+        /// JSON file {"required": [...], "deny": [...], "allow_domains": [...], "deny_domains": [...]}
+        /// (its entries come first).
         #[arg(long)]
         file: Option<PathBuf>,
     },
@@ -355,6 +373,15 @@ pub(crate) enum PolicyCmd {
         /// e.g. password+totp (default from the principal).
         #[arg(long)]
         auth_method: Option<String>,
+        /// Gateways: the destination domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Gateways: the destination port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Gateways: the destination address.
+        #[arg(long)]
+        dest_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -433,13 +460,13 @@ pub(crate) enum AgentCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServiceCmd {
-    /// Publish a target through a back agent.
+    /// Publish a target through a back agent, or create a SOCKS5 gateway (`--target socks`).
     Create {
         name: String,
-        /// Back agent (id or name).
+        /// Back agent (id or name); a gateway without one egresses from the relay.
         #[arg(long)]
-        agent: String,
-        /// tcp://host:port or http://host:port, as seen from the back agent.
+        agent: Option<String>,
+        /// tcp://host:port or http://host:port, as seen from the back agent; `socks` for a gateway.
         #[arg(long)]
         target: String,
         /// Also expose the service as a TCP port on the relay (ip:port).

@@ -129,7 +129,7 @@ impl Builder {
         let agent = req.via_agent.as_ref().map(|a| uid(&self.agent, &a.name));
 
         let hour = i64::from(req.at.hour());
-        let mut context = Vec::with_capacity(8);
+        let mut context = Vec::with_capacity(11);
         context.extend([
             ("source_ip".to_owned(), self.ip(req.source_ip)),
             ("country".to_owned(), RestrictedExpression::new_string(req.country.clone())),
@@ -141,6 +141,12 @@ impl Builder {
         ]);
         if let Some(agent) = &agent {
             context.push(("agent".to_owned(), RestrictedExpression::new_entity_uid(agent.clone())));
+        }
+        let (domain, port) = req.destination.as_ref().map_or((String::new(), 0), |d| (d.domain.clone(), d.port));
+        context.push(("domain".to_owned(), RestrictedExpression::new_string(domain)));
+        context.push(("port".to_owned(), RestrictedExpression::new_long(i64::from(port))));
+        if let Some(ip) = req.destination.as_ref().and_then(|d| d.ip) {
+            context.push(("dest_ip".to_owned(), self.ip(ip)));
         }
         let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
 
@@ -275,6 +281,7 @@ mod tests {
             at: datetime!(2026-11-29 23:59 +09:00),
             auth_method: "passkey".to_owned(),
             path: "ssh".to_owned(),
+            destination: None,
         }
     }
 
@@ -292,7 +299,16 @@ mod tests {
             },
             ..alice()
         };
-        for req in [alice(), direct, as_agent] {
+        let socks = AccessRequest {
+            path: "socks".to_owned(),
+            destination: Some(super::super::Destination {
+                domain: "example.com".to_owned(),
+                ip: Some("93.184.216.34".parse().unwrap()),
+                port: 443,
+            }),
+            ..alice()
+        };
+        for req in [alice(), direct, as_agent, socks] {
             let built = builder.build(&req, Some(&schema));
             assert!(built.is_ok(), "{req:?}: {built:?}");
         }

@@ -40,7 +40,7 @@ pub(crate) struct Caller {
 }
 
 /// Every scope a tenant key can hold.
-pub(crate) const TENANT_SCOPES: [&str; 13] = [
+pub(crate) const TENANT_SCOPES: [&str; 14] = [
     "agents:read",
     "agents:write",
     "services:read",
@@ -54,6 +54,8 @@ pub(crate) const TENANT_SCOPES: [&str; 13] = [
     "apikeys:read",
     "apikeys:write",
     "audit:read",
+    // Using the SOCKS5 gateway (the key is the proxy password).
+    "gateway:use",
 ];
 
 impl Caller {
@@ -99,9 +101,12 @@ pub(crate) fn role_scopes(role: &str) -> &'static [&'static str] {
             "policies:read",
             "policies:write",
             "users:read",
+            "gateway:use",
         ],
-        "auditor" => &["agents:read", "services:read", "routes:read", "policies:read", "users:read", "audit:read"],
-        _ => &[],
+        "auditor" => {
+            &["agents:read", "services:read", "routes:read", "policies:read", "users:read", "audit:read", "gateway:use"]
+        }
+        _ => &["gateway:use"],
     }
 }
 
@@ -195,7 +200,7 @@ pub(crate) fn ip_in(entry: &str, ip: IpAddr) -> bool {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -211,6 +216,20 @@ pub(crate) fn valid_ip_entry(entry: &str) -> bool {
     let Ok(ip) = addr.parse::<IpAddr>() else { return false };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     bits.is_none_or(|b| b.parse::<u32>().is_ok_and(|b| b <= max))
+}
+
+/// Why a known key may not be used from `ip` now, if it may not: revoked, expired or outside its
+/// address allow-list.
+pub(crate) fn key_problem(key: &ApiKey, ip: IpAddr) -> Option<ApiError> {
+    if key.revoked_at.is_some() {
+        Some(ApiError::unauthenticated("API key has been revoked"))
+    } else if key.expires_at.is_some_and(|t| t <= now_ms()) {
+        Some(ApiError::unauthenticated("API key has expired"))
+    } else if !ip_allowed(&key.allowed_ips, ip) {
+        Some(ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", format!("API key may not be used from `{ip}`")))
+    } else {
+        None
+    }
 }
 
 async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
@@ -254,16 +273,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         Err(e) => return ApiError::from(e).into_response(),
     };
     let label = format!("{} ({})", key.name, key.id);
-    let problem = if key.revoked_at.is_some() {
-        Some(ApiError::unauthenticated("API key has been revoked"))
-    } else if key.expires_at.is_some_and(|t| t <= now_ms()) {
-        Some(ApiError::unauthenticated("API key has expired"))
-    } else if !ip_allowed(&key.allowed_ips, ip) {
-        Some(ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", format!("API key may not be used from `{ip}`")))
-    } else {
-        None
-    };
-    if let Some(err) = problem {
+    if let Some(err) = key_problem(&key, ip) {
         state.limiter.failed(ip);
         return refuse(&state, ip, &key.tenant_id, label, err, what).await;
     }

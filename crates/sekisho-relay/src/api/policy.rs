@@ -19,6 +19,8 @@ pub(crate) struct PolicyView {
     service: String,
     required: Vec<String>,
     deny: Vec<String>,
+    allow_domains: Vec<String>,
+    deny_domains: Vec<String>,
     updated_at: i64,
     updated_by: String,
     /// The Cedar policies the conditions compile to.
@@ -39,6 +41,8 @@ fn view(state: &S, svc: &Service, row: &PolicyRow) -> PolicyView {
         service: svc.name.clone(),
         required: serde_json::from_str(&row.required).unwrap_or_default(),
         deny: serde_json::from_str(&row.deny).unwrap_or_default(),
+        allow_domains: serde_json::from_str(&row.allow_domains).unwrap_or_default(),
+        deny_domains: serde_json::from_str(&row.deny_domains).unwrap_or_default(),
         updated_at: row.updated_at,
         updated_by: row.updated_by.clone(),
         cedar,
@@ -82,8 +86,16 @@ pub(crate) async fn put(
     Path(name): Path<String>,
     body: Body<ServicePolicy>,
 ) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
-    let Json(policy) = body?;
+    let Json(mut policy) = body?;
     let svc = service(&state, &caller, &name)?;
+    // Stored as matched: lower case, no trailing dot (bad entries are reported by `compile`).
+    for list in [&mut policy.allow_domains, &mut policy.deny_domains] {
+        for entry in list.iter_mut() {
+            if let Ok(p) = sekisho_policy::domain_pattern(entry) {
+                *entry = p;
+            }
+        }
+    }
     let compiled = state.policy.read().compile(&svc.name, &policy).map_err(|e| {
         ApiError::bad_request("invalid_policy", e.to_string()).with_details(json!({ "diagnostics": e.diagnostics }))
     })?;
@@ -92,6 +104,8 @@ pub(crate) async fn put(
         tenant_id: svc.tenant_id.clone(),
         required: serde_json::to_string(&policy.required).unwrap_or_default(),
         deny: serde_json::to_string(&policy.deny).unwrap_or_default(),
+        allow_domains: serde_json::to_string(&policy.allow_domains).unwrap_or_default(),
+        deny_domains: serde_json::to_string(&policy.deny_domains).unwrap_or_default(),
         updated_at: now_ms(),
         updated_by: caller.name.clone(),
     };
@@ -125,6 +139,10 @@ pub(crate) struct Test {
     #[serde(default = "tunnel")]
     path: String,
     auth_method: Option<String>,
+    /// Gateways: the destination domain, port and address asked for.
+    domain: Option<String>,
+    port: Option<u16>,
+    dest_ip: Option<std::net::IpAddr>,
 }
 
 fn tunnel() -> String {
@@ -198,6 +216,13 @@ pub(crate) async fn test(
         at,
         auth_method: req.auth_method.clone().unwrap_or_else(|| auth.to_owned()),
         path: req.path.clone(),
+        destination: (req.domain.is_some() || req.port.is_some() || req.dest_ip.is_some()).then(|| {
+            sekisho_policy::Destination {
+                domain: req.domain.as_deref().map(crate::gateway::normalize_domain).unwrap_or_default(),
+                ip: req.dest_ip,
+                port: req.port.unwrap_or(0),
+            }
+        }),
     };
     let d = state.policy.read().decide(&request);
     Ok(Json(json!({

@@ -115,7 +115,9 @@ pub(crate) async fn revoke_agent(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewService {
     name: String,
-    agent: String,
+    /// The back agent; optional only for a gateway (`socks`), whose egress is then the relay.
+    #[serde(default)]
+    agent: Option<String>,
     target: String,
     edge_listen: Option<String>,
 }
@@ -147,6 +149,12 @@ fn parse_target(target: &str) -> Result<String, ApiError> {
         return Err(bad());
     }
     Ok(scheme.to_owned())
+}
+
+/// A gateway is created with the target `socks` (or `socks://`): its egress is the relay, or
+/// the back agent given.
+fn is_gateway_target(target: &str) -> bool {
+    matches!(target, "socks" | "socks://" | "socks://relay" | "socks://agent")
 }
 
 /// The agent named `key`, if it plays `role` (what `what` needs).
@@ -187,19 +195,40 @@ pub(crate) async fn create_service(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
     check_name(&req.name)?;
-    let protocol = parse_target(&req.target)?;
+    let gateway = is_gateway_target(&req.target);
+    let protocol = if gateway { "socks".to_owned() } else { parse_target(&req.target)? };
     if let Some(l) = &req.edge_listen {
+        if gateway {
+            return Err(ApiError::bad_request(
+                "invalid_listen",
+                "a gateway is reached at the relay's SOCKS5 port; it has no edge port",
+            ));
+        }
         l.parse::<std::net::SocketAddr>()
             .map_err(|_| ApiError::bad_request("invalid_listen", format!("edge_listen `{l}` must be ip:port")))?;
     }
     let topo = state.topology();
-    let agent = agent_in_role(&topo, &caller.tenant, &req.agent, "back", "services", Agent::serves_back)?;
+    let agent = match &req.agent {
+        Some(key) => Some(agent_in_role(&topo, &caller.tenant, key, "back", "services", Agent::serves_back)?),
+        None if gateway => None,
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_agent",
+                "a service needs the back agent that serves it (`agent`); only a gateway may go without",
+            ));
+        }
+    };
+    let target = match (gateway, agent) {
+        (true, Some(_)) => "socks://agent".to_owned(),
+        (true, None) => "socks://relay".to_owned(),
+        (false, _) => req.target,
+    };
     let svc = Service {
         id: new_id("sv"),
         tenant_id: caller.tenant.clone(),
         name: req.name,
-        agent_id: agent.id.clone(),
-        target: req.target,
+        agent_id: agent.map(|a| a.id.clone()),
+        target,
         protocol,
         edge_listen: req.edge_listen,
         created_at: now_ms(),
@@ -213,7 +242,12 @@ fn service_view(state: &State, service: Service) -> ServiceView {
     let topo = state.topology();
     let edge = state.edges.status(&service.id);
     ServiceView {
-        agent_name: topo.agents.get(&service.agent_id).map(|a| a.name.clone()).unwrap_or_default(),
+        agent_name: service
+            .agent_id
+            .as_ref()
+            .and_then(|id| topo.agents.get(id))
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
         edge_bound: edge.clone().and_then(Result::ok),
         edge_error: edge.and_then(Result::err),
         service,
@@ -286,6 +320,12 @@ pub(crate) async fn create_route(
     let svc = topo
         .find_service(&caller.tenant, &req.service)
         .ok_or_else(|| ApiError::not_found(format!("service `{}` not found", req.service)))?;
+    if svc.protocol == "socks" {
+        return Err(ApiError::bad_request(
+            "gateway_route",
+            format!("`{}` is a gateway: clients reach it at the relay's SOCKS5 port, not through a route", svc.name),
+        ));
+    }
     let fixed_port = !req.listen.ends_with(":0");
     if fixed_port && topo.routes.values().any(|r| r.front_agent_id == agent.id && r.listen == req.listen) {
         return Err(ApiError::new(

@@ -37,6 +37,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         database: None,
         geoip: None,
         local_country: "LOCAL".into(),
+        gateway: None,
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

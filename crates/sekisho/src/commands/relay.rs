@@ -15,6 +15,11 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         database: args.database,
         geoip: args.geoip,
         local_country: args.local_country,
+        gateway: args.socks_listen.map(|listen| sekisho_relay::GatewayConfig {
+            listen,
+            hosts_file: args.socks_hosts,
+            allow_private: args.socks_allow_private,
+        }),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());
@@ -22,6 +27,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         json_event(&json!({
             "event": "ready",
             "listen": handle.addr.to_string(),
+            "socks": handle.gateway_addr.map(|a| a.to_string()),
             "api_url": api_url,
             "ca_file": handle.ca_path,
             "ca_fingerprint": handle.ca_fingerprint,
@@ -29,6 +35,9 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         }));
     } else {
         println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
+        if let Some(socks) = handle.gateway_addr {
+            println!("{} {socks}", lang.pick("SOCKS5 gateway listening on", "SOCKS5 ゲートウェイ待ち受け中:"));
+        }
         println!(
             "{} {}",
             lang.pick("CA fingerprint (SHA-256):", "CA フィンガープリント (SHA-256):"),

@@ -114,6 +114,8 @@ pub struct Relay {
     pub api_url: String,
     pub ca_file: String,
     pub admin_key: String,
+    /// The SOCKS5 gateway's address, when started with `--socks-listen`.
+    pub socks: Option<SocketAddr>,
 }
 
 impl Relay {
@@ -130,6 +132,7 @@ impl Relay {
             api_url: ready["api_url"].as_str().unwrap().to_owned(),
             ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
             admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
+            socks: ready["socks"].as_str().map(|a| a.parse().unwrap()),
             dir,
         }
     }

@@ -9,6 +9,7 @@ mod targets;
 mod admin;
 mod bad_input;
 mod evidence;
+mod gateway;
 mod identity;
 mod lifecycle;
 mod tunnel;

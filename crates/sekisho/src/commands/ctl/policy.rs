@@ -13,20 +13,27 @@ use crate::i18n::Lang;
 pub(super) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
     let lang = ctx.lang;
     match cmd {
-        PolicyCmd::Set { service, required, deny, file } => {
-            let (mut req, mut den) = match &file {
+        PolicyCmd::Set { service, required, deny, allow_domains, deny_domains, file } => {
+            let mut lists = match &file {
                 Some(path) => read_file(path, lang)?,
-                None => (Vec::new(), Vec::new()),
+                None => Lists::default(),
             };
-            req.extend(required);
-            den.extend(deny);
-            if req.is_empty() && den.is_empty() {
+            lists.required.extend(required);
+            lists.deny.extend(deny);
+            lists.allow_domains.extend(allow_domains);
+            lists.deny_domains.extend(deny_domains);
+            if lists.required.is_empty() && lists.deny.is_empty() && lists.deny_domains.is_empty() {
                 return Err(anyhow!(lang.pick(
-                    "no conditions: give --require, --deny or --file (`policy rm` denies everyone)",
-                    "条件がありません: --require、--deny、--file のいずれかを指定してください (全員拒否は `policy rm`)"
+                    "no conditions: give --require, --deny, --deny-domain or --file (`policy rm` denies everyone)",
+                    "条件がありません: --require、--deny、--deny-domain、--file のいずれかを指定してください (全員拒否は `policy rm`)"
                 )));
             }
-            let body = json!({"required": req, "deny": den});
+            let body = json!({
+                "required": lists.required,
+                "deny": lists.deny,
+                "allow_domains": lists.allow_domains,
+                "deny_domains": lists.deny_domains,
+            });
             match ctx.client.put(&policy_path(&service), &body).await {
                 Ok(v) if ctx.json => print_json(&v),
                 Ok(v) => {
@@ -64,10 +71,19 @@ pub(super) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
             ctx.client.delete(&policy_path(&service)).await?;
             ctx.done();
         }
-        PolicyCmd::Test { service, user, agent, ip, at, path, auth_method } => {
+        PolicyCmd::Test { service, user, agent, ip, at, path, auth_method, domain, port, dest_ip } => {
             let mut body = Map::new();
             body.insert("service".into(), json!(service));
             body.insert("ip".into(), json!(ip.to_string()));
+            if let Some(port) = port {
+                body.insert("port".into(), json!(port));
+            }
+            let dest_ip = dest_ip.map(|ip| ip.to_string());
+            for (k, v) in [("domain", domain), ("dest_ip", dest_ip)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
             for (k, v) in [("user", user), ("agent", agent), ("at", at), ("path", path), ("auth_method", auth_method)] {
                 if let Some(v) = v {
                     body.insert(k.into(), json!(v));
@@ -98,8 +114,19 @@ fn policy_path(service: &str) -> String {
     format!("/api/v1/policies/{}", seg(service))
 }
 
-/// A policy file `{"required": [...], "deny": [...]}` → its two lists.
-fn read_file(path: &Path, lang: Lang) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// The lists of a policy.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Lists {
+    required: Vec<String>,
+    deny: Vec<String>,
+    allow_domains: Vec<String>,
+    deny_domains: Vec<String>,
+}
+
+const FIELDS: [&str; 4] = ["required", "deny", "allow_domains", "deny_domains"];
+
+/// A policy file `{"required": [...], "deny": [...], "allow_domains": [...], "deny_domains": [...]}`.
+fn read_file(path: &Path, lang: Lang) -> anyhow::Result<Lists> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     parse_policy_json(&text).map_err(|why| anyhow!("`{}`: {why}", path.display())).context(lang.pick(
         "a policy file holds {\"required\": [..], \"deny\": [..]}",
@@ -107,10 +134,10 @@ fn read_file(path: &Path, lang: Lang) -> anyhow::Result<(Vec<String>, Vec<String
     ))
 }
 
-fn parse_policy_json(text: &str) -> Result<(Vec<String>, Vec<String>), String> {
+fn parse_policy_json(text: &str) -> Result<Lists, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let obj = v.as_object().ok_or("not a JSON object")?;
-    if let Some(k) = obj.keys().find(|k| *k != "required" && *k != "deny") {
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!("unknown field `{k}`"));
     }
     let list = |key: &str| -> Result<Vec<String>, String> {
@@ -123,7 +150,12 @@ fn parse_policy_json(text: &str) -> Result<(Vec<String>, Vec<String>), String> {
             Some(_) => Err(format!("`{key}` must be a list of strings")),
         }
     };
-    Ok((list("required")?, list("deny")?))
+    Ok(Lists {
+        required: list("required")?,
+        deny: list("deny")?,
+        allow_domains: list("allow_domains")?,
+        deny_domains: list("deny_domains")?,
+    })
 }
 
 /// Prints the diagnostics of an `invalid_policy` answer and turns it into a short error.
@@ -186,6 +218,14 @@ fn show(v: &Value, lang: Lang) {
     };
     list(lang.pick("required (all must hold):", "必須条件 (すべて満たす必要あり):"), &v["required"]);
     list(lang.pick("deny (any one denies):", "拒否条件 (一つでも満たせば拒否):"), &v["deny"]);
+    for (key, title) in [
+        ("allow_domains", lang.pick("allowed domains (gateway):", "許可ドメイン (ゲートウェイ):")),
+        ("deny_domains", lang.pick("denied domains (gateway):", "拒否ドメイン (ゲートウェイ):")),
+    ] {
+        if v[key].as_array().is_some_and(|a| !a.is_empty()) {
+            list(title, &v[key]);
+        }
+    }
     println!("{} {} ({})", lang.pick("updated:", "更新:"), time_cell(&v["updated_at"]), table::cell(&v["updated_by"]));
     println!("{}", lang.pick("cedar:", "Cedar:"));
     print_cedar(v);
@@ -220,9 +260,15 @@ mod tests {
 
     #[test]
     fn policy_files_parse() {
-        let (r, d) = parse_policy_json(r#"{"required": ["true"], "deny": ["false", "x"]}"#).unwrap_or_default();
+        let Lists { required: r, deny: d, .. } =
+            parse_policy_json(r#"{"required": ["true"], "deny": ["false", "x"]}"#).unwrap_or_default();
         assert_eq!((r, d), (vec!["true".to_owned()], vec!["false".to_owned(), "x".to_owned()]));
-        assert_eq!(parse_policy_json(r#"{"required": ["a"]}"#), Ok((vec!["a".to_owned()], vec![])));
+        assert_eq!(
+            parse_policy_json(r#"{"required": ["a"]}"#),
+            Ok(Lists { required: vec!["a".to_owned()], ..Lists::default() })
+        );
+        let domains = parse_policy_json(r#"{"deny_domains": ["deepseek.com"]}"#).unwrap_or_default();
+        assert_eq!(domains.deny_domains, ["deepseek.com"]);
         assert!(parse_policy_json(r#"{"require": ["a"]}"#).is_err());
         assert!(parse_policy_json(r#"{"required": [1]}"#).is_err());
         assert!(parse_policy_json("[]").is_err());

@@ -1,0 +1,658 @@
+//! The SOCKS5 web-filter gateway: staff devices use the relay as their proxy, and every outbound
+//! connection is decided by the tenant's Cedar policies and left in the audit log.
+//!
+//! A gateway is a service of protocol `socks`. Its egress is the relay itself (target
+//! `socks://relay`) or one back agent (`socks://agent`, so a site's staff browse with that site's
+//! address); the agent leg is a plain tunnel stream whose open request carries the destination.
+//! Clients authenticate with RFC 1929: the username is the user's name (`alice`, or
+//! `alice+gateway` to pick one of several gateways), the password an API key of that user with
+//! the `gateway:use` scope. The destination goes to policy as `context.domain`, `context.port` and
+//! (when known before connecting) `context.dest_ip`.
+//!
+//! Direct egress resolves names at the relay (through the operator's hosts file first), so the
+//! decision sees the address too; unless the operator allows it, addresses of the relay's own
+//! networks (loopback, private, link-local, …) are refused before policy, so a tenant cannot
+//! reach what sits next to the relay.
+
+mod socks5;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_policy::{AccessRequest, Destination, Principal, ServiceInfo};
+use sekisho_store::{Service, now_ms};
+use sekisho_tunnel::proto::{self, OpenService};
+use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use socks5::normalize_domain;
+use socks5::{Reply, SocksError, Target};
+
+use crate::secrets::hash_secret;
+use crate::state::State;
+
+/// The scope an API key needs to be a gateway password.
+pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
+/// The whole handshake (greeting, authentication, request) must arrive within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// No SOCKS5 message is longer (a request with a 255-byte domain is 262 bytes).
+const MAX_MESSAGE: usize = 600;
+
+/// How the operator runs the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// A hosts file (`/etc/hosts` format) consulted before DNS for direct egress.
+    pub hosts_file: Option<std::path::PathBuf>,
+    /// Let direct egress reach loopback, private and link-local addresses.
+    pub allow_private: bool,
+}
+
+/// The running gateway's options.
+pub(crate) struct Gateway {
+    hosts: HashMap<String, Vec<IpAddr>>,
+    allow_private: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot read hosts file `{path}`: {source}")]
+    Hosts { path: String, source: std::io::Error },
+}
+
+impl Gateway {
+    pub(crate) fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let hosts = match &config.hosts_file {
+            Some(path) => read_hosts(path)?,
+            None => HashMap::new(),
+        };
+        Ok(Gateway { hosts, allow_private: config.allow_private })
+    }
+}
+
+/// Reads `ADDRESS NAME…` lines; `#` starts a comment.
+fn read_hosts(path: &Path) -> Result<HashMap<String, Vec<IpAddr>>, GatewayError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| GatewayError::Hosts { path: path.display().to_string(), source })?;
+    let mut hosts: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else { continue };
+        for name in words {
+            hosts.entry(normalize_domain(name)).or_default().push(ip);
+        }
+    }
+    Ok(hosts)
+}
+
+/// Whether `ip` belongs to networks next to the relay rather than the internet.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 0
+                // 100.64.0.0/10, carrier-grade NAT
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xFE00) == 0xFC00 // unique local
+                    || (first & 0xFFC0) == 0xFE80 // link local
+            }
+        },
+    }
+}
+
+pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let _ = sock.set_nodelay(true);
+        let state = state.clone();
+        let gateway = gateway.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = serve(&state, &gateway, sock, peer) => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Who authenticated.
+struct Client {
+    tenant: String,
+    user: String,
+    groups: Vec<String>,
+    /// The gateway picked with `user+gateway`, if any.
+    gateway: Option<String>,
+    ip: IpAddr,
+    country: String,
+}
+
+impl Client {
+    fn event(&self, decision: AuditDecision, target: &Target) -> Event {
+        Event::new(&self.tenant, EventKind::Access, decision)
+            .subject(SubjectKind::User, self.user.clone())
+            .path("socks")
+            .target(target.to_string())
+            .auth("api_key")
+            .source(self.ip, self.country.clone())
+    }
+}
+
+/// Why a handshake ended before a request was decided.
+enum Ended {
+    /// The client went away or stalled; nothing to record.
+    Quietly(String),
+    /// Already answered and recorded.
+    Refused,
+}
+
+async fn serve(state: &Arc<State>, gateway: &Gateway, mut sock: TcpStream, peer: SocketAddr) {
+    let ip = crate::api::canonical(peer.ip());
+    let mut buf = BytesMut::with_capacity(MAX_MESSAGE);
+    let started = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(state, &mut sock, &mut buf, ip)).await;
+    let (client, request) = match started {
+        Ok(Ok(done)) => done,
+        Ok(Err(Ended::Refused)) => return,
+        Ok(Err(Ended::Quietly(why))) => {
+            tracing::debug!(%peer, %why, "gateway client left during the handshake");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "gateway handshake timed out");
+            return;
+        }
+    };
+    connect(state, gateway, sock, buf, client, request).await;
+}
+
+async fn read_message<T>(
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    parse: fn(&[u8]) -> socks5::Parsed<T>,
+) -> Result<Result<T, SocksError>, Ended> {
+    loop {
+        match parse(buf) {
+            Ok(Some((message, n))) => {
+                let _ = buf.split_to(n);
+                return Ok(Ok(message));
+            }
+            Ok(None) if buf.len() >= MAX_MESSAGE => return Ok(Err(SocksError::NoMethods)),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) => return Err(Ended::Quietly("closed the connection".into())),
+            Ok(_) => {}
+            Err(e) => return Err(Ended::Quietly(e.to_string())),
+        }
+    }
+}
+
+/// Records a refusal before the client hears it (denials are durable), then answers.
+async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], event: Event) -> Ended {
+    if let Err(e) = state.auditor.record_durable(event).await {
+        tracing::error!(error = %e, "cannot record gateway refusal");
+    }
+    let _ = sock.write_all(answer).await;
+    let _ = sock.shutdown().await;
+    Ended::Refused
+}
+
+/// An event about a client not (yet) known to belong to a tenant.
+fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Event {
+    Event::new("default", kind, AuditDecision::Deny)
+        .subject(SubjectKind::Anonymous, ip.to_string())
+        .path("socks")
+        .reason(reason)
+        .auth("api_key")
+        .source(ip, state.geo.country(ip))
+}
+
+async fn handshake(
+    state: &State,
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    ip: IpAddr,
+) -> Result<(Client, socks5::Request), Ended> {
+    let greeting = match read_message(sock, buf, socks5::parse_greeting).await? {
+        Ok(g) => g,
+        Err(e) => {
+            state.limiter.failed(ip);
+            let event = anonymous(state, EventKind::Access, ip, format!("protocol_error: {e}"));
+            return Err(refuse(state, sock, b"", event).await);
+        }
+    };
+    if !greeting.methods.contains(&socks5::METHOD_USER_PASSWORD) {
+        let reason = "no_acceptable_method: the gateway needs username/password authentication (RFC 1929); \
+                      the password is an API key";
+        let event = anonymous(state, EventKind::Login, ip, reason.to_owned());
+        return Err(refuse(state, sock, &[socks5::VERSION, socks5::METHOD_NONE_ACCEPTABLE], event).await);
+    }
+    sock.write_all(&[socks5::VERSION, socks5::METHOD_USER_PASSWORD])
+        .await
+        .map_err(|e| Ended::Quietly(e.to_string()))?;
+    let credentials = match read_message(sock, buf, socks5::parse_credentials).await? {
+        Ok(c) => c,
+        Err(e) => {
+            state.limiter.failed(ip);
+            let event = anonymous(state, EventKind::Login, ip, format!("protocol_error: {e}"));
+            return Err(refuse(state, sock, &[socks5::AUTH_VERSION, 1], event).await);
+        }
+    };
+    let client = match authenticate(state, ip, &credentials).await {
+        Ok(c) => c,
+        Err(event) => {
+            state.limiter.failed(ip);
+            return Err(refuse(state, sock, &[socks5::AUTH_VERSION, 1], event).await);
+        }
+    };
+    sock.write_all(&[socks5::AUTH_VERSION, 0]).await.map_err(|e| Ended::Quietly(e.to_string()))?;
+    let request = match read_message(sock, buf, socks5::parse_request).await? {
+        Ok(r) => r,
+        Err(e) => {
+            let reply = socks5::reply(e.reply().unwrap_or(Reply::GeneralFailure), None);
+            let event = Event::new(&client.tenant, EventKind::Access, AuditDecision::Deny)
+                .subject(SubjectKind::User, client.user.clone())
+                .path("socks")
+                .reason(format!("protocol_error: {e}"))
+                .auth("api_key")
+                .source(ip, client.country.clone());
+            return Err(refuse(state, sock, &reply, event).await);
+        }
+    };
+    if request.command != socks5::CMD_CONNECT {
+        let name = match request.command {
+            socks5::CMD_BIND => "BIND",
+            socks5::CMD_UDP_ASSOCIATE => "UDP ASSOCIATE",
+            _ => "unknown",
+        };
+        let event = client
+            .event(AuditDecision::Deny, &request.target)
+            .reason(format!("command_not_supported: {name} (command {}) is not offered; use CONNECT", request.command));
+        return Err(refuse(state, sock, &socks5::reply(Reply::CommandNotSupported, None), event).await);
+    }
+    Ok((client, request))
+}
+
+/// Checks the API key given as password: known, live, allowed from `ip`, with the gateway scope,
+/// and belonging to the (enabled) user named.
+async fn authenticate(state: &State, ip: IpAddr, c: &socks5::Credentials) -> Result<Client, Event> {
+    let country = state.geo.country(ip);
+    let deny = |tenant: &str, subject: String, reason: String| {
+        Event::new(tenant, EventKind::Login, AuditDecision::Deny)
+            .subject(SubjectKind::User, subject)
+            .path("socks")
+            .reason(reason)
+            .auth("api_key")
+            .source(ip, country.clone())
+    };
+    let (user_name, gateway) = match c.user.split_once('+') {
+        Some((u, g)) => (u.to_owned(), Some(g.to_owned())),
+        None => (c.user.clone(), None),
+    };
+    if state.limiter.blocked(ip) {
+        let why = "rate_limited: too many failed attempts from this address; try again in a minute";
+        return Err(deny("default", user_name, why.to_owned()));
+    }
+    let key = match state.store.find_api_key(&hash_secret(c.password.trim())).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return Err(deny("default", user_name, "unauthenticated: the password is not a valid API key".into()));
+        }
+        Err(e) => return Err(deny("default", user_name, format!("store_error: {e}"))),
+    };
+    let tenant = key.tenant_id.clone();
+    if let Some(problem) = crate::api::key_problem(&key, ip) {
+        return Err(deny(&tenant, user_name, format!("{}: {}", problem.code, problem.message)));
+    }
+    let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
+    if !scoped {
+        return Err(deny(&tenant, user_name, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
+    }
+    let user = match &key.user_id {
+        Some(id) => state.store.get_user_by_id(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return Err(deny(&tenant, user_name, "unauthenticated: the API key belongs to no enabled user".into()));
+    };
+    if user.name != user_name {
+        return Err(deny(&tenant, user_name, format!("unauthenticated: the API key is not `{}`'s", c.user)));
+    }
+    if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
+        let _ = state.store.api_key_used(&key.id).await;
+    }
+    let groups = state.store.groups_of(&user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
+    Ok(Client { tenant, user: user.name, groups, gateway, ip, country })
+}
+
+/// The tenant's gateway the client asked for, or its only one.
+fn pick_gateway(state: &State, client: &Client) -> Result<Service, String> {
+    let topo = state.topology();
+    let gateways: Vec<&Service> =
+        topo.services.values().filter(|s| s.tenant_id == client.tenant && s.protocol == "socks").collect();
+    match &client.gateway {
+        Some(name) => gateways
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| (*s).clone())
+            .ok_or_else(|| format!("no_gateway: there is no gateway `{name}`")),
+        None => match gateways.as_slice() {
+            [only] => Ok((*only).clone()),
+            [] => Err("no_gateway: the tenant has no gateway (a service with target `socks`)".into()),
+            _ => {
+                let mut names: Vec<&str> = gateways.iter().map(|s| s.name.as_str()).collect();
+                names.sort_unstable();
+                Err(format!("no_gateway: choose one of {} with the username `user+gateway`", names.join(", ")))
+            }
+        },
+    }
+}
+
+/// Where a direct connection may go: the addresses of the destination, resolved here.
+async fn resolve(gateway: &Gateway, target: &Target) -> Result<Vec<SocketAddr>, (Reply, String)> {
+    let addrs: Vec<SocketAddr> = match target {
+        Target::Ip(a) => vec![*a],
+        Target::Domain(name, port) => match gateway.hosts.get(name) {
+            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, *port)).collect(),
+            None => {
+                let looked =
+                    tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), *port))).await;
+                match looked {
+                    Ok(Ok(found)) => found.collect(),
+                    Ok(Err(e)) => return Err((Reply::HostUnreachable, format!("dns_failed: `{name}`: {e}"))),
+                    Err(_) => return Err((Reply::HostUnreachable, format!("dns_failed: `{name}`: timed out"))),
+                }
+            }
+        },
+    };
+    let allowed: Vec<SocketAddr> =
+        addrs.iter().copied().filter(|a| gateway.allow_private || !is_private(a.ip())).collect();
+    match (addrs.first(), allowed.is_empty()) {
+        (None, _) => Err((Reply::HostUnreachable, format!("dns_failed: `{target}` has no address"))),
+        (Some(first), true) => Err((
+            Reply::NotAllowed,
+            format!(
+                "private_destination: {} is on a network next to the relay; the operator does not allow it",
+                first.ip()
+            ),
+        )),
+        (Some(_), false) => Ok(allowed),
+    }
+}
+
+fn reply_for(e: &std::io::Error) -> Reply {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Reply::ConnectionRefused,
+        std::io::ErrorKind::TimedOut => Reply::TtlExpired,
+        std::io::ErrorKind::NetworkUnreachable => Reply::NetworkUnreachable,
+        std::io::ErrorKind::HostUnreachable => Reply::HostUnreachable,
+        _ => Reply::GeneralFailure,
+    }
+}
+
+async fn connect(
+    state: &Arc<State>,
+    gateway: &Gateway,
+    mut sock: TcpStream,
+    early: BytesMut,
+    client: Client,
+    request: socks5::Request,
+) {
+    let target = request.target;
+    let event = client.event(AuditDecision::Deny, &target);
+    let svc = match pick_gateway(state, &client) {
+        Ok(s) => s,
+        Err(why) => {
+            refuse(state, &mut sock, &socks5::reply(Reply::NotAllowed, None), event.reason(why)).await;
+            return;
+        }
+    };
+    let event = event.detail(format!("gateway {}", svc.name));
+    // Direct egress resolves first, so policies see the address and the operator's guard applies.
+    let addrs = match svc.agent_id {
+        Some(_) => Vec::new(),
+        None => match resolve(gateway, &target).await {
+            Ok(a) => a,
+            Err((reply, why)) => {
+                let policy = why.split(':').next().unwrap_or_default().to_owned();
+                refuse(state, &mut sock, &socks5::reply(reply, None), event.policy(policy).reason(why)).await;
+                return;
+            }
+        },
+    };
+    let dest_ip = match &target {
+        Target::Ip(a) => Some(a.ip()),
+        Target::Domain(..) => addrs.first().map(SocketAddr::ip),
+    };
+    let domain = match &target {
+        Target::Domain(d, _) => d.clone(),
+        Target::Ip(_) => String::new(),
+    };
+    let topo = state.topology();
+    let req = AccessRequest {
+        tenant: client.tenant.clone(),
+        principal: Principal::User { name: client.user.clone(), groups: client.groups.clone() },
+        via_agent: None,
+        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        source_ip: client.ip,
+        country: client.country.clone(),
+        at: crate::decide::tenant_now(&topo, &client.tenant),
+        auth_method: "api_key".into(),
+        path: "socks".into(),
+        destination: Some(Destination { domain, ip: dest_ip, port: target.port() }),
+    };
+    let decision = state.policy.read().decide(&req);
+    let event = event.policy(decision.policy_id.clone());
+    if !decision.allowed {
+        let why = format!("policy_denied: {}", decision.reason);
+        refuse(state, &mut sock, &socks5::reply(Reply::NotAllowed, None), event.reason(why)).await;
+        return;
+    }
+    let event = Event { decision: AuditDecision::Allow, ..event }.reason(decision.reason);
+    let cancel = state.stream_scope(&svc.id);
+    let started = Instant::now();
+    let totals = Totals::default();
+    let outcome = tokio::select! {
+        r = async {
+            match &svc.agent_id {
+                None => direct(&mut sock, &addrs, early, &totals).await,
+                Some(agent) => via_agent(state, agent, &svc, &mut sock, &target, early, &totals).await,
+            }
+        } => r,
+        () = cancel.cancelled() => Err("gateway removed by administrator".to_owned()),
+    };
+    let (up, down) = totals.get();
+    let detail = match (&svc.agent_id, &outcome) {
+        (None, Ok(from)) => format!("gateway {}, direct from {from}", svc.name),
+        (Some(_), Ok(from)) => format!("gateway {}, egress via agent {from}", svc.name),
+        (_, Err(e)) => format!("gateway {}; ended: {e}", svc.name),
+    };
+    state.auditor.record(event.traffic(up, down, started.elapsed().as_millis() as u64).detail(detail));
+}
+
+/// Connects to the first reachable address, answers the client, and copies both ways.
+async fn direct(
+    sock: &mut TcpStream,
+    addrs: &[SocketAddr],
+    early: BytesMut,
+    totals: &Totals,
+) -> Result<String, String> {
+    let mut last = None;
+    let mut out = None;
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                out = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
+    }
+    let Some(mut out) = out else {
+        let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrNotAvailable));
+        let _ = sock.write_all(&socks5::reply(reply_for(&e), None)).await;
+        return Err(format!("connect failed: {e}"));
+    };
+    let _ = out.set_nodelay(true);
+    let bound = out.local_addr().ok();
+    let peer = out.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    sock.write_all(&socks5::reply(Reply::Succeeded, bound)).await.map_err(|e| e.to_string())?;
+    if !early.is_empty() {
+        out.write_all(&early).await.map_err(|e| e.to_string())?;
+        totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    let copied = tokio::io::copy_bidirectional(sock, &mut out).await;
+    match copied {
+        Ok((up, down)) => {
+            totals.up.fetch_add(up, std::sync::atomic::Ordering::Relaxed);
+            totals.down.fetch_add(down, std::sync::atomic::Ordering::Relaxed);
+            Ok(peer)
+        }
+        Err(e) => {
+            abort(sock);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Opens an egress stream on the gateway's back agent, which dials and reports back with one
+/// status byte (0 connected, else a SOCKS5 reply code) before any data.
+async fn via_agent(
+    state: &State,
+    agent_id: &str,
+    svc: &Service,
+    sock: &mut TcpStream,
+    target: &Target,
+    early: BytesMut,
+    totals: &Totals,
+) -> Result<String, String> {
+    let agent_name = state.topology().agents.get(agent_id).map_or_else(|| agent_id.to_owned(), |a| a.name.clone());
+    let Some(conn) = state.hub.conn(agent_id) else {
+        let _ = sock.write_all(&socks5::reply(Reply::NetworkUnreachable, None)).await;
+        return Err(format!("agent_offline: the gateway's agent `{agent_name}` is offline"));
+    };
+    let open = OpenService {
+        service: svc.id.clone(),
+        from_agent: None,
+        from_key: None,
+        e2e: None,
+        dest: Some(target.to_string()),
+    };
+    let stream = conn.open(proto::encode(&open)).map_err(|e| e.to_string())?;
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), stream.read_chunk()).await {
+        Ok(Ok(Some(chunk))) if !chunk.is_empty() => chunk,
+        Ok(Err(e)) => {
+            let _ = sock.write_all(&socks5::reply(Reply::HostUnreachable, None)).await;
+            return Err(e.to_string());
+        }
+        _ => {
+            let _ = sock.write_all(&socks5::reply(Reply::TtlExpired, None)).await;
+            stream.reset(sekisho_wire::ResetCode::CANCEL, "no answer from the agent");
+            return Err("the agent did not answer".into());
+        }
+    };
+    if first[0] != 0 {
+        let _ = sock.write_all(&socks5::reply(reply_code(first[0]), None)).await;
+        return Err(format!("agent `{agent_name}` could not connect (SOCKS reply {})", first[0]));
+    }
+    sock.write_all(&socks5::reply(Reply::Succeeded, None)).await.map_err(|e| e.to_string())?;
+    if first.len() > 1 {
+        sock.write_all(&first[1..]).await.map_err(|e| e.to_string())?;
+        totals.down.fetch_add(first.len() as u64 - 1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if !early.is_empty() {
+        stream.write_all(&early).await.map_err(|e| e.to_string())?;
+        totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    match bridge(sock, stream, Seal::Plain, totals).await {
+        Ok(()) => Ok(agent_name),
+        Err(e) => {
+            abort(sock);
+            Err(e.to_string())
+        }
+    }
+}
+
+fn reply_code(status: u8) -> Reply {
+    match status {
+        3 => Reply::NetworkUnreachable,
+        4 => Reply::HostUnreachable,
+        5 => Reply::ConnectionRefused,
+        6 => Reply::TtlExpired,
+        _ => Reply::GeneralFailure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_next_to_the_relay_are_private() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2001:4860:4860::8888", "100.128.0.1"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn hosts_files_map_names_to_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "# test\n127.0.0.1 Allowed.Test other.test # comment\n::1 allowed.test\nbad line\n")
+            .unwrap();
+        let hosts = read_hosts(&path).unwrap();
+        assert_eq!(hosts["allowed.test"], ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(hosts.len(), 2);
+        assert!(read_hosts(&dir.path().join("missing")).is_err());
+    }
+}
