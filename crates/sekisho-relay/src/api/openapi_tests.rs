@@ -251,3 +251,16 @@ fn every_reference_resolves() {
         assert!(doc.pointer(pointer).is_some(), "`{r}` does not resolve");
     }
 }
+
+#[test]
+fn the_scope_list_is_the_relays() {
+    let doc = document();
+    let listed: Vec<&str> = doc
+        .pointer("/components/schemas/NewApiKey/properties/scopes/items/enum")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut expected = vec!["*"];
+    expected.extend(super::auth::TENANT_SCOPES);
+    assert_eq!(listed, expected);
+}
