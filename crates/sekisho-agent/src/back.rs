@@ -163,8 +163,9 @@ async fn egress(svc: &ServiceConfig, stream: MuxStream, req: &OpenService) {
             // finish, then wait for the relay to close its side.
             let _ = stream.write_all(&[code]).await;
             let _ = stream.finish();
-            let _ = tokio::time::timeout(TARGET_TIMEOUT, async { while let Ok(Some(_)) = stream.read_chunk().await {} })
-                .await;
+            let _ =
+                tokio::time::timeout(TARGET_TIMEOUT, async { while let Ok(Some(_)) = stream.read_chunk().await {} })
+                    .await;
             return;
         }
     };

@@ -17,6 +17,8 @@ pub struct AuditFilter {
     pub country: Option<String>,
     pub kind: Option<String>,
     pub path: Option<String>,
+    /// Gateway connections to this domain or its subdomains (targets `domain:port`).
+    pub domain: Option<String>,
     pub limit: Option<i64>,
 }
 
@@ -158,6 +160,16 @@ impl Store {
                 next(&mut sql, clause);
             }
         }
+        // `example.com` finds `example.com:443` and `www.example.com:80`.
+        let domain = f.domain.as_deref().map(|d| {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let escaped = d.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            (format!("{escaped}:%"), format!("%.{escaped}:%"))
+        });
+        if domain.is_some() {
+            next(&mut sql, " AND (target LIKE ? ESCAPE '\\'");
+            next(&mut sql, " OR target LIKE ? ESCAPE '\\')");
+        }
         next(&mut sql, " ORDER BY seq DESC LIMIT ?");
         let mut q = sqlx::query_as::<_, AuditRow>(&sql).bind(tenant);
         for t in [f.from, f.to].into_iter().flatten() {
@@ -167,6 +179,9 @@ impl Store {
             if let Some(v) = v {
                 q = q.bind(v.clone());
             }
+        }
+        if let Some((exact, sub)) = domain {
+            q = q.bind(exact).bind(sub);
         }
         q = q.bind(f.limit.unwrap_or(100).clamp(1, 100_000));
         Ok(q.fetch_all(&self.pool).await?)

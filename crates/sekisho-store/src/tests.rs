@@ -368,3 +368,26 @@ async fn migration_3_keeps_routes_and_policies_of_an_existing_database() {
     );
     assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
 }
+
+#[tokio::test]
+async fn audit_search_by_domain_finds_the_domain_and_its_subdomains() {
+    for (_d, s) in stores().await {
+        let targets =
+            ["deepseek.com:443", "chat.deepseek.com:80", "notdeepseek.com:443", "deepseek.com.evil:443", "wiki"];
+        let rows: Vec<AuditRow> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| row(i as i64 + 1, AuditRecord { target: (*t).into(), ..record("default", 10, "allow") }))
+            .collect();
+        s.insert_audit(&rows).await.unwrap();
+        let found = |d: &str| {
+            let f = AuditFilter { domain: Some(d.into()), ..Default::default() };
+            let s = &s;
+            async move {
+                s.search_audit("default", &f).await.unwrap().into_iter().map(|r| r.record.target).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(found("DeepSeek.com").await, ["chat.deepseek.com:80", "deepseek.com:443"]);
+        assert!(found("%").await.is_empty(), "LIKE wildcards in the filter are literal");
+    }
+}

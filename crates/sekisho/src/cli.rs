@@ -407,6 +407,9 @@ pub(crate) struct AuditQuery {
     /// Target: a service (or an admin request).
     #[arg(long)]
     pub service: Option<String>,
+    /// Gateway connections to this domain or its subdomains.
+    #[arg(long)]
+    pub domain: Option<String>,
     #[arg(long, value_parser = ["allow", "deny"])]
     pub decision: Option<String>,
     /// Source IP address.

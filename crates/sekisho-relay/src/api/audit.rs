@@ -25,6 +25,7 @@ pub(crate) struct SearchQuery {
     country: Option<String>,
     kind: Option<String>,
     path: Option<String>,
+    domain: Option<String>,
     limit: Option<i64>,
     format: Option<String>,
 }
@@ -41,6 +42,7 @@ impl SearchQuery {
             country: self.country.clone(),
             kind: self.kind.clone(),
             path: self.path.clone(),
+            domain: self.domain.clone(),
             limit: self.limit,
         }
     }

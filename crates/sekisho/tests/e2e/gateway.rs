@@ -137,6 +137,9 @@ async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
         "{e}"
     );
     assert!(e["reason"].as_str().unwrap().contains("deny list"), "{e}");
+    let found = relay.ctl(&["audit", "search", "--domain", "blocked.test", "--format", "json"]).await.unwrap();
+    let found: Vec<&str> = found.as_array().unwrap().iter().filter_map(|e| e["target"].as_str()).collect();
+    assert_eq!(found, [format!("www.blocked.test:{}", web.port())], "the log filters by domain");
 
     // Local DNS: an address, decided on the address alone.
     let page = curl("--socks5", socks, &alice, &format!("http://127.0.0.1:{}/", web.port())).await;

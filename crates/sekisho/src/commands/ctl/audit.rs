@@ -53,6 +53,7 @@ async fn search(
         ("country", q.country.clone()),
         ("kind", q.kind.clone()),
         ("path", q.path.clone()),
+        ("domain", q.domain.clone()),
         ("limit", q.limit.map(|n| n.to_string())),
         ("format", Some(wire_format.to_owned())),
     ];
