@@ -149,6 +149,44 @@ pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpL
     }
 }
 
+/// How the client asked: SOCKS5, or HTTP `CONNECT` on the same port (same credentials, same
+/// decision); replies are written in the client's dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Socks,
+    Http,
+}
+
+impl Dialect {
+    /// The answer to a request: a SOCKS5 reply, or an HTTP status (with `why` as the body of a
+    /// refusal, since an HTTP client can show it).
+    fn reply(self, code: Reply, bound: Option<SocketAddr>, why: &str) -> Vec<u8> {
+        match self {
+            Dialect::Socks => socks5::reply(code, bound),
+            Dialect::Http => {
+                let status = match code {
+                    Reply::Succeeded => return b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec(),
+                    Reply::NotAllowed => "403 Forbidden",
+                    Reply::TtlExpired => "504 Gateway Timeout",
+                    Reply::CommandNotSupported => "405 Method Not Allowed",
+                    Reply::AddressTypeNotSupported => "400 Bad Request",
+                    _ => "502 Bad Gateway",
+                };
+                http_answer(status, why, "")
+            }
+        }
+    }
+}
+
+fn http_answer(status: &str, why: &str, extra_headers: &str) -> Vec<u8> {
+    let body = format!("Sekisho gateway: {why}\n");
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Who authenticated.
 struct Client {
     tenant: String,
@@ -182,8 +220,18 @@ enum Ended {
 async fn serve(state: &Arc<State>, gateway: &Gateway, mut sock: TcpStream, peer: SocketAddr) {
     let ip = crate::api::canonical(peer.ip());
     let mut buf = BytesMut::with_capacity(MAX_MESSAGE);
-    let started = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(state, &mut sock, &mut buf, ip)).await;
-    let (client, request) = match started {
+    let started = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        if sock.read_buf(&mut buf).await.map_err(|e| Ended::Quietly(e.to_string()))? == 0 {
+            return Err(Ended::Quietly("closed the connection".into()));
+        }
+        if buf[0].is_ascii_uppercase() {
+            http_handshake(state, &mut sock, &mut buf, ip).await.map(|(c, r)| (c, r, Dialect::Http))
+        } else {
+            handshake(state, &mut sock, &mut buf, ip).await.map(|(c, r)| (c, r, Dialect::Socks))
+        }
+    })
+    .await;
+    let (client, request, dialect) = match started {
         Ok(Ok(done)) => done,
         Ok(Err(Ended::Refused)) => return,
         Ok(Err(Ended::Quietly(why))) => {
@@ -195,7 +243,7 @@ async fn serve(state: &Arc<State>, gateway: &Gateway, mut sock: TcpStream, peer:
             return;
         }
     };
-    connect(state, gateway, sock, buf, client, request).await;
+    connect(state, gateway, sock, buf, client, request, dialect).await;
 }
 
 async fn read_message<T>(
@@ -305,6 +353,91 @@ async fn handshake(
         return Err(refuse(state, sock, &socks5::reply(Reply::CommandNotSupported, None), event).await);
     }
     Ok((client, request))
+}
+
+/// Longest HTTP request head accepted.
+const MAX_HTTP_HEAD: usize = 8 << 10;
+
+/// `CONNECT host:port HTTP/1.1` with `Proxy-Authorization: Basic base64(user:key)`.
+async fn http_handshake(
+    state: &State,
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    ip: IpAddr,
+) -> Result<(Client, socks5::Request), Ended> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HTTP_HEAD {
+            let event = anonymous(state, EventKind::Access, ip, "protocol_error: HTTP request head over 8 KiB".into());
+            let answer = http_answer("431 Request Header Fields Too Large", "the request head is over 8 KiB", "");
+            return Err(refuse(state, sock, &answer, event).await);
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) => return Err(Ended::Quietly("closed the connection".into())),
+            Ok(_) => {}
+            Err(e) => return Err(Ended::Quietly(e.to_string())),
+        }
+    };
+    let head = buf.split_to(head_end);
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let (method, authority) = (request_line.next().unwrap_or_default(), request_line.next().unwrap_or_default());
+    if method != "CONNECT" {
+        let why = format!("protocol_error: `{method}` is not offered; this port takes SOCKS5 or HTTP CONNECT");
+        let event = anonymous(state, EventKind::Access, ip, why.clone());
+        let answer = http_answer("405 Method Not Allowed", &why, "Allow: CONNECT\r\n");
+        return Err(refuse(state, sock, &answer, event).await);
+    }
+    let credentials = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proxy-authorization"))
+        .and_then(|(_, v)| v.trim().strip_prefix("Basic ").map(str::trim).map(str::to_owned))
+        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            pair.split_once(':').map(|(u, p)| socks5::Credentials { user: u.to_owned(), password: p.to_owned() })
+        });
+    let Some(credentials) = credentials else {
+        let why = "no_credentials: send Proxy-Authorization: Basic (user name and API key)";
+        let event = anonymous(state, EventKind::Login, ip, why.to_owned());
+        let answer =
+            http_answer("407 Proxy Authentication Required", why, "Proxy-Authenticate: Basic realm=\"sekisho\"\r\n");
+        return Err(refuse(state, sock, &answer, event).await);
+    };
+    let client = match authenticate(state, ip, &credentials).await {
+        Ok(c) => c,
+        Err(event) => {
+            state.limiter.failed(ip);
+            let answer = http_answer(
+                "407 Proxy Authentication Required",
+                "the user name or API key was not accepted",
+                "Proxy-Authenticate: Basic realm=\"sekisho\"\r\n",
+            );
+            return Err(refuse(state, sock, &answer, event).await);
+        }
+    };
+    let target = authority.rsplit_once(':').and_then(|(host, port)| {
+        let port = port.parse::<u16>().ok()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Some(Target::Ip(SocketAddr::new(ip, port))),
+            Err(_) => socks5::domain(host, port),
+        }
+    });
+    let Some(target) = target else {
+        let why = format!("protocol_error: `{authority}` is not host:port");
+        let event = Event::new(&client.tenant, EventKind::Access, AuditDecision::Deny)
+            .subject(SubjectKind::User, client.user.clone())
+            .path("socks")
+            .reason(why.clone())
+            .auth("api_key")
+            .source(ip, client.country.clone());
+        return Err(refuse(state, sock, &http_answer("400 Bad Request", &why, ""), event).await);
+    };
+    Ok((client, socks5::Request { command: socks5::CMD_CONNECT, target }))
 }
 
 /// Checks the API key given as password: known, live, allowed from `ip`, with the gateway scope,
@@ -431,13 +564,14 @@ async fn connect(
     early: BytesMut,
     client: Client,
     request: socks5::Request,
+    dialect: Dialect,
 ) {
     let target = request.target;
     let event = client.event(AuditDecision::Deny, &target);
     let svc = match pick_gateway(state, &client) {
         Ok(s) => s,
         Err(why) => {
-            refuse(state, &mut sock, &socks5::reply(Reply::NotAllowed, None), event.reason(why)).await;
+            refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &why), event.reason(why)).await;
             return;
         }
     };
@@ -449,7 +583,7 @@ async fn connect(
             Ok(a) => a,
             Err((reply, why)) => {
                 let policy = why.split(':').next().unwrap_or_default().to_owned();
-                refuse(state, &mut sock, &socks5::reply(reply, None), event.policy(policy).reason(why)).await;
+                refuse(state, &mut sock, &dialect.reply(reply, None, &why), event.policy(policy).reason(why)).await;
                 return;
             }
         },
@@ -479,7 +613,8 @@ async fn connect(
     let event = event.policy(decision.policy_id.clone());
     if !decision.allowed {
         let why = format!("policy_denied: {}", decision.reason);
-        refuse(state, &mut sock, &socks5::reply(Reply::NotAllowed, None), event.reason(why)).await;
+        let shown = format!("denied by policy `{}`: {}", decision.policy_id, decision.reason);
+        refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &shown), event.reason(why)).await;
         return;
     }
     let event = Event { decision: AuditDecision::Allow, ..event }.reason(decision.reason);
@@ -489,8 +624,8 @@ async fn connect(
     let outcome = tokio::select! {
         r = async {
             match &svc.agent_id {
-                None => direct(&mut sock, &addrs, early, &totals).await,
-                Some(agent) => via_agent(state, agent, &svc, &mut sock, &target, early, &totals).await,
+                None => direct(&mut sock, &addrs, early, &totals, dialect).await,
+                Some(_) => via_agent(state, &svc, &mut sock, &target, early, &totals, dialect).await,
             }
         } => r,
         () = cancel.cancelled() => Err("gateway removed by administrator".to_owned()),
@@ -510,6 +645,7 @@ async fn direct(
     addrs: &[SocketAddr],
     early: BytesMut,
     totals: &Totals,
+    dialect: Dialect,
 ) -> Result<String, String> {
     let mut last = None;
     let mut out = None;
@@ -525,13 +661,14 @@ async fn direct(
     }
     let Some(mut out) = out else {
         let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrNotAvailable));
-        let _ = sock.write_all(&socks5::reply(reply_for(&e), None)).await;
-        return Err(format!("connect failed: {e}"));
+        let why = format!("connect failed: {e}");
+        let _ = sock.write_all(&dialect.reply(reply_for(&e), None, &why)).await;
+        return Err(why);
     };
     let _ = out.set_nodelay(true);
     let bound = out.local_addr().ok();
     let peer = out.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    sock.write_all(&socks5::reply(Reply::Succeeded, bound)).await.map_err(|e| e.to_string())?;
+    sock.write_all(&dialect.reply(Reply::Succeeded, bound, "")).await.map_err(|e| e.to_string())?;
     if !early.is_empty() {
         out.write_all(&early).await.map_err(|e| e.to_string())?;
         totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -554,17 +691,19 @@ async fn direct(
 /// status byte (0 connected, else a SOCKS5 reply code) before any data.
 async fn via_agent(
     state: &State,
-    agent_id: &str,
     svc: &Service,
     sock: &mut TcpStream,
     target: &Target,
     early: BytesMut,
     totals: &Totals,
+    dialect: Dialect,
 ) -> Result<String, String> {
+    let agent_id = svc.agent_id.as_deref().unwrap_or_default();
     let agent_name = state.topology().agents.get(agent_id).map_or_else(|| agent_id.to_owned(), |a| a.name.clone());
     let Some(conn) = state.hub.conn(agent_id) else {
-        let _ = sock.write_all(&socks5::reply(Reply::NetworkUnreachable, None)).await;
-        return Err(format!("agent_offline: the gateway's agent `{agent_name}` is offline"));
+        let why = format!("agent_offline: the gateway's agent `{agent_name}` is offline");
+        let _ = sock.write_all(&dialect.reply(Reply::NetworkUnreachable, None, &why)).await;
+        return Err(why);
     };
     let open = OpenService {
         service: svc.id.clone(),
@@ -577,20 +716,21 @@ async fn via_agent(
     let first = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), stream.read_chunk()).await {
         Ok(Ok(Some(chunk))) if !chunk.is_empty() => chunk,
         Ok(Err(e)) => {
-            let _ = sock.write_all(&socks5::reply(Reply::HostUnreachable, None)).await;
+            let _ = sock.write_all(&dialect.reply(Reply::HostUnreachable, None, &e.to_string())).await;
             return Err(e.to_string());
         }
         _ => {
-            let _ = sock.write_all(&socks5::reply(Reply::TtlExpired, None)).await;
+            let _ = sock.write_all(&dialect.reply(Reply::TtlExpired, None, "the agent did not answer")).await;
             stream.reset(sekisho_wire::ResetCode::CANCEL, "no answer from the agent");
             return Err("the agent did not answer".into());
         }
     };
     if first[0] != 0 {
-        let _ = sock.write_all(&socks5::reply(reply_code(first[0]), None)).await;
-        return Err(format!("agent `{agent_name}` could not connect (SOCKS reply {})", first[0]));
+        let why = format!("agent `{agent_name}` could not connect (SOCKS reply {})", first[0]);
+        let _ = sock.write_all(&dialect.reply(reply_code(first[0]), None, &why)).await;
+        return Err(why);
     }
-    sock.write_all(&socks5::reply(Reply::Succeeded, None)).await.map_err(|e| e.to_string())?;
+    sock.write_all(&dialect.reply(Reply::Succeeded, None, "")).await.map_err(|e| e.to_string())?;
     if first.len() > 1 {
         sock.write_all(&first[1..]).await.map_err(|e| e.to_string())?;
         totals.down.fetch_add(first.len() as u64 - 1, std::sync::atomic::Ordering::Relaxed);

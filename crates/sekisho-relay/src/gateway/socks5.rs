@@ -182,6 +182,11 @@ fn v6(b: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
+/// `name:port` as a domain target, if `name` is a host name.
+pub(crate) fn domain(name: &str, port: u16) -> Option<Target> {
+    domain_target(name.as_bytes(), port).ok()
+}
+
 /// A domain sent for remote resolution; an address written as text counts as that address.
 fn domain_target(name: &[u8], port: u16) -> Result<Target, SocksError> {
     let name = std::str::from_utf8(name).map_err(|_| SocksError::BadDomain)?;

@@ -201,7 +201,7 @@ async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
 
     // Garbage gets the connection closed and an event; half a handshake is just dropped.
     let mut junk = TcpStream::connect(socks).await.unwrap();
-    junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    junk.write_all(b"\x16\x03\x01\x00\xa5garbage that is neither SOCKS5 nor HTTP").await.unwrap();
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), junk.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty(), "{rest:?}");
@@ -237,6 +237,32 @@ async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
         s.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"over v6");
     }
+
+    // HTTP CONNECT on the same port: same credentials, same decisions, reasons in the answer.
+    let connect = |user: Option<String>, url: String| async move {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "-p", "-x", &format!("http://{socks}")]);
+        if let Some(user) = &user {
+            cmd.args(["--proxy-user", user]);
+        }
+        let out = cmd.arg(&url).output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, body, err) = connect(Some(alice.clone()), format!("http://allowed.test:{}/", web.port())).await;
+    assert!(ok && body == "hello through sekisho", "{body} {err}");
+    let (ok, _, err) = connect(Some(alice.clone()), format!("http://www.blocked.test:{}/", web.port())).await;
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, _, err) = connect(None, format!("http://allowed.test:{}/", web.port())).await;
+    assert!(!ok && err.contains("407"), "{err}");
+    let mut plain = TcpStream::connect(socks).await.unwrap();
+    plain.write_all(b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    plain.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 405"), "{}", String::from_utf8_lossy(&answer));
 
     // Everyone else's streams were unaffected all along.
     let page = curl("--socks5-hostname", socks, &alice, &format!("http://allowed.test:{}/", web.port())).await;
