@@ -9,6 +9,7 @@ mod output;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = cli::Cli::parse();
     let lang = i18n::Lang::detect(cli.lang.as_deref());
     output::init_tracing(cli.log.as_deref());
@@ -28,4 +29,17 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `sekisho ctl … | head` closes stdout early, and `println!` then panics. Rust ignores SIGPIPE
+/// (restoring it would need `unsafe`), so end the way a SIGPIPE'd tool does: quietly, status 141.
+fn quiet_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }

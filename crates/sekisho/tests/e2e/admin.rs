@@ -32,6 +32,20 @@ async fn ctl_lists_agents_services_and_routes() {
     let out = relay.ctl_command(&relay.admin_key).args(["agent", "list"]).output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace("--json", "");
     assert!(text.contains("site-a"));
+
+    // A reader that goes away (`ctl … | head`) ends ctl quietly, not with a panic.
+    let mut cmd = relay.ctl_command(&relay.admin_key);
+    let mut child = cmd
+        .args(["agent", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
 
 #[tokio::test]
