@@ -44,6 +44,8 @@ pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per direction, for direct egress (tokio's default of 8 KiB costs a system call per 8 KiB).
+const COPY_BUFFER: usize = 256 << 10;
 /// No SOCKS5 message is longer (a request with a 255-byte domain is 262 bytes).
 const MAX_MESSAGE: usize = 600;
 
@@ -440,6 +442,70 @@ async fn http_handshake(
     Ok((client, socks5::Request { command: socks5::CMD_CONNECT, target }))
 }
 
+/// How long a verified key is remembered (any admin change forgets them all at once).
+const AUTH_TTL: Duration = Duration::from_secs(30);
+
+/// A key that passed the checks that do not depend on the connection: it exists, holds the gateway
+/// scope and belongs to an enabled user (with these groups).
+#[derive(Clone)]
+pub(crate) struct Authed {
+    key: sekisho_store::ApiKey,
+    user: String,
+    groups: Vec<String>,
+    at: Instant,
+}
+
+/// Verified keys by hash, so a browser's burst of connections does not cost three database reads
+/// each. Only successes are kept; the admin API clears it after every change.
+#[derive(Default)]
+pub(crate) struct AuthCache {
+    map: parking_lot::Mutex<HashMap<String, Authed>>,
+}
+
+impl AuthCache {
+    fn get(&self, hash: &str) -> Option<Authed> {
+        self.map.lock().get(hash).filter(|a| a.at.elapsed() < AUTH_TTL).cloned()
+    }
+
+    fn put(&self, hash: String, authed: Authed) {
+        let mut map = self.map.lock();
+        if map.len() >= 10_000 {
+            map.retain(|_, a| a.at.elapsed() < AUTH_TTL);
+        }
+        map.insert(hash, authed);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.map.lock().clear();
+    }
+}
+
+/// Looks the key up: Err((tenant, reason)) when it cannot be a gateway password.
+async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
+    let key = match state.store.find_api_key(hash).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(("default".into(), "unauthenticated: the password is not a valid API key".into())),
+        Err(e) => return Err(("default".into(), format!("store_error: {e}"))),
+    };
+    let tenant = key.tenant_id.clone();
+    let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
+    if !scoped {
+        return Err((tenant, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
+    }
+    let user = match &key.user_id {
+        Some(id) => state.store.get_user_by_id(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return Err((tenant, "unauthenticated: the API key belongs to no enabled user".into()));
+    };
+    if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
+        let _ = state.store.api_key_used(&key.id).await;
+    }
+    let groups = state.store.groups_of(&user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
+    Ok(Authed { key, user: user.name, groups, at: Instant::now() })
+}
+
 /// Checks the API key given as password: known, live, allowed from `ip`, with the gateway scope,
 /// and belonging to the (enabled) user named.
 async fn authenticate(state: &State, ip: IpAddr, c: &socks5::Credentials) -> Result<Client, Event> {
@@ -460,36 +526,23 @@ async fn authenticate(state: &State, ip: IpAddr, c: &socks5::Credentials) -> Res
         let why = "rate_limited: too many failed attempts from this address; try again in a minute";
         return Err(deny("default", user_name, why.to_owned()));
     }
-    let key = match state.store.find_api_key(&hash_secret(c.password.trim())).await {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            return Err(deny("default", user_name, "unauthenticated: the password is not a valid API key".into()));
+    let hash = hash_secret(c.password.trim());
+    let authed = match state.gateway_auth.get(&hash) {
+        Some(a) => a,
+        None => {
+            let a = lookup(state, &hash).await.map_err(|(tenant, why)| deny(&tenant, user_name.clone(), why))?;
+            state.gateway_auth.put(hash, a.clone());
+            a
         }
-        Err(e) => return Err(deny("default", user_name, format!("store_error: {e}"))),
     };
-    let tenant = key.tenant_id.clone();
-    if let Some(problem) = crate::api::key_problem(&key, ip) {
+    let tenant = authed.key.tenant_id.clone();
+    if let Some(problem) = crate::api::key_problem(&authed.key, ip) {
         return Err(deny(&tenant, user_name, format!("{}: {}", problem.code, problem.message)));
     }
-    let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
-    if !scoped {
-        return Err(deny(&tenant, user_name, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
-    }
-    let user = match &key.user_id {
-        Some(id) => state.store.get_user_by_id(id).await.ok().flatten(),
-        None => None,
-    };
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        return Err(deny(&tenant, user_name, "unauthenticated: the API key belongs to no enabled user".into()));
-    };
-    if user.name != user_name {
+    if authed.user != user_name {
         return Err(deny(&tenant, user_name, format!("unauthenticated: the API key is not `{}`'s", c.user)));
     }
-    if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
-        let _ = state.store.api_key_used(&key.id).await;
-    }
-    let groups = state.store.groups_of(&user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
-    Ok(Client { tenant, user: user.name, groups, gateway, ip, country })
+    Ok(Client { tenant, user: authed.user, groups: authed.groups, gateway, ip, country })
 }
 
 /// The tenant's gateway the client asked for, or its only one.
@@ -673,7 +726,7 @@ async fn direct(
         out.write_all(&early).await.map_err(|e| e.to_string())?;
         totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    let copied = tokio::io::copy_bidirectional(sock, &mut out).await;
+    let copied = tokio::io::copy_bidirectional_with_sizes(sock, &mut out, COPY_BUFFER, COPY_BUFFER).await;
     match copied {
         Ok((up, down)) => {
             totals.up.fetch_add(up, std::sync::atomic::Ordering::Relaxed);

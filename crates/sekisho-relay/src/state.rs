@@ -49,6 +49,8 @@ pub(crate) struct State {
     /// Failed agent authentications per source IP (agents behind one NAT share it, so the limit
     /// is higher than for people).
     pub(crate) agent_limiter: crate::api::Limiter,
+    /// Gateway passwords (API keys) verified recently.
+    pub(crate) gateway_auth: crate::gateway::AuthCache,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -85,6 +87,7 @@ impl State {
             audit_public_key: p.audit_public_key,
             limiter: crate::api::Limiter::default(),
             agent_limiter: crate::api::Limiter::new(AGENT_FAILURES_PER_MINUTE),
+            gateway_auth: crate::gateway::AuthCache::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -326,6 +326,10 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
     }
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
+    if mutating {
+        // Keys, users or groups may have changed: the gateway checks them afresh.
+        state.gateway_auth.clear();
+    }
     if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
         let reason = match response.extensions().get::<super::error::ErrorTag>() {
             Some(tag) => tag.0.clone(),

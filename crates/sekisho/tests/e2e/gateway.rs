@@ -28,6 +28,11 @@ async fn relay_with_gateway(names: &[&str], allow_private: bool) -> Relay {
 
 /// Creates group `staff`, user `name` in it, and a `gateway:use` key for the user.
 async fn staff_user(relay: &Relay, name: &str) -> String {
+    staff_user_key(relay, name).await.0
+}
+
+/// [`staff_user`], also returning the key's id.
+async fn staff_user_key(relay: &Relay, name: &str) -> (String, String) {
     let ok = |(s, v): (u16, Value)| {
         assert!((200..300).contains(&s), "{v}");
         v
@@ -38,7 +43,9 @@ async fn staff_user(relay: &Relay, name: &str) -> String {
     ok(relay.api("POST", "/api/v1/users", Some(user), &relay.admin_key).await);
     let key = json!({"name": format!("{name}-proxy"), "scopes": ["gateway:use"], "user": name});
     let v = ok(relay.api("POST", "/api/v1/api-keys", Some(key), &relay.admin_key).await);
-    v["key"].as_str().unwrap().to_owned()
+    let keys = ok(relay.api("GET", "/api/v1/api-keys", None, &relay.admin_key).await);
+    let id = keys.as_array().unwrap().iter().find(|k| k["name"] == format!("{name}-proxy")).unwrap()["id"].clone();
+    (v["key"].as_str().unwrap().to_owned(), id.as_str().unwrap().to_owned())
 }
 
 /// `curl` through the gateway; Ok(body) or Err(exit code and stderr).
@@ -99,7 +106,7 @@ async fn raw_request(socks: SocketAddr, user: &str, key: &str, command: u8, dest
 async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
     let relay = relay_with_gateway(&["allowed.test", "blocked.test", "www.blocked.test"], true).await;
     let socks: SocketAddr = relay.socks.expect("the relay reports its gateway address");
-    let key = staff_user(&relay, "alice").await;
+    let (key, key_id) = staff_user_key(&relay, "alice").await;
     let web = targets::http().await;
     relay.ctl(&["service", "create", "internet", "--target", "socks"]).await.unwrap();
     relay
@@ -267,6 +274,13 @@ async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
     // Everyone else's streams were unaffected all along.
     let page = curl("--socks5-hostname", socks, &alice, &format!("http://allowed.test:{}/", web.port())).await;
     assert_eq!(page.as_deref(), Ok("hello through sekisho"));
+
+    // A revoked key stops working at once, although the gateway remembers verified keys.
+    let (status, v) = relay.api("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, &relay.admin_key).await;
+    assert!((200..300).contains(&status), "{v}");
+    let revoked = curl("--socks5-hostname", socks, &alice, &format!("http://allowed.test:{}/", web.port())).await;
+    assert!(revoked.is_err(), "{revoked:?}");
+    relay.wait_event(|e| e["kind"] == "login" && e["reason"].as_str().unwrap_or("").contains("revoked")).await;
 }
 
 #[tokio::test]
