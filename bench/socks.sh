@@ -7,7 +7,8 @@
 #   BENCH_SECS=5 BENCH_RUNS=1 bench/socks.sh    # quick run
 #
 # Binaries come from ${CARGO_TARGET_DIR:-REPO/target}/release (built when missing, or always with
-# BENCH_BUILD=1). Every process is started by this script and stopped by PID (trap on EXIT).
+# BENCH_BUILD=1; BENCH_SEKISHO=PATH benchmarks another sekisho binary). Every process is started by
+# this script and stopped by PID (trap on EXIT).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -358,7 +359,7 @@ command -v python3 >/dev/null || die "python3 is required (apt-get install pytho
 if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then PATH=$HOME/.cargo/bin:$PATH; fi
 
 BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/release
-SEKISHO=$BIN_DIR/sekisho
+SEKISHO=${BENCH_SEKISHO:-$BIN_DIR/sekisho} # BENCH_SEKISHO: another sekisho binary, e.g. an older build
 LOAD=$BIN_DIR/examples/socksload
 if [[ $BENCH_BUILD == 1 || ! -x $SEKISHO || ! -x $LOAD ]]; then
     log "building sekisho and the socksload example (release; log: $INSTALL_LOG/socks-build.log)"
@@ -412,7 +413,7 @@ meta kernel "$(uname -r)"
 meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 meta runs "${BENCH_RUNS} × ${BENCH_SECS} s"
 meta load "bulk ${BENCH_CONNS} conns, connrate ${BENCH_WORKERS} workers"
-meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty})"
+meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty}${BENCH_SEKISHO:+; binary $SEKISHO})"
 if [[ -n $DANTE ]]; then meta dante "$("$DANTE" -v 2>&1 | head -n 1 | awk '{print $2}') (-N $DANTE_SERVERS)"; fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -464,11 +465,10 @@ setup_sekisho() {
         show "$SK/ctl.out" "$SK/ctl.err"
         return 1
     }
-    SOCKSLOAD_PASS=$(py field key <"$SK/key.json") || {
+    SEKISHO_KEY=$(py field key <"$SK/key.json") || {
         log "ctl apikey create --json printed no key"
         return 1
     }
-    export SOCKSLOAD_PASS
     PROXY_PIDS[sekisho]=$relay
     log "sekisho: relay pid $relay, gateway $SEKISHO_SOCKS"
 }
@@ -539,7 +539,7 @@ cpu_ticks() {
     echo "$total"
 }
 
-via_args() { # via_args CONFIG: socksload flags for the path
+via_args() { # via_args CONFIG: socksload flags for the path (the API key goes by environment, not argv)
     case $1 in
         direct) ;;
         sekisho) printf '%s\n' --proxy "$SEKISHO_SOCKS" --user bench ;;
@@ -561,7 +561,7 @@ measure_bulk() { # measure_bulk CONFIG up|down RUN
     mapfile -t via < <(via_args "$cfg")
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     t0=$(date +%s.%N)
-    timeout -k 5 $((BENCH_SECS + 40)) "$LOAD" bulk --target "$BULK_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 40)) "$LOAD" bulk --target "$BULK_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
         --conns "$BENCH_CONNS" --dir "$dir" >"$out" 2>"$out.err" || true
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
@@ -587,7 +587,7 @@ measure_connrate() { # measure_connrate CONFIG RUN
     local -a via
     mapfile -t via < <(via_args "$cfg")
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
-    timeout -k 5 $((BENCH_SECS + 60)) "$LOAD" connrate --target "$ECHO_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 60)) "$LOAD" connrate --target "$ECHO_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
         --workers "$BENCH_WORKERS" >"$out" 2>"$out.err" || true
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     if ! res=$(py result "$out" conns_per_s conns p50_ms p99_ms errors); then
@@ -606,7 +606,7 @@ measure_connrate() { # measure_connrate CONFIG RUN
         cpu=$(python3 -c "print(f'{($c1 - $c0) / $CLK_TCK / $conns * 1e6:.0f}')")
         record "$cfg" cpu_us_per_conn "$r" "$cpu"
     fi
-    log "$cfg: connrate run $r: $(python3 -c "print(f'{$rate:,.0f}')") conns/s, p99 $p99 ms, $errs errors${cpu:+, proxy CPU $cpu µs/conn}"
+    log "$cfg: connrate run $r: $(python3 -c "print(f'{$rate:,.0f} conns/s, p99 {float(\"$p99\"):.1f} ms')"), $errs errors${cpu:+, proxy CPU $cpu µs/conn}"
 }
 
 for cfg in "${CONFIGS[@]}"; do
@@ -651,3 +651,4 @@ py table "$RAW" "$NOTES" "$META" "$(
 )" "$RESULTS_DIR/socks-$stamp.md"
 cp "$RAW" "$RESULTS_DIR/socks-$stamp.raw.tsv"
 log "table written to $RESULTS_DIR/socks-$stamp.md (raw per-run values: socks-$stamp.raw.tsv)"
+grep -q "^direct	conns_per_s	" "$RAW" || die "the direct baseline failed; see the notes in the table"

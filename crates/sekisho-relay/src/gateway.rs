@@ -44,8 +44,10 @@ pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per direction, for direct egress (tokio's default of 8 KiB costs a system call per 8 KiB).
-const COPY_BUFFER: usize = 256 << 10;
+/// Per direction, a direct connection's buffer starts small (most connections move little) and
+/// grows while reads keep filling it, so bulk transfers make few system calls.
+const COPY_START: usize = 16 << 10;
+const COPY_MAX: usize = 256 << 10;
 /// No SOCKS5 message is longer (a request with a 255-byte domain is 262 bytes).
 const MAX_MESSAGE: usize = 600;
 
@@ -726,16 +728,39 @@ async fn direct(
         out.write_all(&early).await.map_err(|e| e.to_string())?;
         totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    let copied = tokio::io::copy_bidirectional_with_sizes(sock, &mut out, COPY_BUFFER, COPY_BUFFER).await;
+    let (client_read, client_write) = sock.split();
+    let (target_read, target_write) = out.split();
+    let copied =
+        tokio::try_join!(pipe(client_read, target_write, &totals.up), pipe(target_read, client_write, &totals.down));
     match copied {
-        Ok((up, down)) => {
-            totals.up.fetch_add(up, std::sync::atomic::Ordering::Relaxed);
-            totals.down.fetch_add(down, std::sync::atomic::Ordering::Relaxed);
-            Ok(peer)
-        }
+        Ok(_) => Ok(peer),
         Err(e) => {
             abort(sock);
             Err(e.to_string())
+        }
+    }
+}
+
+/// Copies `from` into `to` until end of stream, then half-closes `to`; counts bytes in `counter`.
+/// The buffer is never zeroed (reads go into spare capacity) and grows 4× whenever a read fills it.
+async fn pipe<R, W>(mut from: R, mut to: W, counter: &std::sync::atomic::AtomicU64) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut size = COPY_START;
+    let mut buf = BytesMut::with_capacity(size);
+    loop {
+        buf.clear();
+        buf.reserve(size);
+        let n = from.read_buf(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        to.write_all(&buf).await?;
+        if n >= size && size < COPY_MAX {
+            size = (size * 4).min(COPY_MAX);
         }
     }
 }

@@ -4,14 +4,15 @@
 //!
 //! - `serve` runs the targets: a bulk port (the client's first byte picks the direction: `U`
 //!   uploads into a sink that answers the byte count when the client half-closes, `D` downloads
-//!   from a source that writes until the client goes away) and an echo port. It prints one JSON
+//!   from a source that writes until the client goes away) and an echo port (one length-prefixed
+//!   request echoed back, then the target closes first, as HTTP/1.0 servers do). It prints one JSON
 //!   line `{"event":"ready","bulk":ADDR,"echo":ADDR}` and runs until killed.
 //! - `bulk` opens N connections to the bulk port (directly, or through `--proxy` with RFC 1928
 //!   CONNECT and, with `--user`/`--pass`, RFC 1929 username/password), moves data for S seconds
 //!   and prints `{"mode":"bulk","gbit_s":…}` (bytes counted by the receiver).
 //! - `connrate` runs C workers that each loop: connect, SOCKS5 handshake, send a small request to
-//!   the echo port, read the echo, close. It prints the completed connections per second, the
-//!   error count and latency percentiles of whole connections.
+//!   the echo port, read the echo, see the target close. It prints the completed connections per
+//!   second, the error count and latency percentiles of whole connections.
 //!
 //! `bench/socks.sh` starts `socksload serve` once, then runs `bulk` and `connrate` against it
 //! directly, through Sekisho (username and API key) and through Dante (`socksmethod: none`).
@@ -69,9 +70,9 @@ enum Cmd {
         /// Concurrent workers.
         #[arg(long, default_value_t = 32)]
         workers: usize,
-        /// Bytes sent and echoed per connection.
-        #[arg(long, default_value_t = 64)]
-        size: usize,
+        /// Bytes sent and echoed per connection (1 to 255).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
+        size: u8,
     },
 }
 
@@ -86,8 +87,8 @@ struct Via {
     /// RFC 1929 username (offers only username/password authentication when given).
     #[arg(long, requires = "pass")]
     user: Option<String>,
-    /// RFC 1929 password.
-    #[arg(long, env = "SOCKSLOAD_PASS", hide_env_values = true, requires = "user")]
+    /// RFC 1929 password (used only with `--user`).
+    #[arg(long, env = "SOCKSLOAD_PASS", hide_env_values = true)]
     pass: Option<String>,
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
@@ -114,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Cmd::Serve { bulk, echo } => serve(bulk, echo).await,
             Cmd::Bulk { via, conns, dir } => bulk(via, conns.max(1), dir).await,
-            Cmd::Connrate { via, workers, size } => connrate(via, workers.max(1), size.max(1)).await,
+            Cmd::Connrate { via, workers, size } => connrate(via, workers.max(1), size).await,
         }
     })
 }
@@ -172,14 +173,17 @@ async fn serve_bulk(mut sock: TcpStream) -> std::io::Result<()> {
     }
 }
 
+/// One small exchange, then the server closes first, like an HTTP/1.0 server: the request is one
+/// length byte and that many bytes, echoed back. The side that closes first keeps the TIME_WAIT
+/// socket, so it stays on the target's listening port and no proxy or client runs out of
+/// ephemeral ports during a long connection-rate test.
 async fn serve_echo(mut sock: TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        match sock.read(&mut buf).await? {
-            0 => return Ok(()),
-            n => sock.write_all(&buf[..n]).await?,
-        }
-    }
+    let mut len = [0u8; 1];
+    sock.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; usize::from(len[0])];
+    sock.read_exact(&mut buf).await?;
+    sock.write_all(&buf).await?;
+    sock.shutdown().await
 }
 
 // ------------------------------------------------------------------------------------ client
@@ -370,7 +374,7 @@ async fn download(mut sock: TcpStream, deadline: Instant) -> anyhow::Result<u64>
     Ok(total)
 }
 
-async fn connrate(via: Via, workers: usize, size: usize) -> anyhow::Result<()> {
+async fn connrate(via: Via, workers: usize, size: u8) -> anyhow::Result<()> {
     let secs = Duration::from_secs(via.secs.max(1));
     let errors = Arc::new(Errors::default());
     let via = Arc::new(via);
@@ -380,8 +384,9 @@ async fn connrate(via: Via, workers: usize, size: usize) -> anyhow::Result<()> {
     for _ in 0..workers {
         let (via, errors) = (via.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let payload = vec![0x61u8; size];
-            let mut echoed = vec![0u8; size];
+            let mut payload = vec![0x61u8; usize::from(size) + 1];
+            payload[0] = size;
+            let mut echoed = vec![0u8; usize::from(size)];
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
@@ -423,13 +428,18 @@ async fn connrate(via: Via, workers: usize, size: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One connection: open (with the handshake), send `payload`, read it back, close.
+/// One connection: open (with the handshake), send the request (`payload` starts with its length
+/// byte), read the echo, and wait for the target to close first.
 async fn exchange(via: &Via, payload: &[u8], echoed: &mut [u8]) -> anyhow::Result<()> {
     let mut sock = open(via).await?;
     step("write request", sock.write_all(payload)).await?;
     step("read response", sock.read_exact(echoed)).await?;
-    if echoed != payload {
+    if echoed != &payload[1..] {
         bail!("the echo differs from the request");
     }
-    Ok(())
+    let mut end = [0u8; 1];
+    match step("wait for the close", sock.read(&mut end)).await? {
+        0 => Ok(()),
+        _ => bail!("the target sent more than the echo"),
+    }
 }
