@@ -728,15 +728,77 @@ async fn direct(
         out.write_all(&early).await.map_err(|e| e.to_string())?;
         totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    let (client_read, client_write) = sock.split();
-    let (target_read, target_write) = out.split();
-    let copied =
-        tokio::try_join!(pipe(client_read, target_write, &totals.up), pipe(target_read, client_write, &totals.down));
+    let copied = relay_bytes(sock, &mut out, totals).await;
     match copied {
         Ok(_) => Ok(peer),
         Err(e) => {
             abort(sock);
             Err(e.to_string())
+        }
+    }
+}
+
+/// Moves bytes both ways until both sides have finished, counting them in `totals`.
+async fn relay_bytes(client: &mut TcpStream, target: &mut TcpStream, totals: &Totals) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let (Ok(up), Ok(down)) = (SplicePipe::new(), SplicePipe::new()) {
+        let (client, target) = (&*client, &*target);
+        tokio::try_join!(up.run(client, target, &totals.up), down.run(target, client, &totals.down))?;
+        return Ok(());
+    }
+    let (client_read, client_write) = client.split();
+    let (target_read, target_write) = target.split();
+    tokio::try_join!(pipe(client_read, target_write, &totals.up), pipe(target_read, client_write, &totals.down))?;
+    Ok(())
+}
+
+/// Linux: bytes go socket → pipe → socket with splice(2), never through user space (about half the
+/// CPU per byte of copying). Two pipe descriptors per direction; when they cannot be had (descriptor
+/// limit), the copy loop below is used.
+#[cfg(target_os = "linux")]
+struct SplicePipe {
+    read_end: std::os::fd::OwnedFd,
+    write_end: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl SplicePipe {
+    /// Bytes asked of one splice call (the pipe takes what fits).
+    const CHUNK: usize = 1 << 20;
+
+    fn new() -> std::io::Result<Self> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        // A larger pipe means fewer system calls; the default 64 KiB still works if refused.
+        let _ = fcntl(&write_end, FcntlArg::F_SETPIPE_SZ(Self::CHUNK as i32));
+        Ok(SplicePipe { read_end, write_end })
+    }
+
+    /// Moves `from` into `to` until end of stream, then half-closes `to`.
+    async fn run(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        counter: &std::sync::atomic::AtomicU64,
+    ) -> std::io::Result<()> {
+        use nix::fcntl::{SpliceFFlags, splice};
+        use tokio::io::Interest;
+        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        loop {
+            // The pipe is empty here, so "would block" can only mean the socket has nothing yet.
+            let n = from
+                .async_io(Interest::READABLE, || Ok(splice(from, None, &self.write_end, None, Self::CHUNK, flags)?))
+                .await?;
+            if n == 0 {
+                return socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+            }
+            counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            let mut left = n;
+            while left > 0 {
+                left -= to
+                    .async_io(Interest::WRITABLE, || Ok(splice(&self.read_end, None, to, None, left, flags)?))
+                    .await?;
+            }
         }
     }
 }
