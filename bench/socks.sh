@@ -20,6 +20,15 @@ BENCH_BUILD=${BENCH_BUILD:-0}
 BENCH_CONNS=${BENCH_CONNS:-4}     # parallel connections of the bulk test
 BENCH_WORKERS=${BENCH_WORKERS:-32} # concurrent workers of the connection-rate test
 DANTE_SERVERS=${DANTE_SERVERS:-1} # danted -N
+# BENCH_PIN=1: the proxy gets CPU 1 to itself; the load generator and targets share CPU 0 (direct too),
+# so the comparison is "a proxy on its own core" rather than three programs fighting for two cores.
+BENCH_PIN=${BENCH_PIN:-0}
+LOAD_PIN=()
+PROXY_PIN=()
+if [[ $BENCH_PIN == 1 ]]; then
+    LOAD_PIN=(taskset -c 0)
+    PROXY_PIN=(taskset -c 1)
+fi
 WAIT_SECS=${BENCH_WAIT_SECS:-30}
 RESULTS_DIR=$BENCH_DIR/results
 TOOLS=$BENCH_DIR/.tools
@@ -422,7 +431,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 CLK_TCK=$(getconf CLK_TCK)
 
-spawn "$WORK/serve.out" "$WORK/serve.err" "$LOAD" serve --bulk 127.0.0.1:0 --echo 127.0.0.1:0
+spawn "$WORK/serve.out" "$WORK/serve.err" "${LOAD_PIN[@]}" "$LOAD" serve --bulk 127.0.0.1:0 --echo 127.0.0.1:0
 SERVE_PID=$SPAWNED_PID
 wait_for "$WAIT_SECS" "socksload serve ready line" "$SERVE_PID" file_has "$WORK/serve.out" '"event":"ready"' ||
     {
@@ -438,7 +447,7 @@ log "targets: bulk $BULK_ADDR, echo $ECHO_ADDR"
 SK=$WORK/sekisho
 mkdir -p "$SK"
 setup_sekisho() {
-    spawn "$SK/relay.out" "$SK/relay.err" env RUST_LOG=warn RUST_BACKTRACE=0 "$SEKISHO" relay --json-events \
+    spawn "$SK/relay.out" "$SK/relay.err" "${PROXY_PIN[@]}" env RUST_LOG=warn RUST_BACKTRACE=0 "$SEKISHO" relay --json-events \
         --listen 127.0.0.1:0 --data-dir "$SK/data" --socks-listen 127.0.0.1:0 --socks-allow-private
     local relay=$SPAWNED_PID
     wait_for "$WAIT_SECS" "relay ready line" "$relay" file_has "$SK/relay.out" '"event":"ready"' ||
@@ -505,7 +514,7 @@ EOF
         show "$DN/check.log"
         return 1
     fi
-    spawn "$DN/danted.out" "$DN/danted.err" "$DANTE" -f "$DN/danted.conf" -N "$DANTE_SERVERS" -p "$DN/danted.pid"
+    spawn "$DN/danted.out" "$DN/danted.err" "${PROXY_PIN[@]}" "$DANTE" -f "$DN/danted.conf" -N "$DANTE_SERVERS" -p "$DN/danted.pid"
     local pid=$SPAWNED_PID
     wait_for "$WAIT_SECS" "danted on 127.0.0.1:$port" "$pid" port_listening "$port" ||
         {
@@ -561,7 +570,7 @@ measure_bulk() { # measure_bulk CONFIG up|down RUN
     mapfile -t via < <(via_args "$cfg")
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     t0=$(date +%s.%N)
-    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 40)) "$LOAD" bulk --target "$BULK_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 40)) "${LOAD_PIN[@]}" "$LOAD" bulk --target "$BULK_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
         --conns "$BENCH_CONNS" --dir "$dir" >"$out" 2>"$out.err" || true
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
@@ -587,7 +596,7 @@ measure_connrate() { # measure_connrate CONFIG RUN
     local -a via
     mapfile -t via < <(via_args "$cfg")
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
-    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 60)) "$LOAD" connrate --target "$ECHO_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 60)) "${LOAD_PIN[@]}" "$LOAD" connrate --target "$ECHO_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
         --workers "$BENCH_WORKERS" >"$out" 2>"$out.err" || true
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     if ! res=$(py result "$out" conns_per_s conns p50_ms p99_ms errors); then
