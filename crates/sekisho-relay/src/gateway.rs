@@ -14,6 +14,8 @@
 //! networks (loopback, private, link-local, …) are refused before policy, so a tenant cannot
 //! reach what sits next to the relay.
 
+mod egress;
+mod http;
 mod socks5;
 
 use std::collections::HashMap;
@@ -26,12 +28,13 @@ use bytes::BytesMut;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_policy::{AccessRequest, Destination, Principal, ServiceInfo};
 use sekisho_store::{Service, now_ms};
-use sekisho_tunnel::proto::{self, OpenService};
-use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
+use sekisho_tunnel::pump::Totals;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use egress::{direct, via_agent};
+use http::{http_answer, http_handshake};
 pub(crate) use socks5::normalize_domain;
 use socks5::{Reply, SocksError, Target};
 
@@ -42,12 +45,7 @@ use crate::state::State;
 pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
 /// The whole handshake (greeting, authentication, request) must arrive within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per direction, a direct connection's buffer starts small (most connections move little) and
-/// grows while reads keep filling it, so bulk transfers make few system calls.
-const COPY_START: usize = 16 << 10;
-const COPY_MAX: usize = 256 << 10;
 /// No SOCKS5 message is longer (a request with a 255-byte domain is 262 bytes).
 const MAX_MESSAGE: usize = 600;
 
@@ -180,15 +178,6 @@ impl Dialect {
             }
         }
     }
-}
-
-fn http_answer(status: &str, why: &str, extra_headers: &str) -> Vec<u8> {
-    let body = format!("Sekisho gateway: {why}\n");
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// Who authenticated.
@@ -359,91 +348,6 @@ async fn handshake(
     Ok((client, request))
 }
 
-/// Longest HTTP request head accepted.
-const MAX_HTTP_HEAD: usize = 8 << 10;
-
-/// `CONNECT host:port HTTP/1.1` with `Proxy-Authorization: Basic base64(user:key)`.
-async fn http_handshake(
-    state: &State,
-    sock: &mut TcpStream,
-    buf: &mut BytesMut,
-    ip: IpAddr,
-) -> Result<(Client, socks5::Request), Ended> {
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HTTP_HEAD {
-            let event = anonymous(state, EventKind::Access, ip, "protocol_error: HTTP request head over 8 KiB".into());
-            let answer = http_answer("431 Request Header Fields Too Large", "the request head is over 8 KiB", "");
-            return Err(refuse(state, sock, &answer, event).await);
-        }
-        match sock.read_buf(buf).await {
-            Ok(0) => return Err(Ended::Quietly("closed the connection".into())),
-            Ok(_) => {}
-            Err(e) => return Err(Ended::Quietly(e.to_string())),
-        }
-    };
-    let head = buf.split_to(head_end);
-    let text = String::from_utf8_lossy(&head);
-    let mut lines = text.split("\r\n");
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let (method, authority) = (request_line.next().unwrap_or_default(), request_line.next().unwrap_or_default());
-    if method != "CONNECT" {
-        let why = format!("protocol_error: `{method}` is not offered; this port takes SOCKS5 or HTTP CONNECT");
-        let event = anonymous(state, EventKind::Access, ip, why.clone());
-        let answer = http_answer("405 Method Not Allowed", &why, "Allow: CONNECT\r\n");
-        return Err(refuse(state, sock, &answer, event).await);
-    }
-    let credentials = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proxy-authorization"))
-        .and_then(|(_, v)| v.trim().strip_prefix("Basic ").map(str::trim).map(str::to_owned))
-        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| {
-            pair.split_once(':').map(|(u, p)| socks5::Credentials { user: u.to_owned(), password: p.to_owned() })
-        });
-    let Some(credentials) = credentials else {
-        let why = "no_credentials: send Proxy-Authorization: Basic (user name and API key)";
-        let event = anonymous(state, EventKind::Login, ip, why.to_owned());
-        let answer =
-            http_answer("407 Proxy Authentication Required", why, "Proxy-Authenticate: Basic realm=\"sekisho\"\r\n");
-        return Err(refuse(state, sock, &answer, event).await);
-    };
-    let client = match authenticate(state, ip, &credentials).await {
-        Ok(c) => c,
-        Err(event) => {
-            state.limiter.failed(ip);
-            let answer = http_answer(
-                "407 Proxy Authentication Required",
-                "the user name or API key was not accepted",
-                "Proxy-Authenticate: Basic realm=\"sekisho\"\r\n",
-            );
-            return Err(refuse(state, sock, &answer, event).await);
-        }
-    };
-    let target = authority.rsplit_once(':').and_then(|(host, port)| {
-        let port = port.parse::<u16>().ok()?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        match host.parse::<IpAddr>() {
-            Ok(ip) => Some(Target::Ip(SocketAddr::new(ip, port))),
-            Err(_) => socks5::domain(host, port),
-        }
-    });
-    let Some(target) = target else {
-        let why = format!("protocol_error: `{authority}` is not host:port");
-        let event = Event::new(&client.tenant, EventKind::Access, AuditDecision::Deny)
-            .subject(SubjectKind::User, client.user.clone())
-            .path("socks")
-            .reason(why.clone())
-            .auth("api_key")
-            .source(ip, client.country.clone());
-        return Err(refuse(state, sock, &http_answer("400 Bad Request", &why, ""), event).await);
-    };
-    Ok((client, socks5::Request { command: socks5::CMD_CONNECT, target }))
-}
-
 /// How long a verified key is remembered (any admin change forgets them all at once).
 const AUTH_TTL: Duration = Duration::from_secs(30);
 
@@ -602,16 +506,6 @@ async fn resolve(gateway: &Gateway, target: &Target) -> Result<Vec<SocketAddr>, 
     }
 }
 
-fn reply_for(e: &std::io::Error) -> Reply {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Reply::ConnectionRefused,
-        std::io::ErrorKind::TimedOut => Reply::TtlExpired,
-        std::io::ErrorKind::NetworkUnreachable => Reply::NetworkUnreachable,
-        std::io::ErrorKind::HostUnreachable => Reply::HostUnreachable,
-        _ => Reply::GeneralFailure,
-    }
-}
-
 async fn connect(
     state: &Arc<State>,
     gateway: &Gateway,
@@ -692,210 +586,6 @@ async fn connect(
         (_, Err(e)) => format!("gateway {}; ended: {e}", svc.name),
     };
     state.auditor.record(event.traffic(up, down, started.elapsed().as_millis() as u64).detail(detail));
-}
-
-/// Connects to the first reachable address, answers the client, and copies both ways.
-async fn direct(
-    sock: &mut TcpStream,
-    addrs: &[SocketAddr],
-    early: BytesMut,
-    totals: &Totals,
-    dialect: Dialect,
-) -> Result<String, String> {
-    let mut last = None;
-    let mut out = None;
-    for addr in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                out = Some(s);
-                break;
-            }
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => last = Some(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        }
-    }
-    let Some(mut out) = out else {
-        let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrNotAvailable));
-        let why = format!("connect failed: {e}");
-        let _ = sock.write_all(&dialect.reply(reply_for(&e), None, &why)).await;
-        return Err(why);
-    };
-    let _ = out.set_nodelay(true);
-    let bound = out.local_addr().ok();
-    let peer = out.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    sock.write_all(&dialect.reply(Reply::Succeeded, bound, "")).await.map_err(|e| e.to_string())?;
-    if !early.is_empty() {
-        out.write_all(&early).await.map_err(|e| e.to_string())?;
-        totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    let copied = relay_bytes(sock, &mut out, totals).await;
-    match copied {
-        Ok(_) => Ok(peer),
-        Err(e) => {
-            abort(sock);
-            Err(e.to_string())
-        }
-    }
-}
-
-/// Moves bytes both ways until both sides have finished, counting them in `totals`.
-async fn relay_bytes(client: &mut TcpStream, target: &mut TcpStream, totals: &Totals) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if let (Ok(up), Ok(down)) = (SplicePipe::new(), SplicePipe::new()) {
-        let (client, target) = (&*client, &*target);
-        tokio::try_join!(up.run(client, target, &totals.up), down.run(target, client, &totals.down))?;
-        return Ok(());
-    }
-    let (client_read, client_write) = client.split();
-    let (target_read, target_write) = target.split();
-    tokio::try_join!(pipe(client_read, target_write, &totals.up), pipe(target_read, client_write, &totals.down))?;
-    Ok(())
-}
-
-/// Linux: bytes go socket → pipe → socket with splice(2), never through user space (about half the
-/// CPU per byte of copying). Two pipe descriptors per direction; when they cannot be had (descriptor
-/// limit), the copy loop below is used.
-#[cfg(target_os = "linux")]
-struct SplicePipe {
-    read_end: std::os::fd::OwnedFd,
-    write_end: std::os::fd::OwnedFd,
-}
-
-#[cfg(target_os = "linux")]
-impl SplicePipe {
-    /// Bytes asked of one splice call (the pipe takes what fits).
-    const CHUNK: usize = 1 << 20;
-
-    fn new() -> std::io::Result<Self> {
-        use nix::fcntl::{FcntlArg, OFlag, fcntl};
-        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        // A larger pipe means fewer system calls; the default 64 KiB still works if refused.
-        let _ = fcntl(&write_end, FcntlArg::F_SETPIPE_SZ(Self::CHUNK as i32));
-        Ok(SplicePipe { read_end, write_end })
-    }
-
-    /// Moves `from` into `to` until end of stream, then half-closes `to`.
-    async fn run(
-        &self,
-        from: &TcpStream,
-        to: &TcpStream,
-        counter: &std::sync::atomic::AtomicU64,
-    ) -> std::io::Result<()> {
-        use nix::fcntl::{SpliceFFlags, splice};
-        use tokio::io::Interest;
-        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-        loop {
-            // The pipe is empty here, so "would block" can only mean the socket has nothing yet.
-            let n = from
-                .async_io(Interest::READABLE, || Ok(splice(from, None, &self.write_end, None, Self::CHUNK, flags)?))
-                .await?;
-            if n == 0 {
-                return socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
-            }
-            counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            let mut left = n;
-            while left > 0 {
-                left -= to
-                    .async_io(Interest::WRITABLE, || Ok(splice(&self.read_end, None, to, None, left, flags)?))
-                    .await?;
-            }
-        }
-    }
-}
-
-/// Copies `from` into `to` until end of stream, then half-closes `to`; counts bytes in `counter`.
-/// The buffer is never zeroed (reads go into spare capacity) and grows 4× whenever a read fills it.
-async fn pipe<R, W>(mut from: R, mut to: W, counter: &std::sync::atomic::AtomicU64) -> std::io::Result<()>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut size = COPY_START;
-    let mut buf = BytesMut::with_capacity(size);
-    loop {
-        buf.clear();
-        buf.reserve(size);
-        let n = from.read_buf(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
-        counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        to.write_all(&buf).await?;
-        if n >= size && size < COPY_MAX {
-            size = (size * 4).min(COPY_MAX);
-        }
-    }
-}
-
-/// Opens an egress stream on the gateway's back agent, which dials and reports back with one
-/// status byte (0 connected, else a SOCKS5 reply code) before any data.
-async fn via_agent(
-    state: &State,
-    svc: &Service,
-    sock: &mut TcpStream,
-    target: &Target,
-    early: BytesMut,
-    totals: &Totals,
-    dialect: Dialect,
-) -> Result<String, String> {
-    let agent_id = svc.agent_id.as_deref().unwrap_or_default();
-    let agent_name = state.topology().agents.get(agent_id).map_or_else(|| agent_id.to_owned(), |a| a.name.clone());
-    let Some(conn) = state.hub.conn(agent_id) else {
-        let why = format!("agent_offline: the gateway's agent `{agent_name}` is offline");
-        let _ = sock.write_all(&dialect.reply(Reply::NetworkUnreachable, None, &why)).await;
-        return Err(why);
-    };
-    let open = OpenService {
-        service: svc.id.clone(),
-        from_agent: None,
-        from_key: None,
-        e2e: None,
-        dest: Some(target.to_string()),
-    };
-    let stream = conn.open(proto::encode(&open)).map_err(|e| e.to_string())?;
-    let first = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), stream.read_chunk()).await {
-        Ok(Ok(Some(chunk))) if !chunk.is_empty() => chunk,
-        Ok(Err(e)) => {
-            let _ = sock.write_all(&dialect.reply(Reply::HostUnreachable, None, &e.to_string())).await;
-            return Err(e.to_string());
-        }
-        _ => {
-            let _ = sock.write_all(&dialect.reply(Reply::TtlExpired, None, "the agent did not answer")).await;
-            stream.reset(sekisho_wire::ResetCode::CANCEL, "no answer from the agent");
-            return Err("the agent did not answer".into());
-        }
-    };
-    if first[0] != 0 {
-        let why = format!("agent `{agent_name}` could not connect (SOCKS reply {})", first[0]);
-        let _ = sock.write_all(&dialect.reply(reply_code(first[0]), None, &why)).await;
-        return Err(why);
-    }
-    sock.write_all(&dialect.reply(Reply::Succeeded, None, "")).await.map_err(|e| e.to_string())?;
-    if first.len() > 1 {
-        sock.write_all(&first[1..]).await.map_err(|e| e.to_string())?;
-        totals.down.fetch_add(first.len() as u64 - 1, std::sync::atomic::Ordering::Relaxed);
-    }
-    if !early.is_empty() {
-        stream.write_all(&early).await.map_err(|e| e.to_string())?;
-        totals.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    match bridge(sock, stream, Seal::Plain, totals).await {
-        Ok(()) => Ok(agent_name),
-        Err(e) => {
-            abort(sock);
-            Err(e.to_string())
-        }
-    }
-}
-
-fn reply_code(status: u8) -> Reply {
-    match status {
-        3 => Reply::NetworkUnreachable,
-        4 => Reply::HostUnreachable,
-        5 => Reply::ConnectionRefused,
-        6 => Reply::TtlExpired,
-        _ => Reply::GeneralFailure,
-    }
 }
 
 #[cfg(test)]
