@@ -74,8 +74,9 @@ impl Geo {
     }
 }
 
-/// Whether `ip` is an address that never leaves the operator's networks.
-fn is_local(ip: IpAddr) -> bool {
+/// Whether `ip` is an address that never leaves the operator's networks (loopback, private,
+/// link-local, carrier-grade NAT, unique local; IPv4-mapped IPv6 by its IPv4 address).
+pub fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_local_v4(v4),
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| is_local_v6(v6), is_local_v4),

@@ -14,6 +14,7 @@
 //! networks (loopback, private, link-local, …) are refused before policy, so a tenant cannot
 //! reach what sits next to the relay.
 
+mod auth;
 mod egress;
 mod http;
 mod socks5;
@@ -27,18 +28,19 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_policy::{AccessRequest, Destination, Principal, ServiceInfo};
-use sekisho_store::{Service, now_ms};
+use sekisho_store::Service;
 use sekisho_tunnel::pump::Totals;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use auth::AuthCache;
+use auth::authenticate;
 use egress::{direct, via_agent};
 use http::{http_answer, http_handshake};
 pub(crate) use socks5::normalize_domain;
 use socks5::{Reply, SocksError, Target};
 
-use crate::secrets::hash_secret;
 use crate::state::State;
 
 /// The scope an API key needs to be a gateway password.
@@ -46,7 +48,8 @@ pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
 /// The whole handshake (greeting, authentication, request) must arrive within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// No SOCKS5 message is longer (a request with a 255-byte domain is 262 bytes).
+/// Room for the handshake: no SOCKS5 message is longer (a request with a 255-byte domain is 262
+/// bytes), and each parser answers from the length fields it reads, so a partial message never grows.
 const MAX_MESSAGE: usize = 600;
 
 /// How the operator runs the gateway.
@@ -97,32 +100,16 @@ fn read_hosts(path: &Path) -> Result<HashMap<String, Vec<IpAddr>>, GatewayError>
     Ok(hosts)
 }
 
-/// Whether `ip` belongs to networks next to the relay rather than the internet.
+/// Whether `ip` belongs to networks next to the relay rather than the internet: what GeoIP calls
+/// local, plus addresses that name no single remote host (unspecified, `0.0.0.0/8`, broadcast,
+/// multicast).
 fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 0
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_private(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xFE00) == 0xFC00 // unique local
-                    || (first & 0xFFC0) == 0xFE80 // link local
-            }
-        },
-    }
+    let ip = crate::api::canonical(ip);
+    let special = match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 0 || v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    special || sekisho_policy::geo::is_local(ip)
 }
 
 pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) {
@@ -200,6 +187,16 @@ impl Client {
             .auth("api_key")
             .source(self.ip, self.country.clone())
     }
+
+    /// A refusal of a request that did not get as far as naming a usable destination.
+    fn refusal(&self, reason: String) -> Event {
+        Event::new(&self.tenant, EventKind::Access, AuditDecision::Deny)
+            .subject(SubjectKind::User, self.user.clone())
+            .path("socks")
+            .reason(reason)
+            .auth("api_key")
+            .source(self.ip, self.country.clone())
+    }
 }
 
 /// Why a handshake ended before a request was decided.
@@ -250,7 +247,6 @@ async fn read_message<T>(
                 let _ = buf.split_to(n);
                 return Ok(Ok(message));
             }
-            Ok(None) if buf.len() >= MAX_MESSAGE => return Ok(Err(SocksError::NoMethods)),
             Ok(None) => {}
             Err(e) => return Ok(Err(e)),
         }
@@ -325,12 +321,7 @@ async fn handshake(
         Ok(r) => r,
         Err(e) => {
             let reply = socks5::reply(e.reply().unwrap_or(Reply::GeneralFailure), None);
-            let event = Event::new(&client.tenant, EventKind::Access, AuditDecision::Deny)
-                .subject(SubjectKind::User, client.user.clone())
-                .path("socks")
-                .reason(format!("protocol_error: {e}"))
-                .auth("api_key")
-                .source(ip, client.country.clone());
+            let event = client.refusal(format!("protocol_error: {e}"));
             return Err(refuse(state, sock, &reply, event).await);
         }
     };
@@ -346,109 +337,6 @@ async fn handshake(
         return Err(refuse(state, sock, &socks5::reply(Reply::CommandNotSupported, None), event).await);
     }
     Ok((client, request))
-}
-
-/// How long a verified key is remembered (any admin change forgets them all at once).
-const AUTH_TTL: Duration = Duration::from_secs(30);
-
-/// A key that passed the checks that do not depend on the connection: it exists, holds the gateway
-/// scope and belongs to an enabled user (with these groups).
-#[derive(Clone)]
-pub(crate) struct Authed {
-    key: sekisho_store::ApiKey,
-    user: String,
-    groups: Vec<String>,
-    at: Instant,
-}
-
-/// Verified keys by hash, so a browser's burst of connections does not cost three database reads
-/// each. Only successes are kept; the admin API clears it after every change.
-#[derive(Default)]
-pub(crate) struct AuthCache {
-    map: parking_lot::Mutex<HashMap<String, Authed>>,
-}
-
-impl AuthCache {
-    fn get(&self, hash: &str) -> Option<Authed> {
-        self.map.lock().get(hash).filter(|a| a.at.elapsed() < AUTH_TTL).cloned()
-    }
-
-    fn put(&self, hash: String, authed: Authed) {
-        let mut map = self.map.lock();
-        if map.len() >= 10_000 {
-            map.retain(|_, a| a.at.elapsed() < AUTH_TTL);
-        }
-        map.insert(hash, authed);
-    }
-
-    pub(crate) fn clear(&self) {
-        self.map.lock().clear();
-    }
-}
-
-/// Looks the key up: Err((tenant, reason)) when it cannot be a gateway password.
-async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
-    let key = match state.store.find_api_key(hash).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return Err(("default".into(), "unauthenticated: the password is not a valid API key".into())),
-        Err(e) => return Err(("default".into(), format!("store_error: {e}"))),
-    };
-    let tenant = key.tenant_id.clone();
-    let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
-    if !scoped {
-        return Err((tenant, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
-    }
-    let user = match &key.user_id {
-        Some(id) => state.store.get_user_by_id(id).await.ok().flatten(),
-        None => None,
-    };
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        return Err((tenant, "unauthenticated: the API key belongs to no enabled user".into()));
-    };
-    if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
-        let _ = state.store.api_key_used(&key.id).await;
-    }
-    let groups = state.store.groups_of(&user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
-    Ok(Authed { key, user: user.name, groups, at: Instant::now() })
-}
-
-/// Checks the API key given as password: known, live, allowed from `ip`, with the gateway scope,
-/// and belonging to the (enabled) user named.
-async fn authenticate(state: &State, ip: IpAddr, c: &socks5::Credentials) -> Result<Client, Event> {
-    let country = state.geo.country(ip);
-    let deny = |tenant: &str, subject: String, reason: String| {
-        Event::new(tenant, EventKind::Login, AuditDecision::Deny)
-            .subject(SubjectKind::User, subject)
-            .path("socks")
-            .reason(reason)
-            .auth("api_key")
-            .source(ip, country.clone())
-    };
-    let (user_name, gateway) = match c.user.split_once('+') {
-        Some((u, g)) => (u.to_owned(), Some(g.to_owned())),
-        None => (c.user.clone(), None),
-    };
-    if state.limiter.blocked(ip) {
-        let why = "rate_limited: too many failed attempts from this address; try again in a minute";
-        return Err(deny("default", user_name, why.to_owned()));
-    }
-    let hash = hash_secret(c.password.trim());
-    let authed = match state.gateway_auth.get(&hash) {
-        Some(a) => a,
-        None => {
-            let a = lookup(state, &hash).await.map_err(|(tenant, why)| deny(&tenant, user_name.clone(), why))?;
-            state.gateway_auth.put(hash, a.clone());
-            a
-        }
-    };
-    let tenant = authed.key.tenant_id.clone();
-    if let Some(problem) = crate::api::key_problem(&authed.key, ip) {
-        return Err(deny(&tenant, user_name, format!("{}: {}", problem.code, problem.message)));
-    }
-    if authed.user != user_name {
-        return Err(deny(&tenant, user_name, format!("unauthenticated: the API key is not `{}`'s", c.user)));
-    }
-    Ok(Client { tenant, user: authed.user, groups: authed.groups, gateway, ip, country })
 }
 
 /// The tenant's gateway the client asked for, or its only one.

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
-use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_audit::EventKind;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -95,12 +95,7 @@ pub(super) async fn http_handshake(
     });
     let Some(target) = target else {
         let why = format!("protocol_error: `{authority}` is not host:port");
-        let event = Event::new(&client.tenant, EventKind::Access, AuditDecision::Deny)
-            .subject(SubjectKind::User, client.user.clone())
-            .path("socks")
-            .reason(why.clone())
-            .auth("api_key")
-            .source(ip, client.country.clone());
+        let event = client.refusal(why.clone());
         return Err(refuse(state, sock, &http_answer("400 Bad Request", &why, ""), event).await);
     };
     Ok((client, socks5::Request { command: socks5::CMD_CONNECT, target }))
