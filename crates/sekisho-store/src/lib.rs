@@ -11,6 +11,7 @@
 //! PHC strings, TOTP secrets sealed. Relayed payload is never stored.
 
 mod audit;
+mod bastion;
 mod identity;
 mod rows;
 mod tunnel;

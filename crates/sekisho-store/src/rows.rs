@@ -190,3 +190,66 @@ pub struct Checkpoint {
     pub key_id: String,
     pub signature: String,
 }
+
+/// A user's SSH public key, for the bastion's first factor.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SshKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+}
+
+/// How the bastion logs in to an SSH or Telnet target. The secret stays sealed and never leaves
+/// the relay.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SshTarget {
+    pub service_id: String,
+    pub tenant_id: String,
+    pub login: String,
+    /// `password`, `key` or `none`.
+    pub secret_kind: String,
+    #[serde(skip)]
+    pub secret: String,
+    pub host_key: String,
+    pub updated_at: i64,
+}
+
+/// One recorded bastion session (a shell, an exec, an SFTP or SCP transfer).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Recording {
+    pub id: String,
+    pub tenant_id: String,
+    pub session_id: String,
+    pub user_name: String,
+    pub target: String,
+    pub protocol: String,
+    pub kind: String,
+    pub command: String,
+    pub source_ip: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes: i64,
+    pub sha256: String,
+    /// JSON `[{"t": seconds, "cmd": "…"}]`.
+    pub commands: String,
+    /// JSON file operations.
+    pub files: String,
+}
+
+/// What to look for among recordings; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingFilter {
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub source_ip: Option<String>,
+    pub protocol: Option<String>,
+    /// Substring of a typed or exec command.
+    pub command: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+}
