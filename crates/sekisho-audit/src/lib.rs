@@ -12,6 +12,7 @@ pub mod chain;
 mod event;
 pub mod export;
 mod keys;
+pub mod recording;
 pub mod verify;
 pub mod writer;
 

@@ -6,6 +6,7 @@
 
 mod audit;
 pub(crate) mod auth;
+mod bastion;
 mod error;
 mod identity;
 mod login;
@@ -21,6 +22,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 pub(crate) use error::ApiError;
+/// Failed logins before a user is locked, and for how long (ms): every login surface shares them.
+pub(crate) const LOCKOUT: (i64, i64) = (login::LOCKOUT_AFTER, login::LOCKOUT_MS);
 use sekisho_store::StoreError;
 use serde_json::json;
 pub(crate) use tunnel::check_name;
@@ -47,6 +50,7 @@ pub(crate) fn router(state: S) -> Router {
         .route("/agents/{id}", delete(tunnel::revoke_agent))
         .route("/services", get(tunnel::list_services).post(tunnel::create_service))
         .route("/services/{name}", delete(tunnel::delete_service))
+        .route("/services/{name}/login", get(bastion::get_login).put(bastion::put_login))
         .route("/routes", get(tunnel::list_routes).post(tunnel::create_route))
         .route("/routes/{id}", delete(tunnel::delete_route))
         .route("/policies", get(policy::list))
@@ -57,11 +61,18 @@ pub(crate) fn router(state: S) -> Router {
         .route("/users/{name}/password", post(identity::set_password))
         .route("/users/{name}/totp", post(identity::enroll_totp))
         .route("/users/{name}/unlock", post(identity::unlock_user))
+        .route("/users/{name}/ssh-keys", get(bastion::list_ssh_keys).post(bastion::add_ssh_key))
+        .route("/users/{name}/ssh-keys/{key}", delete(bastion::delete_ssh_key))
         .route("/groups", get(identity::list_groups).post(identity::create_group))
         .route("/groups/{name}", delete(identity::delete_group))
         .route("/groups/{name}/members/{user}", put(identity::add_member).delete(identity::remove_member))
         .route("/api-keys", get(identity::list_keys).post(identity::create_key))
         .route("/api-keys/{id}", delete(identity::revoke_key))
+        .route("/recordings", get(bastion::search_recordings))
+        .route("/recordings/{id}", get(bastion::get_recording))
+        .route("/recordings/{id}/cast", get(bastion::get_cast))
+        .route("/recordings/{id}/live", get(bastion::live))
+        .route("/recordings/{id}/terminate", post(bastion::terminate))
         .route("/audit", get(audit::search))
         .route("/audit/verify", post(audit::verify))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));

@@ -12,6 +12,7 @@
 //! [`topology`] snapshot is rebuilt after every change and pushed to connected agents.
 
 mod api;
+mod bastion;
 mod decide;
 mod edge;
 mod events;
@@ -31,6 +32,7 @@ use sekisho_store::Store;
 use sekisho_tunnel::tls::LocalCa;
 use tokio_util::sync::CancellationToken;
 
+pub use bastion::BastionConfig;
 pub use gateway::GatewayConfig;
 pub use secrets::{hash_secret, new_api_key};
 
@@ -54,6 +56,8 @@ pub enum RelayError {
     Secrets(#[from] secrets::SealError),
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    Bastion(#[from] bastion::BastionError),
 }
 
 /// How to run a relay.
@@ -74,6 +78,8 @@ pub struct RelayConfig {
     pub local_country: String,
     /// The SOCKS5 gateway, when it runs.
     pub gateway: Option<GatewayConfig>,
+    /// The SSH bastion, when it runs.
+    pub bastion: Option<BastionConfig>,
 }
 
 /// A running relay.
@@ -81,6 +87,8 @@ pub struct RelayHandle {
     pub addr: SocketAddr,
     /// The SOCKS5 gateway's address, when it runs.
     pub gateway_addr: Option<SocketAddr>,
+    /// The SSH bastion's address, when it runs.
+    pub bastion_addr: Option<SocketAddr>,
     pub ca_fingerprint: String,
     pub ca_path: PathBuf,
     /// The first admin API key, only on the very first start (it is stored hashed).
@@ -162,6 +170,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         geo,
         master,
         audit_public_key,
+        recordings: config.data_dir.join("recordings"),
     });
     state.load_policies().await?;
     state.refresh().await?;
@@ -178,10 +187,15 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         }
         None => None,
     };
+    let bastion_addr = match &config.bastion {
+        Some(b) => Some(bastion::start(state.clone(), &config.data_dir, b, shutdown.clone()).await?),
+        None => None,
+    };
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
     Ok(RelayHandle {
         addr,
         gateway_addr,
+        bastion_addr,
         ca_fingerprint: ca.fingerprint(),
         ca_path: config.data_dir.join("ca.pem"),
         admin_key,

@@ -96,6 +96,8 @@ pub enum SealError {
 /// with AES-256-GCM.
 pub(crate) struct MasterKey {
     key: LessSafeKey,
+    /// Derived from the master key for sealing bastion recordings.
+    recordings: [u8; 32],
 }
 
 impl MasterKey {
@@ -112,7 +114,13 @@ impl MasterKey {
             Err(source) => return Err(SealError::Io { path, source }),
         };
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::Malformed(path.clone()))?;
-        Ok(MasterKey { key: LessSafeKey::new(key) })
+        let recordings = sekisho_audit::recording::sealed::recording_key(&bytes);
+        Ok(MasterKey { key: LessSafeKey::new(key), recordings })
+    }
+
+    /// The key that seals bastion recordings.
+    pub(crate) fn recording_key(&self) -> [u8; 32] {
+        self.recordings
     }
 
     /// base64(nonce ‖ ciphertext ‖ tag).

@@ -51,6 +51,10 @@ pub(crate) struct State {
     pub(crate) agent_limiter: crate::api::Limiter,
     /// Gateway passwords (API keys) verified recently.
     pub(crate) gateway_auth: crate::gateway::AuthCache,
+    /// Bastion sessions in progress.
+    pub(crate) sessions: crate::bastion::Sessions,
+    /// Where sealed bastion recordings are kept.
+    pub(crate) recordings: std::path::PathBuf,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -65,6 +69,7 @@ pub(crate) struct Parts {
     pub(crate) geo: Geo,
     pub(crate) master: MasterKey,
     pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
+    pub(crate) recordings: std::path::PathBuf,
 }
 
 impl State {
@@ -88,6 +93,8 @@ impl State {
             limiter: crate::api::Limiter::default(),
             agent_limiter: crate::api::Limiter::new(AGENT_FAILURES_PER_MINUTE),
             gateway_auth: crate::gateway::AuthCache::default(),
+            sessions: crate::bastion::Sessions::default(),
+            recordings: p.recordings,
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }

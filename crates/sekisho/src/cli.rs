@@ -89,6 +89,9 @@ pub(crate) struct RelayArgs {
     /// (refused by default: they are the relay's own networks).
     #[arg(long, requires = "socks_listen")]
     pub socks_allow_private: bool,
+    /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
+    #[arg(long, env = "SEKISHO_SSH_LISTEN")]
+    pub ssh_listen: Option<SocketAddr>,
     /// Testing only: copy every spliced agent-to-agent byte to this TCP address.
     #[arg(long, hide = true)]
     pub debug_tap: Option<SocketAddr>,
@@ -163,6 +166,9 @@ pub(crate) enum CtlCommand {
     /// The audit log: search, export and verify.
     #[command(subcommand)]
     Audit(CtlAuditCmd),
+    /// SSH bastion recordings: search, replay, live view, termination.
+    #[command(subcommand)]
+    Recording(RecordingCmd),
     /// Log in as a user (password read from stdin) and print a session key; needs no API key.
     Login {
         #[arg(long, default_value = "default")]
@@ -267,6 +273,84 @@ pub(crate) enum UserCmd {
     /// Unlock a user locked after failed logins.
     Unlock {
         name: String,
+    },
+    /// A user's SSH public keys, for the bastion.
+    #[command(subcommand)]
+    SshKey(SshKeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SshKeyCmd {
+    /// Register a public key (`~/.ssh/id_ed25519.pub`) for a user.
+    Add {
+        user: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A label; default: the key's comment.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List {
+        user: String,
+    },
+    /// Remove a key by id or fingerprint.
+    Rm {
+        user: String,
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordingCmd {
+    /// Search recordings, newest first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        source_ip: Option<String>,
+        /// ssh, telnet, or a kind: shell, exec, sftp, scp.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Text of a command typed or run (e.g. "systemctl restart").
+        #[arg(long)]
+        command: Option<String>,
+        /// Start of the period (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One recording: its commands and file operations.
+    Show {
+        id: String,
+    },
+    /// Replay a recording in this terminal (or print its asciicast with --raw).
+    Play {
+        id: String,
+        /// Playback speed factor.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause between events, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        max_wait: f64,
+        /// Print the asciicast v2 file instead of playing it.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Watch a session in progress.
+    Watch {
+        id: String,
+        /// Print the asciicast lines instead of the terminal output.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Terminate a session in progress.
+    Kill {
+        id: String,
     },
 }
 
@@ -469,7 +553,8 @@ pub(crate) enum ServiceCmd {
         /// Back agent (id or name); a gateway without one egresses from the relay.
         #[arg(long)]
         agent: Option<String>,
-        /// tcp://host:port or http://host:port, as seen from the back agent; `socks` for a gateway.
+        /// tcp://, http://, ssh:// or telnet://host:port, as seen from the back agent (or the relay
+        /// for an SSH/Telnet target without agent); `socks` for a gateway.
         #[arg(long)]
         target: String,
         /// Also expose the service as a TCP port on the relay (ip:port).
@@ -480,6 +565,26 @@ pub(crate) enum ServiceCmd {
     /// Remove a service (its routes must be removed first).
     Rm {
         name: String,
+    },
+    /// Set how the bastion logs in to an SSH or Telnet target (the secret is sealed on the
+    /// relay and never shown again).
+    Login {
+        name: String,
+        /// The account on the target.
+        #[arg(long, required_unless_present = "show")]
+        login: Option<String>,
+        /// Read the target password from stdin.
+        #[arg(long, conflicts_with = "key_file")]
+        password_stdin: bool,
+        /// An unencrypted OpenSSH private key for the target.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Pin the target's host key (`ssh-ed25519 AAAA…`); otherwise the first one seen is pinned.
+        #[arg(long)]
+        host_key: Option<String>,
+        /// Show the current login (never the secret).
+        #[arg(long)]
+        show: bool,
     },
 }
 

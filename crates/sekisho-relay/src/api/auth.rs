@@ -40,7 +40,7 @@ pub(crate) struct Caller {
 }
 
 /// Every scope a tenant key can hold.
-pub(crate) const TENANT_SCOPES: [&str; 14] = [
+pub(crate) const TENANT_SCOPES: [&str; 16] = [
     "agents:read",
     "agents:write",
     "services:read",
@@ -54,6 +54,9 @@ pub(crate) const TENANT_SCOPES: [&str; 14] = [
     "apikeys:read",
     "apikeys:write",
     "audit:read",
+    // Bastion recordings: search, replay and live view; terminating a session.
+    "recordings:read",
+    "recordings:write",
     // Using the SOCKS5 gateway (the key is the proxy password).
     "gateway:use",
 ];
@@ -104,7 +107,17 @@ pub(crate) fn role_scopes(role: &str) -> &'static [&'static str] {
             "gateway:use",
         ],
         "auditor" => {
-            &["agents:read", "services:read", "routes:read", "policies:read", "users:read", "audit:read", "gateway:use"]
+            &[
+                "agents:read",
+                "services:read",
+                "routes:read",
+                "policies:read",
+                "users:read",
+                "audit:read",
+                "recordings:read",
+                "recordings:write",
+                "gateway:use",
+            ]
         }
         _ => &["gateway:use"],
     }
@@ -128,6 +141,7 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> String {
         "users" | "groups" => "users",
         "api-keys" => "apikeys",
         "audit" => return "audit:read".into(),
+        "recordings" => "recordings",
         _ => return "system".into(),
     };
     format!("{area}:{}", if read { "read" } else { "write" })

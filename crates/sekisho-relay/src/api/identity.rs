@@ -205,7 +205,7 @@ pub(crate) async fn list_users(
     ))
 }
 
-async fn find_user(state: &S, caller: &Caller, name: &str) -> Result<User, ApiError> {
+pub(super) async fn find_user(state: &S, caller: &Caller, name: &str) -> Result<User, ApiError> {
     state
         .store
         .get_user(&caller.tenant, name)

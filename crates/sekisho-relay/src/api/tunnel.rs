@@ -131,16 +131,17 @@ pub(crate) struct ServiceView {
     edge_error: Option<String>,
 }
 
-/// Parses `tcp://host:port` / `http://host:port` / `https://host:port`; returns the protocol.
+/// Parses `tcp://host:port` / `http://host:port` / `https://host:port` / `ssh://host:port` /
+/// `telnet://host:port`; returns the protocol.
 fn parse_target(target: &str) -> Result<String, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_target",
-            format!("target `{target}` must look like tcp://host:port or http://host:port"),
+            format!("target `{target}` must look like tcp://host:port, http://host:port or ssh://host:port"),
         )
     };
     let (scheme, rest) = target.split_once("://").ok_or_else(bad)?;
-    if !["tcp", "http", "https"].contains(&scheme) {
+    if !["tcp", "http", "https", "ssh", "telnet"].contains(&scheme) {
         return Err(bad());
     }
     let hostport = rest.trim_end_matches('/');
@@ -197,7 +198,14 @@ pub(crate) async fn create_service(
     check_name(&req.name)?;
     let gateway = is_gateway_target(&req.target);
     let protocol = if gateway { "socks".to_owned() } else { parse_target(&req.target)? };
+    let bastion = matches!(protocol.as_str(), "ssh" | "telnet");
     if let Some(l) = &req.edge_listen {
+        if bastion {
+            return Err(ApiError::bad_request(
+                "invalid_listen",
+                "an SSH or Telnet target is reached through the relay's bastion, which records it; it has no edge port",
+            ));
+        }
         if gateway {
             return Err(ApiError::bad_request(
                 "invalid_listen",
@@ -210,11 +218,12 @@ pub(crate) async fn create_service(
     let topo = state.topology();
     let agent = match &req.agent {
         Some(key) => Some(agent_in_role(&topo, &caller.tenant, key, "back", "services", Agent::serves_back)?),
-        None if gateway => None,
+        None if gateway || bastion => None,
         None => {
             return Err(ApiError::bad_request(
                 "missing_agent",
-                "a service needs the back agent that serves it (`agent`); only a gateway may go without",
+                "a service needs the back agent that serves it (`agent`); only a gateway or an SSH/Telnet target \
+                 (reached from the relay) may go without",
             ));
         }
     };
@@ -324,6 +333,16 @@ pub(crate) async fn create_route(
         return Err(ApiError::bad_request(
             "gateway_route",
             format!("`{}` is a gateway: clients reach it at the relay's SOCKS5 port, not through a route", svc.name),
+        ));
+    }
+    if matches!(svc.protocol.as_str(), "ssh" | "telnet") {
+        return Err(ApiError::bad_request(
+            "bastion_route",
+            format!(
+                "`{}` is an SSH/Telnet target: it is reached through the relay's bastion, which records every \
+                 session, not through a route",
+                svc.name
+            ),
         ));
     }
     let fixed_port = !req.listen.ends_with(":0");

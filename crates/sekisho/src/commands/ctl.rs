@@ -6,6 +6,7 @@ mod audit;
 mod client;
 mod parse;
 mod policy;
+mod recording;
 mod table;
 mod tenant;
 mod tunnel;
@@ -45,6 +46,7 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
         CtlCommand::Apikey(cmd) => access::apikey(&ctx, cmd).await,
         CtlCommand::Policy(cmd) => policy::run(&ctx, cmd).await,
         CtlCommand::Audit(cmd) => audit::run(&ctx, cmd).await,
+        CtlCommand::Recording(cmd) => recording::run(&ctx, cmd).await,
         CtlCommand::Events { limit } => audit::events(&ctx, limit).await,
     }
 }

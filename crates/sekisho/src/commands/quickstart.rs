@@ -38,6 +38,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         geoip: None,
         local_country: "LOCAL".into(),
         gateway: None,
+        bastion: None,
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

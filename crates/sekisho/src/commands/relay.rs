@@ -20,6 +20,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             hosts_file: args.socks_hosts,
             allow_private: args.socks_allow_private,
         }),
+        bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig { listen }),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());
@@ -28,6 +29,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "event": "ready",
             "listen": handle.addr.to_string(),
             "socks": handle.gateway_addr.map(|a| a.to_string()),
+            "ssh": handle.bastion_addr.map(|a| a.to_string()),
             "api_url": api_url,
             "ca_file": handle.ca_path,
             "ca_fingerprint": handle.ca_fingerprint,
@@ -37,6 +39,9 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
         if let Some(socks) = handle.gateway_addr {
             println!("{} {socks}", lang.pick("SOCKS5 gateway listening on", "SOCKS5 ゲートウェイ待ち受け中:"));
+        }
+        if let Some(ssh) = handle.bastion_addr {
+            println!("{} {ssh}", lang.pick("SSH bastion listening on", "SSH 踏み台待ち受け中:"));
         }
         println!(
             "{} {}",

@@ -75,7 +75,7 @@ async fn search(
 }
 
 /// `--from`/`--to` → ms since the epoch, as the query wants it.
-fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Option<String>> {
+pub(super) fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Option<String>> {
     let Some(text) = text else { return Ok(None) };
     let ms = parse::parse_time_ms(text).ok_or_else(|| {
         anyhow!(

@@ -106,6 +106,23 @@ impl ApiClient {
         self.fetch(self.http.get(self.url(path)).query(&present(query))).await
     }
 
+    /// GET whose body is read as it arrives (live views).
+    pub(crate) async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(self.url(path));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!("{} {}: {e}", self.lang.pick("cannot reach the relay at", "リレーに接続できません:"), self.base)
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(resp)
+        } else {
+            Err(ApiError::from_response(status, &resp.text().await.unwrap_or_default()).into())
+        }
+    }
+
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(self.url(path))).await
     }

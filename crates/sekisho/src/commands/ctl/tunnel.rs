@@ -88,6 +88,32 @@ pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
             ctx.client.delete(&format!("/api/v1/services/{}", seg(&name))).await?;
             ctx.done();
         }
+        ServiceCmd::Login { name, login, password_stdin, key_file, host_key, show } => {
+            let path = format!("/api/v1/services/{}/login", seg(&name));
+            let v = if show {
+                ctx.client.get(&path).await?
+            } else {
+                let mut body = serde_json::json!({ "login": login, "host_key": host_key });
+                if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    body["password"] = line.trim_end_matches(['\r', '\n']).into();
+                }
+                if let Some(f) = key_file {
+                    body["private_key"] = std::fs::read_to_string(&f)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                        .into();
+                }
+                ctx.client.put(&path, &body).await?
+            };
+            if ctx.json {
+                super::print_json(&v);
+            } else {
+                for k in ["service", "login", "secret_kind", "host_key"] {
+                    println!("{k:12} {}", v[k].as_str().unwrap_or_default());
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::client::ApiError;
 use super::{Ctx, print_json, seg, table, time_cell};
-use crate::cli::UserCmd;
+use crate::cli::{SshKeyCmd, UserCmd};
 use crate::i18n::Lang;
 
 pub(super) async fn run(ctx: &Ctx, cmd: UserCmd) -> anyhow::Result<()> {
@@ -65,6 +65,19 @@ pub(super) async fn run(ctx: &Ctx, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Unlock { name } => {
             ctx.client.post(&user_path(&name, "/unlock"), &json!({})).await?;
+            ctx.done();
+        }
+        UserCmd::SshKey(SshKeyCmd::Add { user, key_file, name }) => {
+            let key = std::fs::read_to_string(&key_file).map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
+            let v = ctx.client.post(&user_path(&user, "/ssh-keys"), &json!({"public_key": key, "name": name})).await?;
+            ctx.print_one(&v, "fingerprint");
+        }
+        UserCmd::SshKey(SshKeyCmd::List { user }) => {
+            ctx.list(&user_path(&user, "/ssh-keys"), &[("ID", "id"), ("NAME", "name"), ("FINGERPRINT", "fingerprint")])
+                .await?;
+        }
+        UserCmd::SshKey(SshKeyCmd::Rm { user, key }) => {
+            ctx.client.delete(&user_path(&user, &format!("/ssh-keys/{}", seg(&key)))).await?;
             ctx.done();
         }
     }

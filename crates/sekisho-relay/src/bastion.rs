@@ -1,0 +1,170 @@
+//! The SSH bastion: operators reach SSH and Telnet targets only through the relay, and every
+//! session leaves evidence.
+//!
+//! A user logs in with her registered public key or her password, then a TOTP code
+//! (keyboard-interactive); a code is spent once. `ssh alice+web01@relay` goes straight to the
+//! target `web01` (a service of protocol `ssh` or `telnet`); `ssh alice@relay` shows a menu of the
+//! targets her policies allow. Users of other tenants write `alice+web01@tenant`.
+//!
+//! Each target is decided by its Cedar policy (path `ssh`). The bastion then logs in to the
+//! target itself — over a tunnel stream to the target's back agent, or straight from the relay —
+//! with the target's sealed credential, pinning the target's host key on first use. Channels are
+//! bridged one to one (PTY, shell, exec, subsystems such as SFTP, window changes, signals, exit
+//! status). Every channel becomes a recording ([`recorder`]): interactive sessions as sealed
+//! asciicast v2 with their command list, exec commands exactly, SFTP and SCP as file operations
+//! with sizes and SHA-256; the recording's hash goes into the audit chain.
+
+mod auth;
+mod channel;
+mod conn;
+mod menu;
+mod recorder;
+mod target;
+mod telnet;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use recorder::{Live, cast_path};
+
+use crate::state::State;
+
+/// How the operator runs the bastion.
+#[derive(Debug, Clone)]
+pub struct BastionConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BastionError {
+    #[error("cannot read or create the bastion host key `{path}`: {message}")]
+    HostKey { path: PathBuf, message: String },
+    #[error("cannot create the recordings directory `{path}`: {source}")]
+    Recordings { path: PathBuf, source: std::io::Error },
+}
+
+/// The bastion's shared parts.
+pub(crate) struct Bastion {
+    state: Arc<State>,
+    recordings: PathBuf,
+    key: [u8; 32],
+}
+
+/// The relay's SSH host key (`bastion_host_ed25519`, created on first start, mode 0600).
+fn host_key(dir: &Path) -> Result<PrivateKey, BastionError> {
+    let path = dir.join("bastion_host_ed25519");
+    let err = |message: String| BastionError::HostKey { path: path.clone(), message };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => PrivateKey::from_openssh(text).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()));
+            let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(|e| err(e.to_string()))?;
+            sekisho_tunnel::identity::write_private(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Binds the bastion's port and serves it until `shutdown`; returns the bound address.
+pub(crate) async fn start(
+    state: Arc<State>,
+    data_dir: &Path,
+    config: &BastionConfig,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, crate::RelayError> {
+    let key = host_key(data_dir)?;
+    let recordings = data_dir.join("recordings");
+    std::fs::create_dir_all(&recordings)
+        .map_err(|source| BastionError::Recordings { path: recordings.clone(), source })?;
+    let listener = sekisho_tunnel::dial::listen(config.listen)
+        .map_err(|source| crate::RelayError::Listen { addr: config.listen, source })?;
+    let bound = listener.local_addr().map_err(|source| crate::RelayError::Listen { addr: config.listen, source })?;
+    let ssh = russh::server::Config {
+        server_id: russh::SshId::Standard(format!("SSH-2.0-Sekisho_{}", env!("CARGO_PKG_VERSION")).into()),
+        methods: russh::MethodSet::from(
+            &[
+                russh::MethodKind::PublicKey,
+                russh::MethodKind::Password,
+                russh::MethodKind::KeyboardInteractive,
+            ][..],
+        ),
+        keys: vec![key],
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        window_size: 8 << 20,
+        maximum_packet_size: 65535,
+        ..Default::default()
+    };
+    let bastion = Arc::new(Bastion { key: state.master.recording_key(), state, recordings });
+    tokio::spawn(serve(bastion, Arc::new(ssh), listener, shutdown));
+    Ok(bound)
+}
+
+async fn serve(
+    bastion: Arc<Bastion>,
+    config: Arc<russh::server::Config>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let _ = sock.set_nodelay(true);
+        let handler = conn::Conn::new(bastion.clone(), peer);
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let session = match russh::server::run_stream(config, sock, handler).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "ssh handshake failed");
+                    return;
+                }
+            };
+            tokio::select! {
+                r = session => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+                },
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Sessions in progress, by recording id, for live view and termination.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    live: parking_lot::Mutex<HashMap<String, Arc<Live>>>,
+}
+
+impl Sessions {
+    pub(crate) fn get(&self, tenant: &str, id: &str) -> Option<Arc<Live>> {
+        self.live.lock().get(id).filter(|l| l.tenant == tenant).cloned()
+    }
+
+    fn insert(&self, live: Arc<Live>) {
+        self.live.lock().insert(live.id.clone(), live);
+    }
+
+    fn remove(&self, id: &str) {
+        self.live.lock().remove(id);
+    }
+}

@@ -1,0 +1,304 @@
+//! One session channel: the user's side, the target's side, and the recording between them.
+//!
+//! Each direction has its own task, so a user who stops reading never blocks what she types
+//! (and the other way round); both feed the channel's [`Recorder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use russh::client::Msg as ClientMsg;
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
+
+use super::Bastion;
+use super::auth::Authed;
+use super::recorder::Recorder;
+use super::target::Connected;
+
+/// What the channel runs, from its first request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    Shell,
+    Exec(String),
+    Subsystem(String),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct PtySize {
+    pub(super) term: String,
+    pub(super) cols: u32,
+    pub(super) rows: u32,
+    pub(super) pix_width: u32,
+    pub(super) pix_height: u32,
+}
+
+type TargetWriter = Arc<ChannelWriteHalf<ClientMsg>>;
+
+#[derive(Default)]
+struct Setup {
+    pty: Option<(PtySize, Vec<(Pty, u32)>)>,
+    env: Vec<(String, String)>,
+    kind: Option<Kind>,
+}
+
+pub(super) struct Chan {
+    pub(super) b: Arc<Bastion>,
+    pub(super) authed: Arc<Authed>,
+    pub(super) session_id: String,
+    id: ChannelId,
+    setup: Mutex<Setup>,
+    target: Mutex<Option<(TargetWriter, Arc<Connected>)>>,
+    recorder: Mutex<Option<Recorder>>,
+    /// Menu mode: the user's first request (shell or exec) wakes the menu.
+    pub(super) started: tokio::sync::watch::Sender<Option<Kind>>,
+    /// The terminal size after each window change (columns, rows), for Telnet targets.
+    pub(super) resized: tokio::sync::watch::Sender<(u32, u32)>,
+}
+
+impl Chan {
+    pub(super) fn new(b: Arc<Bastion>, authed: Arc<Authed>, session_id: String, id: ChannelId) -> Self {
+        Chan {
+            b,
+            authed,
+            session_id,
+            id,
+            setup: Mutex::default(),
+            target: Mutex::default(),
+            recorder: Mutex::default(),
+            started: tokio::sync::watch::Sender::new(None),
+            resized: tokio::sync::watch::Sender::new((80, 24)),
+        }
+    }
+
+    /// The client's language (`LANG` or `LC_ALL` as sent with `SendEnv`), or empty.
+    pub(super) fn lang(&self) -> String {
+        let setup = self.setup.lock();
+        let get = |n: &str| setup.env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        get("LC_ALL").or_else(|| get("LANG")).unwrap_or_default()
+    }
+
+    /// Starts recording a channel whose target is not an SSH channel (Telnet).
+    pub(super) async fn begin_unbridged(&self, t: &Connected, kind: Kind) {
+        let pty = self.pty_size();
+        let rec = Recorder::begin(self, t, &kind, pty.as_ref()).await;
+        *self.recorder.lock() = Some(rec);
+    }
+
+    pub(super) fn record_input(&self, data: &[u8]) {
+        self.record(|r| r.input(data));
+    }
+
+    pub(super) fn record_output(&self, data: &[u8]) {
+        self.record(|r| r.output(data));
+    }
+
+    /// Ends an auditor can trigger; never fires before recording starts.
+    pub(super) fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
+        self.recorder.lock().as_ref().map(|r| r.live.cancel.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn ended_by(&self) -> String {
+        cancel_reason(self)
+    }
+
+    /// Finishes the recording, if one runs.
+    pub(super) async fn finish(&self, status: Option<u32>, ended: &str) {
+        let rec = self.recorder.lock().take();
+        if let Some(rec) = rec {
+            rec.finish(status, ended).await;
+        }
+    }
+
+    fn writer(&self) -> Option<TargetWriter> {
+        self.target.lock().as_ref().map(|(w, _)| w.clone())
+    }
+
+    pub(super) fn pty_size(&self) -> Option<PtySize> {
+        self.setup.lock().pty.as_ref().map(|(p, _)| p.clone())
+    }
+
+    pub(super) async fn pty(&self, size: PtySize, modes: Vec<(Pty, u32)>) {
+        self.setup.lock().pty = Some((size.clone(), modes.clone()));
+        if let Some(w) = self.writer() {
+            let _ = w.request_pty(false, &size.term, size.cols, size.rows, size.pix_width, size.pix_height, &modes).await;
+        }
+    }
+
+    pub(super) async fn env(&self, name: &str, value: &str) {
+        self.setup.lock().env.push((name.to_owned(), value.to_owned()));
+        if let Some(w) = self.writer() {
+            let _ = w.set_env(false, name, value).await;
+        }
+    }
+
+    /// The user's shell, exec or subsystem request: passed on to an attached target (and
+    /// recorded from here on), or handed to the menu.
+    pub(super) async fn start(&self, kind: Kind) {
+        self.setup.lock().kind = Some(kind.clone());
+        let attached = self.target.lock().clone();
+        match attached {
+            Some((w, t)) => self.begin(&w, &t, kind).await,
+            None => {
+                self.started.send_replace(Some(kind));
+            }
+        }
+    }
+
+    async fn begin(&self, w: &TargetWriter, t: &Connected, kind: Kind) {
+        let pty = self.pty_size();
+        let rec = Recorder::begin(self, t, &kind, pty.as_ref()).await;
+        *self.recorder.lock() = Some(rec);
+        let _ = match kind {
+            Kind::Shell => w.request_shell(false).await,
+            Kind::Exec(cmd) => w.exec(false, cmd.into_bytes()).await,
+            Kind::Subsystem(name) => w.request_subsystem(false, name).await,
+        };
+    }
+
+    pub(super) async fn resize(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
+        if let Some((p, _)) = self.setup.lock().pty.as_mut() {
+            (p.cols, p.rows) = (cols, rows);
+        }
+        if let Some(r) = self.recorder.lock().as_mut() {
+            r.resize(cols, rows);
+        }
+        self.resized.send_replace((cols, rows));
+        if let Some(w) = self.writer() {
+            let _ = w.window_change(cols, rows, pix_width, pix_height).await;
+        }
+    }
+
+    pub(super) async fn signal(&self, sig: Sig) {
+        if let Some(w) = self.writer() {
+            let _ = w.signal(sig).await;
+        }
+    }
+
+    /// Connects the user's channel to a target channel: replays what the user already asked
+    /// for (menu mode), then bridges both ways until either side closes.
+    pub(super) fn attach(
+        self: &Arc<Self>,
+        t: Arc<Connected>,
+        tc: Channel<ClientMsg>,
+        handle: Handle,
+        user: Channel<Msg>,
+    ) {
+        let (read, write) = tc.split();
+        let write = Arc::new(write);
+        *self.target.lock() = Some((write.clone(), t.clone()));
+        let chan = self.clone();
+        tokio::spawn(async move {
+            let (pty, env, kind) = {
+                let s = chan.setup.lock();
+                (s.pty.clone(), s.env.clone(), s.kind.clone())
+            };
+            if let Some((size, modes)) = pty {
+                let _ = write
+                    .request_pty(false, &size.term, size.cols, size.rows, size.pix_width, size.pix_height, &modes)
+                    .await;
+            }
+            for (n, v) in env {
+                let _ = write.set_env(false, n, v).await;
+            }
+            if let Some(kind) = kind {
+                chan.begin(&write, &t, kind).await;
+            }
+            pump(chan, user, read, write, handle).await;
+        });
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Recorder)) {
+        if let Some(r) = self.recorder.lock().as_mut() {
+            f(r);
+        }
+    }
+}
+
+/// Bridges the channel both ways, then finishes its recording.
+async fn pump(chan: Arc<Chan>, user: Channel<Msg>, mut from_target: ChannelReadHalf, to_target: TargetWriter, handle: Handle) {
+    let (mut from_user, to_user) = user.split();
+    let id = chan.id;
+    let up = async {
+        while let Some(msg) = from_user.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    chan.record(|r| r.input(&data));
+                    if to_target.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    let _ = to_target.extended_data(ext, &data[..]).await;
+                }
+                ChannelMsg::Eof => {
+                    let _ = to_target.eof().await;
+                }
+                ChannelMsg::Close => break,
+                // Requests reach the target through the connection's handler, in order.
+                _ => {}
+            }
+        }
+        let _ = to_target.close().await;
+    };
+    let down = async {
+        let mut status = None;
+        while let Some(msg) = from_target.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    chan.record(|r| r.output(&data));
+                    if to_user.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    chan.record(|r| r.output(&data));
+                    let _ = to_user.extended_data(ext, &data[..]).await;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    status = Some(exit_status);
+                    let _ = to_user.exit_status(exit_status).await;
+                }
+                ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                    let _ = handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
+                }
+                ChannelMsg::Eof => {
+                    let _ = to_user.eof().await;
+                }
+                ChannelMsg::Close => break,
+                ChannelMsg::Failure => tracing::debug!("the target refused a channel request"),
+                _ => {}
+            }
+        }
+        status
+    };
+    let cancel = chan.cancel_token();
+    tokio::pin!(up, down);
+    let (status, ended) = tokio::select! {
+        s = &mut down => (s, "target closed the channel".to_owned()),
+        () = &mut up => (tokio::time::timeout(Duration::from_secs(5), down).await.ok().flatten(), "user closed the channel".to_owned()),
+        () = cancel.cancelled() => {
+            let by = cancel_reason(&chan);
+            let _ = to_user.extended_data(1, format!("\r\nsekisho: {by}\r\n").as_bytes()).await;
+            (None, by)
+        }
+    };
+    let _ = to_user.eof().await;
+    let _ = to_user.close().await;
+    chan.finish(status, &ended).await;
+}
+
+fn cancel_reason(chan: &Chan) -> String {
+    chan.recorder.lock().as_ref().map(|r| r.live.ended_by()).unwrap_or_else(|| "session terminated".into())
+}
+
+/// Shows the user why she may not go on (in English and Japanese), then closes the channel.
+pub(super) async fn refuse(channel: Channel<Msg>, why: String) {
+    let text = format!("sekisho: access denied / アクセスは拒否されました: {why}\r\n");
+    let _ = channel.extended_data(1, text.as_bytes()).await;
+    let _ = channel.exit_status(1).await;
+    let _ = channel.eof().await;
+    // Give the client a moment to ask for its shell, so the message is shown before the close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = channel.close().await;
+}

@@ -1,0 +1,268 @@
+//! The bastion's own login to a target: decided by policy, reached through the target's back
+//! agent or straight from the relay, its host key pinned on first use, authenticated with the
+//! target's sealed credential.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Msg as ClientMsg};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::Channel;
+use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_policy::{AccessRequest, Principal, ServiceInfo};
+use sekisho_store::{Service, SshTarget};
+use sekisho_tunnel::proto::{self, OpenService};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Bastion;
+use super::auth::Authed;
+use crate::state::State;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The protocols the bastion carries.
+pub(super) fn is_bastion_protocol(protocol: &str) -> bool {
+    matches!(protocol, "ssh" | "telnet")
+}
+
+/// A byte stream to the target.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A target the user may use, connected and logged in.
+pub(super) struct Connected {
+    pub(super) service: Service,
+    pub(super) via: String,
+    link: Link,
+}
+
+enum Link {
+    Ssh(client::Handle<Pin>),
+    Telnet(tokio::sync::Mutex<Option<Box<dyn Io>>>, SshTarget),
+}
+
+impl Connected {
+    /// A new session channel on the target (SSH targets only).
+    pub(super) async fn open_channel(&self) -> Result<Channel<ClientMsg>, String> {
+        match &self.link {
+            Link::Ssh(h) => h.channel_open_session().await.map_err(|e| e.to_string()),
+            Link::Telnet(..) => Err("a Telnet target carries one terminal session".into()),
+        }
+    }
+
+    /// The Telnet byte stream and login, taken once.
+    pub(super) async fn take_telnet(&self) -> Option<(Box<dyn Io>, SshTarget)> {
+        match &self.link {
+            Link::Telnet(io, cred) => io.lock().await.take().map(|io| (io, cred.clone())),
+            Link::Ssh(_) => None,
+        }
+    }
+
+    pub(super) fn is_telnet(&self) -> bool {
+        matches!(self.link, Link::Telnet(..))
+    }
+}
+
+/// Checks the target's host key against the pinned one; remembers what it saw.
+struct Pin {
+    expected: String,
+    seen: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+impl client::Handler for Pin {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let mut key = key.clone();
+        key.set_comment("");
+        let text = key.to_openssh().unwrap_or_default();
+        let ok = self.expected.is_empty() || self.expected == text;
+        *self.seen.lock() = Some(text);
+        Ok(ok)
+    }
+}
+
+/// Decides whether the user may use `svc` now, as the target's Cedar policy says.
+pub(super) fn decide(state: &State, authed: &Authed, svc: &Service) -> (sekisho_policy::Decision, Event) {
+    let topo = state.topology();
+    let req = AccessRequest {
+        tenant: authed.tenant.clone(),
+        principal: Principal::User { name: authed.user.clone(), groups: authed.groups.clone() },
+        via_agent: None,
+        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        source_ip: authed.ip,
+        country: authed.country.clone(),
+        at: crate::decide::tenant_now(&topo, &authed.tenant),
+        auth_method: authed.method.clone(),
+        path: "ssh".into(),
+        destination: None,
+    };
+    let decision = state.policy.read().decide(&req);
+    let event = access_event(authed, &svc.name, decision.allowed)
+        .policy(decision.policy_id.clone())
+        .reason(decision.reason.clone());
+    (decision, event)
+}
+
+/// An access event of the bastion path.
+pub(super) fn access_event(authed: &Authed, target: &str, allowed: bool) -> Event {
+    Event::new(&authed.tenant, EventKind::Access, if allowed { AuditDecision::Allow } else { AuditDecision::Deny })
+        .subject(SubjectKind::User, authed.user.clone())
+        .path("ssh")
+        .target(target.to_owned())
+        .auth(&authed.method)
+        .source(authed.ip, authed.country.clone())
+}
+
+/// The tenant's bastion targets the user may use now, by name.
+pub(super) fn allowed_targets(state: &State, authed: &Authed) -> Vec<Service> {
+    let topo = state.topology();
+    let mut out: Vec<Service> = topo
+        .services
+        .values()
+        .filter(|s| s.tenant_id == authed.tenant && is_bastion_protocol(&s.protocol))
+        .filter(|s| decide(state, authed, s).0.allowed)
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Decides, connects and logs in to the target `name`; Err is the refusal shown to the user
+/// (already in the audit log).
+pub(super) async fn open(b: &Bastion, authed: &Authed, name: &str) -> Result<Connected, String> {
+    let state = &b.state;
+    let svc = state
+        .topology()
+        .find_service(&authed.tenant, name)
+        .filter(|s| is_bastion_protocol(&s.protocol))
+        .cloned();
+    let Some(svc) = svc else {
+        let why = format!("unknown_target: there is no SSH or Telnet target `{name}`");
+        let event = access_event(authed, name, false).policy("unknown_target").reason(why.clone());
+        record_refusal(state, event).await;
+        return Err(why);
+    };
+    let (decision, event) = decide(state, authed, &svc);
+    if !decision.allowed {
+        let why = format!("denied by policy `{}`: {}", decision.policy_id, decision.reason);
+        record_refusal(state, event.reason(format!("policy_denied: {}", decision.reason))).await;
+        return Err(why);
+    }
+    match connect(state, &svc).await {
+        Ok(c) => Ok(c),
+        Err(why) => {
+            let code = why.split(':').next().unwrap_or_default().to_owned();
+            let event = access_event(authed, &svc.name, false).policy(code).reason(why.clone());
+            record_refusal(state, event).await;
+            Err(why)
+        }
+    }
+}
+
+async fn record_refusal(state: &State, event: Event) {
+    if let Err(e) = state.auditor.record_durable(event).await {
+        tracing::error!(error = %e, "cannot record a bastion refusal");
+    }
+}
+
+/// A byte stream to the service's target: a tunnel stream to its back agent, or TCP from here.
+async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), String> {
+    match &svc.agent_id {
+        Some(agent_id) => {
+            let agent = state.topology().agents.get(agent_id).map_or_else(|| agent_id.clone(), |a| a.name.clone());
+            let conn = state
+                .hub
+                .conn(agent_id)
+                .ok_or_else(|| format!("agent_offline: the agent `{agent}` of `{}` is offline", svc.name))?;
+            let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None, dest: None };
+            let stream = conn.open(proto::encode(&open)).map_err(|e| format!("agent_offline: {e}"))?;
+            Ok((Box::new(stream), format!("agent {agent}")))
+        }
+        None => {
+            let addr = svc.target.split_once("://").map_or(svc.target.as_str(), |(_, r)| r).trim_end_matches('/');
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("target_unreachable: `{addr}` did not answer"))?
+                .map_err(|e| format!("target_unreachable: `{addr}`: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            Ok((Box::new(tcp), "relay".into()))
+        }
+    }
+}
+
+async fn connect(state: &State, svc: &Service) -> Result<Connected, String> {
+    let cred = state
+        .store
+        .get_ssh_target(&svc.id)
+        .await
+        .map_err(|e| format!("store_error: {e}"))?
+        .ok_or_else(|| {
+            format!("no_credential: target `{}` has no login yet; an admin sets it with `ctl service login`", svc.name)
+        })?;
+    let (io, via) = dial(state, svc).await?;
+    if svc.protocol == "telnet" {
+        return Ok(Connected { service: svc.clone(), via, link: Link::Telnet(tokio::sync::Mutex::new(Some(io)), cred) });
+    }
+    let started = Instant::now();
+    let config = client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        window_size: 8 << 20,
+        maximum_packet_size: 65535,
+        nodelay: true,
+        ..Default::default()
+    };
+    let seen = Arc::new(parking_lot::Mutex::new(None));
+    let pin = Pin { expected: cred.host_key.clone(), seen: seen.clone() };
+    let handle = match tokio::time::timeout(CONNECT_TIMEOUT, client::connect_stream(Arc::new(config), io, pin)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let seen = seen.lock().clone();
+            return Err(match seen {
+                Some(k) if !cred.host_key.is_empty() && k != cred.host_key => format!(
+                    "host_key_mismatch: target `{}` presented {k}, not its pinned key; an admin must check the \
+                     target and pin the new key",
+                    svc.name
+                ),
+                _ => format!("target_unreachable: ssh to `{}` failed: {e}", svc.name),
+            });
+        }
+        Err(_) => return Err(format!("target_unreachable: `{}` did not complete the SSH handshake", svc.name)),
+    };
+    let seen_key = seen.lock().clone();
+    if cred.host_key.is_empty()
+        && let Some(k) = seen_key
+    {
+        let _ = state.store.pin_host_key(&svc.id, &k).await;
+        tracing::info!(target = %svc.name, key = %k, "pinned the target's host key on first use");
+    }
+    let mut handle = handle;
+    let secret = state.master.open(&cred.secret).unwrap_or_default();
+    let result = match cred.secret_kind.as_str() {
+        "password" => handle.authenticate_password(&cred.login, String::from_utf8_lossy(&secret)).await,
+        "key" => {
+            let key = PrivateKey::from_openssh(&secret)
+                .map_err(|e| format!("bad_credential: the stored key of `{}` is unreadable: {e}", svc.name))?;
+            let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+            handle.authenticate_publickey(&cred.login, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await
+        }
+        _ => handle.authenticate_none(&cred.login).await,
+    };
+    match result {
+        Ok(r) if r.success() => {}
+        Ok(_) => {
+            return Err(format!(
+                "target_login_failed: `{}` refused the bastion's login `{}`; an admin must check the credential",
+                svc.name, cred.login
+            ));
+        }
+        Err(e) => return Err(format!("target_unreachable: `{}`: {e}", svc.name)),
+    }
+    tracing::debug!(target = %svc.name, ms = started.elapsed().as_millis() as u64, "target logged in");
+    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle) })
+}
