@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 needs=(
   "curl:curl"       # HTTP requests through tunnels, as a person would
   "kill:procps"     # freezing a relay with SIGSTOP in the heartbeat test
+  "ssh:openssh-client"  # ssh, sftp and scp against the SSH bastion
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -15,6 +16,8 @@ for pair in "${needs[@]}"; do
 done
 # The store's tests run on PostgreSQL too (a throw-away cluster, started below).
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# A real sshd is the bastion's target in the tests (started by them on a free port).
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

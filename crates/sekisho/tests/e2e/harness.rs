@@ -116,6 +116,8 @@ pub struct Relay {
     pub admin_key: String,
     /// The SOCKS5 gateway's address, when started with `--socks-listen`.
     pub socks: Option<SocketAddr>,
+    /// The SSH bastion's address, when started with `--ssh-listen`.
+    pub ssh: Option<SocketAddr>,
 }
 
 impl Relay {
@@ -133,6 +135,7 @@ impl Relay {
             ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
             admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
             socks: ready["socks"].as_str().map(|a| a.parse().unwrap()),
+            ssh: ready["ssh"].as_str().map(|a| a.parse().unwrap()),
             dir,
         }
     }

@@ -7,6 +7,7 @@ mod rawagent;
 mod targets;
 
 mod admin;
+mod bastion;
 mod bad_input;
 mod evidence;
 mod gateway;

@@ -1,0 +1,285 @@
+//! The SSH bastion with Debian's OpenSSH clients against a real `sshd` behind a back agent:
+//! key + TOTP login, a spent code refused, exec, a PTY session whose commands are found by
+//! search, SFTP and SCP (both protocols) with their file operations, a denied user with the
+//! reason, the menu, the recording's replay, and `audit verify` over the recordings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::harness::{Agent, Relay};
+
+fn keygen(path: &Path) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen is installed by the README's test command");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A real sshd on a free loopback port that accepts `client_pub` for the current user.
+struct Sshd {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn start_sshd(dir: &Path, client_pub: &Path) -> Sshd {
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let host = dir.join("sshd_host");
+    keygen(&host);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nStrictModes no\n\
+             UsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             Subsystem sftp internal-sftp\nLogLevel ERROR\n",
+            host.display(),
+            client_pub.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssh-server is installed by the README's test command");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Sshd { child, port };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("sshd did not start: {}", std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default());
+}
+
+fn totp_now(secret: &str, offset_steps: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    totp.generate((now + offset_steps * 30).max(0) as u64)
+}
+
+/// A user with a password, TOTP and an SSH key; returns (TOTP secret, private key path).
+async fn bastion_user(relay: &Relay, dir: &Path, name: &str, group: &str) -> (String, PathBuf) {
+    let ok = |(s, v): (u16, Value)| {
+        assert!((200..300).contains(&s), "{v}");
+        v
+    };
+    let _ = relay.api("POST", "/api/v1/groups", Some(json!({"name": group, "role": "member"})), &relay.admin_key).await;
+    let user = json!({"name": name, "password": "correct horse battery", "groups": [group]});
+    ok(relay.api("POST", "/api/v1/users", Some(user), &relay.admin_key).await);
+    let totp = ok(relay.api("POST", &format!("/api/v1/users/{name}/totp"), None, &relay.admin_key).await);
+    let key = dir.join(format!("{name}_key"));
+    keygen(&key);
+    let pubfile = key.with_extension("pub");
+    let added = relay.ctl(&["user", "ssh-key", "add", name, "--key-file", pubfile.to_str().unwrap()]).await.unwrap();
+    assert!(added["fingerprint"].as_str().unwrap().starts_with("SHA256:"), "{added}");
+    (totp["secret"].as_str().unwrap().to_owned(), key)
+}
+
+/// OpenSSH client options for the bastion: this key only, the TOTP code from an askpass script,
+/// and (for `control`) one authenticated connection shared by later commands.
+fn ssh_opts(dir: &Path, bastion: SocketAddr, key: &Path, code: &str, control: Option<&Path>) -> Vec<String> {
+    let askpass = dir.join(format!("askpass-{code}.sh"));
+    std::fs::write(&askpass, format!("#!/bin/sh\necho {code}\n")).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&askpass).status().unwrap();
+    let mut o: Vec<String> = [
+        "-F",
+        "/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "PreferredAuthentications=publickey,keyboard-interactive",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    o.extend(["-o".into(), format!("Port={}", bastion.port()), "-i".into(), key.display().to_string()]);
+    if let Some(c) = control {
+        o.extend(["-o".into(), "ControlMaster=auto".into(), "-o".into(), format!("ControlPath={}", c.display())]);
+        o.extend(["-o".into(), "ControlPersist=60".into()]);
+    }
+    o
+}
+
+async fn run(program: &str, args: &[String], askpass_dir: &Path, code: &str, stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("SSH_ASKPASS", askpass_dir.join(format!("askpass-{code}.sh")))
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_recorded() {
+    let relay = Relay::start_with(&["--ssh-listen", "127.0.0.1:0"]).await;
+    let bastion = relay.ssh.expect("the ready line names the bastion");
+    let dir = relay.dir.path().to_owned();
+    let back: Agent = relay.agent("site-a", "both").await;
+    let target_key = dir.join("target_key");
+    keygen(&target_key);
+    let sshd = start_sshd(&dir, &target_key.with_extension("pub")).await;
+    let me = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let me = me.trim();
+
+    relay.service("web01", &back, &format!("ssh://127.0.0.1:{}", sshd.port)).await;
+    let err = relay.ctl(&["route", "create", "--agent", &back.id, "--listen", "127.0.0.1:0", "--service", "web01"]).await;
+    assert!(err.unwrap_err().contains("bastion"), "no route may bypass the bastion's recording");
+    relay
+        .ctl(&["service", "login", "web01", "--login", me, "--key-file", target_key.to_str().unwrap()])
+        .await
+        .unwrap();
+    let (secret, alice_key) = bastion_user(&relay, &dir, "alice", "ops").await;
+    let (bob_secret, bob_key) = bastion_user(&relay, &dir, "bob", "interns").await;
+    relay.policy("web01", &["true"], &[r#"principal in Group::"interns""#]).await;
+
+    // One authenticated connection (key + TOTP) carries every channel below.
+    let code = totp_now(&secret, 0);
+    let control = dir.join("cm.sock");
+    let opts = ssh_opts(&dir, bastion, &alice_key, &code, Some(&control));
+    let target = "alice+web01@127.0.0.1".to_owned();
+    let exec = [opts.clone(), vec![target.clone(), "echo exec-$((6*7))".into()]].concat();
+    let (rc, out, err) = run("ssh", &exec, &dir, &code, b"").await;
+    assert_eq!((rc, out.trim()), (0, "exec-42"), "exec through the bastion: {err}");
+    let v = relay.ctl(&["service", "login", "web01", "--show"]).await.unwrap();
+    assert!(v["host_key"].as_str().unwrap().starts_with("ssh-ed25519 "), "host key pinned on first use: {v}");
+
+    // A PTY session: what is typed is found by search, and the replay shows it.
+    let pty = [opts.clone(), s(&["-tt"]), vec![target.clone()]].concat();
+    let typed = b"echo pty-marker-$((40+2))\nsudo systemctl restart nginx 2>/dev/null; true\nexit\n";
+    let (rc, out, err) = run("ssh", &pty, &dir, &code, typed).await;
+    assert_eq!(rc, 0, "pty session: {out} {err}");
+    assert!(out.contains("pty-marker-42"), "{out}");
+
+    // SFTP and both SCP protocols, each way.
+    let local = dir.join("up.bin");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &content).unwrap();
+    let remote_dir = dir.join("remote");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    let batch = dir.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}/sftp.bin\nget {}/sftp.bin {}/back.bin\nmkdir {}/made\nrename {}/sftp.bin {}/moved.bin\n",
+            local.display(),
+            remote_dir.display(),
+            remote_dir.display(),
+            dir.display(),
+            remote_dir.display(),
+            remote_dir.display(),
+            remote_dir.display()
+        ),
+    )
+    .unwrap();
+    let sftp = [opts.clone(), s(&["-b"]), vec![batch.display().to_string(), target.clone()]].concat();
+    let (rc, _, err) = run("sftp", &sftp, &dir, &code, b"").await;
+    assert_eq!(rc, 0, "sftp: {err}");
+    assert_eq!(std::fs::read(dir.join("back.bin")).unwrap(), content);
+    for (proto, flag) in [("legacy", "-O"), ("sftp", "-s")] {
+        let up = [opts.clone(), s(&[flag]), vec![local.display().to_string(), format!("{target}:{}/scp-{proto}.bin", remote_dir.display())]].concat();
+        let (rc, _, err) = run("scp", &up, &dir, &code, b"").await;
+        assert_eq!(rc, 0, "scp {proto} upload: {err}");
+        let down_to = dir.join(format!("down-{proto}.bin"));
+        let down = [opts.clone(), s(&[flag]), vec![format!("{target}:{}/scp-{proto}.bin", remote_dir.display()), down_to.display().to_string()]].concat();
+        let (rc, _, err) = run("scp", &down, &dir, &code, b"").await;
+        assert_eq!(rc, 0, "scp {proto} download: {err}");
+        assert_eq!(std::fs::read(&down_to).unwrap(), content, "scp {proto} round trip");
+    }
+    let _ = run("ssh", &[opts.clone(), s(&["-O", "exit"]), vec![target.clone()]].concat(), &dir, &code, b"").await;
+
+    // A spent code is refused, and so is a user the policy denies (who is told why).
+    let fresh = ssh_opts(&dir, bastion, &alice_key, &code, None);
+    let (rc, _, _) = run("ssh", &[fresh, vec![target.clone(), "true".into()]].concat(), &dir, &code, b"").await;
+    assert_ne!(rc, 0, "a TOTP code works once");
+    let bob_code = totp_now(&bob_secret, 0);
+    let bob = ssh_opts(&dir, bastion, &bob_key, &bob_code, None);
+    let (rc, _, err) = run("ssh", &[bob, vec!["bob+web01@127.0.0.1".into(), "true".into()]].concat(), &dir, &bob_code, b"").await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("web01/deny/0"), "the denied user sees the reason id: {err}");
+
+    // Menu mode: the list of allowed targets, then a choice by number.
+    let menu_code = totp_now(&secret, 1);
+    let menu = ssh_opts(&dir, bastion, &alice_key, &menu_code, None);
+    let (rc, out, err) = run("ssh", &[menu.clone(), vec!["alice@127.0.0.1".into(), "list".into()]].concat(), &dir, &menu_code, b"").await;
+    assert_eq!((rc, out.trim()), (0, "web01\tssh"), "{err}");
+
+    // Evidence: search by command, the command list, the replay, file operations, the chain.
+    let found = relay.ctl(&["recording", "list", "--command", "systemctl restart nginx"]).await.unwrap();
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let id = found[0]["id"].as_str().unwrap();
+    let commands: Value = serde_json::from_str(found[0]["commands"].as_str().unwrap()).unwrap();
+    let cmds: Vec<&str> = commands.as_array().unwrap().iter().map(|c| c["cmd"].as_str().unwrap()).collect();
+    assert_eq!(cmds[0], "echo pty-marker-$((40+2))");
+    let cast = relay.ctl_command(&relay.admin_key).args(["recording", "play", id, "--raw"]).output().await.unwrap();
+    let cast = String::from_utf8_lossy(&cast.stdout);
+    assert!(cast.lines().next().unwrap().contains("\"version\":2"), "{cast}");
+    assert!(cast.contains("pty-marker-42") && cast.contains("\"i\""), "output and input are recorded");
+    let exec_rec = relay.ctl(&["recording", "list", "--command", "echo exec"]).await.unwrap();
+    assert_eq!(exec_rec[0]["command"], "echo exec-$((6*7))", "exec commands are logged exactly");
+    let all = relay.ctl(&["recording", "list", "--user", "alice"]).await.unwrap();
+    let files: Vec<Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| serde_json::from_str::<Vec<Value>>(r["files"].as_str().unwrap()).unwrap())
+        .collect();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+    let writes = files.iter().filter(|f| f["op"] == "write" && f["sha256"] == sha.as_str()).count();
+    let reads = files.iter().filter(|f| f["op"] == "read" && f["sha256"] == sha.as_str()).count();
+    assert_eq!((writes, reads), (3, 3), "sftp + scp both protocols, each way: {files:?}");
+    assert!(files.iter().any(|f| f["op"] == "mkdir" && f["path"].as_str().unwrap().ends_with("/made")));
+    assert!(files.iter().any(|f| f["op"] == "rename" && f["to"].as_str().unwrap().ends_with("/moved.bin")));
+    let ended = relay.wait_event(|e| e["path"] == "ssh" && e["detail"].as_str().unwrap_or("").contains(id)).await;
+    assert!(ended["detail"].as_str().unwrap().contains(found[0]["sha256"].as_str().unwrap()));
+    let denied = relay.wait_event(|e| e["path"] == "ssh" && e["decision"] == "deny" && e["subject"] == "bob").await;
+    assert_eq!(denied["policy_id"], "web01/deny/0");
+    let replayed = relay.wait_event(|e| e["path"] == "ssh" && e["reason"].as_str().unwrap_or("").starts_with("totp_replayed")).await;
+    assert_eq!(replayed["subject"], "alice");
+    drop(sshd);
+}
