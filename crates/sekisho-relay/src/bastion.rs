@@ -90,11 +90,7 @@ pub(crate) async fn start(
     let ssh = russh::server::Config {
         server_id: russh::SshId::Standard(format!("SSH-2.0-Sekisho_{}", env!("CARGO_PKG_VERSION")).into()),
         methods: russh::MethodSet::from(
-            &[
-                russh::MethodKind::PublicKey,
-                russh::MethodKind::Password,
-                russh::MethodKind::KeyboardInteractive,
-            ][..],
+            &[russh::MethodKind::PublicKey, russh::MethodKind::Password, russh::MethodKind::KeyboardInteractive][..],
         ),
         keys: vec![key],
         auth_rejection_time: Duration::from_millis(300),

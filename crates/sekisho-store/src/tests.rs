@@ -420,7 +420,10 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
             created_at: 1,
         };
         s.insert_ssh_key(&key).await.unwrap();
-        assert!(matches!(s.insert_ssh_key(&SshKey { id: "k2".into(), ..key.clone() }).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.insert_ssh_key(&SshKey { id: "k2".into(), ..key.clone() }).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(s.find_ssh_key("acme", "SHA256:abc").await.unwrap().unwrap().user_id, "u1");
         assert!(s.find_ssh_key("default", "SHA256:abc").await.unwrap().is_none(), "keys are per tenant");
         assert_eq!(s.list_ssh_keys("acme", Some("u1")).await.unwrap().len(), 1);
@@ -494,7 +497,8 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         assert_eq!(find(RecordingFilter { command: Some("0%".into()), ..Default::default() }).await, ["r2"]);
         assert!(find(RecordingFilter { command: Some("1_0".into()), ..Default::default() }).await.is_empty());
         assert_eq!(find(RecordingFilter { protocol: Some("exec".into()), ..Default::default() }).await, ["r2"]);
-        let window = RecordingFilter { since: Some(15), until: Some(25), user: Some("alice".into()), ..Default::default() };
+        let window =
+            RecordingFilter { since: Some(15), until: Some(25), user: Some("alice".into()), ..Default::default() };
         assert_eq!(find(window).await, ["r2"]);
         assert!(s.search_recordings("default", &RecordingFilter::default()).await.unwrap().is_empty());
         assert_eq!(s.get_recording("acme", "r1").await.unwrap().unwrap().sha256, "ff");

@@ -325,9 +325,7 @@ pub(crate) enum RecordingCmd {
         limit: u32,
     },
     /// One recording: its commands and file operations.
-    Show {
-        id: String,
-    },
+    Show { id: String },
     /// Replay a recording in this terminal (or print its asciicast with --raw).
     Play {
         id: String,
@@ -349,9 +347,7 @@ pub(crate) enum RecordingCmd {
         raw: bool,
     },
     /// Terminate a session in progress.
-    Kill {
-        id: String,
-    },
+    Kill { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -106,19 +106,17 @@ pub(crate) fn role_scopes(role: &str) -> &'static [&'static str] {
             "users:read",
             "gateway:use",
         ],
-        "auditor" => {
-            &[
-                "agents:read",
-                "services:read",
-                "routes:read",
-                "policies:read",
-                "users:read",
-                "audit:read",
-                "recordings:read",
-                "recordings:write",
-                "gateway:use",
-            ]
-        }
+        "auditor" => &[
+            "agents:read",
+            "services:read",
+            "routes:read",
+            "policies:read",
+            "users:read",
+            "audit:read",
+            "recordings:read",
+            "recordings:write",
+            "gateway:use",
+        ],
         _ => &["gateway:use"],
     }
 }

@@ -148,7 +148,10 @@ pub(crate) async fn put_login(
                 ApiError::bad_request("invalid_key", format!("not an unencrypted OpenSSH private key: {e}"))
             })?;
             if key.is_encrypted() {
-                return Err(ApiError::bad_request("invalid_key", "the private key is encrypted; give it without a passphrase"));
+                return Err(ApiError::bad_request(
+                    "invalid_key",
+                    "the private key is encrypted; give it without a passphrase",
+                ));
             }
             ("key", state.master.seal(k.trim().as_bytes()))
         }

@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(p("alice"), LoginName { user: "alice".into(), target: None, tenant: "default".into() });
         assert_eq!(p("alice+web01").target.as_deref(), Some("web01"));
         let full = p("alice+web01@acme");
-        assert_eq!((full.user.as_str(), full.target.as_deref(), full.tenant.as_str()), ("alice", Some("web01"), "acme"));
+        assert_eq!(
+            (full.user.as_str(), full.target.as_deref(), full.tenant.as_str()),
+            ("alice", Some("web01"), "acme")
+        );
         assert_eq!(p("alice@acme").target, None);
         assert_eq!(p("alice+").user, "alice");
         assert_eq!(p("alice@").tenant, "default");

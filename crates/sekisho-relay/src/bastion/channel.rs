@@ -121,7 +121,8 @@ impl Chan {
     pub(super) async fn pty(&self, size: PtySize, modes: Vec<(Pty, u32)>) {
         self.setup.lock().pty = Some((size.clone(), modes.clone()));
         if let Some(w) = self.writer() {
-            let _ = w.request_pty(false, &size.term, size.cols, size.rows, size.pix_width, size.pix_height, &modes).await;
+            let _ =
+                w.request_pty(false, &size.term, size.cols, size.rows, size.pix_width, size.pix_height, &modes).await;
         }
     }
 
@@ -216,7 +217,13 @@ impl Chan {
 }
 
 /// Bridges the channel both ways, then finishes its recording.
-async fn pump(chan: Arc<Chan>, user: Channel<Msg>, mut from_target: ChannelReadHalf, to_target: TargetWriter, handle: Handle) {
+async fn pump(
+    chan: Arc<Chan>,
+    user: Channel<Msg>,
+    mut from_target: ChannelReadHalf,
+    to_target: TargetWriter,
+    handle: Handle,
+) {
     let (mut from_user, to_user) = user.split();
     let id = chan.id;
     let up = async {

@@ -131,14 +131,18 @@ impl russh::server::Handler for Conn {
         Ok(if known.is_some_and(|k| k.user_id == c.user.id) { Auth::Accept } else { Auth::reject() })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: russh::server::VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         let c = match self.lookup(user, "publickey").await {
             Ok(c) => c,
             Err(a) => return Ok(a),
         };
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let known = self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await.ok().flatten();
-        if !known.is_some_and(|k| k.user_id == c.user.id) {
+        if known.is_none_or(|k| k.user_id != c.user.id) {
             let why = format!("unknown_key: {fp} is not a registered key of `{}`", c.user.name);
             return Ok(self.refuse(&c.tenant_id, &c.user.name, "publickey", &why, None).await);
         }
@@ -194,8 +198,9 @@ impl russh::server::Handler for Conn {
         let _ = state.store.login_succeeded(&c.user.id).await;
         let groups = state.store.groups_of(&c.user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
         let ip = self.ip();
-        let event = login_event(&state, &c.tenant_id, &c.user.name, ip, &method, AuditDecision::Allow, "login succeeded")
-            .detail(format!("session {}", self.session_id));
+        let event =
+            login_event(&state, &c.tenant_id, &c.user.name, ip, &method, AuditDecision::Allow, "login succeeded")
+                .detail(format!("session {}", self.session_id));
         if let Err(e) = state.auditor.record_durable(event).await {
             tracing::error!(error = %e, "cannot record an ssh login");
             return Ok(Auth::reject());
@@ -297,14 +302,24 @@ impl russh::server::Handler for Conn {
         success(session, channel)
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if let Some(c) = self.chan(channel) {
             c.start(Kind::Exec(String::from_utf8_lossy(data).into_owned())).await;
         }
         success(session, channel)
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if let Some(c) = self.chan(channel) {
             c.start(Kind::Subsystem(name.to_owned())).await;
         }

@@ -46,8 +46,10 @@ pub(super) async fn run(b: Arc<Bastion>, chan: Arc<Chan>, mut channel: Channel<M
             return;
         }
         _ => {
-            let why = text.pick("the menu needs a terminal: use `ssh -t`, or `ssh user+target@relay`",
-                "メニューには端末が必要です: `ssh -t` か `ssh user+target@relay` を使ってください");
+            let why = text.pick(
+                "the menu needs a terminal: use `ssh -t`, or `ssh user+target@relay`",
+                "メニューには端末が必要です: `ssh -t` か `ssh user+target@relay` を使ってください",
+            );
             return channel::refuse(channel, why.to_owned()).await;
         }
     }
@@ -66,10 +68,9 @@ pub(super) async fn run(b: Arc<Bastion>, chan: Arc<Chan>, mut channel: Channel<M
         for (i, s) in shown.iter().enumerate() {
             screen.push_str(&format!("  {:>3}) {} [{}]\r\n", i + 1, s.name, s.protocol));
         }
-        screen.push_str(text.pick(
-            "Number to connect, text to filter, q to quit: ",
-            "番号で接続、文字で絞り込み、q で終了: ",
-        ));
+        screen.push_str(
+            text.pick("Number to connect, text to filter, q to quit: ", "番号で接続、文字で絞り込み、q で終了: "),
+        );
         if channel.data(screen.as_bytes()).await.is_err() {
             return;
         }
@@ -135,11 +136,7 @@ async fn read_line(channel: &mut Channel<Msg>) -> Option<String> {
                     return Some(line);
                 }
                 3 | 4 => return None,
-                8 | 127 => {
-                    if line.pop().is_some() {
-                        echo.extend_from_slice(b"\x08 \x08");
-                    }
-                }
+                8 | 127 if line.pop().is_some() => echo.extend_from_slice(b"\x08 \x08"),
                 b' '..=b'~' if line.len() < MAX_LINE => {
                     line.push(byte as char);
                     echo.push(byte);

@@ -22,9 +22,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::Bastion;
 use super::channel::{Chan, Kind, PtySize};
 use super::target::Connected;
-use super::Bastion;
 
 /// Plaintext gathered before it is sealed and written.
 const CHUNK: usize = 64 << 10;
@@ -106,7 +106,9 @@ impl Recorder {
                 Some(t) => ("scp", cmd.clone(), Tracker::Scp(t), false),
                 None => ("exec", cmd.clone(), Tracker::None, true),
             },
-            Kind::Subsystem(name) if name == "sftp" => ("sftp", String::new(), Tracker::Sftp(SftpTracker::default()), false),
+            Kind::Subsystem(name) if name == "sftp" => {
+                ("sftp", String::new(), Tracker::Sftp(SftpTracker::default()), false)
+            }
             Kind::Subsystem(name) => ("subsystem", name.clone(), Tracker::None, false),
         };
         let row = Recording {
@@ -244,12 +246,12 @@ impl Recorder {
             c.pending.extend_from_slice(&note);
             c.full = true;
         }
-        if c.pending.len() >= CHUNK || c.last_flush.elapsed() >= FLUSH_EVERY {
-            if let Err(e) = c.flush(false) {
-                tracing::error!(recording = %self.row.id, error = %e, "cannot write the recording");
-                self.error = Some(format!("recording_failed: {e}"));
-                self.cast = None;
-            }
+        if (c.pending.len() >= CHUNK || c.last_flush.elapsed() >= FLUSH_EVERY)
+            && let Err(e) = c.flush(false)
+        {
+            tracing::error!(recording = %self.row.id, error = %e, "cannot write the recording");
+            self.error = Some(format!("recording_failed: {e}"));
+            self.cast = None;
         }
     }
 

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use russh::Channel;
 use russh::client::{self, Msg as ClientMsg};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::Channel;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_policy::{AccessRequest, Principal, ServiceInfo};
 use sekisho_store::{Service, SshTarget};
@@ -135,11 +135,7 @@ pub(super) fn allowed_targets(state: &State, authed: &Authed) -> Vec<Service> {
 /// (already in the audit log).
 pub(super) async fn open(b: &Bastion, authed: &Authed, name: &str) -> Result<Connected, String> {
     let state = &b.state;
-    let svc = state
-        .topology()
-        .find_service(&authed.tenant, name)
-        .filter(|s| is_bastion_protocol(&s.protocol))
-        .cloned();
+    let svc = state.topology().find_service(&authed.tenant, name).filter(|s| is_bastion_protocol(&s.protocol)).cloned();
     let Some(svc) = svc else {
         let why = format!("unknown_target: there is no SSH or Telnet target `{name}`");
         let event = access_event(authed, name, false).policy("unknown_target").reason(why.clone());
@@ -195,17 +191,17 @@ async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), Str
 }
 
 async fn connect(state: &State, svc: &Service) -> Result<Connected, String> {
-    let cred = state
-        .store
-        .get_ssh_target(&svc.id)
-        .await
-        .map_err(|e| format!("store_error: {e}"))?
-        .ok_or_else(|| {
+    let cred =
+        state.store.get_ssh_target(&svc.id).await.map_err(|e| format!("store_error: {e}"))?.ok_or_else(|| {
             format!("no_credential: target `{}` has no login yet; an admin sets it with `ctl service login`", svc.name)
         })?;
     let (io, via) = dial(state, svc).await?;
     if svc.protocol == "telnet" {
-        return Ok(Connected { service: svc.clone(), via, link: Link::Telnet(tokio::sync::Mutex::new(Some(io)), cred) });
+        return Ok(Connected {
+            service: svc.clone(),
+            via,
+            link: Link::Telnet(tokio::sync::Mutex::new(Some(io)), cred),
+        });
     }
     let started = Instant::now();
     let config = client::Config {

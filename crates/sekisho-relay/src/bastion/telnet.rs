@@ -283,7 +283,8 @@ mod tests {
             data.extend(t.receive(&[b]).0);
         }
         assert_eq!(data, b"x");
-        let long: Vec<u8> = std::iter::once(IAC).chain(std::iter::once(SB)).chain(std::iter::repeat_n(7, 10_000)).collect();
+        let long: Vec<u8> =
+            std::iter::once(IAC).chain(std::iter::once(SB)).chain(std::iter::repeat_n(7, 10_000)).collect();
         let (d, r) = t.receive(&long);
         assert!(d.is_empty() && r.is_empty());
         assert_eq!(escape(&[1, IAC, 2]), [1, IAC, IAC, 2]);

@@ -142,7 +142,8 @@ async fn run(program: &str, args: &[String], askpass_dir: &Path, code: &str, std
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin).await.unwrap();
     drop(input);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -167,12 +168,10 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     let me = me.trim();
 
     relay.service("web01", &back, &format!("ssh://127.0.0.1:{}", sshd.port)).await;
-    let err = relay.ctl(&["route", "create", "--agent", &back.id, "--listen", "127.0.0.1:0", "--service", "web01"]).await;
+    let err =
+        relay.ctl(&["route", "create", "--agent", &back.id, "--listen", "127.0.0.1:0", "--service", "web01"]).await;
     assert!(err.unwrap_err().contains("bastion"), "no route may bypass the bastion's recording");
-    relay
-        .ctl(&["service", "login", "web01", "--login", me, "--key-file", target_key.to_str().unwrap()])
-        .await
-        .unwrap();
+    relay.ctl(&["service", "login", "web01", "--login", me, "--key-file", target_key.to_str().unwrap()]).await.unwrap();
     let (secret, alice_key) = bastion_user(&relay, &dir, "alice", "ops").await;
     let (bob_secret, bob_key) = bastion_user(&relay, &dir, "bob", "interns").await;
     relay.policy("web01", &["true"], &[r#"principal in Group::"interns""#]).await;
@@ -221,11 +220,21 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     assert_eq!(rc, 0, "sftp: {err}");
     assert_eq!(std::fs::read(dir.join("back.bin")).unwrap(), content);
     for (proto, flag) in [("legacy", "-O"), ("sftp", "-s")] {
-        let up = [opts.clone(), s(&[flag]), vec![local.display().to_string(), format!("{target}:{}/scp-{proto}.bin", remote_dir.display())]].concat();
+        let up = [
+            opts.clone(),
+            s(&[flag]),
+            vec![local.display().to_string(), format!("{target}:{}/scp-{proto}.bin", remote_dir.display())],
+        ]
+        .concat();
         let (rc, _, err) = run("scp", &up, &dir, &code, b"").await;
         assert_eq!(rc, 0, "scp {proto} upload: {err}");
         let down_to = dir.join(format!("down-{proto}.bin"));
-        let down = [opts.clone(), s(&[flag]), vec![format!("{target}:{}/scp-{proto}.bin", remote_dir.display()), down_to.display().to_string()]].concat();
+        let down = [
+            opts.clone(),
+            s(&[flag]),
+            vec![format!("{target}:{}/scp-{proto}.bin", remote_dir.display()), down_to.display().to_string()],
+        ]
+        .concat();
         let (rc, _, err) = run("scp", &down, &dir, &code, b"").await;
         assert_eq!(rc, 0, "scp {proto} download: {err}");
         assert_eq!(std::fs::read(&down_to).unwrap(), content, "scp {proto} round trip");
@@ -238,14 +247,17 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     assert_ne!(rc, 0, "a TOTP code works once");
     let bob_code = totp_now(&bob_secret, 0);
     let bob = ssh_opts(&dir, bastion, &bob_key, &bob_code, None);
-    let (rc, _, err) = run("ssh", &[bob, vec!["bob+web01@127.0.0.1".into(), "true".into()]].concat(), &dir, &bob_code, b"").await;
+    let (rc, _, err) =
+        run("ssh", &[bob, vec!["bob+web01@127.0.0.1".into(), "true".into()]].concat(), &dir, &bob_code, b"").await;
     assert_ne!(rc, 0);
     assert!(err.contains("web01/deny/0"), "the denied user sees the reason id: {err}");
 
     // Menu mode: the list of allowed targets, then a choice by number.
     let menu_code = totp_now(&secret, 1);
     let menu = ssh_opts(&dir, bastion, &alice_key, &menu_code, None);
-    let (rc, out, err) = run("ssh", &[menu.clone(), vec!["alice@127.0.0.1".into(), "list".into()]].concat(), &dir, &menu_code, b"").await;
+    let (rc, out, err) =
+        run("ssh", &[menu.clone(), vec!["alice@127.0.0.1".into(), "list".into()]].concat(), &dir, &menu_code, b"")
+            .await;
     assert_eq!((rc, out.trim()), (0, "web01\tssh"), "{err}");
 
     // Evidence: search by command, the command list, the replay, file operations, the chain.
@@ -279,7 +291,9 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     assert!(ended["detail"].as_str().unwrap().contains(found[0]["sha256"].as_str().unwrap()));
     let denied = relay.wait_event(|e| e["path"] == "ssh" && e["decision"] == "deny" && e["subject"] == "bob").await;
     assert_eq!(denied["policy_id"], "web01/deny/0");
-    let replayed = relay.wait_event(|e| e["path"] == "ssh" && e["reason"].as_str().unwrap_or("").starts_with("totp_replayed")).await;
+    let replayed = relay
+        .wait_event(|e| e["path"] == "ssh" && e["reason"].as_str().unwrap_or("").starts_with("totp_replayed"))
+        .await;
     assert_eq!(replayed["subject"], "alice");
     drop(sshd);
 }

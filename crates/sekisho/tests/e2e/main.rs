@@ -7,8 +7,8 @@ mod rawagent;
 mod targets;
 
 mod admin;
-mod bastion;
 mod bad_input;
+mod bastion;
 mod evidence;
 mod gateway;
 mod identity;

@@ -100,9 +100,8 @@ pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
                     body["password"] = line.trim_end_matches(['\r', '\n']).into();
                 }
                 if let Some(f) = key_file {
-                    body["private_key"] = std::fs::read_to_string(&f)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
-                        .into();
+                    body["private_key"] =
+                        std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.into();
                 }
                 ctx.client.put(&path, &body).await?
             };
