@@ -48,8 +48,13 @@ pub(super) struct Chan {
     pub(super) session_id: String,
     id: ChannelId,
     setup: Mutex<Setup>,
-    target: Mutex<Option<(TargetWriter, Arc<Connected>)>>,
+    /// The target channel once attached. Requests are stored in `setup` and forwarded while
+    /// this lock is held, and `attach` replays `setup` under it, so each request reaches the
+    /// target exactly once and in order (sshd drops the connection on a second pty-req).
+    target: tokio::sync::Mutex<Option<(TargetWriter, Arc<Connected>)>>,
     recorder: Mutex<Option<Recorder>>,
+    /// Ends the channel when an auditor terminates the session.
+    pub(super) cancel: tokio_util::sync::CancellationToken,
     /// Menu mode: the user's first request (shell or exec) wakes the menu.
     pub(super) started: tokio::sync::watch::Sender<Option<Kind>>,
     /// The terminal size after each window change (columns, rows), for Telnet targets.
@@ -64,8 +69,9 @@ impl Chan {
             session_id,
             id,
             setup: Mutex::default(),
-            target: Mutex::default(),
+            target: tokio::sync::Mutex::default(),
             recorder: Mutex::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
             started: tokio::sync::watch::Sender::new(None),
             resized: tokio::sync::watch::Sender::new((80, 24)),
         }
@@ -78,10 +84,10 @@ impl Chan {
         get("LC_ALL").or_else(|| get("LANG")).unwrap_or_default()
     }
 
-    /// Starts recording a channel whose target is not an SSH channel (Telnet).
-    pub(super) async fn begin_unbridged(&self, t: &Connected, kind: Kind) {
+    /// Starts recording what the channel runs on `t` (directly, for a Telnet target).
+    pub(super) async fn begin_recording(&self, t: &Connected, kind: &Kind) {
         let pty = self.pty_size();
-        let rec = Recorder::begin(self, t, &kind, pty.as_ref()).await;
+        let rec = Recorder::begin(self, t, kind, pty.as_ref()).await;
         *self.recorder.lock() = Some(rec);
     }
 
@@ -93,13 +99,9 @@ impl Chan {
         self.record(|r| r.output(data));
     }
 
-    /// Ends an auditor can trigger; never fires before recording starts.
-    pub(super) fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
-        self.recorder.lock().as_ref().map(|r| r.live.cancel.clone()).unwrap_or_default()
-    }
-
+    /// Who ended the session, for the user's last line.
     pub(super) fn ended_by(&self) -> String {
-        cancel_reason(self)
+        self.recorder.lock().as_ref().map(|r| r.live.ended_by()).unwrap_or_else(|| "session terminated".into())
     }
 
     /// Finishes the recording, if one runs.
@@ -110,25 +112,23 @@ impl Chan {
         }
     }
 
-    fn writer(&self) -> Option<TargetWriter> {
-        self.target.lock().as_ref().map(|(w, _)| w.clone())
-    }
-
     pub(super) fn pty_size(&self) -> Option<PtySize> {
         self.setup.lock().pty.as_ref().map(|(p, _)| p.clone())
     }
 
     pub(super) async fn pty(&self, size: PtySize, modes: Vec<(Pty, u32)>) {
+        let target = self.target.lock().await;
         self.setup.lock().pty = Some((size.clone(), modes.clone()));
-        if let Some(w) = self.writer() {
+        if let Some((w, _)) = target.as_ref() {
             let _ =
                 w.request_pty(false, &size.term, size.cols, size.rows, size.pix_width, size.pix_height, &modes).await;
         }
     }
 
     pub(super) async fn env(&self, name: &str, value: &str) {
+        let target = self.target.lock().await;
         self.setup.lock().env.push((name.to_owned(), value.to_owned()));
-        if let Some(w) = self.writer() {
+        if let Some((w, _)) = target.as_ref() {
             let _ = w.set_env(false, name, value).await;
         }
     }
@@ -136,10 +136,10 @@ impl Chan {
     /// The user's shell, exec or subsystem request: passed on to an attached target (and
     /// recorded from here on), or handed to the menu.
     pub(super) async fn start(&self, kind: Kind) {
+        let target = self.target.lock().await;
         self.setup.lock().kind = Some(kind.clone());
-        let attached = self.target.lock().clone();
-        match attached {
-            Some((w, t)) => self.begin(&w, &t, kind).await,
+        match target.as_ref() {
+            Some((w, t)) => self.begin(w, t, kind).await,
             None => {
                 self.started.send_replace(Some(kind));
             }
@@ -147,9 +147,7 @@ impl Chan {
     }
 
     async fn begin(&self, w: &TargetWriter, t: &Connected, kind: Kind) {
-        let pty = self.pty_size();
-        let rec = Recorder::begin(self, t, &kind, pty.as_ref()).await;
-        *self.recorder.lock() = Some(rec);
+        self.begin_recording(t, &kind).await;
         let _ = match kind {
             Kind::Shell => w.request_shell(false).await,
             Kind::Exec(cmd) => w.exec(false, cmd.into_bytes()).await,
@@ -165,19 +163,19 @@ impl Chan {
             r.resize(cols, rows);
         }
         self.resized.send_replace((cols, rows));
-        if let Some(w) = self.writer() {
+        if let Some((w, _)) = self.target.lock().await.as_ref() {
             let _ = w.window_change(cols, rows, pix_width, pix_height).await;
         }
     }
 
     pub(super) async fn signal(&self, sig: Sig) {
-        if let Some(w) = self.writer() {
+        if let Some((w, _)) = self.target.lock().await.as_ref() {
             let _ = w.signal(sig).await;
         }
     }
 
-    /// Connects the user's channel to a target channel: replays what the user already asked
-    /// for (menu mode), then bridges both ways until either side closes.
+    /// Connects the user's channel to a target channel: replays what the user asked for so far,
+    /// then bridges both ways until either side closes.
     pub(super) fn attach(
         self: &Arc<Self>,
         t: Arc<Connected>,
@@ -187,9 +185,9 @@ impl Chan {
     ) {
         let (read, write) = tc.split();
         let write = Arc::new(write);
-        *self.target.lock() = Some((write.clone(), t.clone()));
         let chan = self.clone();
         tokio::spawn(async move {
+            let mut target = chan.target.lock().await;
             let (pty, env, kind) = {
                 let s = chan.setup.lock();
                 (s.pty.clone(), s.env.clone(), s.kind.clone())
@@ -205,6 +203,8 @@ impl Chan {
             if let Some(kind) = kind {
                 chan.begin(&write, &t, kind).await;
             }
+            *target = Some((write.clone(), t));
+            drop(target);
             pump(chan, user, read, write, handle).await;
         });
     }
@@ -279,13 +279,13 @@ async fn pump(
         }
         status
     };
-    let cancel = chan.cancel_token();
+    let cancel = chan.cancel.clone();
     tokio::pin!(up, down);
     let (status, ended) = tokio::select! {
         s = &mut down => (s, "target closed the channel".to_owned()),
         () = &mut up => (tokio::time::timeout(Duration::from_secs(5), down).await.ok().flatten(), "user closed the channel".to_owned()),
         () = cancel.cancelled() => {
-            let by = cancel_reason(&chan);
+            let by = chan.ended_by();
             let _ = to_user.extended_data(1, format!("\r\nsekisho: {by}\r\n").as_bytes()).await;
             (None, by)
         }
@@ -293,10 +293,6 @@ async fn pump(
     let _ = to_user.eof().await;
     let _ = to_user.close().await;
     chan.finish(status, &ended).await;
-}
-
-fn cancel_reason(chan: &Chan) -> String {
-    chan.recorder.lock().as_ref().map(|r| r.live.ended_by()).unwrap_or_else(|| "session terminated".into())
 }
 
 /// Shows the user why she may not go on (in English and Japanese), then closes the channel.

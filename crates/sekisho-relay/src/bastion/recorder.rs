@@ -153,7 +153,7 @@ impl Recorder {
             tenant: row.tenant_id.clone(),
             header,
             lines: broadcast::channel(1024).0,
-            cancel: CancellationToken::new(),
+            cancel: chan.cancel.clone(),
             ended_by: parking_lot::Mutex::new("session terminated".into()),
         });
         b.state.sessions.insert(live.clone());
@@ -230,7 +230,9 @@ impl Recorder {
         if line.is_empty() {
             return;
         }
-        let _ = self.live.lines.send(Bytes::from(line.clone()));
+        if self.live.lines.receiver_count() > 0 {
+            let _ = self.live.lines.send(Bytes::from(line.clone()));
+        }
         let Some(c) = &mut self.cast else { return };
         if c.full {
             return;

@@ -192,7 +192,7 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
     let pty = chan.pty_size();
     let (cols, rows) = pty.as_ref().map_or((80, 24), |p| (p.cols.min(9999) as u16, p.rows.min(9999) as u16));
     let term = pty.as_ref().map_or("xterm".to_owned(), |p| p.term.clone());
-    chan.begin_unbridged(&t, Kind::Shell).await;
+    chan.begin_recording(&t, &Kind::Shell).await;
     let secret = chan.b.state.master.open(&cred.secret).unwrap_or_default();
     let mut auto = AutoLogin {
         login: (!cred.login.is_empty()).then(|| cred.login.clone()),
@@ -202,7 +202,7 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
     let mut telnet = Telnet::new(&term, cols, rows);
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut resized = chan.resized.subscribe();
-    let cancel = chan.cancel_token();
+    let cancel = chan.cancel.clone();
     let mut buf = vec![0u8; 16 << 10];
     let mut status = None;
     let ended = loop {

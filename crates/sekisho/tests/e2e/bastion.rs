@@ -190,12 +190,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     // A PTY session: what is typed is found by search, and the replay shows it.
     let pty = [opts.clone(), s(&["-tt"]), vec![target.clone()]].concat();
     let typed = b"echo pty-marker-$((40+2))\nsudo systemctl restart nginx 2>/dev/null; true\nexit\n";
-    // Known flake under full-suite load (rc 255 through the shared connection); one retry while
-    // the cause is found (see the session note).
-    let (mut rc, mut out, mut err) = run("ssh", &pty, &dir, &code, typed).await;
-    if rc == 255 {
-        (rc, out, err) = run("ssh", &pty, &dir, &code, typed).await;
-    }
+    let (rc, out, err) = run("ssh", &pty, &dir, &code, typed).await;
     assert_eq!(rc, 0, "pty session: {out} {err}");
     assert!(out.contains("pty-marker-42"), "{out}");
 

@@ -1,0 +1,76 @@
+//! Subcommands of the SSH bastion: users' SSH keys and session recordings.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SshKeyCmd {
+    /// Register a public key (`~/.ssh/id_ed25519.pub`) for a user.
+    Add {
+        user: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A label; default: the key's comment.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List {
+        user: String,
+    },
+    /// Remove a key by id or fingerprint.
+    Rm {
+        user: String,
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordingCmd {
+    /// Search recordings, newest first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        source_ip: Option<String>,
+        /// ssh, telnet, or a kind: shell, exec, sftp, scp.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Text of a command typed or run (e.g. "systemctl restart").
+        #[arg(long)]
+        command: Option<String>,
+        /// Start of the period (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One recording: its commands and file operations.
+    Show { id: String },
+    /// Replay a recording in this terminal (or print its asciicast with --raw).
+    Play {
+        id: String,
+        /// Playback speed factor.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause between events, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        max_wait: f64,
+        /// Print the asciicast v2 file instead of playing it.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Watch a session in progress.
+    Watch {
+        id: String,
+        /// Print the asciicast lines instead of the terminal output.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Terminate a session in progress.
+    Kill { id: String },
+}
