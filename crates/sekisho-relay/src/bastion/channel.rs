@@ -250,6 +250,10 @@ async fn pump(
     };
     let down = async {
         let mut status = None;
+        // The target's EOF is held back until its exit status (or close): an OpenSSH client
+        // closes the channel once EOF went both ways, and an exit status that arrives after
+        // that close is lost (ssh then exits 255, scp 1). sshd often sends EOF first.
+        let mut eof_held = false;
         while let Some(msg) = from_target.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
@@ -265,13 +269,17 @@ async fn pump(
                 ChannelMsg::ExitStatus { exit_status } => {
                     status = Some(exit_status);
                     let _ = to_user.exit_status(exit_status).await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = to_user.eof().await;
+                    }
                 }
                 ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                     let _ = handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = to_user.eof().await;
+                    }
                 }
-                ChannelMsg::Eof => {
-                    let _ = to_user.eof().await;
-                }
+                ChannelMsg::Eof => eof_held = true,
                 ChannelMsg::Close => break,
                 ChannelMsg::Failure => tracing::debug!("the target refused a channel request"),
                 _ => {}

@@ -227,7 +227,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
         ]
         .concat();
         let (rc, _, err) = run("scp", &up, &dir, &code, b"").await;
-        assert_eq!(rc, 0, "scp {proto} upload: {err}");
+        assert_eq!(rc, 0, "scp {proto} upload: {err} dir={}", dir.display());
         let down_to = dir.join(format!("down-{proto}.bin"));
         let down = [
             opts.clone(),
@@ -236,7 +236,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
         ]
         .concat();
         let (rc, _, err) = run("scp", &down, &dir, &code, b"").await;
-        assert_eq!(rc, 0, "scp {proto} download: {err}");
+        assert_eq!(rc, 0, "scp {proto} download: {err} dir={}", dir.display());
         assert_eq!(std::fs::read(&down_to).unwrap(), content, "scp {proto} round trip");
     }
     let _ = run("ssh", &[opts.clone(), s(&["-O", "exit"]), vec![target.clone()]].concat(), &dir, &code, b"").await;

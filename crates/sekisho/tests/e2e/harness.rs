@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 pub const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A scratch directory; kept after the test when `SEKISHO_TEST_KEEP` is set, to read the logs.
+/// A scratch directory; kept after the test when `SEKISHO_TEST_KEEP` is set, to read the logs
+/// (`SEKISHO_TEST_LOG` sets the processes' `RUST_LOG`, e.g. `info,sekisho_relay::bastion=debug`).
 pub fn test_dir() -> tempfile::TempDir {
     let mut b = tempfile::Builder::new();
     b.prefix("sekisho-e2e-");
@@ -44,7 +45,7 @@ impl Proc {
             .env_remove("https_proxy")
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", std::env::var("SEKISHO_TEST_LOG").unwrap_or_else(|_| "info".into()));
         let mut child = cmd.spawn().expect("spawn sekisho");
         let stdout = child.stdout.take().unwrap();
         let (tx, events) = mpsc::unbounded_channel();
