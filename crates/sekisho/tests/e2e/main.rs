@@ -4,6 +4,7 @@
 
 mod harness;
 mod rawagent;
+mod ssh_util;
 mod targets;
 
 mod admin;
