@@ -8,6 +8,7 @@
 //! the event is committed (denials, admin actions), [`Auditor::record`] commits within a short
 //! bounded window (stream ends). Storage is `sekisho-store`; this crate never touches payload.
 
+pub mod archive;
 pub mod chain;
 mod event;
 pub mod export;
@@ -18,5 +19,5 @@ pub mod writer;
 
 pub use event::{Decision, Event, EventKind, SubjectKind};
 pub use keys::{AuditKey, KeyError, load_public_key};
-pub use verify::{Problem, ProblemKind, Report, TenantReport, verify};
+pub use verify::{Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify};
 pub use writer::{AuditConfig, AuditError, Auditor};

@@ -30,6 +30,10 @@ pub enum ProblemKind {
     Inserted,
     Deleted,
     BadCheckpoint,
+    /// A bastion recording named by a chained event is missing from the recordings directory.
+    RecordingMissing,
+    /// A bastion recording's sealed file does not open to the SHA-256 its chained event states.
+    RecordingAltered,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,7 +53,101 @@ pub struct TenantReport {
     pub checkpoints: usize,
     /// Events newer than the newest checkpoint (chained, not yet signed).
     pub unsigned_tail: u64,
+    /// Recordings whose chained hash was checked against their sealed file
+    /// ([`check_recordings`]).
+    pub recordings_checked: u64,
+    /// Recordings that could not be checked (no master key to open them, and no hash of the
+    /// sealed file in their event).
+    pub recordings_unchecked: u64,
+    /// Recordings named by chained events, for [`check_recordings`].
+    #[serde(skip)]
+    pub recording_refs: Vec<RecordingRef>,
     pub problem: Option<Problem>,
+}
+
+/// A bastion recording as its chained event describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRef {
+    pub seq: i64,
+    pub id: String,
+    /// SHA-256 of the plaintext asciicast.
+    pub sha256: String,
+    /// SHA-256 of the sealed file, in events written since it was recorded.
+    pub sealed_sha256: Option<String>,
+}
+
+impl RecordingRef {
+    /// The recording an `ssh` event names, if it has an asciicast.
+    pub fn of(row: &sekisho_store::AuditRow) -> Option<RecordingRef> {
+        if row.record.path != "ssh" || !row.record.detail.contains("\"recording\"") {
+            return None;
+        }
+        let d: serde_json::Value = serde_json::from_str(&row.record.detail).ok()?;
+        let sha256 = d["sha256"].as_str().filter(|s| !s.is_empty())?.to_owned();
+        Some(RecordingRef {
+            seq: row.seq,
+            id: d["recording"].as_str()?.to_owned(),
+            sha256,
+            sealed_sha256: d["sealed_sha256"].as_str().map(str::to_owned),
+        })
+    }
+}
+
+/// Checks each verified tenant's recordings in `dir` (`<id>.cast.sealed`): the sealed file's
+/// hash where the event has one, and, with the recording `key`, that it opens complete to the
+/// chained SHA-256. The first failure becomes the tenant's problem.
+pub fn check_recordings(report: &mut Report, dir: &std::path::Path, key: Option<&[u8; 32]>) {
+    use sha2::{Digest, Sha256};
+    for t in &mut report.tenants {
+        if t.problem.is_some() {
+            continue;
+        }
+        for r in &t.recording_refs {
+            let path = dir.join(format!("{}.cast.sealed", r.id));
+            let fail = |kind, message: String| Some(Problem { kind, seq: r.seq, message });
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    let msg =
+                        format!("recording {} of event #{} cannot be read ({}): {e}", r.id, r.seq, path.display());
+                    t.problem = fail(ProblemKind::RecordingMissing, msg);
+                    break;
+                }
+            };
+            let mut checked = false;
+            if let Some(want) = &r.sealed_sha256 {
+                if hex::encode(Sha256::digest(&bytes)) != *want {
+                    let msg = format!("recording {} differs from the sealed file hash in event #{}", r.id, r.seq);
+                    t.problem = fail(ProblemKind::RecordingAltered, msg);
+                    break;
+                }
+                checked = true;
+            }
+            if let Some(key) = key {
+                let problem = match crate::recording::sealed::open(key, &bytes) {
+                    Err(e) => Some(format!("recording {} does not open: {e}", r.id)),
+                    Ok(o) if !o.complete => {
+                        Some(format!("recording {} is cut short (its final chunk is missing)", r.id))
+                    }
+                    Ok(o) if hex::encode(Sha256::digest(&o.plain)) != r.sha256 => {
+                        Some(format!("recording {} differs from the SHA-256 chained in event #{}", r.id, r.seq))
+                    }
+                    Ok(_) => None,
+                };
+                if let Some(msg) = problem {
+                    t.problem = fail(ProblemKind::RecordingAltered, msg);
+                    break;
+                }
+                checked = true;
+            }
+            if checked {
+                t.recordings_checked += 1;
+            } else {
+                t.recordings_unchecked += 1;
+            }
+        }
+    }
+    report.ok = report.tenants.iter().all(|t| t.problem.is_none());
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +193,9 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &str) ->
         last_seq: None,
         checkpoints: checkpoints.len(),
         unsigned_tail: 0,
+        recordings_checked: 0,
+        recordings_unchecked: 0,
+        recording_refs: Vec::new(),
         problem: None,
     };
     let problem = |kind, seq, message: String| Some(Problem { kind, seq, message });
@@ -162,6 +263,9 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &str) ->
             }
             if row.seq > newest_pin {
                 report.unsigned_tail += 1;
+            }
+            if let Some(r) = RecordingRef::of(&row) {
+                report.recording_refs.push(r);
             }
             prev = row.hash;
             expect_seq += 1;

@@ -88,5 +88,14 @@ pub(crate) async fn verify(
     let _ = state.auditor.checkpoint().await;
     let tenant = if q.all && caller.is_system() { None } else { Some(caller.tenant.as_str()) };
     let keys = [state.audit_public_key];
-    Ok(Json(sekisho_audit::verify(&state.store, &keys, tenant).await?))
+    let mut report = sekisho_audit::verify(&state.store, &keys, tenant).await?;
+    // Each recording named by a chained event opens to the hash that event states.
+    let (dir, key) = (state.recordings.clone(), state.master.recording_key());
+    let report = tokio::task::spawn_blocking(move || {
+        sekisho_audit::check_recordings(&mut report, &dir, Some(&key));
+        report
+    })
+    .await
+    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(report))
 }

@@ -69,6 +69,8 @@ struct Cast {
     pending: Vec<u8>,
     sha: Sha256,
     bytes: u64,
+    /// SHA-256 of the sealed file as written, so `audit verify` can check it without the key.
+    sealed_sha: Sha256,
     last_flush: Instant,
     full: bool,
 }
@@ -268,11 +270,18 @@ impl Recorder {
         self.drain_files();
         let state = &self.b.state;
         state.sessions.remove(&self.row.id);
+        let mut sealed_sha256 = None;
         if let Some(mut c) = self.cast.take() {
+            // Bytes still waiting to complete a character.
+            let tail = if c.full { Vec::new() } else { c.writer.finish(t) };
+            c.sha.update(&tail);
+            c.bytes += tail.len() as u64;
+            c.pending.extend_from_slice(&tail);
             match c.flush(true) {
                 Ok(()) => {
                     self.row.sha256 = hex::encode(c.sha.finalize());
                     self.row.bytes = c.bytes as i64;
+                    sealed_sha256 = Some(hex::encode(c.sealed_sha.finalize()));
                 }
                 Err(e) => self.error = Some(format!("recording_failed: {e}")),
             }
@@ -290,6 +299,7 @@ impl Recorder {
             "command": self.row.command,
             "sha256": self.row.sha256,
             "cast_bytes": self.row.bytes,
+            "sealed_sha256": sealed_sha256,
             "commands": self.commands.len(),
             "files": self.files,
             "exit_status": exit,
@@ -323,6 +333,7 @@ impl Cast {
         let chunk = self.sealer.seal_chunk(&self.pending, last).map_err(std::io::Error::other)?;
         self.pending.clear();
         self.last_flush = Instant::now();
+        self.sealed_sha.update(&chunk);
         self.file.write_all(&chunk)?;
         if last {
             self.file.sync_data()?;
@@ -335,7 +346,8 @@ fn open_cast(b: &Bastion, id: &str, writer: CastWriter, header: &[u8]) -> std::i
     let path = b.recordings.join(format!("{id}.cast.sealed"));
     let mut file = std::fs::OpenOptions::new().create_new(true).write(true).open(path)?;
     let sealer = Sealer::new(&b.key);
-    file.write_all(&sealer.header())?;
+    let sealed_header = sealer.header();
+    file.write_all(&sealed_header)?;
     let mut sha = Sha256::new();
     sha.update(header);
     Ok(Cast {
@@ -345,6 +357,7 @@ fn open_cast(b: &Bastion, id: &str, writer: CastWriter, header: &[u8]) -> std::i
         pending: header.to_vec(),
         sha,
         bytes: header.len() as u64,
+        sealed_sha: Sha256::new_with_prefix(&sealed_header),
         last_flush: Instant::now(),
         full: false,
     })

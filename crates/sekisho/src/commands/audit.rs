@@ -17,34 +17,19 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     };
     let key_files = if keys.is_empty() { vec![data_dir.join("audit.pub")] } else { keys };
     let trusted = key_files.iter().map(|p| sekisho_audit::load_public_key(p)).collect::<Result<Vec<_>, _>>()?;
-    let report = sekisho_audit::verify(&store, &trusted, tenant.as_deref()).await?;
+    let mut report = sekisho_audit::verify(&store, &trusted, tenant.as_deref()).await?;
+    // Recordings are checked with the master key when it is at hand (the relay's own data
+    // directory), else against the sealed files' hashes the events carry.
+    let key = std::fs::read(data_dir.join("master.key"))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .map(|m| sekisho_audit::recording::sealed::recording_key(&m));
+    sekisho_audit::check_recordings(&mut report, &data_dir.join("recordings"), key.as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for t in &report.tenants {
-            match &t.problem {
-                None => println!(
-                    "{} {}: {} {} (#{}..#{}), {} {}, {} {}",
-                    lang.pick("OK", "正常"),
-                    t.tenant,
-                    t.events,
-                    lang.pick("events", "件のイベント"),
-                    t.first_seq.unwrap_or(0),
-                    t.last_seq.unwrap_or(0),
-                    t.checkpoints,
-                    lang.pick("signed checkpoints", "個の署名付きチェックポイント"),
-                    t.unsigned_tail,
-                    lang.pick("events after the last checkpoint", "件は最後のチェックポイント以降"),
-                ),
-                Some(p) => println!(
-                    "{} {}: #{} {:?}: {}",
-                    lang.pick("TAMPERED", "改ざん検出"),
-                    t.tenant,
-                    p.seq,
-                    p.kind,
-                    p.message
-                ),
-            }
+            println!("{}", super::ctl::audit::tenant_line(&serde_json::to_value(t)?, lang));
         }
     }
     store.close().await;

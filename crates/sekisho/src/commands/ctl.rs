@@ -2,7 +2,7 @@
 //! `ctl/<area>.rs`.
 
 mod access;
-mod audit;
+pub(crate) mod audit;
 mod client;
 mod parse;
 mod policy;

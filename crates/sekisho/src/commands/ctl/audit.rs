@@ -121,12 +121,19 @@ async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
 }
 
 /// One tenant of a verification report, as `ctl`'s offline twin (`sekisho audit verify`) prints it.
-fn tenant_line(t: &Value, lang: Lang) -> String {
+pub(crate) fn tenant_line(t: &Value, lang: Lang) -> String {
     let n = |k: &str| t[k].as_i64().unwrap_or(0);
     let tenant = t["tenant"].as_str().unwrap_or_default();
+    let unchecked = match n("recordings_unchecked") {
+        0 => String::new(),
+        u => format!(
+            " ({u} {})",
+            lang.pick("not checked: no master key and no sealed hash", "件は未検証: マスターキーも封印ハッシュもなし")
+        ),
+    };
     match &t["problem"] {
         Value::Null => format!(
-            "{} {tenant}: {} {} (#{}..#{}), {} {}, {} {}",
+            "{} {tenant}: {} {} (#{}..#{}), {} {}, {} {}, {} {}{unchecked}",
             lang.pick("OK", "正常"),
             n("events"),
             lang.pick("events", "件のイベント"),
@@ -136,6 +143,8 @@ fn tenant_line(t: &Value, lang: Lang) -> String {
             lang.pick("signed checkpoints", "個の署名付きチェックポイント"),
             n("unsigned_tail"),
             lang.pick("events after the last checkpoint", "件は最後のチェックポイント以降"),
+            n("recordings_checked"),
+            lang.pick("recordings checked", "件の録画を検証"),
         ),
         p => format!(
             "{} {tenant}: #{} {}: {}",
