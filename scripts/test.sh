@@ -9,6 +9,7 @@ needs=(
   "curl:curl"       # HTTP requests through tunnels, as a person would
   "kill:procps"     # freezing a relay with SIGSTOP in the heartbeat test
   "ssh:openssh-client"  # ssh, sftp and scp against the SSH bastion
+  "age:age"         # opening exported evidence archives with the reference age tool
 )
 missing=()
 for pair in "${needs[@]}"; do

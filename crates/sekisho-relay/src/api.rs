@@ -8,6 +8,7 @@ mod audit;
 pub(crate) mod auth;
 mod bastion;
 mod error;
+mod export;
 mod identity;
 mod login;
 mod policy;
@@ -69,6 +70,7 @@ pub(crate) fn router(state: S) -> Router {
         .route("/api-keys", get(identity::list_keys).post(identity::create_key))
         .route("/api-keys/{id}", delete(identity::revoke_key))
         .route("/recordings", get(bastion::search_recordings))
+        .route("/recordings/export", post(export::export))
         .route("/recordings/{id}", get(bastion::get_recording))
         .route("/recordings/{id}/cast", get(bastion::get_cast))
         .route("/recordings/{id}/live", get(bastion::live))

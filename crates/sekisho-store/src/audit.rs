@@ -132,6 +132,19 @@ impl Store {
         .await?)
     }
 
+    /// The chained event that ended bastion recording `id` (its detail names the recording).
+    pub async fn recording_event(&self, tenant: &str, id: &str) -> Result<Option<AuditRow>, StoreError> {
+        let escaped = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        Ok(sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM audit_events WHERE tenant_id = $1 AND path = 'ssh' AND detail LIKE $2 ESCAPE '\\' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(format!("%\"recording\":\"{escaped}\"%"))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Searches a tenant's events, newest first.
     pub async fn search_audit(&self, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");

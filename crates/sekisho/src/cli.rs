@@ -56,6 +56,18 @@ pub(crate) enum AuditCmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Check an evidence archive (from `ctl recording export`) instead of the database:
+        /// every file against the manifest, every event against the chain, the checkpoints
+        /// against the trusted key (--key, else DATA_DIR/audit.pub if present, else only the
+        /// key the archive names, which is reported), and each recording against its event.
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
+        /// The archive's passphrase, read as one line from stdin.
+        #[arg(long, requires = "archive", conflicts_with = "identity")]
+        passphrase_stdin: bool,
+        /// An age identity file (`age-keygen` output) for an archive encrypted to a recipient.
+        #[arg(long, requires = "archive")]
+        identity: Option<PathBuf>,
     },
 }
 

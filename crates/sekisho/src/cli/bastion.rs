@@ -73,4 +73,20 @@ pub(crate) enum RecordingCmd {
     },
     /// Terminate a session in progress.
     Kill { id: String },
+    /// Export recordings and the audit events that vouch for them as one encrypted archive
+    /// (age format); check it with `sekisho audit verify --archive FILE`.
+    Export {
+        /// Recording ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Where to write the archive.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        /// Encrypt to a passphrase read as one line from stdin (at least 8 characters).
+        #[arg(long, conflicts_with = "recipients")]
+        passphrase_stdin: bool,
+        /// Encrypt to an age X25519 recipient (`age1…`, from `age-keygen`); repeatable.
+        #[arg(long = "recipient", required_unless_present = "passphrase_stdin")]
+        recipients: Vec<String>,
+    },
 }

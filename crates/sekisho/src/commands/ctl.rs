@@ -10,7 +10,7 @@ mod recording;
 mod table;
 mod tenant;
 mod tunnel;
-mod users;
+pub(crate) mod users;
 
 pub(crate) use client::ApiClient;
 use serde_json::Value;

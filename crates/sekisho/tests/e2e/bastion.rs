@@ -148,5 +148,107 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
         .wait_event(|e| e["path"] == "ssh" && e["reason"].as_str().unwrap_or("").starts_with("totp_replayed"))
         .await;
     assert_eq!(replayed["subject"], "alice");
+
+    // `audit verify` opens each chained recording and compares its hash.
+    let report = relay.ctl(&["audit", "verify"]).await.unwrap();
+    let checked = report["tenants"][0]["recordings_checked"].as_i64().unwrap();
+    assert_eq!(checked, 2, "the shell and exec recordings are checked (transfers have no cast): {report}");
+    export_and_verify(&relay, &dir, id, exec_rec[0]["id"].as_str().unwrap()).await;
+
+    // Offline, from the data directory: a sealed recording changed on disk is named.
+    let data = dir.join("data");
+    let (ok, text) = offline_verify(&["--data-dir", data.to_str().unwrap()], b"").await;
+    assert!(ok && text.contains("2 recordings checked"), "{text}");
+    let sealed = data.join(format!("recordings/{id}.cast.sealed"));
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    let (ok, text) = offline_verify(&["--data-dir", data.to_str().unwrap()], b"").await;
+    assert!(!ok && text.contains("recording_altered") && text.contains(id), "{text}");
     drop(sshd);
+}
+
+/// `sekisho audit verify` with extra arguments; (passed, stdout + stderr).
+async fn offline_verify(args: &[&str], stdin: &[u8]) -> (bool, String) {
+    let mut child = tokio::process::Command::new(crate::harness::BIN)
+        .args(["audit", "verify"])
+        .args(args)
+        .env("SEKISHO_LANG", "en")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut child.stdin.take().unwrap(), stdin).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Exports two recordings to an age recipient and to a passphrase; the reference `age` tool
+/// opens the archive, `audit verify --archive` passes it, and a cast edited inside it fails.
+async fn export_and_verify(relay: &Relay, dir: &std::path::Path, shell: &str, exec: &str) {
+    let key = dir.join("auditor.agekey");
+    let out = std::process::Command::new("age-keygen").arg("-o").arg(&key).output().expect("age is installed");
+    assert!(out.status.success());
+    let recipient = String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let archive = dir.join("evidence.age");
+    let a = archive.to_str().unwrap();
+    let v = relay.ctl(&["recording", "export", shell, exec, "-o", a, "--recipient", &recipient]).await.unwrap();
+    assert!(v["bytes"].as_u64().unwrap() > 0, "{v}");
+    let trusted = dir.join("data/audit.pub");
+    let (k, t) = (key.to_str().unwrap(), trusted.to_str().unwrap());
+    let (ok, text) = offline_verify(&["--archive", a, "--identity", k, "--key", t], b"").await;
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("OK {shell}")) && text.contains(&format!("OK {exec}")), "{text}");
+    assert!(!text.contains("WARNING"), "checked against the trusted key: {text}");
+
+    // The reference tool opens it: a tar with the casts, the events and the manifest.
+    let plain = std::process::Command::new("age").args(["-d", "-i", k, a]).output().unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(dir.join("evidence.tar"), &plain.stdout).unwrap();
+    let tar = |args: &[&str]| {
+        let out = std::process::Command::new("tar").args(args).current_dir(&unpacked).output().unwrap();
+        assert!(out.status.success(), "tar {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listing = tar(&["-tf", "../evidence.tar"]);
+    for f in ["manifest.json", "events.jsonl", "checkpoints.jsonl", &format!("recordings/{shell}.cast")] {
+        assert!(listing.lines().any(|l| l == f), "{f} in {listing}");
+    }
+    // Edit the shell's cast, pack and encrypt it again: the archive no longer verifies.
+    tar(&["-xf", "../evidence.tar"]);
+    let cast = unpacked.join(format!("recordings/{shell}.cast"));
+    let edited = std::fs::read_to_string(&cast).unwrap().replace("pty-marker-42", "pty-marker-43");
+    std::fs::write(&cast, edited).unwrap();
+    let names: Vec<&str> = listing.lines().collect();
+    tar(&[&["-cf", "../edited.tar"], &names[..]].concat());
+    let forged = dir.join("forged.age");
+    let out = std::process::Command::new("age")
+        .args(["-r", &recipient, "-o", forged.to_str().unwrap(), dir.join("edited.tar").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (ok, text) = offline_verify(&["--archive", forged.to_str().unwrap(), "--identity", k, "--key", t], b"").await;
+    assert!(!ok, "an edited cast fails: {text}");
+    assert!(text.contains(&format!("TAMPERED {shell}")) && text.contains(&format!("OK {exec}")), "{text}");
+
+    // A passphrase works the same way; the wrong one does not open it.
+    let p = dir.join("evidence-p.age");
+    let out = relay
+        .ctl_command(&relay.admin_key)
+        .args(["recording", "export", exec, "-o", p.to_str().unwrap(), "--passphrase-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    tokio::io::AsyncWriteExt::write_all(&mut child.stdin.take().unwrap(), b"kura no kagi 2026\n").await.unwrap();
+    assert!(child.wait().await.unwrap().success());
+    let pa = p.to_str().unwrap();
+    let (ok, text) = offline_verify(&["--archive", pa, "--passphrase-stdin", "--key", t], b"kura no kagi 2026\n").await;
+    assert!(ok, "{text}");
+    let (ok, text) = offline_verify(&["--archive", pa, "--passphrase-stdin"], b"wrong passphrase\n").await;
+    assert!(!ok && text.contains("cannot decrypt"), "{text}");
 }

@@ -108,7 +108,15 @@ impl ApiClient {
 
     /// GET whose body is read as it arrives (live views).
     pub(crate) async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.get(self.url(path));
+        self.stream_req(self.http.get(self.url(path))).await
+    }
+
+    /// POSTs `body` and returns the response to read as it arrives.
+    pub(crate) async fn stream_post(&self, path: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
+        self.stream_req(self.http.post(self.url(path)).json(body)).await
+    }
+
+    async fn stream_req(&self, mut req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
         }

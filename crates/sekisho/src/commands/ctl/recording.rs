@@ -115,6 +115,31 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             ctx.client.post(&format!("/api/v1/recordings/{}/terminate", seg(&id)), &Value::Null).await?;
             ctx.done();
         }
+        RecordingCmd::Export { ids, output, passphrase_stdin, recipients } => {
+            let mut body = serde_json::json!({ "ids": ids });
+            if passphrase_stdin {
+                body["passphrase"] = super::users::read_password(false, lang)?.into();
+            } else {
+                body["recipients"] = recipients.into();
+            }
+            let mut resp = ctx.client.stream_post("/api/v1/recordings/export", &body).await?;
+            // Written beside the target and renamed when complete, so a cut download leaves no
+            // file that looks like an archive.
+            let part = output.with_extension("part");
+            let mut file = std::fs::File::create(&part).map_err(|e| anyhow!("{}: {e}", part.display()))?;
+            let mut bytes = 0u64;
+            while let Some(chunk) = resp.chunk().await? {
+                file.write_all(&chunk)?;
+                bytes += chunk.len() as u64;
+            }
+            file.sync_all()?;
+            std::fs::rename(&part, &output)?;
+            if ctx.json {
+                print_json(&serde_json::json!({ "file": output.display().to_string(), "bytes": bytes }));
+            } else {
+                println!("{} {} ({bytes} bytes)", lang.pick("Wrote", "書き出しました:"), output.display());
+            }
+        }
     }
     Ok(())
 }

@@ -130,7 +130,7 @@ pub(super) async fn login(
 }
 
 /// Reads one line from stdin as a password (prompting on a terminal when `prompt`).
-fn read_password(prompt: bool, lang: Lang) -> anyhow::Result<String> {
+pub(crate) fn read_password(prompt: bool, lang: Lang) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if prompt && stdin.is_terminal() {
         eprint!("{}", lang.pick("Password (shown as you type): ", "パスワード (入力は表示されます): "));
