@@ -32,6 +32,7 @@ use russh::keys::PrivateKey;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use auth::totp_step;
 pub(crate) use recorder::{Live, cast_path};
 
 use crate::state::State;

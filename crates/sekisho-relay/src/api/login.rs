@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{PeerAddr, role_scopes};
-use super::identity::totp;
 use super::{ApiError, Body, S};
 use crate::secrets::{hash_password, hash_secret, store_key, verify_password};
 
@@ -111,7 +110,22 @@ pub(crate) async fn login(
         let ok = match (&req.totp, &req.recovery_code) {
             (Some(code), _) => {
                 let secret = user.totp_secret.as_deref().and_then(|s| state.master.open(s)).unwrap_or_default();
-                totp(secret)?.check_current(code.trim()).unwrap_or(false)
+                // Each time step is spent once per user, here and on the SSH bastion alike.
+                match crate::bastion::totp_step(secret, code, (now_ms() / 1000) as u64) {
+                    Some(step) if state.store.use_totp_step(&user.id, step).await? => true,
+                    Some(_) => {
+                        let err = ApiError::unauthenticated("this TOTP code was already used; wait for the next one")
+                            .with_code("totp_replayed");
+                        // The password and the code were right (a form sent twice, say): audited,
+                        // but not counted as guessing.
+                        let event = audit(Decision::Deny, "totp_replayed", "password+totp");
+                        if let Err(e) = state.auditor.record_durable(event).await {
+                            tracing::error!(error = %e, "cannot record a replayed TOTP code");
+                        }
+                        return Err(err);
+                    }
+                    None => false,
+                }
             }
             (None, Some(rc)) => state.store.use_recovery_code(&user.id, &hash_secret(rc.trim())).await?,
             (None, None) => {

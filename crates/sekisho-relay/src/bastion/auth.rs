@@ -93,7 +93,7 @@ pub(super) async fn find_user(state: &State, name: &str) -> Result<Candidate, (S
 }
 
 /// The TOTP time step `code` is valid for (one step of clock skew either way), if any.
-pub(super) fn totp_step(secret: Vec<u8>, code: &str, unix: u64) -> Option<i64> {
+pub(crate) fn totp_step(secret: Vec<u8>, code: &str, unix: u64) -> Option<i64> {
     let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).ok()?;
     let code = code.trim();
     let now = unix / 30;

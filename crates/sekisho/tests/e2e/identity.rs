@@ -254,17 +254,21 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
     };
     let (status, v) = login(json!({})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (401, Some("totp_required")), "{v}");
-    let (status, v) = login(json!({"totp": totp_now(&secret)})).await;
+    let code = totp_now(&secret);
+    let (status, v) = login(json!({"totp": code})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["auth_method"], "password+totp");
     let session = v["key"].as_str().unwrap().to_owned();
+    // A code is spent once (the next success below uses recovery codes, so no test waits for the clock).
+    let (status, v) = login(json!({"totp": code})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("totp_replayed")), "{v}");
     // The operator role: services yes, audit no.
     assert_eq!(relay.api("GET", "/api/v1/services", None, &session).await.0, 200);
     assert_eq!(relay.api("GET", "/api/v1/audit", None, &session).await.0, 403);
     // A recovery code works once.
     assert_eq!(login(json!({"recovery_code": recovery[0]})).await.0, 200);
     assert_eq!(login(json!({"recovery_code": recovery[0]})).await.0, 401);
-    assert_eq!(login(json!({"totp": totp_now(&secret)})).await.0, 200, "a success resets the failure count");
+    assert_eq!(login(json!({"recovery_code": recovery[1]})).await.0, 200, "a success resets the failure count");
 
     // Wrong passwords lock the account; then even the right one is refused until unlocked.
     for _ in 0..5 {
@@ -274,7 +278,7 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
     let (status, v) = login(json!({"totp": totp_now(&secret)})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (423, Some("locked")), "{v}");
     ok(relay.api("POST", "/api/v1/users/alice/unlock", None, &admin).await);
-    assert_eq!(login(json!({"totp": totp_now(&secret)})).await.0, 200);
+    assert_eq!(login(json!({"recovery_code": recovery[2]})).await.0, 200);
     // Unknown users get the same answer as wrong passwords.
     let (status, v) =
         relay.api("POST", "/api/v1/login", Some(json!({"user": "mallory", "password": "whatever123"})), "").await;
@@ -282,8 +286,10 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
 
     // All attempts are in the audit log.
     let (_, audit) = relay.api("GET", "/api/v1/audit?kind=login&limit=100", None, &admin).await;
-    let reasons: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
-    for r in ["totp_required", "bad_password", "locked", "unknown_user", "login succeeded", "bad_totp"] {
+    let reasons: Vec<&str> =
+        audit.as_array().expect(&audit.to_string()).iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    for r in ["totp_required", "bad_password", "locked", "unknown_user", "login succeeded", "bad_totp", "totp_replayed"]
+    {
         assert!(reasons.contains(&r), "no login event `{r}` in {reasons:?}");
     }
 }
