@@ -33,6 +33,22 @@ pub(super) struct PtySize {
     pub(super) pix_height: u32,
 }
 
+impl PtySize {
+    /// The size as a terminal can hold it: `struct winsize` has 16-bit fields, while the SSH
+    /// protocol carries 32 bits, so anything larger is clamped before the target, the recording
+    /// or a Telnet target sees it.
+    pub(super) fn clamped(mut self) -> Self {
+        (self.cols, self.rows) = (winsize(self.cols), winsize(self.rows));
+        (self.pix_width, self.pix_height) = (winsize(self.pix_width), winsize(self.pix_height));
+        self
+    }
+}
+
+/// One terminal dimension, at most `u16::MAX`.
+pub(super) fn winsize(v: u32) -> u32 {
+    v.min(u32::from(u16::MAX))
+}
+
 type TargetWriter = Arc<ChannelWriteHalf<ClientMsg>>;
 
 #[derive(Default)]
@@ -117,6 +133,7 @@ impl Chan {
     }
 
     pub(super) async fn pty(&self, size: PtySize, modes: Vec<(Pty, u32)>) {
+        let size = size.clamped();
         let target = self.target.lock().await;
         self.setup.lock().pty = Some((size.clone(), modes.clone()));
         if let Some((w, _)) = target.as_ref() {
@@ -156,6 +173,8 @@ impl Chan {
     }
 
     pub(super) async fn resize(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
+        let (cols, rows, pix_width, pix_height) =
+            (winsize(cols), winsize(rows), winsize(pix_width), winsize(pix_height));
         if let Some((p, _)) = self.setup.lock().pty.as_mut() {
             (p.cols, p.rows) = (cols, rows);
         }
@@ -174,14 +193,16 @@ impl Chan {
         }
     }
 
-    /// Connects the user's channel to a target channel: replays what the user asked for so far,
-    /// then bridges both ways until either side closes.
+    /// Connects the user's channel to a target channel: replays what the user asked for so far
+    /// and what she typed ahead (in the menu, after her choice), then bridges both ways until
+    /// either side closes.
     pub(super) fn attach(
         self: &Arc<Self>,
         t: Arc<Connected>,
         tc: Channel<ClientMsg>,
         handle: Handle,
         user: Channel<Msg>,
+        typed: Vec<u8>,
     ) {
         let (read, write) = tc.split();
         let write = Arc::new(write);
@@ -200,8 +221,13 @@ impl Chan {
             for (n, v) in env {
                 let _ = write.set_env(false, n, v).await;
             }
+            let started = kind.is_some();
             if let Some(kind) = kind {
                 chan.begin(&write, &t, kind).await;
+            }
+            if started && !typed.is_empty() {
+                chan.record(|r| r.input(&typed));
+                let _ = write.data(&typed[..]).await;
             }
             *target = Some((write.clone(), t));
             drop(target);
@@ -295,6 +321,9 @@ async fn pump(
         () = cancel.cancelled() => {
             let by = chan.ended_by();
             let _ = to_user.extended_data(1, format!("\r\nsekisho: {by}\r\n").as_bytes()).await;
+            // The target's side ends too: its shell would otherwise run on (and on the target's
+            // connection, which other channels of the user's connection may still use).
+            let _ = to_target.close().await;
             (None, by)
         }
     };
@@ -312,4 +341,17 @@ pub(super) async fn refuse(channel: Channel<Msg>, why: String) {
     // Give the client a moment to ask for its shell, so the message is shown before the close.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = channel.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sizes_are_clamped_to_what_a_terminal_holds() {
+        let huge = PtySize { term: "xterm".into(), cols: u32::MAX, rows: 70_000, pix_width: u32::MAX, pix_height: 0 };
+        let p = huge.clamped();
+        assert_eq!((p.cols, p.rows, p.pix_width, p.pix_height), (65_535, 65_535, 65_535, 0));
+        assert_eq!((winsize(0), winsize(80), winsize(65_535), winsize(65_536)), (0, 80, 65_535, 65_535));
+    }
 }

@@ -32,6 +32,102 @@ pub(crate) struct Conn {
     /// Direct mode: the connected target, shared by the connection's channels.
     target: Option<Result<Arc<target::Connected>, String>>,
     channels: HashMap<ChannelId, Arc<Chan>>,
+    /// Public keys refused when offered, recorded when the connection ends without a login.
+    offers: Offers,
+}
+
+/// Most refused key offers remembered per connection (the client gets six attempts anyway).
+const MAX_OFFERS: usize = 16;
+
+/// Public keys refused when offered, before any signature. OpenSSH offers each key it has
+/// (a user's agent may hold several) and signs only with one the server takes, so a refused
+/// offer is not yet a failed login: the refusals become one audit event per login name, and
+/// one failure for the address, only if the connection ends without logging in.
+#[derive(Default)]
+struct Offers {
+    refused: Vec<Refused>,
+    count: usize,
+}
+
+/// The offers refused for one login name.
+struct Refused {
+    tenant: String,
+    user: String,
+    why: Why,
+}
+
+enum Why {
+    /// The user exists; these keys are not hers.
+    Keys(Vec<String>),
+    /// The name itself was refused (no such user or tenant, disabled, locked).
+    Name(String),
+}
+
+impl Offers {
+    fn key(&mut self, tenant: &str, user: &str, fingerprint: String) {
+        if self.count >= MAX_OFFERS {
+            return;
+        }
+        self.count += 1;
+        let same = |r: &&mut Refused| r.tenant == tenant && r.user == user;
+        match self.refused.iter_mut().find(same).map(|r| &mut r.why) {
+            Some(Why::Keys(keys)) => {
+                if !keys.contains(&fingerprint) {
+                    keys.push(fingerprint);
+                }
+            }
+            Some(Why::Name(_)) => {}
+            None => self.refused.push(Refused {
+                tenant: tenant.to_owned(),
+                user: user.to_owned(),
+                why: Why::Keys(vec![fingerprint]),
+            }),
+        }
+    }
+
+    fn name(&mut self, tenant: &str, user: &str, why: String) {
+        if self.count >= MAX_OFFERS || self.refused.iter().any(|r| r.tenant == tenant && r.user == user) {
+            return;
+        }
+        self.count += 1;
+        self.refused.push(Refused { tenant: tenant.to_owned(), user: user.to_owned(), why: Why::Name(why) });
+    }
+
+    /// (tenant id, login name, reason) of each refusal.
+    fn reasons(self) -> Vec<(String, String, String)> {
+        self.refused
+            .into_iter()
+            .map(|Refused { tenant, user, why }| {
+                let why = match why {
+                    Why::Keys(keys) if keys.len() == 1 => {
+                        format!("unknown_key: {} is not a registered key of `{user}`", keys.join(""))
+                    }
+                    Why::Keys(keys) => format!("unknown_key: {} are not registered keys of `{user}`", keys.join(", ")),
+                    Why::Name(why) => why,
+                };
+                (tenant, user, why)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.authed.is_some() || self.offers.refused.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let (state, ip, offers) = (self.b.state.clone(), self.ip(), std::mem::take(&mut self.offers));
+        rt.spawn(async move {
+            state.limiter.failed(ip);
+            for (tenant, user, why) in offers.reasons() {
+                let event = login_event(&state, &tenant, &user, ip, "publickey", AuditDecision::Deny, &why);
+                if let Err(e) = state.auditor.record_durable(event).await {
+                    tracing::error!(error = %e, "cannot record a refused ssh key");
+                }
+            }
+        });
+    }
 }
 
 impl Conn {
@@ -44,6 +140,7 @@ impl Conn {
             authed: None,
             target: None,
             channels: HashMap::new(),
+            offers: Offers::default(),
         }
     }
 
@@ -124,11 +221,19 @@ impl russh::server::Handler for Conn {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let Ok(c) = find_user(&self.b.state, user).await else {
-            return Ok(Auth::reject());
+        let c = match find_user(&self.b.state, user).await {
+            Ok(c) => c,
+            Err((tenant, why)) => {
+                self.offers.name(&tenant, user, why);
+                return Ok(Auth::reject());
+            }
         };
         let known = self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await.ok().flatten();
-        Ok(if known.is_some_and(|k| k.user_id == c.user.id) { Auth::Accept } else { Auth::reject() })
+        if known.is_some_and(|k| k.user_id == c.user.id) {
+            return Ok(Auth::Accept);
+        }
+        self.offers.key(&c.tenant_id, &c.user.name, fp);
+        Ok(Auth::reject())
     }
 
     async fn auth_publickey(
@@ -243,7 +348,7 @@ impl russh::server::Handler for Conn {
                 Ok(t) => match t.open_channel().await {
                     Ok(tc) => {
                         reply.accept().await;
-                        chan.attach(t, tc, handle, channel);
+                        chan.attach(t, tc, handle, channel, Vec::new());
                     }
                     Err(e) => {
                         reply.accept().await;
@@ -358,5 +463,31 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_failure(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_offers_become_one_reason_per_login_name() {
+        let mut o = Offers::default();
+        o.key("t1", "alice", "SHA256:a".into());
+        o.key("t1", "alice", "SHA256:b".into());
+        o.key("t1", "alice", "SHA256:a".into());
+        o.name("t1", "mallory", "unknown_user: there is no user `mallory`".into());
+        o.name("t1", "mallory", "unknown_user: there is no user `mallory`".into());
+        o.key("t1", "bob", "SHA256:c".into());
+        let reasons = o.reasons();
+        assert_eq!(reasons.len(), 3);
+        assert_eq!(reasons[0].2, "unknown_key: SHA256:a, SHA256:b are not registered keys of `alice`");
+        assert_eq!(reasons[1].2, "unknown_user: there is no user `mallory`");
+        assert_eq!(reasons[2].2, "unknown_key: SHA256:c is not a registered key of `bob`");
+        let mut o = Offers::default();
+        for i in 0..100 {
+            o.key("t1", &format!("u{i}"), format!("SHA256:{i}"));
+        }
+        assert_eq!(o.reasons().len(), MAX_OFFERS, "a connection's refusals are bounded");
     }
 }
