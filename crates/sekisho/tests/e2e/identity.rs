@@ -287,7 +287,7 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
     // All attempts are in the audit log.
     let (_, audit) = relay.api("GET", "/api/v1/audit?kind=login&limit=100", None, &admin).await;
     let reasons: Vec<&str> =
-        audit.as_array().expect(&audit.to_string()).iter().map(|e| e["reason"].as_str().unwrap()).collect();
+        audit.as_array().unwrap_or_else(|| panic!("{audit}")).iter().map(|e| e["reason"].as_str().unwrap()).collect();
     for r in ["totp_required", "bad_password", "locked", "unknown_user", "login succeeded", "bad_totp", "totp_replayed"]
     {
         assert!(reasons.contains(&r), "no login event `{r}` in {reasons:?}");
