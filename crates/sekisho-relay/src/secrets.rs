@@ -42,10 +42,10 @@ pub(crate) async fn bootstrap_admin_key(store: &Store) -> Result<Option<String>,
 
 /// Stores a new relay-operator API key and returns it.
 pub(crate) async fn issue_api_key(store: &Store, name: &str) -> Result<String, StoreError> {
-    store_key(store, "default", name, OPERATOR_SCOPES, None, None, "").await
+    store_key(store, "default", name, OPERATOR_SCOPES, None, None, "").await.map(|(_, key)| key)
 }
 
-/// Stores a new API key and returns it (the only time it is seen).
+/// Stores a new API key and returns its id and the key (the only time it is seen).
 pub(crate) async fn store_key(
     store: &Store,
     tenant: &str,
@@ -54,11 +54,12 @@ pub(crate) async fn store_key(
     expires_at: Option<i64>,
     user_id: Option<String>,
     allowed_ips: &str,
-) -> Result<String, StoreError> {
+) -> Result<(String, String), StoreError> {
     let key = new_api_key();
+    let id = new_id("key");
     store
         .insert_api_key(&ApiKey {
-            id: new_id("key"),
+            id: id.clone(),
             tenant_id: tenant.into(),
             name: name.into(),
             key_hash: hash_secret(&key),
@@ -71,7 +72,7 @@ pub(crate) async fn store_key(
             revoked_at: None,
         })
         .await?;
-    Ok(key)
+    Ok((id, key))
 }
 
 /// argon2id PHC string of a password (run off the async threads: it is slow on purpose).

@@ -70,7 +70,7 @@ pub(crate) async fn create_tenant(
         created_at: now_ms(),
     };
     state.store.insert_tenant(&tenant).await?;
-    let key = store_key(&state.store, &tenant.id, "tenant-admin", "*", None, None, "").await?;
+    let (_, key) = store_key(&state.store, &tenant.id, "tenant-admin", "*", None, None, "").await?;
     state.refresh().await?;
     Ok((StatusCode::CREATED, Json(json!({ "tenant": tenant, "admin_key": key }))))
 }
@@ -451,7 +451,7 @@ pub(crate) async fn create_key(
         Some(u) => Some(find_user(&state, &caller, u).await?.id),
         None => None,
     };
-    let key = store_key(
+    let (id, key) = store_key(
         &state.store,
         &caller.tenant,
         &req.name,
@@ -461,7 +461,7 @@ pub(crate) async fn create_key(
         &req.allowed_ips.join(","),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "key": key, "expires_at": expires_at, "scopes": req.scopes }))))
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "key": key, "expires_at": expires_at, "scopes": req.scopes }))))
 }
 
 pub(crate) async fn list_keys(

@@ -147,7 +147,7 @@ pub(crate) async fn login(
     scopes.sort_unstable();
     scopes.dedup();
     let expires_at = now_ms() + SESSION_TTL_MS;
-    let key = store_key(
+    let (_, key) = store_key(
         &state.store,
         &user.tenant_id,
         "session",

@@ -42,11 +42,11 @@ async fn populate(relay: &Relay, key: &str, prefix: &str) -> (Agent, String, Str
     post("/api/v1/users", json!({ "name": format!("{prefix}-alice"), "password": "correct horse battery" })).await;
     let k = post("/api/v1/api-keys", json!({ "name": format!("{prefix}-ci"), "scopes": ["agents:read"] })).await;
     let (_, keys) = relay.api("GET", "/api/v1/api-keys", None, key).await;
-    let _ = k;
     let key_id = keys.as_array().unwrap().iter().find(|k| k["name"] == format!("{prefix}-ci")).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(k["id"], key_id.as_str(), "the create response names the key's id: {k}");
     let (status, v) =
         relay.api("PUT", &format!("/api/v1/policies/{svc}"), Some(json!({"required": ["true"]})), key).await;
     assert_eq!(status, 200, "{v}");
