@@ -191,8 +191,8 @@ async fn audit_verify_catches_edited_deleted_and_reordered_events() {
     assert!(ok, "{out}");
 
     let cases = [
-        ("edit", vec!["UPDATE audit_events SET decision = 'deny' WHERE seq = 5"], "#5 Altered"),
-        ("delete", vec!["DELETE FROM audit_events WHERE seq = 6"], "#6 Deleted"),
+        ("edit", vec!["UPDATE audit_events SET decision = 'deny' WHERE seq = 5"], "#5 altered"),
+        ("delete", vec!["DELETE FROM audit_events WHERE seq = 6"], "#6 deleted"),
         (
             "reorder",
             vec![
@@ -200,7 +200,7 @@ async fn audit_verify_catches_edited_deleted_and_reordered_events() {
                 "UPDATE audit_events SET seq = 3 WHERE seq = 4",
                 "UPDATE audit_events SET seq = 4 WHERE seq = -1",
             ],
-            "#3 Altered",
+            "#3 altered",
         ),
     ];
     for (name, statements, expect) in cases {
