@@ -289,7 +289,7 @@ async fn pump(
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    chan.record(|r| r.output(&data));
+                    chan.record(|r| r.stderr(&data));
                     let _ = to_user.extended_data(ext, &data[..]).await;
                 }
                 ChannelMsg::ExitStatus { exit_status } => {

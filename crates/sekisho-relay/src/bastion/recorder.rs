@@ -212,6 +212,14 @@ impl Recorder {
         self.drain_files();
     }
 
+    /// The target's stderr: shown in the terminal recording, but never fed to the SFTP/SCP
+    /// trackers (a line such as "Could not chdir to home directory" is not protocol).
+    pub(super) fn stderr(&mut self, data: &[u8]) {
+        let t = self.t();
+        let line = self.cast.as_mut().map(|c| c.writer.output(t, data)).unwrap_or_default();
+        self.emit(line);
+    }
+
     pub(super) fn resize(&mut self, cols: u32, rows: u32) {
         let t = self.t();
         let line = self.cast.as_mut().map(|c| c.writer.resize(t, clamp16(cols), clamp16(rows))).unwrap_or_default();
