@@ -10,6 +10,7 @@ mod targets;
 mod admin;
 mod bad_input;
 mod bastion;
+mod bastion_telnet;
 mod evidence;
 mod gateway;
 mod identity;
