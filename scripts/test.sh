@@ -10,6 +10,7 @@ needs=(
   "kill:procps"     # freezing a relay with SIGSTOP in the heartbeat test
   "ssh:openssh-client"  # ssh, sftp and scp against the SSH bastion
   "age:age"         # opening exported evidence archives with the reference age tool
+  "tmux:tmux"       # a real terminal (typing, window changes) for the Telnet bastion test
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -19,6 +20,8 @@ done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 # A real sshd is the bastion's target in the tests (started by them on a free port).
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# And Debian's telnetd (inetutils), started by the Telnet bastion test for each connection.
+[ -x /usr/sbin/telnetd ] || missing+=(inetutils-telnetd)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -10,7 +10,11 @@ mod targets;
 mod admin;
 mod bad_input;
 mod bastion;
+<<<<<<< HEAD
 mod bastion_edges;
+=======
+mod bastion_telnet;
+>>>>>>> telnet
 mod evidence;
 mod gateway;
 mod identity;
