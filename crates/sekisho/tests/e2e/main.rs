@@ -10,11 +10,8 @@ mod targets;
 mod admin;
 mod bad_input;
 mod bastion;
-<<<<<<< HEAD
 mod bastion_edges;
-=======
 mod bastion_telnet;
->>>>>>> telnet
 mod evidence;
 mod gateway;
 mod identity;
