@@ -279,6 +279,18 @@ fn parse_lines<T: for<'de> Deserialize<'de>>(name: &str, data: &[u8]) -> Result<
         .collect()
 }
 
+/// The JSON lines of file `name` (none if it is absent); a malformed line is a problem.
+fn lines_of<T: for<'de> Deserialize<'de>>(c: &Contents, name: &str, problems: &mut Vec<String>) -> Vec<T> {
+    match c.files.get(name).map(|d| parse_lines(name, d)) {
+        Some(Ok(items)) => items,
+        Some(Err(e)) => {
+            problems.push(e);
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
 /// Checks an opened archive against `trusted` checkpoint keys (or, when none is given, the key
 /// the manifest names, reported as not independently trusted).
 pub fn verify_archive(c: &Contents, trusted: &[VerifyingKey]) -> ArchiveReport {
@@ -309,22 +321,8 @@ pub fn verify_archive(c: &Contents, trusted: &[VerifyingKey]) -> ArchiveReport {
             report.problems.push(format!("`{name}` is in the archive but not in the manifest"));
         }
     }
-    let events: Vec<AuditRow> = match c.files.get(EVENTS).map(|d| parse_lines(EVENTS, d)) {
-        Some(Ok(e)) => e,
-        Some(Err(e)) => {
-            report.problems.push(e);
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
-    let checkpoints: Vec<Checkpoint> = match c.files.get(CHECKPOINTS).map(|d| parse_lines(CHECKPOINTS, d)) {
-        Some(Ok(e)) => e,
-        Some(Err(e)) => {
-            report.problems.push(e);
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
+    let events: Vec<AuditRow> = lines_of(c, EVENTS, &mut report.problems);
+    let checkpoints: Vec<Checkpoint> = lines_of(c, CHECKPOINTS, &mut report.problems);
     report.events = events.len();
     report.checkpoints = checkpoints.len();
 

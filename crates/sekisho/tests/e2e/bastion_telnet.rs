@@ -110,27 +110,9 @@ async fn set_login(relay: &Relay, service: &str, password: &str) {
     assert_eq!(v["secret_kind"], "password", "{v}");
 }
 
-/// `ssh` with its whole input at once (as `ssh_util::run`), with a known terminal type.
+/// `ssh` with its whole input at once, with a known terminal type.
 async fn ssh_piped(args: &[String], dir: &Path, code: &str, stdin: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new("ssh")
-        .args(args)
-        .env("TERM", "vt220")
-        .env("SSH_ASKPASS", dir.join(format!("askpass-{code}.sh")))
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::ssh_util::run_with_env("ssh", args, dir, code, stdin, &[("TERM", "vt220")]).await
 }
 
 /// A tmux server of the test's own: a real terminal to type at, resize and read.

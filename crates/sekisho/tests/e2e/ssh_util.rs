@@ -132,8 +132,21 @@ pub async fn run(
     code: &str,
     stdin: &[u8],
 ) -> (i32, String, String) {
+    run_with_env(program, args, askpass_dir, code, stdin, &[]).await
+}
+
+/// [`run`] with extra environment variables (e.g. a terminal type).
+pub async fn run_with_env(
+    program: &str,
+    args: &[String],
+    askpass_dir: &Path,
+    code: &str,
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .env("SSH_ASKPASS", askpass_dir.join(format!("askpass-{code}.sh")))
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0")
