@@ -16,7 +16,7 @@ mod tunnel;
 
 use std::sync::Arc;
 
-pub(crate) use auth::{Limiter, PeerAddr, canonical, key_problem};
+pub(crate) use auth::{Limiter, PeerAddr, canonical, idle_expired, key_problem};
 use axum::extract::State as AxState;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -77,6 +77,9 @@ pub(crate) fn router(state: S) -> Router {
         .route("/recordings/{id}/terminate", post(bastion::terminate))
         .route("/audit", get(audit::search))
         .route("/audit/verify", post(audit::verify))
+        .route("/audit/summary", get(audit::summary))
+        .route("/session", get(login::session))
+        .route("/logout", post(login::logout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/api/v1/health", get(health))

@@ -111,3 +111,41 @@ pub(crate) fn edge(state: &State, topo: &Topology, svc: &Service, source: IpAddr
     .source(source, country);
     (decision, event)
 }
+
+/// Decides one request of a signed-in browser user to a service published for browsers.
+pub(crate) fn browser(
+    state: &State,
+    topo: &Topology,
+    svc: &Service,
+    user: &str,
+    groups: &[String],
+    source: IpAddr,
+) -> (Decision, Event) {
+    let country = state.geo.country(source);
+    let req = AccessRequest {
+        tenant: svc.tenant_id.clone(),
+        principal: Principal::User { name: user.to_owned(), groups: groups.to_vec() },
+        via_agent: None,
+        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        source_ip: source,
+        country: country.clone(),
+        at: tenant_now(topo, &svc.tenant_id),
+        auth_method: "password+totp".into(),
+        path: "browser".into(),
+        destination: None,
+    };
+    let decision = state.policy.read().decide(&req);
+    let event = Event::new(
+        &svc.tenant_id,
+        EventKind::Access,
+        if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
+    )
+    .subject(SubjectKind::User, user.to_owned())
+    .path("browser")
+    .target(svc.name.clone())
+    .policy(decision.policy_id.clone())
+    .reason(decision.reason.clone())
+    .auth("password+totp")
+    .source(source, country);
+    (decision, event)
+}

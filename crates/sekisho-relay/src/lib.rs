@@ -23,6 +23,7 @@ mod router;
 mod secrets;
 mod state;
 mod topology;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use bastion::BastionConfig;
 pub use gateway::GatewayConfig;
 pub use secrets::{hash_secret, new_api_key};
+pub use web::WebConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -80,6 +82,9 @@ pub struct RelayConfig {
     pub gateway: Option<GatewayConfig>,
     /// The SSH bastion, when it runs.
     pub bastion: Option<BastionConfig>,
+    /// The web console's host, under which services are published for browsers
+    /// (`<service>.<tenant>.<web_domain>`).
+    pub web_domain: String,
 }
 
 /// A running relay.
@@ -89,6 +94,8 @@ pub struct RelayHandle {
     pub gateway_addr: Option<SocketAddr>,
     /// The SSH bastion's address, when it runs.
     pub bastion_addr: Option<SocketAddr>,
+    /// Where people open the web console.
+    pub console_url: String,
     pub ca_fingerprint: String,
     pub ca_path: PathBuf,
     /// The first admin API key, only on the very first start (it is stored hashed).
@@ -144,9 +151,13 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
 
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(config.hostnames.iter().cloned());
-    let (chain, key) = ca.issue_server(&names)?;
+    if !names.contains(&config.web_domain) {
+        names.push(config.web_domain.clone());
+    }
+    let ca_fingerprint = ca.fingerprint();
+    let certs = sekisho_tunnel::tls::SniCerts::new(ca, &names, &config.web_domain)?;
     let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tls = sekisho_tunnel::tls::server_config(chain, key, alpn)?;
+    let tls = sekisho_tunnel::tls::server_config_sni(Arc::new(certs), alpn)?;
 
     let tcp = sekisho_tunnel::dial::listen(config.listen)
         .map_err(|source| RelayError::Listen { addr: config.listen, source })?;
@@ -162,8 +173,9 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let tap = config.debug_tap.map(events::start_tap);
     let state = state::State::new(state::Parts {
         store,
-        ca_fingerprint: ca.fingerprint(),
+        ca_fingerprint: ca_fingerprint.clone(),
         public_addr,
+        web: WebConfig { domain: config.web_domain.clone(), port: addr.port() },
         tap,
         shutdown: shutdown.clone(),
         auditor,
@@ -191,12 +203,14 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         Some(b) => Some(bastion::start(state.clone(), &config.data_dir, b, shutdown.clone()).await?),
         None => None,
     };
+    let console_url = format!("{}/", state.web.console_origin());
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
     Ok(RelayHandle {
         addr,
         gateway_addr,
         bastion_addr,
-        ca_fingerprint: ca.fingerprint(),
+        console_url,
+        ca_fingerprint,
         ca_path: config.data_dir.join("ca.pem"),
         admin_key,
         state,

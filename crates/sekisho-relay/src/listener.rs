@@ -22,7 +22,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let api = crate::api::router(state.clone());
+    let api = crate::web::router(state.clone(), crate::api::router(state.clone()));
     loop {
         let accepted = tokio::select! {
             a = tcp.accept() => a,

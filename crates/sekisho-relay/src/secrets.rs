@@ -55,6 +55,21 @@ pub(crate) async fn store_key(
     user_id: Option<String>,
     allowed_ips: &str,
 ) -> Result<(String, String), StoreError> {
+    store_key_idle(store, tenant, name, scopes, expires_at, user_id, allowed_ips, None).await
+}
+
+/// [`store_key`] for a session that also ends after `idle_ms` without use.
+#[expect(clippy::too_many_arguments, reason = "the columns of one row")]
+pub(crate) async fn store_key_idle(
+    store: &Store,
+    tenant: &str,
+    name: &str,
+    scopes: &str,
+    expires_at: Option<i64>,
+    user_id: Option<String>,
+    allowed_ips: &str,
+    idle_ms: Option<i64>,
+) -> Result<(String, String), StoreError> {
     let key = new_api_key();
     let id = new_id("key");
     store
@@ -70,6 +85,9 @@ pub(crate) async fn store_key(
             allowed_ips: allowed_ips.into(),
             last_used_at: None,
             revoked_at: None,
+            idle_ms,
+            parent_id: None,
+            bound_host: None,
         })
         .await?;
     Ok((id, key))

@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) sessions: crate::bastion::Sessions,
     /// Where sealed bastion recordings are kept.
     pub(crate) recordings: std::path::PathBuf,
+    /// The browser edge and console.
+    pub(crate) web: crate::web::Web,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -70,6 +72,7 @@ pub(crate) struct Parts {
     pub(crate) master: MasterKey,
     pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
     pub(crate) recordings: std::path::PathBuf,
+    pub(crate) web: crate::web::WebConfig,
 }
 
 impl State {
@@ -95,6 +98,7 @@ impl State {
             gateway_auth: crate::gateway::AuthCache::default(),
             sessions: crate::bastion::Sessions::default(),
             recordings: p.recordings,
+            web: crate::web::Web::new(&p.web),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }

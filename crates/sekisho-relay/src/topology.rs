@@ -15,6 +15,8 @@ pub(crate) struct Topology {
     /// Users that own agents (personal devices), by id, with their group names: the principals
     /// of the streams those agents open.
     pub(crate) owners: HashMap<String, Owner>,
+    /// Services published for browsers, by `<service>.<tenant>` (the hostname's first labels).
+    pub(crate) browser_hosts: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,9 +36,11 @@ impl Topology {
             .map(|a| (a.id.clone(), a))
             .collect();
         let agents: HashMap<String, Agent> = agents;
-        let services = store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let services: HashMap<String, Service> =
+            store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let routes = store.list_routes_all().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let tenants = store.list_tenants().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let tenants: HashMap<String, Tenant> =
+            store.list_tenants().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
         let mut owners = HashMap::new();
         for a in agents_owned(&agents) {
             if owners.contains_key(a) {
@@ -47,7 +51,8 @@ impl Topology {
                 owners.insert(u.id.clone(), Owner { name: u.name, groups, disabled: u.disabled_at.is_some() });
             }
         }
-        Ok(Topology { agents, services, routes, tenants, owners })
+        let browser_hosts = browser_hosts(&services, &tenants);
+        Ok(Topology { agents, services, routes, tenants, owners, browser_hosts })
     }
 
     /// The tenant's UTC offset for time-of-day conditions (Japan's +09:00 if unknown).
@@ -110,6 +115,17 @@ impl Topology {
             .filter(|s| s.tenant_id == tenant)
             .or_else(|| self.services.values().find(|s| s.name == key && s.tenant_id == tenant))
     }
+}
+
+fn browser_hosts(services: &HashMap<String, Service>, tenants: &HashMap<String, Tenant>) -> HashMap<String, String> {
+    services
+        .values()
+        .filter(|s| s.browser != 0)
+        .filter_map(|s| {
+            let tenant = tenants.get(&s.tenant_id).map_or(s.tenant_id.as_str(), |t| t.name.as_str());
+            Some((format!("{}.{}", s.name, tenant).to_ascii_lowercase(), s.id.clone())).filter(|_| s.agent_id.is_some())
+        })
+        .collect()
 }
 
 fn agents_owned(agents: &HashMap<String, Agent>) -> impl Iterator<Item = &String> {

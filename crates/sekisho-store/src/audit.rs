@@ -22,6 +22,17 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
+/// Counts of access decisions since a time, for the console's dashboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AuditSummary {
+    pub allowed: i64,
+    pub denied: i64,
+    /// The most used targets (allowed accesses), most first.
+    pub top_targets: Vec<(String, i64)>,
+    /// The users denied most often, most first.
+    pub top_denied_users: Vec<(String, i64)>,
+}
+
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
 /// SQLite, whose driver resolves `$n` names one parameter at a time).
 fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
@@ -146,6 +157,42 @@ impl Store {
     }
 
     /// Searches a tenant's events, newest first.
+    /// Access decisions of a tenant since `from` (ms): counts and the top five of each list.
+    pub async fn audit_summary(&self, tenant: &str, from: i64) -> Result<AuditSummary, StoreError> {
+        let mut out = AuditSummary::default();
+        let rows = sqlx::query(
+            "SELECT decision, COUNT(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'access' AND at >= $2 \
+             GROUP BY decision",
+        )
+        .bind(tenant)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let (decision, n): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+            match decision.as_str() {
+                "allow" => out.allowed += n,
+                _ => out.denied += n,
+            }
+        }
+        let top = |decision: &'static str, column: &'static str, users_only: bool| {
+            let users = if users_only { " AND subject_kind = 'user'" } else { "" };
+            format!(
+                "SELECT {column}, COUNT(*) AS n FROM audit_events WHERE tenant_id = $1 AND kind = 'access' \
+                 AND at >= $2 AND decision = '{decision}'{users} GROUP BY {column} ORDER BY n DESC, {column} LIMIT 5"
+            )
+        };
+        for (sql, list) in [
+            (top("allow", "target", false), &mut out.top_targets),
+            (top("deny", "subject", true), &mut out.top_denied_users),
+        ] {
+            for r in sqlx::query(&sql).bind(tenant).bind(from).fetch_all(&self.pool).await? {
+                list.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn search_audit(&self, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
         let mut n = 1;

@@ -285,8 +285,8 @@ impl Store {
 
     pub async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at, expires_at, user_id, allowed_ips) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at, expires_at, user_id, allowed_ips, \
+             idle_ms, parent_id, bound_host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&k.id)
         .bind(&k.tenant_id)
@@ -297,6 +297,9 @@ impl Store {
         .bind(k.expires_at)
         .bind(&k.user_id)
         .bind(&k.allowed_ips)
+        .bind(k.idle_ms)
+        .bind(&k.parent_id)
+        .bind(&k.bound_host)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "api key", &k.name))?;
@@ -310,6 +313,13 @@ impl Store {
             .await?)
     }
 
+    pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
         Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")
             .bind(tenant)
@@ -317,10 +327,12 @@ impl Store {
             .await?)
     }
 
+    /// Revokes a key and the browser sessions minted from it.
     pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
         let r =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
-                .bind(now_ms())
+                .bind(now)
                 .bind(id)
                 .bind(tenant)
                 .execute(&self.pool)
@@ -328,6 +340,14 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(not_found("api key", id));
         }
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE parent_id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(tenant)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@ mod tunnel;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use audit::AuditFilter;
+pub use audit::{AuditFilter, AuditSummary};
 pub use rows::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -57,6 +57,12 @@ pub struct ApiKey {
     pub allowed_ips: String,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// A session key ends after this long without use (console and browser sessions).
+    pub idle_ms: Option<i64>,
+    /// The console session a browser session was minted from: revoking it ends this one too.
+    pub parent_id: Option<String>,
+    /// A browser session is valid only on this service host, and never on the admin API.
+    pub bound_host: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -115,6 +121,8 @@ pub struct Service {
     pub protocol: String,
     pub edge_listen: Option<String>,
     pub created_at: i64,
+    /// 1 when the service is also published at its browser hostname behind the Sekisho login.
+    pub browser: i64,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

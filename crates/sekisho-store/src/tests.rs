@@ -82,6 +82,7 @@ fn service(id: &str, tenant: &str, name: &str, agent: &str) -> Service {
         protocol: "tcp".into(),
         edge_listen: None,
         created_at: now_ms(),
+        browser: 0,
     }
 }
 
@@ -269,6 +270,9 @@ async fn api_keys_are_found_by_hash_and_revoked_per_tenant() {
             allowed_ips: "10.0.0.0/8".into(),
             last_used_at: None,
             revoked_at: None,
+            idle_ms: None,
+            parent_id: None,
+            bound_host: None,
         };
         s.insert_api_key(&key).await.unwrap();
         let found = s.find_api_key("abc").await.unwrap().unwrap();

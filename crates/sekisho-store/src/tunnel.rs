@@ -169,8 +169,8 @@ impl Store {
 
     pub async fn insert_service(&self, s: &Service) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO services (id, tenant_id, name, agent_id, target, protocol, edge_listen, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO services (id, tenant_id, name, agent_id, target, protocol, edge_listen, created_at, browser) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&s.id)
         .bind(&s.tenant_id)
@@ -180,6 +180,7 @@ impl Store {
         .bind(&s.protocol)
         .bind(&s.edge_listen)
         .bind(s.created_at)
+        .bind(s.browser)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "service", &s.name))?;

@@ -161,6 +161,80 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The relay's certificate, plus certificates issued on first use by the local CA for the
+/// browser hosts under one domain (`*.<tenant>.<domain>`, one wildcard per tenant), so a new
+/// tenant or service needs no restart. Another name gets the relay certificate.
+pub struct SniCerts {
+    ca: LocalCa,
+    relay: Arc<rustls::sign::CertifiedKey>,
+    /// `.<domain>`, lower case.
+    suffix: String,
+    issued: parking_lot::Mutex<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for SniCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniCerts").field("suffix", &self.suffix).finish_non_exhaustive()
+    }
+}
+
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let signer = provider().key_provider.load_private_key(key)?;
+    Ok(rustls::sign::CertifiedKey::new(chain, signer))
+}
+
+impl SniCerts {
+    /// `names` go into the relay certificate; hosts two labels under `domain` get their own.
+    pub fn new(ca: LocalCa, names: &[String], domain: &str) -> Result<Self, TlsError> {
+        let (chain, key) = ca.issue_server(names)?;
+        let relay = Arc::new(certified(chain, key)?);
+        let suffix = format!(".{}", domain.trim_end_matches('.').to_ascii_lowercase());
+        Ok(SniCerts { ca, relay, suffix, issued: parking_lot::Mutex::new(std::collections::HashMap::new()) })
+    }
+
+    fn for_name(&self, name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = name.to_ascii_lowercase();
+        // `wiki.acme.<domain>` → the tenant part `acme.<domain>` → `*.acme.<domain>`.
+        let (_, parent) = name.split_once('.')?;
+        let tenant = parent.strip_suffix(&self.suffix)?;
+        if tenant.is_empty() || tenant.contains('.') {
+            return None;
+        }
+        if let Some(c) = self.issued.lock().get(parent) {
+            return Some(c.clone());
+        }
+        let (chain, key) = self.ca.issue_server(&[format!("*.{parent}")]).ok()?;
+        let cert = Arc::new(certified(chain, key).ok()?);
+        let mut issued = self.issued.lock();
+        if issued.len() >= 10_000 {
+            issued.clear();
+        }
+        issued.insert(parent.to_owned(), cert.clone());
+        Some(cert)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for SniCerts {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(hello.server_name().and_then(|n| self.for_name(n)).unwrap_or_else(|| self.relay.clone()))
+    }
+}
+
+/// A TLS 1.3 server configuration whose certificates come from `certs`.
+pub fn server_config_sni(certs: Arc<SniCerts>, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = alpn;
+    config.max_early_data_size = 0;
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
 /// What a client trusts the relay by.
 #[derive(Clone, Debug)]
 pub enum Pin {

@@ -107,6 +107,10 @@ pub(crate) struct RelayArgs {
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,
+    /// The web console's host name; services published for browsers are at
+    /// `<service>.<tenant>.<domain>` (`*.localhost` resolves to loopback without DNS).
+    #[arg(long, env = "SEKISHO_WEB_DOMAIN", default_value = "localhost")]
+    pub web_domain: String,
     /// Testing only: copy every spliced agent-to-agent byte to this TCP address.
     #[arg(long, hide = true)]
     pub debug_tap: Option<SocketAddr>,
@@ -500,6 +504,10 @@ pub(crate) enum ServiceCmd {
         /// Also expose the service as a TCP port on the relay (ip:port).
         #[arg(long)]
         edge_listen: Option<String>,
+        /// Also publish an http:// service for browsers at `<service>.<tenant>.<web domain>`,
+        /// behind the Sekisho sign-in.
+        #[arg(long)]
+        browser: bool,
     },
     List,
     /// Remove a service (its routes must be removed first).

@@ -74,6 +74,23 @@ pub(crate) async fn search(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct SummaryQuery {
+    /// The last this many hours (default 24, at most 90 days).
+    hours: Option<i64>,
+}
+
+/// `GET /audit/summary`: access decisions of the caller's tenant in the last hours.
+pub(crate) async fn summary(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Json<sekisho_store::AuditSummary>, ApiError> {
+    let hours = q.hours.unwrap_or(24).clamp(1, 90 * 24);
+    let from = sekisho_store::now_ms() - hours * 3600 * 1000;
+    Ok(Json(state.store.audit_summary(&caller.tenant, from).await?))
+}
+
+#[derive(Deserialize)]
 pub(crate) struct VerifyQuery {
     #[serde(default)]
     all: bool,

@@ -140,6 +140,8 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> String {
         "api-keys" => "apikeys",
         "audit" => return "audit:read".into(),
         "recordings" => "recordings",
+        // Any valid key may ask who it is and end its own session.
+        "session" | "logout" => return String::new(),
         _ => return "system".into(),
     };
     format!("{area}:{}", if read { "read" } else { "write" })
@@ -237,11 +239,20 @@ pub(crate) fn key_problem(key: &ApiKey, ip: IpAddr) -> Option<ApiError> {
         Some(ApiError::unauthenticated("API key has been revoked"))
     } else if key.expires_at.is_some_and(|t| t <= now_ms()) {
         Some(ApiError::unauthenticated("API key has expired"))
+    } else if idle_expired(key, now_ms()) {
+        Some(ApiError::unauthenticated("the session ended after a time without use; log in again"))
+    } else if key.bound_host.is_some() {
+        Some(ApiError::unauthenticated("a browser session of a service cannot call the admin API"))
     } else if !ip_allowed(&key.allowed_ips, ip) {
         Some(ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", format!("API key may not be used from `{ip}`")))
     } else {
         None
     }
+}
+
+/// Whether a session key has gone unused for longer than its idle timeout.
+pub(crate) fn idle_expired(key: &ApiKey, now: i64) -> bool {
+    key.idle_ms.is_some_and(|idle| now - key.last_used_at.unwrap_or(key.created_at) > idle)
 }
 
 async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
@@ -309,7 +320,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         ip,
     };
     let scope = required_scope(req.method(), req.uri().path());
-    if !caller.has(&scope) {
+    if !scope.is_empty() && !caller.has(&scope) {
         let err = ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("API key lacks scope `{scope}`"));
         return refuse(&state, ip, &key.tenant_id, label, err, what).await;
     }
@@ -341,6 +352,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
     if mutating {
         // Keys, users or groups may have changed: the gateway checks them afresh.
         state.gateway_auth.clear();
+        state.web.sessions.clear();
     }
     if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
         let reason = match response.extensions().get::<super::error::ErrorTag>() {

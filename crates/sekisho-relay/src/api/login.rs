@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::auth::{PeerAddr, role_scopes};
 use super::{ApiError, Body, S};
-use crate::secrets::{hash_password, hash_secret, store_key, verify_password};
+use crate::secrets::{hash_password, hash_secret, store_key_idle, verify_password};
 
 const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 /// Consecutive failed logins before a user is locked, and for how long.
@@ -29,6 +29,11 @@ pub(crate) struct Login {
     password: String,
     totp: Option<String>,
     recovery_code: Option<String>,
+    /// End the session after this many seconds without use (the web console asks for 1,800).
+    idle_timeout_secs: Option<u32>,
+    /// Refuse a user who has no TOTP (the web console and browser access always ask for it).
+    #[serde(default)]
+    require_totp: bool,
 }
 
 fn default_tenant() -> String {
@@ -105,6 +110,14 @@ pub(crate) async fn login(
         return count_failure("bad_password", invalid()).await;
     }
     let mut method = "password";
+    if user.totp_enabled == 0 && req.require_totp {
+        let err = ApiError::unauthenticated(
+            "this login needs a TOTP code and the account has none; ask an admin to enroll one \
+             (`sekisho ctl user totp NAME`)",
+        )
+        .with_code("totp_not_enrolled");
+        return fail("totp_not_enrolled", err).await;
+    }
     if user.totp_enabled != 0 {
         method = "password+totp";
         let ok = match (&req.totp, &req.recovery_code) {
@@ -147,7 +160,8 @@ pub(crate) async fn login(
     scopes.sort_unstable();
     scopes.dedup();
     let expires_at = now_ms() + SESSION_TTL_MS;
-    let (_, key) = store_key(
+    let idle_ms = req.idle_timeout_secs.map(|s| i64::from(s.clamp(60, 12 * 3600)) * 1000);
+    let (session_id, key) = store_key_idle(
         &state.store,
         &user.tenant_id,
         "session",
@@ -155,6 +169,7 @@ pub(crate) async fn login(
         Some(expires_at),
         Some(user.id.clone()),
         "",
+        idle_ms,
     )
     .await?;
     state
@@ -163,6 +178,33 @@ pub(crate) async fn login(
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
     Ok(Json(
-        json!({ "key": key, "expires_at": expires_at, "scopes": scopes, "user": user.name, "auth_method": method }),
+        json!({ "key": key, "id": session_id, "expires_at": expires_at, "idle_timeout_secs": idle_ms.map(|m| m / 1000), "scopes": scopes, "user": user.name, "auth_method": method }),
     ))
+}
+
+/// `POST /logout`: ends the calling session key, and the browser sessions minted from it.
+pub(crate) async fn logout(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<super::auth::Caller>,
+) -> Result<StatusCode, ApiError> {
+    state.store.revoke_api_key(&caller.tenant, &caller.key_id).await?;
+    state.web.sessions.clear();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /session`: who the calling key is, what it may do, and its tenant.
+pub(crate) async fn session(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<super::auth::Caller>,
+) -> Json<serde_json::Value> {
+    let topo = state.topology();
+    let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.clone(), |t| t.name.clone());
+    Json(json!({
+        "name": caller.name,
+        "user": caller.user_id.is_some(),
+        "key_id": caller.key_id,
+        "tenant": tenant,
+        "tenant_id": caller.tenant,
+        "scopes": caller.scopes,
+    }))
 }

@@ -71,6 +71,8 @@ pub(crate) struct AgentView {
     hostname: Option<String>,
     last_seen: Option<i64>,
     revoked: bool,
+    /// Streams open on its relay connection now.
+    streams: usize,
 }
 
 pub(crate) async fn list_agents(
@@ -83,7 +85,9 @@ pub(crate) async fn list_agents(
             .into_iter()
             .map(|a| {
                 let live = state.hub.info(&a.id);
+                let streams = state.hub.conn(&a.id).map_or(0, |c| c.stream_count());
                 AgentView {
+                    streams,
                     online: live.is_some(),
                     last_seen: if live.is_some() { Some(now_ms()) } else { a.last_seen },
                     address: live.as_ref().map(|l| l.0.to_string()).or(a.last_addr),
@@ -120,12 +124,17 @@ pub(crate) struct NewService {
     agent: Option<String>,
     target: String,
     edge_listen: Option<String>,
+    /// Also publish it at its browser hostname, behind the Sekisho login (`http` targets).
+    #[serde(default)]
+    browser: bool,
 }
 
 #[derive(Serialize)]
 pub(crate) struct ServiceView {
     #[serde(flatten)]
     service: Service,
+    /// Where a browser reaches it, when it is published for browsers.
+    browser_url: Option<String>,
     agent_name: String,
     edge_bound: Option<String>,
     edge_error: Option<String>,
@@ -216,6 +225,25 @@ pub(crate) async fn create_service(
             .map_err(|_| ApiError::bad_request("invalid_listen", format!("edge_listen `{l}` must be ip:port")))?;
     }
     let topo = state.topology();
+    if req.browser {
+        if protocol != "http" {
+            return Err(ApiError::bad_request(
+                "invalid_browser",
+                "only an `http://` service can be published for browsers (the relay speaks HTTP to it)",
+            ));
+        }
+        let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.as_str(), |t| t.name.as_str());
+        for (what, label) in [("service", req.name.as_str()), ("tenant", tenant)] {
+            if !crate::web::is_host_label(label) {
+                return Err(ApiError::bad_request(
+                    "invalid_browser",
+                    format!(
+                        "the {what} name `{label}` cannot be part of a hostname: use lower-case letters, digits and `-`"
+                    ),
+                ));
+            }
+        }
+    }
     let agent = match &req.agent {
         Some(key) => Some(agent_in_role(&topo, &caller.tenant, key, "back", "services", Agent::serves_back)?),
         None if gateway || bastion => None,
@@ -241,6 +269,7 @@ pub(crate) async fn create_service(
         protocol,
         edge_listen: req.edge_listen,
         created_at: now_ms(),
+        browser: i64::from(req.browser),
     };
     state.store.insert_service(&svc).await?;
     state.refresh().await?;
@@ -259,6 +288,7 @@ fn service_view(state: &State, service: Service) -> ServiceView {
             .unwrap_or_default(),
         edge_bound: edge.clone().and_then(Result::ok),
         edge_error: edge.and_then(Result::err),
+        browser_url: state.web.service_url(&topo, &service),
         service,
     }
 }

@@ -39,6 +39,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         local_country: "LOCAL".into(),
         gateway: None,
         bastion: None,
+        web_domain: "localhost".into(),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

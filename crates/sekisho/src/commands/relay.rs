@@ -21,6 +21,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             allow_private: args.socks_allow_private,
         }),
         bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig { listen }),
+        web_domain: args.web_domain,
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());
@@ -31,6 +32,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "socks": handle.gateway_addr.map(|a| a.to_string()),
             "ssh": handle.bastion_addr.map(|a| a.to_string()),
             "api_url": api_url,
+            "console_url": handle.console_url,
             "ca_file": handle.ca_path,
             "ca_fingerprint": handle.ca_fingerprint,
             "admin_key": handle.admin_key,
@@ -43,6 +45,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         if let Some(ssh) = handle.bastion_addr {
             println!("{} {ssh}", lang.pick("SSH bastion listening on", "SSH 踏み台待ち受け中:"));
         }
+        println!("{} {}", lang.pick("Web console:", "Web コンソール:"), handle.console_url);
         println!(
             "{} {}",
             lang.pick("CA fingerprint (SHA-256):", "CA フィンガープリント (SHA-256):"),

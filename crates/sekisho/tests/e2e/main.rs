@@ -17,3 +17,4 @@ mod gateway;
 mod identity;
 mod lifecycle;
 mod tunnel;
+mod web;

@@ -66,8 +66,9 @@ pub(super) async fn agent(ctx: &Ctx, cmd: AgentCmd) -> anyhow::Result<()> {
 
 pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
-        ServiceCmd::Create { name, agent, target, edge_listen } => {
-            let body = json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen});
+        ServiceCmd::Create { name, agent, target, edge_listen, browser } => {
+            let body =
+                json!({"name": name, "agent": agent, "target": target, "edge_listen": edge_listen, "browser": browser});
             let v = ctx.client.post("/api/v1/services", &body).await?;
             ctx.print_one(&v, "id");
         }

@@ -1,0 +1,281 @@
+//! The console's words in English and Japanese, and how a request's language is chosen: the
+//! language switch (a cookie), else the browser's `Accept-Language`, else English.
+
+use axum::http::HeaderMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lang {
+    En,
+    Ja,
+}
+
+impl Lang {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Lang {
+        match super::cookie(headers, super::session::LANG_COOKIE).as_deref() {
+            Some("ja") => return Lang::Ja,
+            Some("en") => return Lang::En,
+            _ => {}
+        }
+        let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The first language the browser names that we have.
+        for tag in accept.split(',') {
+            let tag = tag.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if tag.starts_with("ja") {
+                return Lang::Ja;
+            }
+            if tag.starts_with("en") {
+                return Lang::En;
+            }
+        }
+        Lang::En
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+
+    /// The text of `key`; the key itself if the table lacks it (a test keeps that from happening).
+    pub(crate) fn t(self, key: &'static str) -> &'static str {
+        match MESSAGES.iter().find(|(k, _, _)| *k == key) {
+            Some((_, en, ja)) => match self {
+                Lang::En => en,
+                Lang::Ja => ja,
+            },
+            None => key,
+        }
+    }
+}
+
+/// (key, English, Japanese).
+const MESSAGES: &[(&str, &str, &str)] = &[
+    // Layout
+    ("app", "Sekisho", "関所"),
+    ("nav.dashboard", "Dashboard", "ダッシュボード"),
+    ("nav.agents", "Agents", "エージェント"),
+    ("nav.services", "Services", "サービス"),
+    ("nav.routes", "Routes", "ルート"),
+    ("nav.users", "Users", "ユーザー"),
+    ("nav.groups", "Groups", "グループ"),
+    ("nav.keys", "API keys", "API キー"),
+    ("nav.policies", "Policies", "ポリシー"),
+    ("nav.audit", "Audit log", "監査ログ"),
+    ("nav.settings", "Settings", "設定"),
+    ("nav.logout", "Log out", "ログアウト"),
+    ("nav.menu", "Main menu", "メインメニュー"),
+    ("lang.switch", "日本語", "English"),
+    ("signed_in_as", "Signed in as", "ログイン中"),
+    // Login
+    ("login.title", "Sign in", "サインイン"),
+    ("login.tenant", "Organisation", "組織"),
+    ("login.user", "User name", "ユーザー名"),
+    ("login.password", "Password", "パスワード"),
+    ("login.totp", "TOTP code (or a recovery code)", "TOTP コード(またはリカバリーコード)"),
+    ("login.submit", "Sign in", "サインイン"),
+    ("login.failed", "Sign-in failed", "サインインできませんでした"),
+    ("login.continue", "Continue to", "続けて開く"),
+    ("logout.done", "You are signed out.", "サインアウトしました。"),
+    // Common
+    ("name", "Name", "名前"),
+    ("status", "Status", "状態"),
+    ("actions", "Actions", "操作"),
+    ("create", "Create", "作成"),
+    ("delete", "Delete", "削除"),
+    ("revoke", "Revoke", "失効"),
+    ("save", "Save", "保存"),
+    ("none", "None yet.", "まだありません。"),
+    ("online", "online", "オンライン"),
+    ("offline", "offline", "オフライン"),
+    ("error", "Error", "エラー"),
+    ("done", "Done.", "完了しました。"),
+    ("reason", "Reason", "理由"),
+    ("time", "Time", "時刻"),
+    ("confirm", "Are you sure?", "よろしいですか?"),
+    ("copy", "Copy", "コピー"),
+    ("copied", "Copied", "コピーしました"),
+    // Dashboard
+    ("dash.agents_online", "Agents online", "オンラインのエージェント"),
+    ("dash.agents_offline", "Agents offline", "オフラインのエージェント"),
+    ("dash.streams", "Streams now", "現在のストリーム"),
+    ("dash.allowed", "Allowed, last 24 h", "許可(24 時間)"),
+    ("dash.denied", "Denied, last 24 h", "拒否(24 時間)"),
+    ("dash.top_services", "Top services", "よく使われるサービス"),
+    ("dash.top_denied", "Most denied users", "拒否の多いユーザー"),
+    ("dash.count", "Count", "件数"),
+    // Agents
+    ("agents.role", "Role", "役割"),
+    ("agents.site", "Site", "拠点"),
+    ("agents.version", "Version", "バージョン"),
+    ("agents.address", "Address", "アドレス"),
+    ("agents.last_seen", "Last seen", "最終接続"),
+    ("agents.enroll", "Enroll an agent", "エージェントを登録"),
+    (
+        "agents.enroll_hint",
+        "Run this once on the machine; the token works once and expires in 1 hour.",
+        "対象のマシンで一度だけ実行してください。トークンは 1 回限り有効で、1 時間で失効します。",
+    ),
+    ("agents.enroll_submit", "Create enrollment command", "登録コマンドを作成"),
+    // Services
+    ("services.target", "Target", "接続先"),
+    ("services.agent", "Back agent", "バックエージェント"),
+    ("services.protocol", "Protocol", "プロトコル"),
+    ("services.browser", "Browser access", "ブラウザーアクセス"),
+    (
+        "services.browser_hint",
+        "Publish at its own hostname behind the Sekisho login (http targets)",
+        "Sekisho のログインの後ろで専用のホスト名に公開する(http の接続先)",
+    ),
+    ("services.new", "New service", "新しいサービス"),
+    ("services.open", "Open", "開く"),
+    // Routes
+    ("routes.front", "Front agent", "フロントエージェント"),
+    ("routes.listen", "Local address", "ローカルアドレス"),
+    ("routes.service", "Service", "サービス"),
+    ("routes.new", "New route", "新しいルート"),
+    ("routes.diagram", "Who reaches what", "接続の図"),
+    // Users and groups
+    ("users.display", "Display name", "表示名"),
+    ("users.groups", "Groups", "グループ"),
+    ("users.totp", "TOTP", "TOTP"),
+    ("users.locked", "Locked", "ロック中"),
+    ("users.new", "New user", "新しいユーザー"),
+    ("users.enroll_totp", "Enroll TOTP", "TOTP を登録"),
+    (
+        "users.totp_secret",
+        "Scan or type this secret in the authenticator app; it is shown once.",
+        "認証アプリでこのシークレットを読み取るか入力してください。一度だけ表示されます。",
+    ),
+    ("groups.role", "Role", "ロール"),
+    ("groups.members", "Members", "メンバー"),
+    ("groups.new", "New group", "新しいグループ"),
+    ("groups.add_member", "Add member", "メンバーを追加"),
+    // API keys
+    ("keys.scopes", "Scopes", "スコープ"),
+    ("keys.created", "Created", "作成"),
+    ("keys.expires", "Expires", "有効期限"),
+    ("keys.last_used", "Last used", "最終使用"),
+    ("keys.new", "New API key", "新しい API キー"),
+    (
+        "keys.shown_once",
+        "Copy the key now; it is shown only once.",
+        "今すぐキーをコピーしてください。一度だけ表示されます。",
+    ),
+    // Policies
+    ("policies.service", "Service", "サービス"),
+    (
+        "policies.required",
+        "Required conditions (all must hold), one per line",
+        "必須条件(すべて満たす必要あり)、1 行に 1 つ",
+    ),
+    (
+        "policies.deny",
+        "Deny conditions (any one denies), one per line",
+        "拒否条件(1 つでも当てはまれば拒否)、1 行に 1 つ",
+    ),
+    ("policies.none", "No policy: every access is denied.", "ポリシーなし:すべてのアクセスが拒否されます。"),
+    ("policies.saved", "Policy saved.", "ポリシーを保存しました。"),
+    ("policies.invalid", "The policy was not saved:", "ポリシーは保存されませんでした:"),
+    ("policies.test", "Test a decision", "判定を試す"),
+    ("policies.test_user", "User", "ユーザー"),
+    ("policies.test_ip", "Source IP", "送信元 IP"),
+    ("policies.test_path", "Path", "経路"),
+    ("policies.test_submit", "Decide", "判定"),
+    ("policies.allowed", "Allowed", "許可"),
+    ("policies.denied", "Denied", "拒否"),
+    ("policies.examples", "Examples", "例"),
+    // Audit
+    ("audit.subject", "Who", "誰が"),
+    ("audit.target", "Target", "対象"),
+    ("audit.decision", "Decision", "判定"),
+    ("audit.path", "Path", "経路"),
+    ("audit.domain", "Domain", "ドメイン"),
+    ("audit.source", "Source", "送信元"),
+    ("audit.kind", "Kind", "種類"),
+    ("audit.since_hours", "Last hours", "過去(時間)"),
+    ("audit.filter", "Filter", "絞り込み"),
+    ("audit.export_csv", "Export CSV", "CSV を書き出す"),
+    ("audit.export_jsonl", "Export JSON lines", "JSON Lines を書き出す"),
+    ("audit.any", "any", "すべて"),
+    ("audit.detail", "Detail", "詳細"),
+    // Settings
+    ("settings.language", "Language", "言語"),
+    ("settings.tenant", "Organisation", "組織"),
+    ("settings.session", "Session", "セッション"),
+    ("settings.version", "Relay version", "リレーのバージョン"),
+    ("settings.scopes", "What you may do", "権限"),
+    // Browser access pages
+    ("edge.denied", "Access denied", "アクセスが拒否されました"),
+    (
+        "edge.denied_text",
+        "The policy of this service does not allow this access.",
+        "このサービスのポリシーはこのアクセスを許可していません。",
+    ),
+    ("edge.unavailable", "Service unavailable", "サービスを利用できません"),
+    ("edge.unavailable_text", "The service cannot be reached right now.", "現在このサービスに接続できません。"),
+    ("edge.unknown", "No such service", "サービスが見つかりません"),
+    (
+        "edge.unknown_text",
+        "No service is published at this address.",
+        "このアドレスで公開されているサービスはありません。",
+    ),
+    ("edge.login_needed", "Sign-in required", "サインインが必要です"),
+    (
+        "edge.login_needed_text",
+        "Sign in to Sekisho, then try again.",
+        "Sekisho にサインインしてから、もう一度お試しください。",
+    ),
+    ("edge.reason_id", "Reason id", "理由 ID"),
+    ("edge.back", "Sign in again", "もう一度サインイン"),
+    ("forbidden", "Not allowed", "許可されていません"),
+    ("forbidden_text", "Your account lacks the permission for this page.", "このページを使う権限がありません。"),
+    ("bad_request", "The request was refused", "リクエストは拒否されました"),
+    ("not_found", "Not found", "見つかりません"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages_once() {
+        let mut keys = std::collections::HashSet::new();
+        for (k, en, ja) in MESSAGES {
+            assert!(keys.insert(*k), "duplicate key `{k}`");
+            assert!(!en.is_empty() && !ja.is_empty(), "`{k}` lacks a text");
+        }
+    }
+
+    /// Every `t("…")` in the web module names a key of the table.
+    #[test]
+    fn every_key_used_is_translated() {
+        let sources = [
+            include_str!("console.rs"),
+            include_str!("console/pages.rs"),
+            include_str!("console/admin.rs"),
+            include_str!("edge.rs"),
+            include_str!("page.rs"),
+        ];
+        for src in sources {
+            for part in src.split(".t(\"").skip(1) {
+                let key = part.split('"').next().unwrap_or("");
+                assert!(MESSAGES.iter().any(|(k, _, _)| *k == key), "untranslated key `{key}`");
+            }
+        }
+    }
+
+    #[test]
+    fn the_switch_wins_then_the_browser_language() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        h.insert("accept-language", "ja-JP,ja;q=0.9,en;q=0.8".parse().unwrap());
+        assert_eq!(Lang::from_headers(&h), Lang::Ja);
+        h.insert("cookie", "sekisho_lang=en".parse().unwrap());
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        let mut h = HeaderMap::new();
+        h.insert("accept-language", "fr, en-GB;q=0.8, ja;q=0.5".parse().unwrap());
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        assert_eq!(Lang::Ja.t("nav.audit"), "監査ログ");
+    }
+}

@@ -1,0 +1,10 @@
+-- Version 5: browser access and the web console.
+-- A service may be published at a browser hostname (`<service>.<tenant>.<web domain>`) behind
+-- the Sekisho login. Console and browser sessions are API keys with an idle timeout; a browser
+-- session is bound to one service host and belongs to the console session that minted it, so a
+-- logout ends both.
+ALTER TABLE services ADD COLUMN browser BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE api_keys ADD COLUMN idle_ms BIGINT;
+ALTER TABLE api_keys ADD COLUMN parent_id TEXT;
+ALTER TABLE api_keys ADD COLUMN bound_host TEXT;
+CREATE INDEX api_keys_parent ON api_keys (parent_id);
