@@ -18,7 +18,9 @@ use crate::output::{json_event, stop_signal};
 const DEMO_PAGE: &str = include_str!("quickstart/demo.html");
 
 /// The demo service's one required condition (Cedar): only the demo front agent gets in.
-const DEMO_POLICY: &str = r#"principal == Agent::"demo-front""#;
+const DEMO_POLICY: &str = r#"principal == Agent::"demo-front" || principal in Group::"admins""#;
+/// The console's demo user (group `admins`, role admin).
+const DEMO_USER: &str = "demo";
 
 pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> {
     let temp;
@@ -61,13 +63,15 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
     if !services.as_array().is_some_and(|a| a.iter().any(|s| s["name"] == "demo")) {
         api.post(
             "/api/v1/services",
-            &json!({"name": "demo", "agent": back_id, "target": format!("http://{demo_addr}")}),
+            &json!({"name": "demo", "agent": back_id, "target": format!("http://{demo_addr}"), "browser": true}),
         )
         .await?;
     }
     // No policy, no access: allow the demo front agent, and say so.
     let policy = json!({"required": [DEMO_POLICY], "deny": []});
     api.put("/api/v1/policies/demo", &policy).await?;
+    let login = demo_user(&api).await?;
+    let browser_url = relay.console_url.replacen("https://", "https://demo.default.", 1);
     let listen = free_or_any(args.port);
     api.post("/api/v1/routes", &json!({"agent": front_id, "listen": listen.to_string(), "service": "demo"})).await?;
     let url = loop {
@@ -83,6 +87,8 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         json_event(&json!({
             "event": "ready", "url": url, "relay": relay.addr.to_string(),
             "data_dir": data_dir, "api_key": api_key, "ca_file": relay.ca_path,
+            "console_url": relay.console_url, "browser_url": browser_url,
+            "user": DEMO_USER, "password": login.password, "totp_secret": login.totp_secret,
         }));
     } else {
         println!();
@@ -102,6 +108,24 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
             relay.addr,
             relay.ca_path.display()
         );
+        println!();
+        println!("  {} {}", lang.pick("Web console:", "Web コンソール:"), relay.console_url);
+        println!("  {} {browser_url}", lang.pick("The demo in a browser:", "ブラウザーから直接:"));
+        println!(
+            "    {} {DEMO_USER} / {} {} / {} {}",
+            lang.pick("user", "ユーザー"),
+            lang.pick("password", "パスワード"),
+            login.password,
+            lang.pick("TOTP secret", "TOTP シークレット"),
+            login.totp_secret
+        );
+        println!(
+            "    {}",
+            lang.pick(
+                "(add the secret to an authenticator app, or: oathtool --totp -b SECRET; the certificate is from the relay's own CA)",
+                "(シークレットを認証アプリに登録するか oathtool --totp -b SECRET。証明書はリレー自身の CA のものです)"
+            )
+        );
         println!("  {} {DEMO_POLICY}", lang.pick("Policy of `demo` (required):", "`demo` のポリシー (必須条件):"));
         println!("  {} {}", lang.pick("State:", "状態の保存先:"), data_dir.display());
         println!("{}", lang.pick("Stop with Ctrl-C.", "Ctrl-C で停止します。"));
@@ -110,6 +134,34 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
     shutdown.cancel();
     relay.shutdown().await;
     Ok(())
+}
+
+struct DemoLogin {
+    password: String,
+    totp_secret: String,
+}
+
+/// The console's demo user, an admin with a fresh password and TOTP secret on every start.
+async fn demo_user(api: &ApiClient) -> anyhow::Result<DemoLogin> {
+    let password = format!("demo-{}", hex_token());
+    let groups = api.get("/api/v1/groups").await?;
+    if !groups.as_array().is_some_and(|a| a.iter().any(|g| g["name"] == "admins")) {
+        api.post("/api/v1/groups", &json!({"name": "admins", "role": "admin"})).await?;
+    }
+    let users = api.get("/api/v1/users").await?;
+    if users.as_array().is_some_and(|a| a.iter().any(|u| u["name"] == DEMO_USER)) {
+        api.post(&format!("/api/v1/users/{DEMO_USER}/password"), &json!({"password": password})).await?;
+    } else {
+        let user = json!({"name": DEMO_USER, "display_name": "Demo", "password": password, "groups": ["admins"]});
+        api.post("/api/v1/users", &user).await?;
+    }
+    let totp = api.post(&format!("/api/v1/users/{DEMO_USER}/totp"), &json!({})).await?;
+    let totp_secret = totp["secret"].as_str().unwrap_or_default().to_owned();
+    Ok(DemoLogin { password, totp_secret })
+}
+
+fn hex_token() -> String {
+    rand::random::<[u8; 8]>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn start_agent(

@@ -109,6 +109,23 @@ async fn quickstart_serves_the_demo_page() {
     let page = reqwest::get(url).await.unwrap().text().await.unwrap();
     assert!(page.contains("SEKISHO-DEMO-OK"), "{page}");
     assert!(page.contains("関所"));
+    // The demo is also published for browsers, behind the console's sign-in of the demo user.
+    let console = ready["console_url"].as_str().unwrap();
+    let browser = ready["browser_url"].as_str().unwrap();
+    assert!(browser.starts_with("https://demo.default.localhost:"), "{browser}");
+    let port: u16 = console.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
+    let relay: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(ready["ca_file"].as_str().unwrap()).unwrap()).unwrap(),
+        )
+        .resolve("demo.default.localhost", relay)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client.get(browser).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "no session yet: to the sign-in");
+    assert!(!ready["password"].as_str().unwrap().is_empty() && !ready["totp_secret"].as_str().unwrap().is_empty());
 }
 
 #[tokio::test]
