@@ -8,6 +8,7 @@
 
 mod admin;
 mod pages;
+mod recordings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub(crate) fn router(state: Arc<State>, api: Router) -> Router {
         .route("/static/sekisho.js", get(|| async { asset("text/javascript; charset=utf-8", page::JS) }))
         .merge(pages::routes())
         .merge(admin::routes())
+        .merge(recordings::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .with_state(console)
 }

@@ -62,6 +62,7 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("nav.keys", "API keys", "API キー"),
     ("nav.policies", "Policies", "ポリシー"),
     ("nav.audit", "Audit log", "監査ログ"),
+    ("nav.recordings", "Recordings", "録画"),
     ("nav.settings", "Settings", "設定"),
     ("nav.logout", "Log out", "ログアウト"),
     ("nav.menu", "Main menu", "メインメニュー"),
@@ -199,6 +200,15 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("audit.export_jsonl", "Export JSON lines", "JSON Lines を書き出す"),
     ("audit.any", "any", "すべて"),
     ("audit.detail", "Detail", "詳細"),
+    // Recordings
+    ("rec.command", "Command", "コマンド"),
+    ("rec.live", "in progress", "接続中"),
+    ("rec.replay", "Replay", "再生"),
+    ("rec.play", "Play", "再生"),
+    ("rec.all", "Show all", "すべて表示"),
+    ("rec.download", "Download .cast", ".cast をダウンロード"),
+    ("rec.commands", "Commands", "コマンド一覧"),
+    ("rec.files", "File operations", "ファイル操作"),
     // Settings
     ("settings.language", "Language", "言語"),
     ("settings.tenant", "Organisation", "組織"),
@@ -254,6 +264,7 @@ mod tests {
             include_str!("console.rs"),
             include_str!("console/pages.rs"),
             include_str!("console/admin.rs"),
+            include_str!("console/recordings.rs"),
             include_str!("edge.rs"),
             include_str!("page.rs"),
         ];

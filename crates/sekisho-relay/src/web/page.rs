@@ -38,6 +38,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/groups", "nav.groups", "users:read"),
     ("/api-keys", "nav.keys", "apikeys:read"),
     ("/audit", "nav.audit", "audit:read"),
+    ("/recordings", "nav.recordings", "recordings:read"),
     ("/settings", "nav.settings", ""),
 ];
 

@@ -125,6 +125,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     let cast = String::from_utf8_lossy(&cast.stdout);
     assert!(cast.lines().next().unwrap().contains("\"version\":2"), "{cast}");
     assert!(cast.contains("pty-marker-42") && cast.contains("\"i\""), "output and input are recorded");
+    console_shows_the_recording(&relay, id).await;
     let exec_rec = relay.ctl(&["recording", "list", "--command", "echo exec"]).await.unwrap();
     assert_eq!(exec_rec[0]["command"], "echo exec-$((6*7))", "exec commands are logged exactly");
     let all = relay.ctl(&["recording", "list", "--user", "alice"]).await.unwrap();
@@ -251,4 +252,21 @@ async fn export_and_verify(relay: &Relay, dir: &std::path::Path, shell: &str, ex
     assert!(ok, "{text}");
     let (ok, text) = offline_verify(&["--archive", pa, "--passphrase-stdin"], b"wrong passphrase\n").await;
     assert!(!ok && text.contains("cannot decrypt"), "{text}");
+}
+
+/// The web console finds the recording by command and serves its page, commands and cast.
+async fn console_shows_the_recording(relay: &Relay, id: &str) {
+    use crate::web::{Visitor, web_user};
+    let secret = web_user(relay, "audrey", "auditors", "auditor", "Audrey").await;
+    let mut v = Visitor::new(relay, &[]);
+    let login = v.url("localhost", "/login?rd=%2Frecordings");
+    let (list, _) = v.sign_in(&login, "audrey", &secret, 0).await;
+    assert!(list.body.contains("Recordings"), "{}", list.body);
+    let found = v.get(&v.url("localhost", "/recordings?command=systemctl+restart+nginx")).await;
+    assert!(found.body.contains(&format!("/recordings/{id}")), "{}", found.body);
+    let page = v.get(&v.url("localhost", &format!("/recordings/{id}"))).await;
+    assert!(page.body.contains("systemctl restart nginx") && page.body.contains("data-cast"), "{}", page.body);
+    let cast = v.get(&v.url("localhost", &format!("/recordings/{id}/cast"))).await;
+    assert_eq!(cast.status, 200);
+    assert!(cast.body.contains("pty-marker-42"));
 }
