@@ -11,11 +11,13 @@ mod error;
 mod export;
 mod identity;
 mod login;
+mod oidc;
 mod policy;
 mod tunnel;
 
 use std::sync::Arc;
 
+pub(crate) use login::{Issued, issue_session};
 pub(crate) use auth::{Limiter, PeerAddr, canonical, idle_expired, key_problem};
 use axum::extract::State as AxState;
 use axum::extract::rejection::JsonRejection;
@@ -78,6 +80,7 @@ pub(crate) fn router(state: S) -> Router {
         .route("/audit", get(audit::search))
         .route("/audit/verify", post(audit::verify))
         .route("/audit/summary", get(audit::summary))
+        .route("/oidc", get(oidc::get).put(oidc::put).delete(oidc::delete))
         .route("/session", get(login::session))
         .route("/logout", post(login::logout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));

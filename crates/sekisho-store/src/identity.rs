@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{ApiKey, Group, Store, StoreError, Tenant, User, conflict, not_found, now_ms};
+use crate::{ApiKey, Group, OidcProvider, Store, StoreError, Tenant, User, conflict, not_found, now_ms};
 
 impl Store {
     // --- Tenants --------------------------------------------------------------------------
@@ -275,6 +275,40 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    // --- OpenID Connect providers -----------------------------------------------------------
+
+    pub async fn get_oidc(&self, tenant: &str) -> Result<Option<OidcProvider>, StoreError> {
+        Ok(sqlx::query_as::<_, OidcProvider>("SELECT * FROM oidc_providers WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn put_oidc(&self, p: &OidcProvider) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM oidc_providers WHERE tenant_id = $1").bind(&p.tenant_id).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO oidc_providers (tenant_id, issuer, client_id, client_secret, username_claim, label, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&p.tenant_id)
+        .bind(&p.issuer)
+        .bind(&p.client_id)
+        .bind(&p.client_secret)
+        .bind(&p.username_claim)
+        .bind(&p.label)
+        .bind(p.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_oidc(&self, tenant: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM oidc_providers WHERE tenant_id = $1").bind(tenant).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
     }
 
     // --- API keys -------------------------------------------------------------------------

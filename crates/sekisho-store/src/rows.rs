@@ -261,3 +261,19 @@ pub struct RecordingFilter {
     pub until: Option<i64>,
     pub limit: i64,
 }
+
+/// A tenant's OpenID Connect provider for web sign-in.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OidcProvider {
+    pub tenant_id: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// Sealed with the relay's master key; never returned by the API.
+    #[serde(skip)]
+    pub client_secret: String,
+    /// Which ID-token claim names the Sekisho user: `preferred_username`, `email` or `sub`.
+    pub username_claim: String,
+    /// What the sign-in button says, e.g. `Google Workspace`.
+    pub label: String,
+    pub updated_at: i64,
+}

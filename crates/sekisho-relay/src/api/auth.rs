@@ -136,7 +136,7 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> String {
         "routes" => "routes",
         "policies" if rest == "policies/test" => return "policies:read".into(),
         "policies" => "policies",
-        "users" | "groups" => "users",
+        "users" | "groups" | "oidc" => "users",
         "api-keys" => "apikeys",
         "audit" => return "audit:read".into(),
         "recordings" => "recordings",

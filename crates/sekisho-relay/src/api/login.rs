@@ -152,26 +152,8 @@ pub(crate) async fn login(
             return count_failure("bad_totp", err).await;
         }
     }
-    state.store.login_succeeded(&user.id).await?;
-    let mut scopes: Vec<&str> = Vec::new();
-    for g in state.store.groups_of(&user.id).await? {
-        scopes.extend(role_scopes(&g.role));
-    }
-    scopes.sort_unstable();
-    scopes.dedup();
-    let expires_at = now_ms() + SESSION_TTL_MS;
     let idle_ms = req.idle_timeout_secs.map(|s| i64::from(s.clamp(60, 12 * 3600)) * 1000);
-    let (session_id, key) = store_key_idle(
-        &state.store,
-        &user.tenant_id,
-        "session",
-        &scopes.join(" "),
-        Some(expires_at),
-        Some(user.id.clone()),
-        "",
-        idle_ms,
-    )
-    .await?;
+    let Issued { id: session_id, key, expires_at, scopes } = issue_session(&state, &user, "session", idle_ms).await?;
     state
         .auditor
         .record_durable(audit(Decision::Allow, "login succeeded", method))
@@ -180,6 +162,44 @@ pub(crate) async fn login(
     Ok(Json(
         json!({ "key": key, "id": session_id, "expires_at": expires_at, "idle_timeout_secs": idle_ms.map(|m| m / 1000), "scopes": scopes, "user": user.name, "auth_method": method }),
     ))
+}
+
+/// A new session key.
+pub(crate) struct Issued {
+    pub(crate) id: String,
+    pub(crate) key: String,
+    pub(crate) expires_at: i64,
+    pub(crate) scopes: Vec<&'static str>,
+}
+
+/// Issues a session key (12 hours, the scopes of the user's roles) for a user who has just
+/// proved who they are; `name` tells how (`session`, `oidc session`).
+pub(crate) async fn issue_session(
+    state: &crate::state::State,
+    user: &sekisho_store::User,
+    name: &str,
+    idle_ms: Option<i64>,
+) -> Result<Issued, ApiError> {
+    state.store.login_succeeded(&user.id).await?;
+    let mut scopes: Vec<&'static str> = Vec::new();
+    for g in state.store.groups_of(&user.id).await? {
+        scopes.extend(role_scopes(&g.role));
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    let expires_at = now_ms() + SESSION_TTL_MS;
+    let (id, key) = store_key_idle(
+        &state.store,
+        &user.tenant_id,
+        name,
+        &scopes.join(" "),
+        Some(expires_at),
+        Some(user.id.clone()),
+        "",
+        idle_ms,
+    )
+    .await?;
+    Ok(Issued { id, key, expires_at, scopes })
 }
 
 /// `POST /logout`: ends the calling session key, and the browser sessions minted from it.

@@ -8,3 +8,15 @@ ALTER TABLE api_keys ADD COLUMN idle_ms BIGINT;
 ALTER TABLE api_keys ADD COLUMN parent_id TEXT;
 ALTER TABLE api_keys ADD COLUMN bound_host TEXT;
 CREATE INDEX api_keys_parent ON api_keys (parent_id);
+
+-- A tenant's OpenID Connect provider, an alternative to local passwords for web sign-in. The
+-- client secret is sealed with the relay's master key.
+CREATE TABLE oidc_providers (
+    tenant_id      TEXT PRIMARY KEY,
+    issuer         TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    client_secret  TEXT NOT NULL,
+    username_claim TEXT NOT NULL DEFAULT 'preferred_username',
+    label          TEXT NOT NULL DEFAULT '',
+    updated_at     BIGINT NOT NULL
+);
