@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failing test should panic with the cause")]
 #![allow(unreachable_pub, reason = "test modules share helpers inside one test binary")]
 
+mod browser_util;
 mod harness;
 mod rawagent;
 mod ssh_util;
@@ -12,6 +13,7 @@ mod bad_input;
 mod bastion;
 mod bastion_edges;
 mod bastion_telnet;
+mod browser;
 mod evidence;
 mod gateway;
 mod identity;
