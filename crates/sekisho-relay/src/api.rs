@@ -17,7 +17,6 @@ mod tunnel;
 
 use std::sync::Arc;
 
-pub(crate) use login::{Issued, issue_session};
 pub(crate) use auth::{Limiter, PeerAddr, canonical, idle_expired, key_problem};
 use axum::extract::State as AxState;
 use axum::extract::rejection::JsonRejection;
@@ -25,6 +24,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 pub(crate) use error::ApiError;
+pub(crate) use login::{Issued, issue_session};
 /// Failed logins before a user is locked, and for how long (ms): every login surface shares them.
 pub(crate) const LOCKOUT: (i64, i64) = (login::LOCKOUT_AFTER, login::LOCKOUT_MS);
 use sekisho_store::StoreError;

@@ -46,7 +46,10 @@ pub(crate) fn issuer_ok(issuer: &str) -> bool {
     host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-pub(crate) async fn get(AxState(state): AxState<S>, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let p = state
         .store
         .get_oidc(&caller.tenant)
@@ -89,7 +92,10 @@ pub(crate) async fn put(
     Ok(Json(view(&p)))
 }
 
-pub(crate) async fn delete(AxState(state): AxState<S>, Extension(caller): Extension<Caller>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<StatusCode, ApiError> {
     if state.store.delete_oidc(&caller.tenant).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -101,7 +107,9 @@ pub(crate) async fn delete(AxState(state): AxState<S>, Extension(caller): Extens
 mod tests {
     #[test]
     fn issuers_are_https_or_loopback_http() {
-        for ok in ["https://accounts.example.com", "http://127.0.0.1:5556/dex", "http://localhost:8080", "http://[::1]:9"] {
+        for ok in
+            ["https://accounts.example.com", "http://127.0.0.1:5556/dex", "http://localhost:8080", "http://[::1]:9"]
+        {
             assert!(super::issuer_ok(ok), "{ok}");
         }
         for bad in ["http://idp.example.com", "ftp://x", "http://10.0.0.1/", "idp.example.com"] {

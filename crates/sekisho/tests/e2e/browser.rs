@@ -2,7 +2,9 @@
 //! (`browser_util`) and of its steps (forms, clicks, cookies) before the web console's tests use them.
 
 use crate::browser_util::Browser;
-use crate::harness::Relay;
+use crate::harness::{Agent, Relay};
+use crate::ssh_util::totp_now;
+use crate::web::{PASSWORD, app, web_user};
 
 #[tokio::test]
 async fn browser_smoke() {
@@ -44,5 +46,90 @@ async fn browser_steps() {
     let cookies = b.cookies().await;
     let probe = cookies.iter().find(|c| c.name() == "probe").expect("the cookie set by the page");
     assert_eq!((probe.value(), probe.secure()), ("1", Some(true)));
+    b.close().await;
+}
+
+/// The walk through the console in a real browser: sign in with TOTP, enroll an agent,
+/// create a service and a route, open the service through the edge, see a denial after adding
+/// a deny condition, find both in the audit page, switch to Japanese. Saves the screenshots of
+/// the main pages (`scripts/screenshots.sh`).
+#[tokio::test]
+async fn browser_console_walkthrough() {
+    let (relay, b) = tokio::join!(Relay::start(), Browser::start("en"));
+    let secret = web_user(&relay, "hanako", "admins", "admin", "Hanako Yamada").await;
+    let origin = format!("https://localhost:{}", relay.addr.port());
+
+    // Sign in: the dashboard asks for it first.
+    b.goto(&format!("{origin}/")).await;
+    b.wait_url("/login").await;
+    b.fill("#user", "hanako").await.fill("#password", PASSWORD).await;
+    b.fill("#totp", &totp_now(&secret, -1)).await.screenshot("login").await;
+    b.click("#login").await;
+    b.wait_text("Agents online").await;
+
+    // Enroll an agent: the page gives the one-line command; its token starts the agent.
+    b.goto(&format!("{origin}/agents")).await.fill("#agent-name", "site-a").await.click("#enroll").await;
+    let command = b.text("#enroll-command").await;
+    let token = command.split_whitespace().skip_while(|w| *w != "--token").nth(1).expect("a token in the command");
+    let mut back = Agent::start(&relay, token, &[]).await;
+    back.proc.event("connected").await;
+    b.goto(&format!("{origin}/agents")).await.wait_text("online").await;
+    b.screenshot("agents").await;
+
+    // A service published for browsers, and a route for a front agent.
+    let app = app().await;
+    b.goto(&format!("{origin}/services")).await.fill("#svc-name", "wiki").await;
+    b.fill("#svc-target", &format!("http://{app}")).await;
+    b.execute("document.querySelector('#svc-agent').value = 'site-a';").await;
+    b.click("#svc-browser").await.click("#create-service").await;
+    let text = b.wait_text("wiki.default.localhost").await;
+    assert!(text.contains("Done."), "{text}");
+    b.screenshot("services").await;
+    let front_token = relay.token("partner-pc", "front").await;
+    let mut front = Agent::start(&relay, &front_token, &[]).await;
+    front.proc.event("connected").await;
+    b.goto(&format!("{origin}/routes")).await.fill("#route-listen", "127.0.0.1:0").await;
+    b.click("#create-route").await;
+    b.wait_text("partner-pc").await;
+    b.screenshot("routes").await;
+
+    // The policy: admins may.
+    b.goto(&format!("{origin}/policies?service=wiki")).await;
+    b.fill("#policy-required", "principal in Group::\"admins\"").await.click("#save-policy").await;
+    b.wait_text("Policy saved.").await;
+    b.screenshot("policies").await;
+
+    // Open the service through the edge (the console session hands it a ticket).
+    let wiki = format!("https://wiki.default.localhost:{}/", relay.addr.port());
+    b.goto(&wiki).await;
+    b.wait_text("hello through the browser edge").await;
+    assert!(b.current_url().await.starts_with(&wiki));
+
+    // A deny condition: the next request is refused with its reason id.
+    b.goto(&format!("{origin}/policies?service=wiki")).await;
+    b.fill("#policy-deny", "context.path == \"browser\"").await.click("#save-policy").await;
+    b.wait_text("Policy saved.").await;
+    b.goto(&wiki).await;
+    let denied = b.wait_text("Access denied").await;
+    assert!(denied.contains("wiki/deny/0"), "{denied}");
+    b.screenshot("edge-denied").await;
+
+    // Both decisions in the audit page.
+    b.goto(&format!("{origin}/audit?path=browser")).await;
+    let audit = b.wait_text("wiki/deny/0").await;
+    assert!(audit.contains("allow") && audit.contains("hanako"), "{audit}");
+    b.screenshot("audit").await;
+    for page in ["users", "groups", "api-keys", "recordings", "settings"] {
+        b.goto(&format!("{origin}/{page}")).await.wait_css("main h1").await;
+        b.screenshot(page).await;
+    }
+    b.goto(&format!("{origin}/")).await.screenshot("dashboard").await;
+
+    // Japanese, by the switch.
+    b.click("a.lang").await;
+    let ja = b.wait_text("ダッシュボード").await;
+    assert!(ja.contains("監査ログ") && ja.contains("オンラインのエージェント"), "{ja}");
+    assert_eq!(b.execute("return document.documentElement.lang;").await, "ja");
+    b.screenshot("dashboard-ja").await;
     b.close().await;
 }

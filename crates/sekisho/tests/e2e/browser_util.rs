@@ -179,6 +179,21 @@ impl Browser {
         }
     }
 
+    /// Waits (up to `ELEMENT_WAIT`) until the page's visible text contains `part`; returns it.
+    pub async fn wait_text(&self, part: &str) -> String {
+        let deadline = tokio::time::Instant::now() + ELEMENT_WAIT;
+        loop {
+            let text = self.page_text().await;
+            if text.contains(part) {
+                return text;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("the page did not come to show `{part}` in {ELEMENT_WAIT:?}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The page's visible text (`document.body.innerText`).
     pub async fn page_text(&self) -> String {
         self.execute(BODY_TEXT).await.as_str().unwrap_or("").to_owned()

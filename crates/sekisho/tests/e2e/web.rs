@@ -144,7 +144,7 @@ pub async fn web_user(relay: &Relay, name: &str, group: &str, role: &str, displa
 
 /// An HTTP app behind the back agent: `/headers` shows what it was sent, `/upload` counts the
 /// body, `/moved` redirects to its own address, `/ws` is a WebSocket echo.
-async fn app() -> SocketAddr {
+pub async fn app() -> SocketAddr {
     use axum::routing::{get, post};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
