@@ -11,6 +11,7 @@ needs=(
   "ssh:openssh-client"  # ssh, sftp and scp against the SSH bastion
   "age:age"         # opening exported evidence archives with the reference age tool
   "tmux:tmux"       # a real terminal (typing, window changes) for the Telnet bastion test
+  "openssl:openssl" # the RSA key of the test's OpenID Connect provider
   "chromium:chromium"             # headless Chromium for the browser tests (web console, browser edge)
   "chromedriver:chromium-driver"  # and the WebDriver server that drives it
 )

@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 pub(crate) use error::ApiError;
-pub(crate) use login::{Issued, issue_session};
+pub(crate) use login::issue_session;
 /// Failed logins before a user is locked, and for how long (ms): every login surface shares them.
 pub(crate) const LOCKOUT: (i64, i64) = (login::LOCKOUT_AFTER, login::LOCKOUT_MS);
 use sekisho_store::StoreError;

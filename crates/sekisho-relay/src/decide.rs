@@ -117,20 +117,19 @@ pub(crate) fn browser(
     state: &State,
     topo: &Topology,
     svc: &Service,
-    user: &str,
-    groups: &[String],
+    user: &crate::web::EdgeUser,
     source: IpAddr,
 ) -> (Decision, Event) {
     let country = state.geo.country(source);
     let req = AccessRequest {
         tenant: svc.tenant_id.clone(),
-        principal: Principal::User { name: user.to_owned(), groups: groups.to_vec() },
+        principal: Principal::User { name: user.name.clone(), groups: user.groups.clone() },
         via_agent: None,
         service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
         source_ip: source,
         country: country.clone(),
         at: tenant_now(topo, &svc.tenant_id),
-        auth_method: "password+totp".into(),
+        auth_method: user.auth_method.into(),
         path: "browser".into(),
         destination: None,
     };
@@ -140,12 +139,12 @@ pub(crate) fn browser(
         EventKind::Access,
         if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
     )
-    .subject(SubjectKind::User, user.to_owned())
+    .subject(SubjectKind::User, user.name.clone())
     .path("browser")
     .target(svc.name.clone())
     .policy(decision.policy_id.clone())
     .reason(decision.reason.clone())
-    .auth("password+totp")
+    .auth(user.auth_method)
     .source(source, country);
     (decision, event)
 }

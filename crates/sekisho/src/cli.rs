@@ -188,6 +188,9 @@ pub(crate) enum CtlCommand {
     /// SSH bastion recordings: search, replay, live view, termination.
     #[command(subcommand)]
     Recording(RecordingCmd),
+    /// The tenant's OpenID Connect provider for web sign-in (single sign-on).
+    #[command(subcommand)]
+    Oidc(OidcCmd),
     /// Log in as a user (password read from stdin) and print a session key; needs no API key.
     Login {
         #[arg(long, default_value = "default")]
@@ -568,4 +571,24 @@ pub(crate) struct QuickstartArgs {
     /// Print status as JSON lines on stdout.
     #[arg(long)]
     pub json_events: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OidcCmd {
+    /// Set the provider (the client secret is read from stdin and kept sealed).
+    Set {
+        /// The issuer URL (its `/.well-known/openid-configuration` is read).
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Which ID-token claim names the Sekisho user: preferred_username, email or sub.
+        #[arg(long, default_value = "preferred_username")]
+        claim: String,
+        /// What the sign-in page calls it.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    Show,
+    Rm,
 }

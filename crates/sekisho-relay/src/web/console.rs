@@ -9,6 +9,7 @@
 mod admin;
 mod pages;
 mod recordings;
+mod sso;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ const MAX_FORM: usize = 64 * 1024;
 pub(crate) struct Console {
     state: Arc<State>,
     api: Router,
+    flows: sso::Flows,
 }
 
 type C = Arc<Console>;
@@ -41,7 +43,7 @@ type C = Arc<Console>;
 type Fields = HashMap<String, String>;
 
 pub(crate) fn router(state: Arc<State>, api: Router) -> Router {
-    let console = Arc::new(Console { state, api });
+    let console = Arc::new(Console { state, api, flows: sso::Flows::default() });
     Router::new()
         .route("/login", get(login_form).post(login_submit))
         .route("/logout", get(logout_form).post(logout_submit))
@@ -51,6 +53,7 @@ pub(crate) fn router(state: Arc<State>, api: Router) -> Router {
         .merge(pages::routes())
         .merge(admin::routes())
         .merge(recordings::routes())
+        .merge(sso::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .with_state(console)
 }
@@ -322,6 +325,13 @@ fn login_page(console: &Console, lang: Lang, rd: Option<&str>, error: Option<&st
             input #totp type="text" name="totp" inputmode="numeric" autocomplete="one-time-code" required;
             button #login type="submit" { (lang.t("login.submit")) }
         }
+        h2 { (lang.t("login.sso")) }
+        form method="get" action="/oidc/start" {
+            @if let Some(r) = rd { input type="hidden" name="rd" value=(r); }
+            label for="sso-tenant" { (lang.t("login.tenant")) }
+            input #sso-tenant type="text" name="tenant" value=(fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned())) required;
+            button #sso type="submit" { (lang.t("login.sso_submit")) }
+        }
     };
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     page::html_response(status, page::bare(lang, lang.t("login.title"), body), &console.edge_sources())
@@ -377,16 +387,26 @@ async fn login_submit(
         let msg = answer.body["error"]["message"].as_str().unwrap_or("sign-in failed").to_owned();
         return login_page(&console, lang, rd.as_deref(), Some(&msg), &f);
     };
-    let mut headers_with_cookie = headers.clone();
-    headers_with_cookie.insert(
-        header::COOKIE,
-        HeaderValue::from_str(&format!("{CONSOLE_COOKIE}={key}")).unwrap_or(HeaderValue::from_static("")),
-    );
-    let mut resp = match Ctx::load(&console, &headers_with_cookie, peer, "/").await {
-        Ok(c) => continue_to(&c, rd.as_deref()).await,
+    login_with_key(&console, &headers, peer, &key, rd.as_deref()).await
+}
+
+/// A fresh session key becomes the console cookie, then on to where the visitor was going.
+async fn login_with_key(
+    console: &C,
+    headers: &HeaderMap,
+    peer: Option<crate::api::PeerAddr>,
+    key: &str,
+    rd: Option<&str>,
+) -> Response {
+    let mut with_cookie = headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&format!("{CONSOLE_COOKIE}={key}")) {
+        with_cookie.insert(header::COOKIE, v);
+    }
+    let mut resp = match Ctx::load(console, &with_cookie, peer, "/").await {
+        Ok(c) => continue_to(&c, rd).await,
         Err(r) => r,
     };
-    resp.headers_mut().append(header::SET_COOKIE, session::set_cookie(CONSOLE_COOKIE, &key));
+    resp.headers_mut().append(header::SET_COOKIE, session::set_cookie(CONSOLE_COOKIE, key));
     resp
 }
 

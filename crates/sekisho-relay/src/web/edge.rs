@@ -63,7 +63,7 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
         Ok(_) => return login_needed(&state, &host, lang, &req, "session_unknown"),
         Err(why) => return login_needed(&state, &host, lang, &req, why),
     };
-    let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user.name, &user.groups, peer);
+    let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
     let detail = |status: u16| {
         json!({ "method": method, "path": path, "status": status, "session": user.parent_id }).to_string()
     };

@@ -76,6 +76,8 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("login.totp", "TOTP code (or a recovery code)", "TOTP コード(またはリカバリーコード)"),
     ("login.submit", "Sign in", "サインイン"),
     ("login.failed", "Sign-in failed", "サインインできませんでした"),
+    ("login.sso", "Or with your organisation's single sign-on", "または組織のシングルサインオンで"),
+    ("login.sso_submit", "Sign in with SSO (OpenID Connect)", "SSO でサインイン (OpenID Connect)"),
     ("login.continue", "Continue to", "続けて開く"),
     ("logout.done", "You are signed out.", "サインアウトしました。"),
     // Common
@@ -265,6 +267,7 @@ mod tests {
             include_str!("console/pages.rs"),
             include_str!("console/admin.rs"),
             include_str!("console/recordings.rs"),
+            include_str!("console/sso.rs"),
             include_str!("edge.rs"),
             include_str!("page.rs"),
         ];

@@ -140,6 +140,8 @@ pub(crate) struct EdgeUser {
     pub(crate) tenant: String,
     pub(crate) name: String,
     pub(crate) groups: Vec<String>,
+    /// How the console session was signed in: `password+totp` or `oidc`.
+    pub(crate) auth_method: &'static str,
 }
 
 struct Cached {
@@ -229,7 +231,8 @@ async fn load(state: &State, hash: &str, host: &str) -> Result<EdgeUser, &'stati
         return Err("user_disabled");
     }
     let groups = state.store.groups_of(&user.id).await.map_err(store_err)?.into_iter().map(|g| g.name).collect();
-    Ok(EdgeUser { key_id: key.id, parent_id, tenant: key.tenant_id, name: user.name, groups })
+    let auth_method = if parent.name == "oidc session" { "oidc" } else { "password+totp" };
+    Ok(EdgeUser { key_id: key.id, parent_id, tenant: key.tenant_id, name: user.name, groups, auth_method })
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
         CtlCommand::Policy(cmd) => policy::run(&ctx, cmd).await,
         CtlCommand::Audit(cmd) => audit::run(&ctx, cmd).await,
         CtlCommand::Recording(cmd) => recording::run(&ctx, cmd).await,
+        CtlCommand::Oidc(cmd) => access::oidc(&ctx, cmd).await,
         CtlCommand::Events { limit } => audit::events(&ctx, limit).await,
     }
 }

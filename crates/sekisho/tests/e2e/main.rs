@@ -18,5 +18,6 @@ mod evidence;
 mod gateway;
 mod identity;
 mod lifecycle;
+mod oidc;
 mod tunnel;
 mod web;

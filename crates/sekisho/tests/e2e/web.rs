@@ -47,7 +47,7 @@ impl Visitor {
     }
 
     fn host_of(url: &str) -> String {
-        let rest = url.trim_start_matches("https://");
+        let rest = url.trim_start_matches("https://").trim_start_matches("http://");
         rest.split(['/', ':']).next().unwrap().to_owned()
     }
 

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use serde_json::{Value, json};
 
 use super::{Ctx, parse, print_json, seg, table, time_cell};
-use crate::cli::{ApiKeyCmd, GroupCmd, MemberCmd};
+use crate::cli::{ApiKeyCmd, GroupCmd, MemberCmd, OidcCmd};
 
 pub(super) async fn group(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
     match cmd {
@@ -91,6 +91,27 @@ pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
         }
         ApiKeyCmd::Revoke { id } => {
             ctx.client.delete(&format!("/api/v1/api-keys/{}", seg(&id))).await?;
+            ctx.done();
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn oidc(ctx: &Ctx, cmd: OidcCmd) -> anyhow::Result<()> {
+    match cmd {
+        OidcCmd::Set { issuer, client_id, claim, label } => {
+            let mut secret = String::new();
+            std::io::stdin().read_line(&mut secret)?;
+            let body = json!({
+                "issuer": issuer, "client_id": client_id, "client_secret": secret.trim(),
+                "username_claim": claim, "label": label,
+            });
+            let v = ctx.client.put("/api/v1/oidc", &body).await?;
+            ctx.print_one(&v, "issuer");
+        }
+        OidcCmd::Show => print_json(&ctx.client.get("/api/v1/oidc").await?),
+        OidcCmd::Rm => {
+            ctx.client.delete("/api/v1/oidc").await?;
             ctx.done();
         }
     }
