@@ -155,9 +155,9 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         names.push(config.web_domain.clone());
     }
     let ca_fingerprint = ca.fingerprint();
-    let certs = sekisho_tunnel::tls::SniCerts::new(ca, &names, &config.web_domain)?;
+    let certs = Arc::new(sekisho_tunnel::tls::SniCerts::new(ca, &names, &config.web_domain)?);
     let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tls = sekisho_tunnel::tls::server_config_sni(Arc::new(certs), alpn)?;
+    let tls = sekisho_tunnel::tls::server_config_sni(certs.clone(), alpn)?;
 
     let tcp = sekisho_tunnel::dial::listen(config.listen)
         .map_err(|source| RelayError::Listen { addr: config.listen, source })?;
@@ -184,6 +184,11 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         audit_public_key,
         recordings: config.data_dir.join("recordings"),
     });
+    // Browser-host certificates only for tenants that exist.
+    let known = Arc::downgrade(&state);
+    certs.set_filter(Box::new(move |label| {
+        known.upgrade().is_some_and(|s| s.topology().tenants.values().any(|t| t.name.eq_ignore_ascii_case(label)))
+    }));
     state.load_policies().await?;
     state.refresh().await?;
     events::spawn_retention(&state);

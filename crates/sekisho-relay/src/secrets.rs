@@ -55,10 +55,11 @@ pub(crate) async fn store_key(
     user_id: Option<String>,
     allowed_ips: &str,
 ) -> Result<(String, String), StoreError> {
-    store_key_idle(store, tenant, name, scopes, expires_at, user_id, allowed_ips, None).await
+    store_key_idle(store, tenant, name, scopes, expires_at, user_id, allowed_ips, None, None).await
 }
 
-/// [`store_key`] for a session that also ends after `idle_ms` without use.
+/// [`store_key`] for a session: it also ends after `idle_ms` without use, and remembers how its
+/// user signed in.
 #[expect(clippy::too_many_arguments, reason = "the columns of one row")]
 pub(crate) async fn store_key_idle(
     store: &Store,
@@ -69,6 +70,7 @@ pub(crate) async fn store_key_idle(
     user_id: Option<String>,
     allowed_ips: &str,
     idle_ms: Option<i64>,
+    auth_method: Option<&str>,
 ) -> Result<(String, String), StoreError> {
     let key = new_api_key();
     let id = new_id("key");
@@ -88,6 +90,7 @@ pub(crate) async fn store_key_idle(
             idle_ms,
             parent_id: None,
             bound_host: None,
+            auth_method: auth_method.map(str::to_owned),
         })
         .await?;
     Ok((id, key))

@@ -99,6 +99,16 @@ pub(crate) fn is_host_label(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// A same-origin path that is safe to redirect to: one leading `/` (not `//` or `/\`, which
+/// browsers read as another host), no backslash, no whitespace or control characters (browsers
+/// drop tabs and newlines from URLs, so `/\t/evil.example` would become `//evil.example`).
+pub(crate) fn safe_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 4096
+        && !p.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+}
+
 /// The host a request was sent to (HTTP/2 `:authority` or HTTP/1.1 `Host`), lower case, without
 /// the port.
 fn request_host(req: &Request) -> Option<String> {
@@ -175,6 +185,18 @@ mod tests {
         assert!(is_host_label("wiki-2"));
         for bad in ["", "-a", "a-", "Wiki", "a_b", "a.b", "日本", &"a".repeat(64)] {
             assert!(!is_host_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_plain_same_origin_paths_are_redirect_targets() {
+        for ok in ["/", "/audit?path=browser", "/recordings/rec_1"] {
+            assert!(safe_path(ok), "{ok}");
+        }
+        for bad in
+            ["", "//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/x", "https://evil.example/", "/a b"]
+        {
+            assert!(!safe_path(bad), "{bad:?}");
         }
     }
 

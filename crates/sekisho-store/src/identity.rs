@@ -320,7 +320,7 @@ impl Store {
     pub async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at, expires_at, user_id, allowed_ips, \
-             idle_ms, parent_id, bound_host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             idle_ms, parent_id, bound_host, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&k.id)
         .bind(&k.tenant_id)
@@ -334,6 +334,7 @@ impl Store {
         .bind(k.idle_ms)
         .bind(&k.parent_id)
         .bind(&k.bound_host)
+        .bind(&k.auth_method)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "api key", &k.name))?;

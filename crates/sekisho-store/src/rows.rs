@@ -63,6 +63,9 @@ pub struct ApiKey {
     pub parent_id: Option<String>,
     /// A browser session is valid only on this service host, and never on the admin API.
     pub bound_host: Option<String>,
+    /// How a session key's user signed in (`password`, `password+totp`, `oidc`); `None` for
+    /// keys made with the API.
+    pub auth_method: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -273,6 +273,7 @@ async fn api_keys_are_found_by_hash_and_revoked_per_tenant() {
             idle_ms: None,
             parent_id: None,
             bound_host: None,
+            auth_method: None,
         };
         s.insert_api_key(&key).await.unwrap();
         let found = s.find_api_key("abc").await.unwrap().unwrap();

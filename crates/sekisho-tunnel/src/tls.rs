@@ -169,8 +169,19 @@ pub struct SniCerts {
     relay: Arc<rustls::sign::CertifiedKey>,
     /// `.<domain>`, lower case.
     suffix: String,
-    issued: parking_lot::Mutex<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
+    issued:
+        parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<rustls::sign::CertifiedKey>)>>,
+    /// Which tenant labels get a certificate (all, until set).
+    filter: std::sync::OnceLock<TenantFilter>,
 }
+
+/// Decides whether a tenant label deserves a certificate.
+pub type TenantFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Issued certificates are renewed this often (they are valid for 397 days).
+const RENEW_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// At most this many tenants' certificates are kept; the oldest is dropped first.
+const MAX_ISSUED: usize = 10_000;
 
 impl std::fmt::Debug for SniCerts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,7 +203,18 @@ impl SniCerts {
         let (chain, key) = ca.issue_server(names)?;
         let relay = Arc::new(certified(chain, key)?);
         let suffix = format!(".{}", domain.trim_end_matches('.').to_ascii_lowercase());
-        Ok(SniCerts { ca, relay, suffix, issued: parking_lot::Mutex::new(std::collections::HashMap::new()) })
+        Ok(SniCerts {
+            ca,
+            relay,
+            suffix,
+            issued: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            filter: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Issue certificates only for tenant labels `filter` accepts (set once).
+    pub fn set_filter(&self, filter: TenantFilter) {
+        let _ = self.filter.set(filter);
     }
 
     fn for_name(&self, name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
@@ -200,19 +222,24 @@ impl SniCerts {
         // `wiki.acme.<domain>` → the tenant part `acme.<domain>` → `*.acme.<domain>`.
         let (_, parent) = name.split_once('.')?;
         let tenant = parent.strip_suffix(&self.suffix)?;
-        if tenant.is_empty() || tenant.contains('.') {
+        if tenant.is_empty() || tenant.contains('.') || self.filter.get().is_some_and(|f| !f(tenant)) {
             return None;
         }
-        if let Some(c) = self.issued.lock().get(parent) {
+        if let Some((at, c)) = self.issued.lock().get(parent)
+            && at.elapsed() < RENEW_AFTER
+        {
             return Some(c.clone());
         }
         let (chain, key) = self.ca.issue_server(&[format!("*.{parent}")]).ok()?;
         let cert = Arc::new(certified(chain, key).ok()?);
         let mut issued = self.issued.lock();
-        if issued.len() >= 10_000 {
-            issued.clear();
+        if issued.len() >= MAX_ISSUED {
+            let oldest = issued.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                issued.remove(&k);
+            }
         }
-        issued.insert(parent.to_owned(), cert.clone());
+        issued.insert(parent.to_owned(), (std::time::Instant::now(), cert.clone()));
         Some(cert)
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Caller {
     pub(crate) user_id: Option<String>,
     pub(crate) scopes: Vec<String>,
     pub(crate) ip: IpAddr,
+    /// How a session key's user signed in; `None` for keys made with the API.
+    pub(crate) auth_method: Option<String>,
 }
 
 /// Every scope a tenant key can hold.
@@ -85,7 +87,7 @@ impl Caller {
         Event::new(&self.tenant, kind, decision)
             .subject(sk, subject)
             .path("api")
-            .auth(if self.user_id.is_some() { "password+totp" } else { "api_key" })
+            .auth(self.auth_method.as_deref().unwrap_or("api_key"))
             .source(self.ip, state.geo.country(self.ip))
     }
 }
@@ -318,6 +320,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         user_id: key.user_id.clone(),
         scopes: key.scopes.split_whitespace().map(str::to_owned).collect(),
         ip,
+        auth_method: key.auth_method.clone(),
     };
     let scope = required_scope(req.method(), req.uri().path());
     if !scope.is_empty() && !caller.has(&scope) {

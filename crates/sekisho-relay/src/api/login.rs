@@ -153,7 +153,7 @@ pub(crate) async fn login(
         }
     }
     let idle_ms = req.idle_timeout_secs.map(|s| i64::from(s.clamp(60, 12 * 3600)) * 1000);
-    let Issued { id: session_id, key, expires_at, scopes } = issue_session(&state, &user, "session", idle_ms).await?;
+    let Issued { id: session_id, key, expires_at, scopes } = issue_session(&state, &user, method, idle_ms).await?;
     state
         .auditor
         .record_durable(audit(Decision::Allow, "login succeeded", method))
@@ -173,11 +173,11 @@ pub(crate) struct Issued {
 }
 
 /// Issues a session key (12 hours, the scopes of the user's roles) for a user who has just
-/// proved who they are; `name` tells how (`session`, `oidc session`).
+/// proved who they are by `method` (`password`, `password+totp`, `oidc`).
 pub(crate) async fn issue_session(
     state: &crate::state::State,
     user: &sekisho_store::User,
-    name: &str,
+    method: &str,
     idle_ms: Option<i64>,
 ) -> Result<Issued, ApiError> {
     state.store.login_succeeded(&user.id).await?;
@@ -191,12 +191,13 @@ pub(crate) async fn issue_session(
     let (id, key) = store_key_idle(
         &state.store,
         &user.tenant_id,
-        name,
+        "session",
         &scopes.join(" "),
         Some(expires_at),
         Some(user.id.clone()),
         "",
         idle_ms,
+        Some(method),
     )
     .await?;
     Ok(Issued { id, key, expires_at, scopes })
@@ -219,7 +220,9 @@ pub(crate) async fn session(
 ) -> Json<serde_json::Value> {
     let topo = state.topology();
     let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.clone(), |t| t.name.clone());
+    let auth_method = state.store.get_api_key(&caller.key_id).await.ok().flatten().and_then(|k| k.auth_method);
     Json(json!({
+        "auth_method": auth_method,
         "name": caller.name,
         "user": caller.user_id.is_some(),
         "key_id": caller.key_id,

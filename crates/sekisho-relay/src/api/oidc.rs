@@ -37,13 +37,17 @@ fn view(p: &OidcProvider) -> Value {
 /// An issuer must be `https://`, or `http://` on a loopback address (a provider on the relay's
 /// own machine, as in tests).
 pub(crate) fn issuer_ok(issuer: &str) -> bool {
-    if issuer.starts_with("https://") {
-        return true;
+    let Ok(url) = reqwest::Url::parse(issuer) else { return false };
+    if !url.username().is_empty() || url.password().is_some() || url.host().is_none() {
+        return false;
     }
-    let Some(rest) = issuer.strip_prefix("http://") else { return false };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
 }
 
 pub(crate) async fn get(
@@ -70,10 +74,11 @@ pub(crate) async fn put(
             format!("issuer `{}` must be an https:// URL (http:// only on loopback)", req.issuer),
         ));
     }
-    if !["preferred_username", "email", "sub"].contains(&req.username_claim.as_str()) {
+    // Not `email`: user names cannot hold `@` (it separates the tenant in bastion logins).
+    if !["preferred_username", "sub"].contains(&req.username_claim.as_str()) {
         return Err(ApiError::bad_request(
             "invalid_claim",
-            format!("username_claim `{}` must be preferred_username, email or sub", req.username_claim),
+            format!("username_claim `{}` must be preferred_username or sub", req.username_claim),
         ));
     }
     if req.client_id.is_empty() || req.client_secret.is_empty() {
@@ -112,7 +117,14 @@ mod tests {
         {
             assert!(super::issuer_ok(ok), "{ok}");
         }
-        for bad in ["http://idp.example.com", "ftp://x", "http://10.0.0.1/", "idp.example.com"] {
+        for bad in [
+            "http://idp.example.com",
+            "ftp://x",
+            "http://10.0.0.1/",
+            "idp.example.com",
+            "http://127.0.0.1:1@idp.example",
+            "https://user:pw@idp.example.com",
+        ] {
             assert!(!super::issuer_ok(bad), "{bad}");
         }
     }

@@ -166,7 +166,9 @@ impl Ctx {
         let Some(key) = super::cookie(headers, CONSOLE_COOKIE) else { return Err(to_login(false)) };
         let (status, _, body) = call_api(console, Some(&key), peer, Method::GET, "/api/v1/session", None).await;
         let who = json_of(status, body).await;
-        if !who.ok() || who.body["user"] != Value::Bool(true) {
+        // Only a TOTP or SSO sign-in opens the console, not a password alone or an API key.
+        let web = session::web_auth_method(who.body["auth_method"].as_str());
+        if !who.ok() || who.body["user"] != Value::Bool(true) || web.is_none() {
             return Err(to_login(true));
         }
         let s = |k: &str| who.body[k].as_str().unwrap_or("").to_owned();
@@ -241,21 +243,21 @@ pub(crate) async fn ctx_post(
     fields: &Fields,
 ) -> Result<Ctx, Response> {
     let c = Ctx::load(console, headers, peer, here).await?;
-    if !same_origin(headers) || !session::csrf_ok(&c.key, fields.get("csrf").map_or("", String::as_str)) {
+    if !same_origin(headers, &console.state.web.console_origin())
+        || !session::csrf_ok(&c.key, fields.get("csrf").map_or("", String::as_str))
+    {
         return Err(refused(c.lang, "csrf_failed", "the form is stale or came from another site; reload the page"));
     }
     Ok(c)
 }
 
-/// An `Origin` header, when the browser sends one, must be this host.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// An `Origin` header, when the browser sends one, must be this host (over HTTP/2, which has no
+/// `Host` header, the console's own origin).
+fn same_origin(headers: &HeaderMap, console_origin: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin.strip_prefix("https://"), host) {
+    match (origin.strip_prefix("https://"), headers.get(header::HOST).and_then(|v| v.to_str().ok())) {
         (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
-        // HTTP/2 has no Host header; hyper puts the authority in the URI, which the caller
-        // compared already when it routed by host. An origin is still required to be https.
-        (Some(_), None) => true,
+        (Some(_), None) => origin.eq_ignore_ascii_case(console_origin),
         _ => false,
     }
 }
@@ -363,7 +365,7 @@ async fn login_submit(
 ) -> Response {
     let lang = Lang::from_headers(&headers);
     let rd = f.get("rd").cloned();
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &console.state.web.console_origin()) {
         return refused(lang, "csrf_failed", "the sign-in form came from another site");
     }
     let peer = peer_of(&req_ext);
@@ -414,13 +416,14 @@ async fn login_with_key(
 /// an open redirect and goes to the dashboard instead.
 async fn continue_to(c: &Ctx, rd: Option<&str>) -> Response {
     let Some(rd) = rd.filter(|r| !r.is_empty()) else { return see_other("/") };
-    if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
-        return see_other(rd);
+    if rd.starts_with('/') {
+        return see_other(if super::safe_path(rd) { rd } else { "/" });
     }
     let state = &c.console.state;
     let Some(rest) = rd.strip_prefix("https://") else { return see_other("/") };
     let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+    let path = if super::safe_path(&path) { path } else { "/".to_owned() };
     let host = authority.to_ascii_lowercase();
     let host_only = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
     if state.web.host_origin(host_only) != format!("https://{host}") {
@@ -433,12 +436,18 @@ async fn continue_to(c: &Ctx, rd: Option<&str>) -> Response {
         return see_other("/");
     }
     let parent = state.store.get_api_key(&c.key_id).await.ok().flatten();
-    let Some(parent) = parent.filter(|k| k.user_id.is_some()) else { return see_other("/login") };
+    let parent = parent.filter(|k| k.user_id.is_some());
+    let Some((parent, auth_method)) =
+        parent.and_then(|k| session::web_auth_method(k.auth_method.as_deref()).map(|m| (k, m)))
+    else {
+        return see_other("/login");
+    };
     let ticket = state.web.tickets.mint(Ticket {
         tenant: c.tenant_id.clone(),
         user_id: parent.user_id.clone().unwrap_or_default(),
         parent_id: parent.id.clone(),
         parent_expires: parent.expires_at,
+        auth_method: auth_method.to_owned(),
         host: host_only.to_owned(),
         path,
     });
@@ -498,7 +507,7 @@ async fn set_lang(Query(q): Query<To>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.strip_prefix("https://"))
         .and_then(|r| r.find('/').map(|i| r[i..].to_owned()))
-        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/lang"))
+        .filter(|p| super::safe_path(p) && !p.starts_with("/lang"))
         .unwrap_or_else(|| "/".to_owned());
     let mut resp = see_other(&back);
     let cookie = format!("{LANG_COOKIE}={lang}; Path=/; Secure; SameSite=Lax; Max-Age=31536000");
@@ -514,16 +523,20 @@ mod tests {
 
     #[test]
     fn an_origin_must_be_this_host_over_https() {
+        let console = "https://localhost:8443";
         let mut h = HeaderMap::new();
-        assert!(same_origin(&h), "no Origin header (older browsers, curl)");
-        h.insert(header::HOST, "localhost:8443".parse().unwrap());
-        h.insert(header::ORIGIN, "https://localhost:8443".parse().unwrap());
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, console), "no Origin header (older browsers, curl)");
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, console), "HTTP/2: no Host, so the console's origin");
+        h.insert(header::ORIGIN, "https://localhost:8443".parse().unwrap());
+        assert!(same_origin(&h, console));
+        h.insert(header::HOST, "localhost:8443".parse().unwrap());
+        assert!(same_origin(&h, console));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, console));
         h.insert(header::ORIGIN, "null".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, console));
         h.insert(header::ORIGIN, "http://localhost:8443".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, console));
     }
 }

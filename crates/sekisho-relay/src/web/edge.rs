@@ -49,7 +49,7 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
     let method = req.method().to_string();
     if let Some(own) = path.strip_prefix(OWN_PREFIX) {
         return match own {
-            "auth" => redeem(&state, &host, lang, req.uri()).await,
+            "auth" => redeem(&state, &host, &svc, peer, lang, req.uri()).await,
             "logout" => redirect(&format!("{}/logout", state.web.console_origin())),
             _ => page::message(lang, StatusCode::NOT_FOUND, "not_found", "edge.unknown_text", None, None),
         };
@@ -60,9 +60,34 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
     };
     let user = match user {
         Ok(u) if u.tenant == svc.tenant_id => u,
-        Ok(_) => return login_needed(&state, &host, lang, &req, "session_unknown"),
-        Err(why) => return login_needed(&state, &host, lang, &req, why),
+        Ok(_) => return login_needed(&state, &host, &svc, peer, lang, &req, "session_unknown"),
+        Err(why) => return login_needed(&state, &host, &svc, peer, lang, &req, why),
     };
+    // Another site's page (a sibling service host too: they share the domain, so SameSite does
+    // not separate them) may not post or open a WebSocket with this host's cookie.
+    let cross_site = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| !o.eq_ignore_ascii_case(&state.web.host_origin(&host)));
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if cross_site && (unsafe_method || req.headers().contains_key(header::UPGRADE)) {
+        let (_, mut event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
+        event.decision = sekisho_audit::Decision::Deny;
+        let event = event
+            .policy("cross_site")
+            .reason("cross_site: a request from another site's page")
+            .detail(json!({ "method": method, "path": path, "status": 403, "session": user.parent_id }).to_string());
+        state.auditor.record(event);
+        return page::message(
+            lang,
+            StatusCode::FORBIDDEN,
+            "edge.denied",
+            "edge.cross_site",
+            Some(("cross_site", "")),
+            None,
+        );
+    }
     let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
     let detail = |status: u16| {
         json!({ "method": method, "path": path, "status": status, "session": user.parent_id }).to_string()
@@ -106,7 +131,28 @@ fn redirect(to: &str) -> Response {
 
 /// No valid session: a page load goes to the sign-in and comes back; anything else (a script's
 /// request, a form post, a WebSocket) gets 401 and the reason.
-fn login_needed(state: &State, host: &str, lang: Lang, req: &Request, why: &'static str) -> Response {
+/// A refusal of someone not signed in (yet), for the audit log.
+fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, reason: String, detail: String) -> Event {
+    Event::new(&svc.tenant_id, sekisho_audit::EventKind::Access, sekisho_audit::Decision::Deny)
+        .subject(sekisho_audit::SubjectKind::Anonymous, peer.to_string())
+        .path("browser")
+        .target(svc.name.clone())
+        .policy("login_required")
+        .reason(reason)
+        .auth("none")
+        .source(peer, state.geo.country(peer))
+        .detail(detail)
+}
+
+fn login_needed(
+    state: &State,
+    host: &str,
+    svc: &Service,
+    peer: IpAddr,
+    lang: Lang,
+    req: &Request,
+    why: &'static str,
+) -> Response {
     let origin = state.web.host_origin(host);
     let back = format!("{origin}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
     let login = format!(
@@ -118,6 +164,8 @@ fn login_needed(state: &State, host: &str, lang: Lang, req: &Request, why: &'sta
     let mut resp = if page_load {
         redirect(&login)
     } else {
+        let detail = json!({ "method": req.method().as_str(), "path": req.uri().path(), "status": 401 });
+        state.auditor.record(anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()));
         page::message(
             lang,
             StatusCode::UNAUTHORIZED,
@@ -134,7 +182,7 @@ fn login_needed(state: &State, host: &str, lang: Lang, req: &Request, why: &'sta
 }
 
 /// `/.sekisho/auth?ticket=…`: a ticket from the console becomes this host's session cookie.
-async fn redeem(state: &State, host: &str, lang: Lang, uri: &Uri) -> Response {
+async fn redeem(state: &State, host: &str, svc: &Service, peer: IpAddr, lang: Lang, uri: &Uri) -> Response {
     #[derive(serde::Deserialize)]
     struct Q {
         ticket: String,
@@ -144,6 +192,8 @@ async fn redeem(state: &State, host: &str, lang: Lang, uri: &Uri) -> Response {
         .and_then(|q| serde_urlencoded::from_str::<Q>(q).ok())
         .and_then(|q| state.web.tickets.redeem(&q.ticket, host));
     let Some(ticket) = ticket else {
+        let detail = json!({ "method": "GET", "path": uri.path(), "status": 400 }).to_string();
+        state.auditor.record(anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail));
         let login = format!("{}/login", state.web.console_origin());
         return page::message(
             lang,
@@ -155,8 +205,19 @@ async fn redeem(state: &State, host: &str, lang: Lang, uri: &Uri) -> Response {
         );
     };
     match session::issue_edge_key(state, &ticket).await {
-        Ok((_, key)) => {
-            let mut resp = redirect(&ticket.path);
+        Ok((id, key)) => {
+            let user =
+                state.store.get_user_by_id(&ticket.user_id).await.ok().flatten().map_or_else(String::new, |u| u.name);
+            let event = Event::new(&svc.tenant_id, sekisho_audit::EventKind::Login, sekisho_audit::Decision::Allow)
+                .subject(sekisho_audit::SubjectKind::User, user)
+                .path("browser")
+                .target(svc.name.clone())
+                .reason("browser session started")
+                .auth(&ticket.auth_method)
+                .source(peer, state.geo.country(peer))
+                .detail(json!({ "host": host, "session": ticket.parent_id, "key": id }).to_string());
+            state.auditor.record(event);
+            let mut resp = redirect(if super::safe_path(&ticket.path) { &ticket.path } else { "/" });
             resp.headers_mut().append(header::SET_COOKIE, session::set_cookie(EDGE_COOKIE, &key));
             resp
         }
@@ -382,8 +443,29 @@ async fn proxy(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    keep_own_cookies(&mut parts.headers);
     rewrite_location(&mut parts.headers, target, &state.web.host_origin(host));
     Ok(Response::from_parts(parts, axum::body::Body::new(Metered { inner: body, meter, upload: false })))
+}
+
+/// The service may set cookies for its own host only: a `Domain` cookie would reach the other
+/// service hosts (and tenants) under the web domain, and Sekisho's own names are not its to set.
+fn keep_own_cookies(h: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let text = v.to_str().unwrap_or("").to_ascii_lowercase();
+            let name = text.split('=').next().unwrap_or("").trim();
+            !name.starts_with("__host-sekisho")
+                && !text.split(';').skip(1).any(|attr| attr.trim_start().starts_with("domain"))
+        })
+        .cloned()
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for v in kept {
+        h.append(header::SET_COOKIE, v);
+    }
 }
 
 /// A redirect to the target's own address becomes one to the service host.
@@ -422,6 +504,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn services_set_host_only_cookies_of_their_own() {
+        let mut h = HeaderMap::new();
+        for c in
+            ["a=1; Path=/", "b=2; Domain=localhost", "__Host-sekisho-edge=x; Path=/; Secure", "c=3; path=/; DOMAIN=.x"]
+        {
+            h.append(header::SET_COOKIE, c.parse().unwrap());
+        }
+        keep_own_cookies(&mut h);
+        let left: Vec<&str> = h.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(left, ["a=1; Path=/"]);
     }
 
     #[test]

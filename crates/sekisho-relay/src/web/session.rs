@@ -71,6 +71,16 @@ pub(crate) fn session_problem(key: &ApiKey, now: i64) -> Option<&'static str> {
     }
 }
 
+/// The sign-ins that open the console and browser hosts: TOTP or single sign-on, never a
+/// password alone or a key made with the API.
+pub(crate) fn web_auth_method(method: Option<&str>) -> Option<&'static str> {
+    match method {
+        Some("password+totp") => Some("password+totp"),
+        Some("oidc") => Some("oidc"),
+        _ => None,
+    }
+}
+
 /// A login handed from the console to one service host.
 #[derive(Debug, Clone)]
 pub(crate) struct Ticket {
@@ -78,6 +88,8 @@ pub(crate) struct Ticket {
     pub(crate) user_id: String,
     pub(crate) parent_id: String,
     pub(crate) parent_expires: Option<i64>,
+    /// How the console session was signed in (`password+totp` or `oidc`).
+    pub(crate) auth_method: String,
     pub(crate) host: String,
     /// Where on the host to go after (a path, never another origin).
     pub(crate) path: String,
@@ -127,6 +139,7 @@ pub(crate) async fn issue_edge_key(state: &State, t: &Ticket) -> Result<(String,
             idle_ms: Some(IDLE_MS),
             parent_id: Some(t.parent_id.clone()),
             bound_host: Some(t.host.clone()),
+            auth_method: Some(t.auth_method.clone()),
         })
         .await?;
     Ok((id, key))
@@ -231,7 +244,7 @@ async fn load(state: &State, hash: &str, host: &str) -> Result<EdgeUser, &'stati
         return Err("user_disabled");
     }
     let groups = state.store.groups_of(&user.id).await.map_err(store_err)?.into_iter().map(|g| g.name).collect();
-    let auth_method = if parent.name == "oidc session" { "oidc" } else { "password+totp" };
+    let auth_method = web_auth_method(parent.auth_method.as_deref()).ok_or("session_unknown")?;
     Ok(EdgeUser { key_id: key.id, parent_id, tenant: key.tenant_id, name: user.name, groups, auth_method })
 }
 
@@ -245,6 +258,7 @@ mod tests {
             user_id: "u".into(),
             parent_id: "k".into(),
             parent_expires: None,
+            auth_method: "password+totp".into(),
             host: host.into(),
             path: "/".into(),
         }

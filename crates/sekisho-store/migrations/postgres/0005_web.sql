@@ -7,6 +7,9 @@ ALTER TABLE services ADD COLUMN browser BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN idle_ms BIGINT;
 ALTER TABLE api_keys ADD COLUMN parent_id TEXT;
 ALTER TABLE api_keys ADD COLUMN bound_host TEXT;
+-- How a session key's user proved who they are (`password`, `password+totp`, `oidc`); NULL for
+-- keys made with the API. Only TOTP and SSO sessions open the console and browser hosts.
+ALTER TABLE api_keys ADD COLUMN auth_method TEXT;
 CREATE INDEX api_keys_parent ON api_keys (parent_id);
 
 -- A tenant's OpenID Connect provider, an alternative to local passwords for web sign-in. The

@@ -19,7 +19,7 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct Visitor {
     client: reqwest::Client,
     port: u16,
-    jar: HashMap<String, HashMap<String, String>>,
+    pub jar: HashMap<String, HashMap<String, String>>,
     pub lang: &'static str,
 }
 
@@ -271,6 +271,19 @@ async fn browser_access_signs_in_decides_each_request_and_leaves_evidence() {
     };
     assert_eq!(ws_status, 303);
 
+    // Another site's page (a sibling service too) may not post with this host's cookie.
+    let cross = v
+        .client
+        .post(v.url(wiki, "/upload"))
+        .header("cookie", format!("__Host-sekisho-edge={edge_key}"))
+        .header("origin", format!("https://evil.default.localhost:{port}"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert!(cross.text().await.unwrap().contains("cross_site"));
+
     // A ticket works once.
     let (s, _) = (v.get(&v.url(wiki, "/.sekisho/auth?ticket=made-up")).await.status, ());
     assert_eq!(s, 400);
@@ -373,10 +386,21 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
     assert_eq!(page.location.as_deref(), Some("/"), "{}", page.body);
     let cookie = page.set_cookies.iter().find(|c| c.starts_with("__Host-sekisho=")).unwrap();
     assert!(cookie.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"), "{cookie}");
-    for evil in ["//evil.example/", "https://localhost.evil.example/", "javascript:alert(1)"] {
+    for evil in ["//evil.example/", "https://localhost.evil.example/", "javascript:alert(1)", "/\t/evil.example", "/\\evil.example"] {
         let p = v.get(&v.url("localhost", &format!("/login?rd={}", crate::web::enc(evil)))).await;
         assert_eq!(p.location.as_deref(), Some("/"), "{evil}");
     }
+
+    // A key from a password-only API login (no TOTP) does not open the console.
+    let pw = json!({"name": "pat", "password": PASSWORD, "groups": ["admins"]});
+    assert_eq!(relay.api("POST", "/api/v1/users", Some(pw), &relay.admin_key).await.0, 201);
+    let (s, login) =
+        relay.api("POST", "/api/v1/login", Some(json!({"user": "pat", "password": PASSWORD})), "").await;
+    assert_eq!(s, 200, "{login}");
+    let mut p = Visitor::new(&relay, &[]);
+    p.jar.entry("localhost".into()).or_default().insert("__Host-sekisho".into(), login["key"].as_str().unwrap().into());
+    let page = p.get(&p.url("localhost", "/")).await;
+    assert_eq!(page.location.as_deref(), Some("/login?rd=%2F"), "a password alone is not a web sign-in");
 
     // The dashboard, in English and, by the browser's language, in Japanese.
     let dash = v.get(&v.url("localhost", "/")).await;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State as AxState};
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
@@ -25,6 +25,8 @@ use crate::web::session::{self, IDLE_MS};
 
 const FLOW_COOKIE: &str = "__Host-sekisho-oidc";
 const FLOW_TTL: Duration = Duration::from_secs(600);
+/// Sign-ins under way at once, at most (each costs a little memory until it ends or expires).
+const MAX_FLOWS: usize = 10_000;
 
 pub(super) fn routes() -> axum::Router<C> {
     axum::Router::new().route("/oidc/start", get(start)).route("/oidc/callback", get(callback))
@@ -170,13 +172,25 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
     let (url, flow_state, nonce, verifier) = authorize(&client);
     {
         let mut open = console.flows.open.lock();
-        open.retain(|_, p| p.at.elapsed() < FLOW_TTL);
-        open.insert(
-            flow_state.clone(),
-            Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() },
-        );
+        if open.len() >= MAX_FLOWS {
+            open.retain(|_, p| p.at.elapsed() < FLOW_TTL);
+        }
+        if open.len() >= MAX_FLOWS {
+            return failed(&console, lang, "too many sign-ins are under way; try again in a minute");
+        }
+        let pending = Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() };
+        open.insert(flow_state.clone(), pending);
     }
-    let mut resp = super::see_other(&url);
+    // A page that moves on by itself rather than a redirect: the sign-in form's
+    // `form-action` policy would stop a redirect to the provider's origin.
+    let body = maud::html! {
+        (maud::DOCTYPE)
+        html lang=(lang.code()) {
+            head { meta charset="utf-8"; meta http-equiv="refresh" content={ "0;url=" (url) }; title { "Sekisho" } }
+            body { p { a #continue href=(url) { (lang.t("login.sso_continue")) } } }
+        }
+    };
+    let mut resp = crate::web::page::html_response(StatusCode::OK, body, "");
     resp.headers_mut().append(header::SET_COOKIE, session::set_cookie(FLOW_COOKIE, &flow_state));
     resp
 }
@@ -199,18 +213,25 @@ async fn callback(
     let lang = Lang::from_headers(&h);
     let peer = peer_of(&e);
     let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| crate::api::canonical(p.0.ip()));
+    let refuse = |why: String| {
+        let console = console.clone();
+        async move {
+            audit(&console, "default", "", ip, Decision::Deny, &format!("oidc_failed: {why}")).await;
+            failed(&console, lang, &why)
+        }
+    };
     if let Some(err) = &q.error {
-        return failed(&console, lang, &format!("{err}: {}", q.error_description.clone().unwrap_or_default()));
+        return refuse(format!("{err}: {}", q.error_description.clone().unwrap_or_default())).await;
     }
     let (Some(code), Some(flow_state)) = (q.code, q.state) else {
-        return failed(&console, lang, "the provider's answer lacks the code or state");
+        return refuse("the provider's answer lacks the code or state".into()).await;
     };
     // The flow must have started in this browser.
     if crate::web::cookie(&h, FLOW_COOKIE).as_deref() != Some(flow_state.as_str()) {
-        return failed(&console, lang, "this sign-in did not start in this browser; start it again");
+        return refuse("this sign-in did not start in this browser; start it again".into()).await;
     }
     let Some(pending) = console.flows.open.lock().remove(&flow_state).filter(|p| p.at.elapsed() < FLOW_TTL) else {
-        return failed(&console, lang, "the sign-in took too long or was already used; start it again");
+        return refuse("the sign-in took too long or was already used; start it again".into()).await;
     };
     let http = match http_client() {
         Ok(c) => c,
@@ -220,11 +241,6 @@ async fn callback(
         let (client, provider) = client_for(&console, &pending.tenant_id, &http).await?;
         let claims = verify(&client, code, pending.verifier.clone(), &pending.nonce, &http).await?;
         let name = match provider.username_claim.as_str() {
-            "email" => claims
-                .email()
-                .filter(|_| claims.email_verified() != Some(false))
-                .map(|e| e.as_str().to_owned())
-                .ok_or("the ID token has no verified email")?,
             "sub" => claims.subject().as_str().to_owned(),
             _ => claims
                 .preferred_username()
@@ -248,7 +264,11 @@ async fn callback(
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "oidc_unknown_user").await;
         return failed(&console, lang, &why);
     };
-    let issued = match crate::api::issue_session(state, &user, "oidc session", Some(IDLE_MS)).await {
+    if user.locked_until.is_some_and(|t| t > sekisho_store::now_ms()) {
+        audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "locked").await;
+        return failed(&console, lang, "this account is locked after repeated failed logins; try again later");
+    }
+    let issued = match crate::api::issue_session(state, &user, "oidc", Some(IDLE_MS)).await {
         Ok(i) => i,
         Err(e) => return failed(&console, lang, &e.message),
     };
