@@ -582,7 +582,7 @@ pub(crate) enum OidcCmd {
         issuer: String,
         #[arg(long)]
         client_id: String,
-        /// Which ID-token claim names the Sekisho user: preferred_username, email or sub.
+        /// Which ID-token claim names the Sekisho user: preferred_username or sub.
         #[arg(long, default_value = "preferred_username")]
         claim: String,
         /// What the sign-in page calls it.
