@@ -386,7 +386,13 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
     assert_eq!(page.location.as_deref(), Some("/"), "{}", page.body);
     let cookie = page.set_cookies.iter().find(|c| c.starts_with("__Host-sekisho=")).unwrap();
     assert!(cookie.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"), "{cookie}");
-    for evil in ["//evil.example/", "https://localhost.evil.example/", "javascript:alert(1)", "/\t/evil.example", "/\\evil.example"] {
+    for evil in [
+        "//evil.example/",
+        "https://localhost.evil.example/",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "/\\evil.example",
+    ] {
         let p = v.get(&v.url("localhost", &format!("/login?rd={}", crate::web::enc(evil)))).await;
         assert_eq!(p.location.as_deref(), Some("/"), "{evil}");
     }
@@ -394,8 +400,7 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
     // A key from a password-only API login (no TOTP) does not open the console.
     let pw = json!({"name": "pat", "password": PASSWORD, "groups": ["admins"]});
     assert_eq!(relay.api("POST", "/api/v1/users", Some(pw), &relay.admin_key).await.0, 201);
-    let (s, login) =
-        relay.api("POST", "/api/v1/login", Some(json!({"user": "pat", "password": PASSWORD})), "").await;
+    let (s, login) = relay.api("POST", "/api/v1/login", Some(json!({"user": "pat", "password": PASSWORD})), "").await;
     assert_eq!(s, 200, "{login}");
     let mut p = Visitor::new(&relay, &[]);
     p.jar.entry("localhost".into()).or_default().insert("__Host-sekisho".into(), login["key"].as_str().unwrap().into());
