@@ -104,6 +104,8 @@ async fn browser_console_walkthrough() {
     b.goto(&wiki).await;
     b.wait_text("hello through the browser edge").await;
     assert!(b.current_url().await.starts_with(&wiki));
+    let protocol = b.execute("return performance.getEntriesByType('navigation')[0].nextHopProtocol;").await;
+    assert_eq!(protocol, "h2", "Chromium speaks HTTP/2 to the edge");
 
     // A deny condition: the next request is refused with its reason id.
     b.goto(&format!("{origin}/policies?service=wiki")).await;

@@ -470,6 +470,14 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
     assert!(bad.body.contains("policy-errors") && bad.body.contains("deny #1"), "{}", bad.body);
     assert!(bad.body.contains("context.hour &gt;"), "the typed text stays");
 
+    // Oversized headers are refused by the HTTP layer with 431, on the console and the edge.
+    let huge_header = "h".repeat(512 * 1024);
+    for host in ["localhost", "wiki.default.localhost"] {
+        let w = Visitor::new(&relay, &["wiki.default.localhost"]);
+        let r = w.client.get(w.url(host, "/")).header("x-big", huge_header.as_str()).send().await.unwrap();
+        assert_eq!(r.status(), 431, "{host}");
+    }
+
     // Oversized forms are refused.
     let huge = "x".repeat(100 * 1024);
     let big = v.post(&v.url("localhost", "/services"), &[("csrf", &csrf), ("name", &huge)]).await;
