@@ -25,6 +25,21 @@ fn agent_info(a: &Agent) -> AgentInfo {
     AgentInfo { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() }
 }
 
+/// The access event of a decision about `svc` (the caller names the subject).
+fn access_event(svc: &Service, decision: &Decision, path: &str, auth: &str, source: IpAddr, country: String) -> Event {
+    Event::new(
+        &svc.tenant_id,
+        EventKind::Access,
+        if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
+    )
+    .path(path)
+    .target(svc.name.clone())
+    .policy(decision.policy_id.clone())
+    .reason(decision.reason.clone())
+    .auth(auth)
+    .source(source, country)
+}
+
 /// Decides a stream that `front` opened towards `svc`, from `source`.
 pub(crate) fn tunnel(
     state: &State,
@@ -64,18 +79,7 @@ pub(crate) fn tunnel(
         };
         state.policy.read().decide(&req)
     };
-    let event = Event::new(
-        &svc.tenant_id,
-        EventKind::Access,
-        if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
-    )
-    .subject(subject.0, subject.1)
-    .path("tunnel")
-    .target(svc.name.clone())
-    .policy(decision.policy_id.clone())
-    .reason(decision.reason.clone())
-    .auth("agent_key")
-    .source(source, country);
+    let event = access_event(svc, &decision, "tunnel", "agent_key", source, country).subject(subject.0, subject.1);
     (decision, event)
 }
 
@@ -97,18 +101,8 @@ pub(crate) fn edge(state: &State, topo: &Topology, svc: &Service, source: IpAddr
         destination: None,
     };
     let decision = state.policy.read().decide(&req);
-    let event = Event::new(
-        &svc.tenant_id,
-        EventKind::Access,
-        if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
-    )
-    .subject(SubjectKind::Anonymous, source.to_string())
-    .path("edge")
-    .target(svc.name.clone())
-    .policy(decision.policy_id.clone())
-    .reason(decision.reason.clone())
-    .auth("none")
-    .source(source, country);
+    let event = access_event(svc, &decision, "edge", "none", source, country)
+        .subject(SubjectKind::Anonymous, source.to_string());
     (decision, event)
 }
 
@@ -134,17 +128,7 @@ pub(crate) fn browser(
         destination: None,
     };
     let decision = state.policy.read().decide(&req);
-    let event = Event::new(
-        &svc.tenant_id,
-        EventKind::Access,
-        if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny },
-    )
-    .subject(SubjectKind::User, user.name.clone())
-    .path("browser")
-    .target(svc.name.clone())
-    .policy(decision.policy_id.clone())
-    .reason(decision.reason.clone())
-    .auth(user.auth_method)
-    .source(source, country);
+    let event = access_event(svc, &decision, "browser", user.auth_method, source, country)
+        .subject(SubjectKind::User, user.name.clone());
     (decision, event)
 }

@@ -218,6 +218,27 @@ impl Ctx {
         page::html_response(StatusCode::OK, page::layout(self.lang, &who, active, title, body), "")
     }
 
+    /// A one-button form in a table row: posts `do=<what>` and `<key>=<value>` to `action`
+    /// (with the CSRF field); a `danger` one asks before it goes.
+    pub(crate) fn row_action(
+        &self,
+        action: &str,
+        what: &str,
+        key: &str,
+        value: &str,
+        label: &'static str,
+        danger: bool,
+    ) -> Markup {
+        html! {
+            form.inline method="post" action=(action) data-confirm=[danger.then(|| self.t("confirm"))] {
+                (self.csrf_field())
+                input type="hidden" name="do" value=(what);
+                input type="hidden" name=(key) value=(value);
+                button.small.danger[danger] type="submit" { (self.t(label)) }
+            }
+        }
+    }
+
     /// The hidden CSRF field every form carries.
     pub(crate) fn csrf_field(&self) -> Markup {
         html! { input type="hidden" name="csrf" value=(self.csrf); }

@@ -85,19 +85,9 @@ async fn users_view(c: &Ctx, answer: Option<&Answer>, totp: Option<Value>) -> Re
                 td { @if u["totp_enabled"].as_i64() == Some(1) { "✓" } }
                 td { @if u["locked"] == Value::Bool(true) { span.bad { "✓" } } }
                 td { @if write {
-                    form.inline method="post" action="/users" {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="totp";
-                        input type="hidden" name="name" value=(s(&u["name"]));
-                        button.small type="submit" { (c.t("users.enroll_totp")) }
-                    }
+                    (c.row_action("/users", "totp", "name", &s(&u["name"]), "users.enroll_totp", false))
                     " "
-                    form.inline method="post" action="/users" data-confirm=(c.t("confirm")) {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="delete";
-                        input type="hidden" name="name" value=(s(&u["name"]));
-                        button.small.danger type="submit" { (c.t("delete")) }
-                    }
+                    (c.row_action("/users", "delete", "name", &s(&u["name"]), "delete", true))
                 } }
             } } }
         } }
@@ -161,12 +151,7 @@ async fn groups_view(c: &Ctx, answer: Option<&Answer>) -> Response {
                         button.small type="submit" { (c.t("groups.add_member")) }
                     }
                     " "
-                    form.inline method="post" action="/groups" data-confirm=(c.t("confirm")) {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="delete";
-                        input type="hidden" name="name" value=(s(&g["name"]));
-                        button.small.danger type="submit" { (c.t("delete")) }
-                    }
+                    (c.row_action("/groups", "delete", "name", &s(&g["name"]), "delete", true))
                 } }
             } } }
         } }
@@ -234,12 +219,7 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
                 td { (k["expires_at"].as_i64().map(when).unwrap_or_default()) }
                 td { (k["last_used_at"].as_i64().map(when).unwrap_or_default()) }
                 td { @if write {
-                    form.inline method="post" action="/api-keys" data-confirm=(c.t("confirm")) {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="revoke";
-                        input type="hidden" name="id" value=(s(&k["id"]));
-                        button.small.danger type="submit" { (c.t("revoke")) }
-                    }
+                    (c.row_action("/api-keys", "revoke", "id", &s(&k["id"]), "revoke", true))
                 } }
             } } }
         } }

@@ -152,12 +152,7 @@ async fn agents_view(c: &Ctx, answer: Option<&Answer>, command: Option<String>) 
                         td { (s(&a["version"])) } td { (s(&a["address"])) }
                         td { (a["last_seen"].as_i64().map(when).unwrap_or_default()) }
                         td { @if c.may("agents:write") {
-                            form.inline method="post" action="/agents" data-confirm=(c.t("confirm")) {
-                                (c.csrf_field())
-                                input type="hidden" name="do" value="revoke";
-                                input type="hidden" name="id" value=(s(&a["id"]));
-                                button.small.danger type="submit" { (c.t("revoke")) }
-                            }
+                            (c.row_action("/agents", "revoke", "id", &s(&a["id"]), "revoke", true))
                         } }
                     }
                 }
@@ -228,12 +223,7 @@ async fn services_view(c: &Ctx, answer: Option<&Answer>) -> Response {
                     a href=(url) target="_blank" rel="noopener" { (url) }
                 } }
                 td { @if c.may("services:write") {
-                    form.inline method="post" action="/services" data-confirm=(c.t("confirm")) {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="delete";
-                        input type="hidden" name="name" value=(s(&sv["name"]));
-                        button.small.danger type="submit" { (c.t("delete")) }
-                    }
+                    (c.row_action("/services", "delete", "name", &s(&sv["name"]), "delete", true))
                 } }
             } } }
         } }
@@ -298,12 +288,7 @@ async fn routes_view(c: &Ctx, answer: Option<&Answer>) -> Response {
                 td { (s(&r["agent_name"])) } td { code { (s(&r["listen"])) } } td { (s(&r["service_name"])) }
                 td { @if let Some(b) = r["bound"].as_str() { span.ok { (b) } } @else { span.bad { (s(&r["error"])) } } }
                 td { @if c.may("routes:write") {
-                    form.inline method="post" action="/routes" data-confirm=(c.t("confirm")) {
-                        (c.csrf_field())
-                        input type="hidden" name="do" value="delete";
-                        input type="hidden" name="id" value=(s(&r["id"]));
-                        button.small.danger type="submit" { (c.t("delete")) }
-                    }
+                    (c.row_action("/routes", "delete", "id", &s(&r["id"]), "delete", true))
                 } }
             } } }
         } }
