@@ -343,7 +343,7 @@ impl russh::server::Handler for Conn {
             Some(name) => match self.direct_target(&authed, &name).await {
                 Ok(t) if t.is_telnet() => {
                     reply.accept().await;
-                    tokio::spawn(super::telnet::run(chan, t, channel));
+                    tokio::spawn(super::telnet::run(chan, t, channel, Vec::new()));
                 }
                 Ok(t) => match t.open_channel().await {
                     Ok(tc) => {

@@ -116,7 +116,7 @@ pub(super) async fn run(b: Arc<Bastion>, chan: Arc<Chan>, mut channel: Channel<M
                 let t = Arc::new(t);
                 let _ = channel.data(format!("\r\n-> {chosen}\r\n").as_bytes()).await;
                 if t.is_telnet() {
-                    return telnet::run(chan, t, channel).await;
+                    return telnet::run(chan, t, channel, keys.ahead()).await;
                 }
                 match t.open_channel().await {
                     Ok(tc) => return chan.attach(t, tc, handle, channel, keys.ahead()),

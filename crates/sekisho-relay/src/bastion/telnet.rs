@@ -393,7 +393,9 @@ async fn release(chan: &Chan, held: &mut Vec<u8>, wr: &mut (impl AsyncWrite + Un
 }
 
 /// Runs the user's terminal against the Telnet target until either side ends.
-pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel<Msg>) {
+/// Bridges the user's channel to the Telnet target; `ahead` is what she typed ahead in the menu
+/// after her choice, sent as if typed now (held back, like any key, while the login is typed).
+pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel<Msg>, ahead: Vec<u8>) {
     let mut started = chan.started.subscribe();
     let kind = match tokio::time::timeout(Duration::from_secs(60), started.wait_for(Option::is_some)).await {
         Ok(Ok(k)) => k.clone(),
@@ -421,7 +423,10 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
     let mut resized = chan.resized.subscribe();
     let cancel = chan.cancel.clone();
     let mut buf = vec![0u8; 16 << 10];
-    let mut held: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = ahead;
+    if !auto.holding() && release(&chan, &mut held, &mut wr).await.is_err() {
+        return refuse(channel, "the Telnet target closed the connection".into()).await;
+    }
     // The user's EOF (stdin closed, as with `ssh -tt < file`) ends nothing: Telnet has no
     // half-close, so the session goes on until the target closes it (as after `exit`).
     let mut user_eof = false;
