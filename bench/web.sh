@@ -67,6 +67,7 @@ json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]]
 mkdir -p "$WORK/www" "$WORK/nginx"
 head -c $((BENCH_MB << 20)) /dev/urandom >"$WORK/www/big.bin"
 head -c 1024 /dev/urandom >"$WORK/www/small.bin"
+chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www"/*.bin # nginx's workers are not root
 NGINX_PORT=$(free_port)
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -128,17 +129,22 @@ bulk() { # url, extra curl args…
     local url=$1
     shift
     for _ in $(seq "$BENCH_RUNS"); do
-        "${CURL[@]}" "$@" -o /dev/null -w '%{speed_download}\n' "$url"
+        "${CURL[@]}" -f "$@" -o /dev/null -w '%{speed_download}\n' "$url" || die "download of $url failed"
     done | median | awk '{ printf "%.0f", $1 / 1048576 }'
 }
 rate() { # url, extra wrk args…
     local url=$1
     shift
     for _ in $(seq "$BENCH_RUNS"); do
-        wrk -t 2 -c 50 -d "${BENCH_SECS}s" "$@" "$url" | awk '/Requests\/sec/ { print $2 }'
+        wrk -t 2 -c 50 -d "${BENCH_SECS}s" "$@" "$url" >"$WORK/wrk.out"
+        ! grep -q "Non-2xx" "$WORK/wrk.out" || die "wrk saw error answers from $url: $(cat "$WORK/wrk.out")"
+        awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.out"
     done | median | awk '{ printf "%.0f", $1 }'
 }
 
+# Both paths must answer the files before anything is measured.
+"${CURL[@]}" -f -o /dev/null "http://127.0.0.1:$NGINX_PORT/small.bin" || die "nginx does not serve the files"
+"${CURL[@]}" -f -o /dev/null -H "$COOKIE" "https://$HOST:$PORT/small.bin" || die "the edge does not serve the files"
 log "bulk: $BENCH_MB MiB × $BENCH_RUNS"
 DIRECT_BULK=$(bulk "http://127.0.0.1:$NGINX_PORT/big.bin")
 EDGE_H1=$(bulk "https://$HOST:$PORT/big.bin" --http1.1 -H "$COOKIE")
