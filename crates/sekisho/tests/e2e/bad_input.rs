@@ -170,10 +170,11 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
     let relay = Relay::start().await;
     let mut back = relay.agent("site", "back").await;
     let mut front = relay.agent("front", "front").await;
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port bound but not listening: connections to it are refused, and while the socket lives
+    // no other test's listener can take the port (a dropped listener's port could be reused).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed_port = reserved.local_addr().unwrap();
     relay.service("dead", &back, &format!("tcp://{closed_port}")).await;
     let echo = targets::echo_after_eof("ok:").await;
     relay.service("echo", &back, &format!("tcp://{echo}")).await;
