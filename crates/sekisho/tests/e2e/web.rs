@@ -470,12 +470,16 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
     assert!(bad.body.contains("policy-errors") && bad.body.contains("deny #1"), "{}", bad.body);
     assert!(bad.body.contains("context.hour &gt;"), "the typed text stays");
 
-    // Oversized headers are refused by the HTTP layer with 431, on the console and the edge.
-    let huge_header = "h".repeat(512 * 1024);
+    // Too many headers are refused by the HTTP layer with 431, on the console and the edge (many
+    // small ones: the whole request is read before the answer, so the answer cannot be lost to
+    // a reset, as it can when a huge header is still being sent).
     for host in ["localhost", "wiki.default.localhost"] {
         let w = Visitor::new(&relay, &["wiki.default.localhost"]);
-        let r = w.client.get(w.url(host, "/")).header("x-big", huge_header.as_str()).send().await.unwrap();
-        assert_eq!(r.status(), 431, "{host}");
+        let mut req = w.client.get(w.url(host, "/"));
+        for i in 0..150 {
+            req = req.header(format!("x-h{i}"), "1");
+        }
+        assert_eq!(req.send().await.unwrap().status(), 431, "{host}");
     }
 
     // Oversized forms are refused.
