@@ -148,7 +148,7 @@ async fn json_of(status: StatusCode, body: Body) -> Answer {
 
 impl Ctx {
     /// The signed-in visitor, or the response that sends them to sign in.
-    async fn load(
+    pub(crate) async fn load(
         console: &C,
         headers: &HeaderMap,
         peer: Option<crate::api::PeerAddr>,
@@ -243,16 +243,6 @@ impl Ctx {
     pub(crate) fn csrf_field(&self) -> Markup {
         html! { input type="hidden" name="csrf" value=(self.csrf); }
     }
-}
-
-/// A signed-in page request: the context, or the redirect to sign in.
-pub(crate) async fn ctx(
-    console: &C,
-    req_headers: &HeaderMap,
-    peer: Option<crate::api::PeerAddr>,
-    here: &str,
-) -> Result<Ctx, Response> {
-    Ctx::load(console, req_headers, peer, here).await
 }
 
 /// A signed-in form post whose CSRF token and origin are right.

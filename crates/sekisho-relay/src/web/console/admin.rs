@@ -10,7 +10,7 @@ use maud::html;
 use serde_json::{Value, json};
 
 use super::pages::{enc, f, list, posted, s, signed_in};
-use super::{Answer, C, Ctx, Fields, ctx, ctx_post, flash, peer_of};
+use super::{Answer, C, Ctx, Fields, ctx_post, flash, peer_of};
 use crate::web::page::when;
 
 pub(super) fn routes() -> Router<C> {

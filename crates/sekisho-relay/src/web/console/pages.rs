@@ -8,7 +8,7 @@ use axum::routing::get;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::{Answer, C, Ctx, Fields, ctx, ctx_post, flash, peer_of};
+use super::{Answer, C, Ctx, Fields, ctx_post, flash, peer_of};
 use crate::web::page::when;
 
 pub(super) fn routes() -> Router<C> {
@@ -22,7 +22,7 @@ pub(super) fn routes() -> Router<C> {
 /// The signed-in context of a GET, or return the sign-in redirect.
 macro_rules! signed_in {
     ($c:expr, $h:expr, $e:expr, $here:expr) => {
-        match ctx(&$c, &$h, peer_of(&$e), $here).await {
+        match crate::web::console::Ctx::load(&$c, &$h, peer_of(&$e), $here).await {
             Ok(x) => x,
             Err(r) => return r,
         }

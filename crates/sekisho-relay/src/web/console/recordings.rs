@@ -11,7 +11,7 @@ use maud::html;
 use serde_json::Value;
 
 use super::pages::{enc, list, s, signed_in};
-use super::{C, ctx, flash, peer_of};
+use super::{C, flash, peer_of};
 use crate::web::page::when;
 
 pub(super) fn routes() -> Router<C> {
