@@ -102,6 +102,9 @@ struct Stream {
     local_fin: bool,
     remote_fin: bool,
     reset: Option<(ResetCode, String)>,
+    /// The peer finished sending and then stopped reading (it reset a stream whose data had all
+    /// arrived): what it sent stays readable; only this side's sending ends, with this reason.
+    stopped: Option<(ResetCode, String)>,
     want_write: bool,
     released: bool,
 }
@@ -117,13 +120,20 @@ impl Stream {
             local_fin: false,
             remote_fin: false,
             reset: None,
+            stopped: None,
             want_write: false,
             released: false,
         }
     }
 
+    /// Both directions are over: aborted, or the peer's data all arrived and ours all went (or
+    /// the peer no longer wants it).
+    fn ended(&self) -> bool {
+        self.reset.is_some() || (self.remote_fin && (self.local_fin || self.stopped.is_some()))
+    }
+
     fn done(&self) -> bool {
-        self.released && (self.reset.is_some() || (self.local_fin && self.remote_fin))
+        self.released && self.ended()
     }
 }
 
@@ -204,7 +214,7 @@ impl Mux {
         let max_frame = self.config.max_frame_payload as usize;
         let buffer_room = self.config.out_high_water.saturating_sub(self.out.len());
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
-        if let Some((code, reason)) = &s.reset {
+        if let Some((code, reason)) = s.reset.as_ref().or(s.stopped.as_ref()) {
             return Err(StreamError::Reset { code: *code, reason: reason.clone() });
         }
         if s.local_fin {
@@ -263,7 +273,10 @@ impl Mux {
         }
         if !s.local_fin {
             s.local_fin = true;
-            Frame::Fin { stream: id }.encode(&mut self.out);
+            // A peer that stopped reading has forgotten the stream; it needs no FIN.
+            if s.stopped.is_none() {
+                Frame::Fin { stream: id }.encode(&mut self.out);
+            }
         }
         self.reap(id);
         Ok(())
@@ -271,7 +284,7 @@ impl Mux {
 
     /// Aborts the stream in both directions and tells the peer why.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
-        if self.streams.get(&id).is_some_and(|s| s.reset.is_none() && !(s.local_fin && s.remote_fin)) {
+        if self.streams.get(&id).is_some_and(|s| !s.ended()) {
             Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
         }
         self.mark_reset(id, code, reason);
@@ -298,8 +311,7 @@ impl Mux {
             return;
         };
         s.released = true;
-        let unfinished = s.reset.is_none() && !(s.local_fin && s.remote_fin);
-        if unfinished {
+        if !s.ended() {
             self.reset(id, ResetCode::CANCEL, "stream closed by application");
         }
         self.reap(id);
@@ -338,10 +350,7 @@ impl Mux {
         self.closed = Some(reason.to_owned());
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
-            if self.streams.get(&id).is_some_and(|s| !(s.local_fin && s.remote_fin)) {
-                self.mark_reset(id, ResetCode::CONNECTION_LOST, reason);
-            }
-            self.reap(id);
+            self.ended_by_peer(id, ResetCode::CONNECTION_LOST, reason);
         }
     }
 
@@ -513,7 +522,25 @@ impl Mux {
     }
 
     fn on_reset(&mut self, id: StreamId, code: ResetCode, reason: String) {
-        self.mark_reset(id, code, &reason);
+        self.ended_by_peer(id, code, &reason);
+    }
+
+    /// The peer reset the stream, or the connection is gone. If the peer's FIN had arrived, all
+    /// it sent is here and stays readable (a reset after a FIN only says the peer stopped
+    /// reading, as when it releases a stream it finished); only this side's sending ends.
+    /// Otherwise the stream is aborted.
+    fn ended_by_peer(&mut self, id: StreamId, code: ResetCode, reason: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match (s.ended(), s.remote_fin) {
+            (true, _) => {}
+            (false, true) => {
+                s.stopped = Some((code, reason.to_owned()));
+                self.events.push_back(Event::Writable(id));
+            }
+            (false, false) => self.mark_reset(id, code, reason),
+        }
         self.reap(id);
     }
 

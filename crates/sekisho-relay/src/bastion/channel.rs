@@ -257,12 +257,12 @@ async fn pump(
             match msg {
                 ChannelMsg::Data { data } => {
                     chan.record(|r| r.input(&data));
-                    if to_target.data(&data[..]).await.is_err() {
+                    if to_target.data_bytes(data).await.is_err() {
                         break;
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    let _ = to_target.extended_data(ext, &data[..]).await;
+                    let _ = to_target.extended_data_bytes(ext, data).await;
                 }
                 ChannelMsg::Eof => {
                     let _ = to_target.eof().await;
@@ -284,13 +284,13 @@ async fn pump(
             match msg {
                 ChannelMsg::Data { data } => {
                     chan.record(|r| r.output(&data));
-                    if to_user.data(&data[..]).await.is_err() {
+                    if to_user.data_bytes(data).await.is_err() {
                         break;
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
                     chan.record(|r| r.stderr(&data));
-                    let _ = to_user.extended_data(ext, &data[..]).await;
+                    let _ = to_user.extended_data_bytes(ext, data).await;
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     status = Some(exit_status);

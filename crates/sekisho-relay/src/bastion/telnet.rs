@@ -269,9 +269,9 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
                 if data.is_empty() {
                     continue;
                 }
-                let data = auto.mask(data);
+                let data = bytes::Bytes::from(auto.mask(data));
                 chan.record_output(&data);
-                if channel.data(&data[..]).await.is_err() {
+                if channel.data_bytes(data.clone()).await.is_err() {
                     break "user closed the channel".to_owned();
                 }
                 match auto.output(&data, Instant::now()) {

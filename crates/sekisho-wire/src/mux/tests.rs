@@ -180,6 +180,59 @@ fn releasing_an_unfinished_stream_cancels_it_at_the_peer() {
     assert!(matches!(p.server.recv(s, 1), Err(StreamError::Reset { code: ResetCode::CANCEL, .. })));
 }
 
+/// A writer that sends, finishes and lets go at once (before the reader got to it) loses
+/// nothing: its reset only tells the reader's side to stop sending.
+#[test]
+fn a_stream_finished_and_released_early_still_delivers_everything_it_sent() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"x");
+    p.client.send(c, b"the last words").unwrap();
+    p.client.finish(c).unwrap();
+    p.client.release(c);
+    p.drive();
+    assert_eq!(p.client.stream_count(), 0, "the writer forgets the stream at once");
+    assert!(p.server_events.contains(&Event::Writable(s)), "the other side's writer is woken");
+    match p.server.send(s, b"answer") {
+        Err(StreamError::Reset { code, .. }) => assert_eq!(code, ResetCode::CANCEL),
+        other => panic!("sending to a reader that left must fail, got {other:?}"),
+    }
+    assert_eq!(read_all(&mut p.server, s), (b"the last words".to_vec(), true));
+    p.server.finish(s).unwrap();
+    p.server.release(s);
+    let mut sent = BytesMut::new();
+    p.server.take_transmit(&mut sent);
+    assert!(sent.is_empty(), "nothing more goes to a peer that forgot the stream: {sent:?}");
+    assert_eq!(p.server.stream_count(), 0);
+}
+
+/// A reset before the FIN is an abort: unread data goes, and both directions fail.
+#[test]
+fn a_reset_without_a_finish_still_aborts_both_directions() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"x");
+    p.client.send(c, b"half a request").unwrap();
+    p.client.release(c);
+    p.drive();
+    assert!(matches!(p.server.recv(s, 100), Err(StreamError::Reset { code: ResetCode::CANCEL, .. })));
+    assert!(matches!(p.server.send(s, b"y"), Err(StreamError::Reset { .. })));
+}
+
+/// When the connection goes after a stream's FIN arrived, what arrived can still be read.
+#[test]
+fn data_that_fully_arrived_survives_the_connection_going() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"x");
+    let (c2, s2) = p.open(b"y");
+    p.client.send(c, b"complete").unwrap();
+    p.client.finish(c).unwrap();
+    p.client.send(c2, b"incomplete").unwrap();
+    p.drive();
+    p.server.connection_lost("heartbeat timeout");
+    assert!(matches!(p.server.send(s, b"z"), Err(StreamError::Reset { code: ResetCode::CONNECTION_LOST, .. })));
+    assert_eq!(read_all(&mut p.server, s), (b"complete".to_vec(), true));
+    assert!(matches!(p.server.recv(s2, 100), Err(StreamError::Reset { code: ResetCode::CONNECTION_LOST, .. })));
+}
+
 #[test]
 fn peer_gone_ends_every_stream_with_an_error() {
     let mut p = Pair::new(Config::default());
