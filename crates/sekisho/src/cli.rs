@@ -521,8 +521,9 @@ pub(crate) enum ServiceCmd {
     /// relay and never shown again).
     Login {
         name: String,
-        /// The account on the target.
-        #[arg(long, required_unless_present = "show")]
+        /// The account on the target (with `--agent-forwarding`, omit it to let each user log in
+        /// as her own user name).
+        #[arg(long, required_unless_present_any = ["show", "agent_forwarding"])]
         login: Option<String>,
         /// Read the target password from stdin.
         #[arg(long, conflicts_with = "key_file")]
@@ -530,6 +531,9 @@ pub(crate) enum ServiceCmd {
         /// An unencrypted OpenSSH private key for the target.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Log in with the user's own key from her forwarded agent (`ssh -A`); no secret is stored.
+        #[arg(long, conflicts_with_all = ["password_stdin", "key_file"])]
+        agent_forwarding: bool,
         /// Pin the target's host key (`ssh-ed25519 AAAA…`); otherwise the first one seen is pinned.
         #[arg(long)]
         host_key: Option<String>,

@@ -85,7 +85,14 @@ pub(crate) async fn delete_ssh_key(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetLogin {
+    /// The account on the target. With `agent_forwarding` it may be empty: each user logs in
+    /// as her own Sekisho user name.
+    #[serde(default)]
     login: String,
+    /// The target takes the user's own key from her forwarded agent (`ssh -A`); no secret is
+    /// stored. SSH targets only.
+    #[serde(default)]
+    agent_forwarding: bool,
     password: Option<String>,
     /// An OpenSSH private key (unencrypted) for the bastion to log in with.
     private_key: Option<String>,
@@ -135,10 +142,24 @@ pub(crate) async fn put_login(
 ) -> Result<Json<TargetLoginView>, ApiError> {
     let Json(req) = body?;
     let svc = bastion_target(&state, &caller, &name)?;
-    if req.login.is_empty() || req.login.len() > 64 || req.login.chars().any(char::is_control) {
+    let may_be_empty = req.agent_forwarding && req.login.is_empty();
+    if !may_be_empty && (req.login.is_empty() || req.login.len() > 64 || req.login.chars().any(char::is_control)) {
         return Err(ApiError::bad_request("invalid_login", "login must be 1-64 printable characters"));
     }
+    if req.agent_forwarding && svc.protocol != "ssh" {
+        return Err(ApiError::bad_request(
+            "invalid_login",
+            format!("agent forwarding logs in to SSH targets; `{name}` is a {} target", svc.protocol),
+        ));
+    }
     let (kind, secret) = match (&req.password, &req.private_key) {
+        _ if req.agent_forwarding && (req.password.is_some() || req.private_key.is_some()) => {
+            return Err(ApiError::bad_request(
+                "invalid_login",
+                "agent forwarding uses the user's own key; give no password or private key with it",
+            ));
+        }
+        _ if req.agent_forwarding => ("agent", String::new()),
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("invalid_login", "give a password or a private key, not both"));
         }

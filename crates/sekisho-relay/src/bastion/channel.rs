@@ -75,10 +75,18 @@ pub(super) struct Chan {
     pub(super) started: tokio::sync::watch::Sender<Option<Kind>>,
     /// The terminal size after each window change (columns, rows), for Telnet targets.
     pub(super) resized: tokio::sync::watch::Sender<(u32, u32)>,
+    /// Whether the user forwarded her agent on the connection (`ssh -A`).
+    pub(super) agent_forwarded: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Chan {
-    pub(super) fn new(b: Arc<Bastion>, authed: Arc<Authed>, session_id: String, id: ChannelId) -> Self {
+    pub(super) fn new(
+        b: Arc<Bastion>,
+        authed: Arc<Authed>,
+        session_id: String,
+        id: ChannelId,
+        agent_forwarded: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Chan {
             b,
             authed,
@@ -90,6 +98,7 @@ impl Chan {
             cancel: tokio_util::sync::CancellationToken::new(),
             started: tokio::sync::watch::Sender::new(None),
             resized: tokio::sync::watch::Sender::new((80, 24)),
+            agent_forwarded,
         }
     }
 
@@ -328,8 +337,10 @@ async fn pump(
         }
     };
     let _ = to_user.eof().await;
-    let _ = to_user.close().await;
+    // The evidence is stored before the client sees the close: once ssh has exited, the
+    // recording's summary (commands, files, hash) can be searched.
     chan.finish(status, &ended).await;
+    let _ = to_user.close().await;
 }
 
 /// Shows the user why she may not go on (in English and Japanese), then closes the channel.

@@ -3,7 +3,8 @@
 //! Channel requests (PTY, shell, exec, subsystem, window change, signals) arrive here in order;
 //! each is answered at once and passed on to the target channel, so a request and the data
 //! after it reach the target in the order the user sent them. Requests the bastion does not carry
-//! (X11, agent forwarding, port forwarding) are refused.
+//! (X11, port forwarding) are refused. Agent forwarding is accepted but used only to log in to
+//! targets whose credential is the user's own agent (it is not passed on to the target).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +31,9 @@ pub(crate) struct Conn {
     first: Option<(Candidate, &'static str)>,
     authed: Option<Arc<Authed>>,
     /// Direct mode: the connected target, shared by the connection's channels.
-    target: Option<Result<Arc<target::Connected>, String>>,
+    target: Arc<tokio::sync::OnceCell<Result<Arc<target::Connected>, String>>>,
+    /// Set when the user forwards her agent (`ssh -A`).
+    agent_forwarded: tokio::sync::watch::Sender<bool>,
     channels: HashMap<ChannelId, Arc<Chan>>,
     /// Public keys refused when offered, recorded when the connection ends without a login.
     offers: Offers,
@@ -138,7 +141,8 @@ impl Conn {
             session_id: crate::secrets::new_id("ss"),
             first: None,
             authed: None,
-            target: None,
+            target: Arc::default(),
+            agent_forwarded: tokio::sync::watch::Sender::new(false),
             channels: HashMap::new(),
             offers: Offers::default(),
         }
@@ -189,15 +193,33 @@ impl Conn {
     fn chan(&self, id: ChannelId) -> Option<Arc<Chan>> {
         self.channels.get(&id).cloned()
     }
+}
 
-    /// The direct-mode target, connected (and decided) once per connection.
-    async fn direct_target(&mut self, authed: &Arc<Authed>, name: &str) -> Result<Arc<target::Connected>, String> {
-        if let Some(t) = &self.target {
-            return t.clone();
-        }
-        let t = target::open(&self.b, authed, name).await.map(Arc::new);
-        self.target = Some(t.clone());
-        t
+/// Direct mode (`user+target@relay`): the target is decided, connected and logged in to once per
+/// connection (the first channel does it; later channels share it), then the channel is bridged
+/// to it. This runs beside the connection's handler, which stores the channel's requests meanwhile:
+/// a target that logs in with the user's agent waits for her forwarding request.
+async fn direct(
+    b: Arc<Bastion>,
+    cell: Arc<tokio::sync::OnceCell<Result<Arc<target::Connected>, String>>>,
+    name: String,
+    chan: Arc<Chan>,
+    channel: Channel<Msg>,
+    handle: russh::server::Handle,
+) {
+    let t = cell
+        .get_or_init(|| async {
+            target::open(&b, target::UserAgent { handle: &handle, chan: &chan }, &name).await.map(Arc::new)
+        })
+        .await
+        .clone();
+    match t {
+        Ok(t) if t.is_telnet() => super::telnet::run(chan, t, channel, Vec::new()).await,
+        Ok(t) => match t.open_channel().await {
+            Ok(tc) => chan.attach(t, tc, handle, channel, Vec::new()),
+            Err(e) => channel::refuse(channel, format!("target_unreachable: {e}")).await,
+        },
+        Err(why) => channel::refuse(channel, why).await,
     }
 }
 
@@ -332,36 +354,26 @@ impl russh::server::Handler for Conn {
         let Some(authed) = self.authed.clone() else {
             return Ok(());
         };
-        let chan = Arc::new(Chan::new(self.b.clone(), authed.clone(), self.session_id.clone(), channel.id()));
+        let forwarded = self.agent_forwarded.subscribe();
+        let chan =
+            Arc::new(Chan::new(self.b.clone(), authed.clone(), self.session_id.clone(), channel.id(), forwarded));
         self.channels.insert(channel.id(), chan.clone());
         let handle = session.handle();
+        reply.accept().await;
         match authed.target.clone() {
-            None => {
-                reply.accept().await;
-                tokio::spawn(menu::run(self.b.clone(), chan, channel, handle));
-            }
-            Some(name) => match self.direct_target(&authed, &name).await {
-                Ok(t) if t.is_telnet() => {
-                    reply.accept().await;
-                    tokio::spawn(super::telnet::run(chan, t, channel, Vec::new()));
-                }
-                Ok(t) => match t.open_channel().await {
-                    Ok(tc) => {
-                        reply.accept().await;
-                        chan.attach(t, tc, handle, channel, Vec::new());
-                    }
-                    Err(e) => {
-                        reply.accept().await;
-                        tokio::spawn(channel::refuse(channel, format!("target_unreachable: {e}")));
-                    }
-                },
-                Err(why) => {
-                    reply.accept().await;
-                    tokio::spawn(channel::refuse(channel, why));
-                }
-            },
-        }
+            None => tokio::spawn(menu::run(self.b.clone(), chan, channel, handle)),
+            Some(name) => tokio::spawn(direct(self.b.clone(), self.target.clone(), name, chan, channel, handle)),
+        };
         Ok(())
+    }
+
+    /// `ssh -A`: noted for targets that log in with the user's own agent; nothing else uses it.
+    async fn agent_request(&mut self, channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        let known = self.channels.contains_key(&channel);
+        if known {
+            self.agent_forwarded.send_replace(true);
+        }
+        Ok(known)
     }
 
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {

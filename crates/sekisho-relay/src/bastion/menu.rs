@@ -111,7 +111,7 @@ pub(super) async fn run(b: Arc<Bastion>, chan: Arc<Chan>, mut channel: Channel<M
             let _ = channel.data(msg.as_bytes()).await;
             continue;
         };
-        match target::open(&b, &chan.authed, &chosen).await {
+        match target::open(&b, target::UserAgent { handle: &handle, chan: &chan }, &chosen).await {
             Ok(t) => {
                 let t = Arc::new(t);
                 let _ = channel.data(format!("\r\n-> {chosen}\r\n").as_bytes()).await;

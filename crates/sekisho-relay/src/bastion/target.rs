@@ -1,13 +1,17 @@
 //! The bastion's own login to a target: decided by policy, reached through the target's back
 //! agent or straight from the relay, its host key pinned on first use, authenticated with the
-//! target's sealed credential.
+//! target's sealed credential, or, where the operator chose it for the target, with the keys
+//! of the user's own forwarded agent (`ssh -A`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::Channel;
 use russh::client::{self, Msg as ClientMsg};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::server::Handle;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_policy::{AccessRequest, Principal, ServiceInfo};
 use sekisho_store::{Service, SshTarget};
@@ -16,9 +20,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Bastion;
 use super::auth::Authed;
+use super::channel::Chan;
 use crate::state::State;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most keys of a forwarded agent tried at a target (sshd allows six attempts by default).
+const MAX_AGENT_KEYS: usize = 5;
 
 /// The protocols the bastion carries.
 pub(super) fn is_bastion_protocol(protocol: &str) -> bool {
@@ -131,10 +138,18 @@ pub(super) fn allowed_targets(state: &State, authed: &Authed) -> Vec<Service> {
     out
 }
 
+/// Where the user's forwarded agent can be reached: her connection, and the channel whose
+/// requests tell whether she asked for forwarding.
+pub(super) struct UserAgent<'a> {
+    pub(super) handle: &'a Handle,
+    pub(super) chan: &'a Chan,
+}
+
 /// Decides, connects and logs in to the target `name`; Err is the refusal shown to the user
 /// (already in the audit log).
-pub(super) async fn open(b: &Bastion, authed: &Authed, name: &str) -> Result<Connected, String> {
+pub(super) async fn open(b: &Bastion, agent: UserAgent<'_>, name: &str) -> Result<Connected, String> {
     let state = &b.state;
+    let authed = &*agent.chan.authed;
     let svc = state.topology().find_service(&authed.tenant, name).filter(|s| is_bastion_protocol(&s.protocol)).cloned();
     let Some(svc) = svc else {
         let why = format!("unknown_target: there is no SSH or Telnet target `{name}`");
@@ -148,7 +163,7 @@ pub(super) async fn open(b: &Bastion, authed: &Authed, name: &str) -> Result<Con
         record_refusal(state, event.reason(format!("policy_denied: {}", decision.reason))).await;
         return Err(why);
     }
-    match connect(state, &svc).await {
+    match connect(state, &svc, agent).await {
         Ok(c) => Ok(c),
         Err(why) => {
             let code = why.split(':').next().unwrap_or_default().to_owned();
@@ -190,11 +205,17 @@ async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), Str
     }
 }
 
-async fn connect(state: &State, svc: &Service) -> Result<Connected, String> {
+async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<Connected, String> {
     let cred =
         state.store.get_ssh_target(&svc.id).await.map_err(|e| format!("store_error: {e}"))?.ok_or_else(|| {
             format!("no_credential: target `{}` has no login yet; an admin sets it with `ctl service login`", svc.name)
         })?;
+    if cred.secret_kind == "agent" && !agent_forwarded(agent.chan).await {
+        return Err(format!(
+            "agent_required: `{}` logs in with your own key through agent forwarding; connect with `ssh -A`",
+            svc.name
+        ));
+    }
     let (io, via) = dial(state, svc).await?;
     if svc.protocol == "telnet" {
         return Ok(Connected {
@@ -247,6 +268,20 @@ async fn connect(state: &State, svc: &Service) -> Result<Connected, String> {
             let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
             handle.authenticate_publickey(&cred.login, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await
         }
+        "agent" => {
+            let login = if cred.login.is_empty() { agent.chan.authed.user.clone() } else { cred.login.clone() };
+            return match login_with_agent(&mut handle, &login, agent.handle).await {
+                Ok(true) => {
+                    tracing::debug!(target = %svc.name, login = %login, "target logged in with the user's agent");
+                    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle) })
+                }
+                Ok(false) => Err(format!(
+                    "target_login_failed: `{}` accepted none of the keys in your forwarded agent for `{login}`",
+                    svc.name
+                )),
+                Err(e) => Err(format!("agent_failed: your forwarded agent could not sign for `{}`: {e}", svc.name)),
+            };
+        }
         _ => handle.authenticate_none(&cred.login).await,
     };
     match result {
@@ -261,4 +296,40 @@ async fn connect(state: &State, svc: &Service) -> Result<Connected, String> {
     }
     tracing::debug!(target = %svc.name, ms = started.elapsed().as_millis() as u64, "target logged in");
     Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle) })
+}
+
+/// Whether the user forwarded her agent on this connection. OpenSSH asks for forwarding before
+/// it starts the shell or command, so once the channel started without it, none is coming.
+async fn agent_forwarded(chan: &Chan) -> bool {
+    let (mut forwarded, mut started) = (chan.agent_forwarded.clone(), chan.started.subscribe());
+    let wait = async {
+        tokio::select! {
+            r = forwarded.wait_for(|f| *f) => r.is_ok(),
+            _ = started.wait_for(Option::is_some) => *chan.agent_forwarded.borrow(),
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, wait).await.unwrap_or(false)
+}
+
+/// Logs in with the keys of the user's forwarded agent, each signature made by her agent (the
+/// bastion never holds her key). Ok(false): the target took none of them.
+async fn login_with_agent(handle: &mut client::Handle<Pin>, login: &str, user: &Handle) -> Result<bool, String> {
+    let channel = user.channel_open_agent().await.map_err(|e| format!("cannot open the agent channel: {e}"))?;
+    let mut agent = AgentClient::connect(channel.into_stream());
+    let ids = tokio::time::timeout(CONNECT_TIMEOUT, agent.request_identities())
+        .await
+        .map_err(|_| "the agent did not answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+    for id in ids.into_iter().take(MAX_AGENT_KEYS) {
+        let AgentIdentity::PublicKey { key, .. } = id else { continue };
+        let r = tokio::time::timeout(CONNECT_TIMEOUT, handle.authenticate_publickey_with(login, key, hash, &mut agent))
+            .await
+            .map_err(|_| "the agent did not sign in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if r.success() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

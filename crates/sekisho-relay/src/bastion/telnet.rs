@@ -357,8 +357,9 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
     // The exit status goes before EOF and close, so an OpenSSH client reports it.
     let _ = channel.exit_status(status.unwrap_or(0)).await;
     let _ = channel.eof().await;
-    let _ = channel.close().await;
+    // Evidence first, as for SSH targets: stored before the client sees the close.
     chan.finish(status, &ended).await;
+    let _ = channel.close().await;
 }
 
 #[cfg(test)]

@@ -407,3 +407,95 @@ async fn bastion_edges_live_view_terminate_huge_windows_and_malformed_sftp() {
     let (rc, out, err) = run("ssh", &[fresh, s(&[target, "echo fresh-$((6*7))"])].concat(), dir, &code1, b"").await;
     assert_eq!((rc, out.trim()), (0, "fresh-42"), "{err}");
 }
+
+/// `ssh-agent` on a socket of its own, holding `key`.
+struct SshAgent {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn ssh_agent(dir: &Path, name: &str, key: &Path) -> SshAgent {
+    let sock = dir.join(format!("{name}.agent"));
+    let child = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ssh-agent comes with openssh-client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let added = Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &sock).output().await.unwrap();
+    assert!(added.status.success(), "ssh-add: {}", String::from_utf8_lossy(&added.stderr));
+    SshAgent { child, sock }
+}
+
+/// A target whose credential is the user's own forwarded agent (`ssh -A`), as the operator
+/// chose: the bastion logs in with the key her agent holds (a key the relay never sees), a
+/// session without forwarding is refused with the reason, an agent without a key the target
+/// takes is told so, and a Telnet target or a secret next to the flag is refused by the API.
+#[tokio::test]
+async fn bastion_agent_forwarding_logs_in_to_the_target_with_the_users_own_key() {
+    let site = site(&["db01"]).await;
+    let (relay, dir, bastion) = (&site.relay, site.dir.as_path(), site.bastion);
+    let me = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let v = relay.ctl(&["service", "login", "db01", "--agent-forwarding", "--login", me.trim()]).await.unwrap();
+    assert_eq!((v["secret_kind"].as_str(), v["login"].as_str()), (Some("agent"), Some(me.trim())), "{v}");
+    let body = serde_json::json!({"login": "x", "agent_forwarding": true, "password": "secret"});
+    let (status, err) = relay.api("PUT", "/api/v1/services/db01/login", Some(body), &relay.admin_key).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_login")), "{err}");
+
+    // The key the target accepts is in alice's agent only.
+    let (alice_secret, alice_key) = bastion_user(relay, dir, "alice", "ops").await;
+    let agent = ssh_agent(dir, "alice", &dir.join("target_key")).await;
+    let code = totp_now(&alice_secret, 0);
+    let opts = ssh_opts(dir, bastion, &alice_key, &code, None);
+    let mut cmd =
+        client("ssh", &[opts, s(&["-A", "alice+db01@127.0.0.1", "echo agent-$((6*7))"])].concat(), dir, &code);
+    let out = cmd.env("SSH_AUTH_SOCK", &agent.sock).stdin(Stdio::null()).output().await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("agent-42"), "with -A: {stdout} {stderr}");
+    let rec = relay.ctl(&["recording", "list", "--user", "alice", "--target", "db01"]).await.unwrap();
+    assert_eq!(rec[0]["command"], "echo agent-$((6*7))", "{rec}");
+
+    // Without -A: refused with the reason, before anything reaches the target.
+    let (bob_secret, bob_key) = bastion_user(relay, dir, "bob", "ops").await;
+    let code = totp_now(&bob_secret, 0);
+    let opts = ssh_opts(dir, bastion, &bob_key, &code, None);
+    let (rc, out, err) = run("ssh", &[opts, s(&["bob+db01@127.0.0.1", "echo never"])].concat(), dir, &code, b"").await;
+    assert_ne!(rc, 0, "{out}");
+    assert!(err.contains("agent_required") && err.contains("ssh -A"), "{err}");
+    assert!(!out.contains("never"), "{out}");
+    let refused =
+        relay.wait_event(|e| e["path"] == "ssh" && e["subject"] == "bob" && e["policy_id"] == "agent_required").await;
+    assert_eq!((refused["decision"].as_str(), refused["target"].as_str()), (Some("deny"), Some("db01")));
+
+    // An agent holding only a key the target does not take.
+    let (carol_secret, carol_key) = bastion_user(relay, dir, "carol", "ops").await;
+    let stranger = dir.join("stranger_key");
+    keygen(&stranger);
+    let agent = ssh_agent(dir, "carol", &stranger).await;
+    let code = totp_now(&carol_secret, 0);
+    let opts = ssh_opts(dir, bastion, &carol_key, &code, None);
+    let mut cmd = client("ssh", &[opts, s(&["-A", "carol+db01@127.0.0.1", "echo never"])].concat(), dir, &code);
+    let out = cmd.env("SSH_AUTH_SOCK", &agent.sock).stdin(Stdio::null()).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("target_login_failed"), "{err}");
+    assert!(err.contains("forwarded agent"), "{err}");
+
+    // Telnet targets cannot use it.
+    relay.service("tn01", &site._back, "telnet://127.0.0.1:23").await;
+    let body = serde_json::json!({"agent_forwarding": true});
+    let (status, err) = relay.api("PUT", "/api/v1/services/tn01/login", Some(body), &relay.admin_key).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_login")), "{err}");
+}

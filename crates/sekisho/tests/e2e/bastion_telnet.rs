@@ -193,15 +193,15 @@ async fn openssh_reaches_a_real_telnetd_through_the_bastion_which_types_the_logi
     assert!(out.contains("bare-\rcr-ok") && !out.contains('\0'), "CR NUL from the target is a bare CR: {out:?}");
     assert!(!out.contains(&password) && !err.contains(&password), "the target password is never shown: {out}");
 
-    // The recording: protocol telnet, the typed command, the output, linked from the audit log
-    // (its summary is stored when the session's end is recorded, just after ssh has exited).
+    // The recording: protocol telnet, the typed command, the output, linked from the audit log.
+    // Its summary is stored before the client sees the channel close, so it is there as soon
+    // as ssh has exited.
     let recs = relay.ctl(&["recording", "list", "--protocol", "telnet", "--user", "alice"]).await.unwrap();
     assert_eq!(recs.as_array().unwrap().len(), 1, "{recs:?}");
-    let id = recs[0]["id"].as_str().unwrap().to_owned();
-    let id = id.as_str();
-    let ended = relay.wait_event(|e| e["path"] == "ssh" && e["detail"].as_str().unwrap_or("").contains(id)).await;
-    let recs = relay.ctl(&["recording", "list", "--protocol", "telnet", "--user", "alice"]).await.unwrap();
     let rec = &recs[0];
+    let id = rec["id"].as_str().unwrap();
+    assert!(rec["ended_at"].is_number() && rec["sha256"].as_str().is_some_and(|h| h.len() == 64), "{rec}");
+    let ended = relay.wait_event(|e| e["path"] == "ssh" && e["detail"].as_str().unwrap_or("").contains(id)).await;
     assert_eq!((rec["protocol"].as_str(), rec["target"].as_str()), (Some("telnet"), Some("sw01")), "{rec}");
     let commands: Value = serde_json::from_str(rec["commands"].as_str().unwrap()).unwrap();
     let cmds: Vec<&str> = commands.as_array().unwrap().iter().map(|c| c["cmd"].as_str().unwrap()).collect();

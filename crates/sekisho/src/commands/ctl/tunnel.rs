@@ -89,12 +89,14 @@ pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
             ctx.client.delete(&format!("/api/v1/services/{}", seg(&name))).await?;
             ctx.done();
         }
-        ServiceCmd::Login { name, login, password_stdin, key_file, host_key, show } => {
+        ServiceCmd::Login { name, login, password_stdin, key_file, agent_forwarding, host_key, show } => {
             let path = format!("/api/v1/services/{}/login", seg(&name));
             let v = if show {
                 ctx.client.get(&path).await?
             } else {
-                let mut body = serde_json::json!({ "login": login, "host_key": host_key });
+                let login = login.unwrap_or_default();
+                let mut body =
+                    serde_json::json!({ "login": login, "host_key": host_key, "agent_forwarding": agent_forwarding });
                 if password_stdin {
                     let mut line = String::new();
                     std::io::stdin().read_line(&mut line)?;
