@@ -37,6 +37,28 @@ pub(crate) use recorder::{Live, cast_path};
 
 use crate::state::State;
 
+/// Ciphers offered to users (russh's defaults plus aes128-gcm).
+const USER_CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
+/// Ciphers asked of targets, in order: the bastion decrypts and re-encrypts every byte, and AES-GCM
+/// runs on the CPU's AES instructions, while the Poly1305 of chacha20-poly1305 is portable code
+/// in the crypto library (it was a third of the relay's CPU in an scp, bench/README.md).
+pub(crate) const TARGET_CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 /// How the operator runs the bastion.
 #[derive(Debug, Clone)]
 pub struct BastionConfig {
@@ -103,6 +125,9 @@ pub(crate) async fn start(
         nodelay: true,
         window_size: 8 << 20,
         maximum_packet_size: 65535,
+        // The client picks (its first that the server offers); offering aes128-gcm too lets a
+        // user choose the cheapest AEAD on hardware with AES instructions.
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(USER_CIPHERS), ..Default::default() },
         ..Default::default()
     };
     let bastion = Arc::new(Bastion { key: state.master.recording_key(), state, recordings });

@@ -232,6 +232,7 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
         window_size: 8 << 20,
         maximum_packet_size: 65535,
         nodelay: true,
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(super::TARGET_CIPHERS), ..Default::default() },
         ..Default::default()
     };
     let seen = Arc::new(parking_lot::Mutex::new(None));
