@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::{Link, report};
+use crate::link::{Link, Links, report};
 use crate::pairs::{Failure, Pairs};
 use crate::{AgentEvent, Events};
 
@@ -26,7 +26,10 @@ struct Listener {
 
 pub(crate) struct Front {
     routes: Mutex<HashMap<String, Listener>>,
+    /// The active relay link: new connections go through it.
     link: watch::Receiver<Option<Link>>,
+    /// Every relay link, told about each listener.
+    links: Arc<Links>,
     pairs: Arc<Pairs>,
     events: Events,
     shutdown: CancellationToken,
@@ -35,11 +38,12 @@ pub(crate) struct Front {
 impl Front {
     pub(crate) fn new(
         link: watch::Receiver<Option<Link>>,
+        links: Arc<Links>,
         pairs: Arc<Pairs>,
         events: Events,
         shutdown: CancellationToken,
     ) -> Self {
-        Front { routes: Mutex::new(HashMap::new()), link, pairs, events, shutdown }
+        Front { routes: Mutex::new(HashMap::new()), link, links, pairs, events, shutdown }
     }
 
     /// Re-reports every listener's state (the relay may have restarted and forgotten).
@@ -53,8 +57,8 @@ impl Front {
     }
 
     /// Makes the listeners match `routes`: new ones open, removed or changed ones close (and
-    /// their connections are reset), unchanged ones keep running.
-    pub(crate) async fn apply(&self, conn: &Connection, routes: Vec<RouteConfig>) {
+    /// their connections are reset), unchanged ones keep running. Every connected relay is told.
+    pub(crate) async fn apply(&self, routes: Vec<RouteConfig>) {
         let wanted: HashMap<String, RouteConfig> = routes.into_iter().map(|r| (r.id.clone(), r)).collect();
         let to_open: Vec<RouteConfig> = {
             let mut current = self.routes.lock();
@@ -80,7 +84,7 @@ impl Front {
                         service: route.service.clone(),
                         addr: addr.clone(),
                     });
-                    report(conn, &route.id, Some(addr.clone()), None);
+                    self.links.report(&route.id, Some(addr.clone()), None);
                     let ctx =
                         Ctx { route: Arc::new(route.clone()), link: self.link.clone(), pairs: self.pairs.clone() };
                     tokio::spawn(accept_loop(listener, ctx, cancel.clone()));
@@ -91,7 +95,7 @@ impl Front {
                     tracing::warn!(route = %route.id, %error, "route listener failed");
                     let _ =
                         self.events.send(AgentEvent::RouteFailed { route_id: route.id.clone(), error: error.clone() });
-                    report(conn, &route.id, None, Some(error.clone()));
+                    self.links.report(&route.id, None, Some(error.clone()));
                     Err(error)
                 }
             };

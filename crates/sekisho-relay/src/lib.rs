@@ -189,8 +189,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     certs.set_filter(Box::new(move |label| {
         known.upgrade().is_some_and(|s| s.topology().tenants.values().any(|t| t.name.eq_ignore_ascii_case(label)))
     }));
-    state.load_policies().await?;
-    state.refresh().await?;
+    state.start_cluster().await?;
     events::spawn_retention(&state);
 
     let gateway_addr = match &config.gateway {

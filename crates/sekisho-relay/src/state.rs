@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use sekisho_audit::Auditor;
@@ -18,6 +20,8 @@ use crate::topology::Topology;
 
 /// Failed agent authentications one address may make per minute.
 pub(crate) const AGENT_FAILURES_PER_MINUTE: u32 = 60;
+/// How often a relay looks for changes made by other relays sharing its database.
+const CLUSTER_POLL: Duration = Duration::from_secs(1);
 
 /// What a front agent last reported about one route's listener.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -39,7 +43,8 @@ pub(crate) struct State {
     stream_scopes: Mutex<HashMap<String, CancellationToken>>,
     pub(crate) edges: crate::edge::Edges,
     pub(crate) auditor: Auditor,
-    /// The tenants' compiled service policies; changed only by the policy API.
+    /// The tenants' compiled service policies: changed by the policy API, and rebuilt from the
+    /// store when another relay changed something.
     pub(crate) policy: RwLock<Engine>,
     pub(crate) geo: Geo,
     pub(crate) master: MasterKey,
@@ -58,6 +63,9 @@ pub(crate) struct State {
     /// The browser edge and console.
     pub(crate) web: crate::web::Web,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// The cluster generation (the store's change counter) this relay's topology and policies
+    /// reflect.
+    applied: AtomicI64,
 }
 
 /// What [`State::new`] is built from.
@@ -100,6 +108,7 @@ impl State {
             recordings: p.recordings,
             web: crate::web::Web::new(&p.web),
             refresh_lock: tokio::sync::Mutex::new(()),
+            applied: AtomicI64::new(0),
         })
     }
 
@@ -107,12 +116,12 @@ impl State {
         self.topology.read().clone()
     }
 
-    /// Compiles every stored service policy into the engine (at start).
-    pub(crate) async fn load_policies(&self) -> Result<(), StoreError> {
+    /// Compiles every stored service policy into a new engine, which then replaces the current one.
+    async fn load_policies(&self) -> Result<(), StoreError> {
         let services: HashMap<String, sekisho_store::Service> =
             self.store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let rows = self.store.list_policies_all().await?;
-        let mut engine = self.policy.write();
+        let mut engine = Engine::new();
         for row in rows {
             let Some(svc) = services.get(&row.service_id) else { continue };
             let policy = sekisho_policy::ServicePolicy {
@@ -128,7 +137,62 @@ impl State {
                 }
             }
         }
+        *self.policy.write() = engine;
         Ok(())
+    }
+
+    /// Loads topology and policies at start, then follows the changes other relays sharing the
+    /// database make (polled every [`CLUSTER_POLL`]).
+    pub(crate) async fn start_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.applied.store(self.store.generation().await?, Ordering::SeqCst);
+        self.load_policies().await?;
+        self.reload().await?;
+        let state = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(CLUSTER_POLL) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let Some(state) = state.upgrade() else { return };
+                if let Err(e) = state.follow_cluster().await {
+                    tracing::warn!(error = %e, "cannot check the database for other relays' changes");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Reloads everything if another relay changed something since this one last looked.
+    async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
+        let generation = self.store.generation().await?;
+        if self.applied.fetch_max(generation, Ordering::SeqCst) >= generation {
+            return Ok(());
+        }
+        let _guard = self.refresh_lock.lock().await;
+        tracing::info!(generation, "configuration changed by another relay; reloading");
+        self.load_policies().await?;
+        self.reload_locked().await
+    }
+
+    /// Tells the other relays sharing the database that this one changed something. If another
+    /// relay changed something meanwhile, this relay's own reload is left to [`Self::follow_cluster`].
+    async fn announce(&self) {
+        match self.store.bump_generation().await {
+            Ok(g) => {
+                let _ = self.applied.compare_exchange(g - 1, g, Ordering::SeqCst, Ordering::SeqCst);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot tell other relays about a change"),
+        }
+    }
+
+    /// Applies a policy change (already stored) to this relay's engine and tells the other
+    /// relays. Under the refresh lock, so a reload for another relay's change cannot undo it.
+    pub(crate) async fn policy_changed(&self, change: impl FnOnce(&mut Engine)) {
+        let _guard = self.refresh_lock.lock().await;
+        change(&mut self.policy.write());
+        self.announce().await;
     }
 
     /// A cancellation scope for the streams of a route or service, live while it exists.
@@ -136,10 +200,23 @@ impl State {
         self.stream_scopes.lock().entry(id.to_owned()).or_insert_with(|| self.shutdown.child_token()).child_token()
     }
 
-    /// Reloads the topology from the store and makes it take effect: configs are pushed to
-    /// connected agents, edge listeners opened or closed, streams of removed routes reset.
+    /// Makes a change this relay stored take effect here (see [`Self::reload_locked`]) and tells
+    /// the other relays sharing the database.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), StoreError> {
         let _guard = self.refresh_lock.lock().await;
+        self.reload_locked().await?;
+        self.announce().await;
+        Ok(())
+    }
+
+    async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
+        let _guard = self.refresh_lock.lock().await;
+        self.reload_locked().await
+    }
+
+    /// Reloads the topology from the store and makes it take effect: configs are pushed to
+    /// connected agents, edge listeners opened or closed, streams of removed routes reset.
+    async fn reload_locked(self: &Arc<Self>) -> Result<(), StoreError> {
         let topo = Arc::new(Topology::load(&self.store).await?);
         // Swap under the hub lock so agent registration cannot interleave (see `Hub::register`).
         self.hub.with_lock(|| *self.topology.write() = topo.clone());

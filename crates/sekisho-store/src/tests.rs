@@ -109,6 +109,16 @@ fn row(seq: i64, record: AuditRecord) -> AuditRow {
 }
 
 #[tokio::test]
+async fn the_cluster_generation_only_moves_forward() {
+    for (_d, s) in stores().await {
+        let start = s.generation().await.unwrap();
+        assert_eq!(s.bump_generation().await.unwrap(), start + 1);
+        assert_eq!(s.bump_generation().await.unwrap(), start + 2);
+        assert_eq!(s.generation().await.unwrap(), start + 2);
+    }
+}
+
+#[tokio::test]
 async fn tokens_enroll_once_and_expire() {
     for (_d, s) in stores().await {
         s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();

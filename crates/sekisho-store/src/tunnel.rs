@@ -10,6 +10,23 @@ use crate::{
 };
 
 impl Store {
+    // --- Cluster ----------------------------------------------------------------------------
+
+    /// Records that this relay changed the topology or a policy; returns the new generation.
+    pub async fn bump_generation(&self) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE cluster_state SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+        let generation: i64 =
+            sqlx::query("SELECT generation FROM cluster_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    /// The cluster's change counter (see [`Store::bump_generation`]).
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT generation FROM cluster_state WHERE id = 1").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
     // --- Enrollment tokens ----------------------------------------------------------------
 
     pub async fn insert_token(&self, t: &EnrollmentToken) -> Result<(), StoreError> {

@@ -118,7 +118,9 @@ pub(crate) struct RelayArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
-    /// Relay address, host:port (stored at enrollment; overrides the stored one when given).
+    /// Relay address, host:port; the relays of a cluster separated by commas (the first
+    /// reachable one is used, the others take over when it goes). Stored at enrollment;
+    /// overrides the stored one when given.
     #[arg(long, env = "SEKISHO_RELAY", default_value = "")]
     pub relay: String,
     /// One-time enrollment token (only for the first start).

@@ -110,7 +110,7 @@ pub(crate) async fn put(
         updated_by: caller.name.clone(),
     };
     state.store.put_policy(&row).await?;
-    state.policy.write().insert(&svc.tenant_id, &svc.name, compiled);
+    state.policy_changed(|engine| engine.insert(&svc.tenant_id, &svc.name, compiled)).await;
     Ok((StatusCode::OK, Json(view(&state, &svc, &row))))
 }
 
@@ -123,7 +123,7 @@ pub(crate) async fn delete(
     if !state.store.delete_policy(&caller.tenant, &svc.id).await? {
         return Err(ApiError::not_found(format!("service `{name}` has no policy")));
     }
-    state.policy.write().remove(&svc.tenant_id, &svc.name);
+    state.policy_changed(|engine| engine.remove(&svc.tenant_id, &svc.name)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

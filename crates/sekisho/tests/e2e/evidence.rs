@@ -276,20 +276,7 @@ async fn a_relay_killed_under_load_leaves_a_chain_without_gaps() {
 
 #[tokio::test]
 async fn a_relay_on_postgresql_routes_decides_and_verifies() {
-    let Ok(base) = std::env::var("SEKISHO_TEST_PG") else {
-        assert!(std::env::var("SEKISHO_REQUIRE_PG").is_err(), "SEKISHO_TEST_PG is not set");
-        return;
-    };
-    let url = {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let name = format!("sekisho_e2e_{}", rand::random::<u32>());
-        let (server, query) =
-            base.split_once('?').map_or((base.as_str(), String::new()), |(s, q)| (s, format!("?{q}")));
-        let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres{query}")).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        format!("{server}/{name}{query}")
-    };
+    let Some(url) = crate::harness::pg_database().await else { return };
     let relay = Relay::start_with(&["--database", &url]).await;
     let back = relay.agent("site", "back").await;
     let mut front = relay.agent("laptop", "front").await;

@@ -141,6 +141,30 @@ impl Relay {
         }
     }
 
+    /// Another relay of `first`'s cluster: the same database and a copy of `first`'s keys (CA,
+    /// master key, audit key), as an operator sets one up. It prints no admin key (the database
+    /// has one), so it uses `first`'s.
+    pub async fn join(first: &Relay, database: &str) -> Relay {
+        let dir = test_dir();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for f in ["ca.pem", "ca-key.pem", "master.key", "audit-key.json"] {
+            std::fs::copy(first.dir.path().join("data").join(f), data.join(f)).unwrap();
+        }
+        let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", &["--database", database]).await;
+        assert!(ready["admin_key"].is_null(), "the cluster's database already has an admin key");
+        Relay {
+            proc,
+            addr: ready["listen"].as_str().unwrap().parse().unwrap(),
+            api_url: ready["api_url"].as_str().unwrap().to_owned(),
+            ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
+            admin_key: first.admin_key.clone(),
+            socks: None,
+            ssh: None,
+            dir,
+        }
+    }
+
     async fn launch(dir: &std::path::Path, listen: &str, extra: &[&str]) -> (Proc, Value) {
         let mut cmd = Command::new(BIN);
         cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"]).arg(dir.join("data")).args(extra);
@@ -274,12 +298,33 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(relay: &Relay, token: &str, extra: &[&str]) -> Agent {
+        Self::start_at(&relay.addr.to_string(), token, extra).await
+    }
+
+    /// An agent given `relays` (`host:port`, comma-separated).
+    pub async fn start_at(relays: &str, token: &str, extra: &[&str]) -> Agent {
         let dir = test_dir();
         let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "--json-events", "--relay", &relay.addr.to_string(), "--token", token, "--state-dir"])
+        cmd.args(["agent", "--json-events", "--relay", relays, "--token", token, "--state-dir"])
             .arg(dir.path().join("state"))
             .args(extra);
         let proc = Proc::spawn(cmd, dir.path().join("agent.log"));
         Agent { proc, _dir: dir, id: String::new(), name: String::new() }
     }
+}
+
+/// A fresh database on the test PostgreSQL server (`SEKISHO_TEST_PG`, set by scripts/test.sh), or
+/// None where there is none (which `SEKISHO_REQUIRE_PG` turns into a failure).
+pub async fn pg_database() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("SEKISHO_TEST_PG") else {
+        assert!(std::env::var("SEKISHO_REQUIRE_PG").is_err(), "SEKISHO_TEST_PG is not set");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("sekisho_e2e_{}", rand::random::<u32>());
+    let (server, query) = base.split_once('?').map_or((base.as_str(), String::new()), |(s, q)| (s, format!("?{q}")));
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres{query}")).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    Some(format!("{server}/{name}{query}"))
 }

@@ -14,6 +14,7 @@ mod bastion;
 mod bastion_edges;
 mod bastion_telnet;
 mod browser;
+mod cluster;
 mod evidence;
 mod gateway;
 mod identity;
