@@ -180,7 +180,12 @@ pub async fn run(opts: AgentOptions, events: Events, shutdown: CancellationToken
 }
 
 /// Keeps the link to relay number `index` up until shutdown or a fatal error.
-async fn keep_link(sh: Arc<Shared>, index: usize, relay: String, mut token: Option<EnrollmentToken>) -> Result<(), AgentError> {
+async fn keep_link(
+    sh: Arc<Shared>,
+    index: usize,
+    relay: String,
+    mut token: Option<EnrollmentToken>,
+) -> Result<(), AgentError> {
     if token.is_none() {
         let mut enrolled = sh.enrolled.subscribe();
         tokio::select! {
@@ -242,8 +247,9 @@ async fn connect(
         (None, None) => return Err(Failure::Fatal(AgentError::NotEnrolled)),
     };
     let config = tls::client_config(pin, vec![AGENT_ALPN.to_vec()]).map_err(|e| Failure::Retry(e.to_string()))?;
-    let tcp =
-        dial::connect(relay, sh.opts.proxy.as_ref(), CONNECT_TIMEOUT).await.map_err(|e| Failure::Retry(e.to_string()))?;
+    let tcp = dial::connect(relay, sh.opts.proxy.as_ref(), CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
     let server_name = ServerName::try_from(host_of(relay).to_owned()).map_err(|_| {
         Failure::Fatal(AgentError::Refused {
             code: "bad_address".into(),

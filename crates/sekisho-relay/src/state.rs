@@ -164,8 +164,9 @@ impl State {
         Ok(())
     }
 
-    /// Reloads everything if another relay changed something since this one last looked.
-    async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Reloads everything if another relay changed something since this one last looked (each
+    /// second, and before each admin API request).
+    pub(crate) async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
         let generation = self.store.generation().await?;
         if self.applied.fetch_max(generation, Ordering::SeqCst) >= generation {
             return Ok(());

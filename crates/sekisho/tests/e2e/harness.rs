@@ -141,15 +141,20 @@ impl Relay {
         }
     }
 
-    /// Another relay of `first`'s cluster: the same database and a copy of `first`'s keys (CA,
-    /// master key, audit key), as an operator sets one up. It prints no admin key (the database
+    /// Another relay of `first`'s cluster: the same database and a copy of `first`'s key files
+    /// (CA, master key, audit and bastion keys), as an operator sets one up. It prints no admin key (the database
     /// has one), so it uses `first`'s.
     pub async fn join(first: &Relay, database: &str) -> Relay {
         let dir = test_dir();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        for f in ["ca.pem", "ca-key.pem", "master.key", "audit-key.json"] {
-            std::fs::copy(first.dir.path().join("data").join(f), data.join(f)).unwrap();
+        // Every key file; not the SQLite files or the recordings.
+        for entry in std::fs::read_dir(first.dir.path().join("data")).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_file() && !name.starts_with("sekisho.db") {
+                std::fs::copy(entry.path(), data.join(&name)).unwrap();
+            }
         }
         let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", &["--database", database]).await;
         assert!(ready["admin_key"].is_null(), "the cluster's database already has an admin key");
