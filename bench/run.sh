@@ -264,13 +264,16 @@ def table(raw, notes, meta, order, out):
 
     head = ["config", "bulk Gbit/s (×direct)", "bulk -R Gbit/s (×)", "CPU s/GB",
             "keep-alive req/s (×)", "p50 ms", "p99 ms", "new-conn req/s (×)",
-            "1000-conn req/s (×)", "1000-conn p99 ms", "RSS server+client MiB", "notes"]
+            "1000-conn req/s (×)", "1000-conn p99 ms", "RSS server+client MiB (anon)", "notes"]
     rows = []
     for c in order:
         if c not in data and c not in nts:
             continue
         s, cl = peak(c, "rss_server_kb"), peak(c, "rss_client_kb")
+        sa, ca = peak(c, "anon_server_kb"), peak(c, "anon_client_kb")
         rss = "—" if s is None else f"{s / 1024:.1f}+{cl / 1024:.1f}"
+        if s is not None and sa is not None:
+            rss += f" ({sa / 1024:.1f}+{ca / 1024:.1f})"
         rows.append([
             c,
             ratio(c, "bulk_fwd", num(c, "bulk_fwd", gbit)),
@@ -843,30 +846,42 @@ cpu_ticks() { # utime+stime of the given processes, in clock ticks
     echo "$total"
 }
 
-# rss_sampler OUT STOPFILE "SERVER PIDS" "CLIENT PIDS": peak summed VmRSS (kB) of each side, every 0.2 s.
+# rss_sampler OUT STOPFILE "SERVER PIDS" "CLIENT PIDS": peak summed VmRSS and RssAnon (kB) of each
+# side, every 0.2 s. RssAnon is the process's own memory (heap, stacks); the rest of VmRSS is mostly
+# the executable's mapped pages, shared with other copies of the binary.
 rss_sampler() {
-    local out=$1 stop=$2 smax=0 cmax=0 sum p k v _
+    local out=$1 stop=$2 smax=0 cmax=0 samax=0 camax=0 sum anon p k v _
     local -a sp cp
     read -r -a sp <<<"$3"
     read -r -a cp <<<"$4"
     while :; do
         for side in s c; do
             sum=0
+            anon=0
             if [[ $side == s ]]; then set -- "${sp[@]}"; else set -- "${cp[@]}"; fi
             for p in "$@"; do
                 while read -r k v _; do
-                    if [[ $k == VmRSS: ]]; then
-                        sum=$((sum + v))
-                        break
-                    fi
+                    case $k in
+                        VmRSS:) sum=$((sum + v)) ;;
+                        RssAnon:)
+                            anon=$((anon + v))
+                            break
+                            ;;
+                    esac
                 done 2>/dev/null <"/proc/$p/status" || true
             done
-            if [[ $side == s ]]; then ((sum > smax)) && smax=$sum; else ((sum > cmax)) && cmax=$sum; fi
+            if [[ $side == s ]]; then
+                ((sum > smax)) && smax=$sum
+                ((anon > samax)) && samax=$anon
+            else
+                ((sum > cmax)) && cmax=$sum
+                ((anon > camax)) && camax=$anon
+            fi
         done
         [[ -e $stop ]] && break
         sleep 0.2
     done
-    echo "$smax $cmax" >"$out"
+    echo "$smax $cmax $samax $camax" >"$out"
 }
 
 measure_iperf() { # measure_iperf fwd|rev RUN
@@ -905,10 +920,12 @@ measure_wrk() { # measure_wrk ka|close|c1k RUN
     if [[ -n $sampler ]]; then
         touch "$CWORK/rss.stop"
         wait "$sampler" || true
-        local skb ckb
-        read -r skb ckb <"$CWORK/rss-$r.txt"
+        local skb ckb sakb cakb
+        read -r skb ckb sakb cakb <"$CWORK/rss-$r.txt"
         record rss_server_kb "$r" "$skb"
         record rss_client_kb "$r" "$ckb"
+        record anon_server_kb "$r" "$sakb"
+        record anon_client_kb "$r" "$cakb"
     fi
     if ! res=$(py wrk "$out"); then
         log "$CFG: wrk $kind run $r failed: $res ($(tr '\n' ' ' <"$out" | cut -c1-200))"
