@@ -14,6 +14,8 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_SECS=${BENCH_SECS:-10}
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_ONLY=${BENCH_ONLY:-}
+# Tests to run: bulk, ka (keep-alive), close (new connection per request), c1k (1,000 connections).
+BENCH_TESTS=${BENCH_TESTS:-bulk,ka,close,c1k}
 BENCH_KEEP=${BENCH_KEEP:-0}
 TOOLS=$BENCH_DIR/.tools
 RESULTS_DIR=$BENCH_DIR/results
@@ -846,6 +848,8 @@ cpu_ticks() { # utime+stime of the given processes, in clock ticks
     echo "$total"
 }
 
+want_test() { [[ ",$BENCH_TESTS," == *",$1,"* ]]; }
+
 # rss_sampler OUT STOPFILE "SERVER PIDS" "CLIENT PIDS": peak summed VmRSS and RssAnon (kB) of each
 # side, every 0.2 s. RssAnon is the process's own memory (heap, stacks); the rest of VmRSS is mostly
 # the executable's mapped pages, shared with other copies of the binary.
@@ -970,11 +974,13 @@ run_config() {
     log "$CFG: ready (bulk port $CLIENT_IPERF, http port $CLIENT_HTTP; server pids ${SERVER_PIDS[*]:-none}, client pids ${CLIENT_PIDS[*]:-none})"
 
     local r
-    for r in $(seq 1 "$BENCH_RUNS"); do measure_iperf fwd "$r"; sleep 1; done
-    for r in $(seq 1 "$BENCH_RUNS"); do measure_iperf rev "$r"; sleep 1; done
-    for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk ka "$r"; sleep 1; done
-    for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk close "$r"; sleep 2; done
-    for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk c1k "$r"; sleep 2; done
+    if want_test bulk; then
+        for r in $(seq 1 "$BENCH_RUNS"); do measure_iperf fwd "$r"; sleep 1; done
+        for r in $(seq 1 "$BENCH_RUNS"); do measure_iperf rev "$r"; sleep 1; done
+    fi
+    if want_test ka; then for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk ka "$r"; sleep 1; done; fi
+    if want_test close; then for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk close "$r"; sleep 2; done; fi
+    if want_test c1k; then for r in $(seq 1 "$BENCH_RUNS"); do measure_wrk c1k "$r"; sleep 2; done; fi
 
     # A tunnel process that died during the tests is worth knowing about.
     local p
