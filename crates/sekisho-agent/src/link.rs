@@ -119,14 +119,17 @@ struct Shared {
     generation: AtomicU64,
 }
 
-/// The relays to keep links to: `--relay` (comma-separated), else the one enrolled with.
-fn relays(opts: &AgentOptions, state: &AgentState) -> Vec<String> {
-    let list = if opts.relay.trim().is_empty() {
-        state.enrollment.as_ref().map(|e| e.relay.clone()).unwrap_or_default()
-    } else {
-        opts.relay.clone()
-    };
-    list.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect()
+/// The relays to keep links to: `--relay` (comma-separated), else the ones stored at enrollment.
+fn relays(given: &str, stored: Option<&str>) -> Vec<String> {
+    let list = if given.trim().is_empty() { stored.unwrap_or_default() } else { given };
+    let mut out: Vec<String> = Vec::new();
+    for r in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        // Two links to one relay would replace each other there forever.
+        if !out.iter().any(|o| o == r) {
+            out.push(r.to_owned());
+        }
+    }
+    out
 }
 
 /// Runs the agent until `shutdown` or a fatal error.
@@ -141,7 +144,7 @@ pub async fn run(opts: AgentOptions, events: Events, shutdown: CancellationToken
         (None, Some(t)) => Some(EnrollmentToken::parse(t).ok_or(AgentError::BadToken)?),
         (None, None) => return Err(AgentError::NotEnrolled),
     };
-    let relays = relays(&opts, &state);
+    let relays = relays(&opts.relay, state.enrollment.as_ref().map(|e| e.relay.as_str()));
     if relays.is_empty() {
         return Err(AgentError::Refused {
             code: "no_relay".into(),
@@ -389,4 +392,16 @@ async fn serve(sh: &Shared, index: usize, conn: &Connection, connected: AgentEve
 /// Tells the relay about a route listener.
 pub(crate) fn report(conn: &Connection, route_id: &str, bound: Option<String>, error: Option<String>) {
     let _ = conn.send_control(proto::encode(&AgentMsg::RouteStatus { route_id: route_id.to_owned(), bound, error }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_come_from_the_flag_or_the_enrollment_once_each() {
+        assert_eq!(relays(" a:1, b:2 ,a:1,,", Some("c:3")), ["a:1", "b:2"]);
+        assert_eq!(relays("", Some("c:3,d:4")), ["c:3", "d:4"]);
+        assert!(relays(" ", None).is_empty());
+    }
 }
