@@ -159,13 +159,10 @@ async fn egress(svc: &ServiceConfig, stream: MuxStream, req: &OpenService) {
                 dial::DialError::Timeout(_) => 6,
                 _ => 4,
             };
-            // Dropping an unfinished stream resets it, which could overtake the status byte:
-            // finish, then wait for the relay to close its side.
+            // Finished before it is dropped, the status byte reaches the relay even though the
+            // drop then tells the relay this side stops reading.
             let _ = stream.write_all(&[code]).await;
             let _ = stream.finish();
-            let _ =
-                tokio::time::timeout(TARGET_TIMEOUT, async { while let Ok(Some(_)) = stream.read_chunk().await {} })
-                    .await;
             return;
         }
     };

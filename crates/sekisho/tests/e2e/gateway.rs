@@ -324,8 +324,11 @@ async fn egress_through_a_back_agent_and_a_thousand_concurrent_connects() {
         (e["decision"].as_str(), e["target"].as_str()),
         (Some("allow"), Some(format!("localhost:{}", web.port()).as_str()))
     );
-    // A closed port at the site is reported as refused, not as a hang.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // A closed port at the site is reported as refused, not as a hang. (Bound but not listening,
+    // so no other test's listener can take the port meanwhile.)
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = reserved.local_addr().unwrap();
     let (_, code) = raw_request(socks, "alice+sitenet", &key, 1, closed).await;
     assert_eq!(code, 5, "connection refused");
 
