@@ -84,7 +84,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
                 }
                 msg = conn.recv_control() => {
                     let Some(msg) = msg else { break };
-                    on_control(&state, &msg);
+                    on_control(&state, &msg).await;
                 }
             }
         }
@@ -196,9 +196,15 @@ async fn authenticate(
     }
 }
 
-fn on_control(state: &State, msg: &Bytes) {
+async fn on_control(state: &Arc<State>, msg: &Bytes) {
     match serde_json::from_slice::<AgentMsg>(msg) {
         Ok(AgentMsg::RouteStatus { route_id, bound, error }) => {
+            // A route made through another relay of the cluster may be news here: look once.
+            if !state.topology().routes.contains_key(&route_id)
+                && let Err(e) = state.follow_cluster().await
+            {
+                tracing::warn!(error = %e, "cannot check the database for other relays' changes");
+            }
             if state.topology().routes.contains_key(&route_id) {
                 state.route_status.lock().insert(route_id, crate::state::RouteStatus { bound, error });
             }

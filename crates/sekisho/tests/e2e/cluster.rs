@@ -80,8 +80,19 @@ async fn a_two_relay_cluster_shares_changes_and_agents_fail_over() {
     // agent uses A (first in its list), so A decides with B's policy.
     let web = targets::http().await;
     b.service("wiki", &back, &format!("http://{web}")).await;
-    let (_, addr) = a.route(&mut front, "wiki").await;
+    let (route, addr) = a.route(&mut front, "wiki").await;
     until_status(addr, 200, "the policy set through B allows at A").await;
+    // The front agent tells every relay where it listens.
+    let start = Instant::now();
+    loop {
+        let routes = b.ctl(&["route", "list"]).await.unwrap();
+        let bound = routes.as_array().unwrap().iter().find(|r| r["id"] == route.as_str()).map(|r| r["bound"].clone());
+        if bound.as_ref().and_then(Value::as_str) == Some(addr.to_string().as_str()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "relay B never learnt the listener: {routes}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.policy("wiki", &["true"], &["true"]).await;
     let took = until_status(addr, 403, "a deny condition set through B").await;
     eprintln!("a policy change through B reached A's decisions in {took:?}");
