@@ -34,8 +34,8 @@ pub struct AgentOptions {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AgentEvent {
     Enrolled { agent_id: String, name: String },
-    Connected { agent_id: String, name: String, role: String },
-    Disconnected { reason: String, retry_in_ms: u64 },
+    Connected { agent_id: String, name: String, role: String, relay: String },
+    Disconnected { relay: String, reason: String, retry_in_ms: u64 },
     RouteListening { route_id: String, service: String, addr: String },
     RouteClosed { route_id: String },
     RouteFailed { route_id: String, error: String },

@@ -223,7 +223,8 @@ async fn keep_link(
         };
         let delay = backoff.next_delay();
         tracing::warn!(%relay, %reason, retry_in_ms = delay.as_millis() as u64, "relay connection lost");
-        let _ = sh.events.send(AgentEvent::Disconnected { reason, retry_in_ms: delay.as_millis() as u64 });
+        let retry_in_ms = delay.as_millis() as u64;
+        let _ = sh.events.send(AgentEvent::Disconnected { relay: relay.clone(), reason, retry_in_ms });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = sh.shutdown.cancelled() => return Ok(()),
@@ -309,7 +310,7 @@ async fn connect(
                 let _ = sh.events.send(AgentEvent::Enrolled { agent_id: agent_id.clone(), name: name.clone() });
             }
             tracing::info!(%agent_id, %name, %role, %relay, "connected to relay");
-            Ok((conn, AgentEvent::Connected { agent_id, name, role }))
+            Ok((conn, AgentEvent::Connected { agent_id, name, role, relay: relay.to_owned() }))
         }
         Ok(RelayMsg::Error { code, message }) => {
             conn.close("refused");

@@ -41,12 +41,12 @@ pub(crate) fn describe(event: &AgentEvent, lang: Lang) -> String {
         AgentEvent::Enrolled { agent_id, name } => {
             format!("{} {name} ({agent_id})", lang.pick("enrolled as", "登録完了:"))
         }
-        AgentEvent::Connected { name, role, .. } => {
-            format!("{} {name} [{role}]", lang.pick("connected to relay as", "リレーに接続しました:"))
+        AgentEvent::Connected { name, role, relay, .. } => {
+            format!("{} {relay}: {name} [{role}]", lang.pick("connected to relay", "リレーに接続しました"))
         }
-        AgentEvent::Disconnected { reason, retry_in_ms } => format!(
-            "{} {reason} ({} {retry_in_ms} ms)",
-            lang.pick("relay connection lost:", "リレーとの接続が切れました:"),
+        AgentEvent::Disconnected { relay, reason, retry_in_ms } => format!(
+            "{} {relay}: {reason} ({} {retry_in_ms} ms)",
+            lang.pick("relay connection lost", "リレーとの接続が切れました"),
             lang.pick("retrying in", "再接続まで")
         ),
         AgentEvent::RouteListening { service, addr, .. } => {
