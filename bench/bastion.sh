@@ -196,39 +196,7 @@ trap 'exit 143' TERM
 HELPER=$WORK/helper.py
 cat >"$HELPER" <<'PY'
 import base64, hashlib, hmac, json, os, re, resource, socket, statistics, struct, subprocess, sys, time
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def ready(path, key):
-    # `key` of the first JSON line with "event": "ready"
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                v = json.loads(line)
-            except ValueError:
-                continue
-            if v.get("event") == "ready":
-                x = v.get(key)
-                if x is None:
-                    sys.exit(1)
-                print(x)
-                return
-    sys.exit(1)
-
-def field(key):
-    # a top-level field of the JSON object on stdin
-    v = json.load(sys.stdin)
-    x = v.get(key)
-    if x is None:
-        sys.exit(1)
-    print(x)
+from lib import field, main, port, ready, write_table  # bench/lib.py
 
 def totp(secret_file):
     # RFC 6238: HMAC-SHA1, 6 digits, 30 s steps, for the current step
@@ -364,17 +332,13 @@ def table(raw, notes, meta, ciphers, paths, protos, mb, out):
                  "(client + sshd) over this path's (client + sshd + relay + agent), the throughput ratio to expect "
                  "when every core is busy (steadier than MiB/s on a shared machine). Path `agent`: ssh → bastion (relay) → tunnel "
                  "→ back agent → sshd; `relay`: the bastion dials sshd itself; `direct`: ssh → sshd.")
-    text = "\n".join(lines) + "\n"
-    with open(out, "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
+    write_table(lines, out)
 
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    globals()[cmd](*args)
+    main(globals())
 PY
 
-py() { python3 "$HELPER" "$@"; }
+py() { PYTHONPATH="$BENCH_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 "$HELPER" "$@"; }
 freeport() { py port; }
 note() { printf '%s\t%s\n' "$1" "$2" >>"$NOTES"; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
@@ -579,7 +543,7 @@ setup_bastion_target() {
     fi
     LOGIN[$cfg]=$user+$svc@127.0.0.1
     PORT[$cfg]=${BASTION##*:}
-    printf '#!/bin/sh\nexec python3 %q totp %q\n' "$HELPER" "$SK/$user.totp" >"$SK/$user.askpass"
+    printf '#!/bin/sh\nPYTHONPATH=%q exec python3 %q totp %q\n' "$BENCH_DIR" "$HELPER" "$SK/$user.totp" >"$SK/$user.askpass"
     chmod 700 "$SK/$user.askpass"
 }
 

@@ -139,36 +139,7 @@ trap 'exit 143' TERM
 HELPER=$WORK/helper.py
 cat >"$HELPER" <<'PY'
 import json, re, socket, statistics, sys
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def ready(path, key):
-    # first JSON line with "event": "ready"
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                v = json.loads(line)
-            except ValueError:
-                continue
-            if v.get("event") == "ready":
-                print(v.get(key) or "")
-                return
-    sys.exit(1)
-
-def field(key):
-    # a top-level field of the JSON object on stdin
-    v = json.load(sys.stdin)
-    x = v.get(key)
-    if x is None:
-        sys.exit(1)
-    print(x)
+from lib import field, main, port, ready, write_table  # bench/lib.py
 
 def find(match_key, match_val, key):
     # the `key` of the element of the JSON list on stdin whose match_key == match_val (exit 1 if null)
@@ -303,17 +274,13 @@ def table(raw, notes, meta, order, out):
     lines.append("Medians of the runs; (×) is the ratio to `direct` from this same script run; "
                  "RSS is the peak over the 1000-connection runs (server side + client side); "
                  "CPU s/GB is tunnel-process CPU time (user+system) per GB moved in the bulk tests.")
-    text = "\n".join(lines) + "\n"
-    with open(out, "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
+    write_table(lines, out)
 
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    globals()[cmd](*args)
+    main(globals())
 PY
 
-py() { python3 "$HELPER" "$@"; }
+py() { PYTHONPATH="$BENCH_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 "$HELPER" "$@"; }
 freeport() { py port; }
 note() { printf '%s\t%s\n' "$1" "$2" >>"$NOTES"; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }

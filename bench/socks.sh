@@ -165,39 +165,7 @@ trap 'exit 143' TERM
 HELPER=$WORK/helper.py
 cat >"$HELPER" <<'PY'
 import json, socket, statistics, sys
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def ready(path, key):
-    # `key` of the first JSON line with "event": "ready"
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                v = json.loads(line)
-            except ValueError:
-                continue
-            if v.get("event") == "ready":
-                x = v.get(key)
-                if x is None:
-                    sys.exit(1)
-                print(x)
-                return
-    sys.exit(1)
-
-def field(key):
-    # a top-level field of the JSON object on stdin
-    v = json.load(sys.stdin)
-    x = v.get(key)
-    if x is None:
-        sys.exit(1)
-    print(x)
+from lib import field, main, port, ready, write_table  # bench/lib.py
 
 def result(path, *keys):
     # fields of socksload's JSON result, space separated; errors as a short text
@@ -297,17 +265,13 @@ def table(raw, notes, meta, order, out):
                  "the receiver. conns/s: concurrent workers each looping connect → SOCKS5 handshake → 64-byte "
                  "echo → close; p50/p99 are whole-connection times. Proxy CPU: user+system time of the proxy "
                  "processes (/proc) over the test; 100 % = one core. errors: failed connections, all runs.")
-    text = "\n".join(lines) + "\n"
-    with open(out, "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
+    write_table(lines, out)
 
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    globals()[cmd](*args)
+    main(globals())
 PY
 
-py() { python3 "$HELPER" "$@"; }
+py() { PYTHONPATH="$BENCH_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 "$HELPER" "$@"; }
 freeport() { py port; }
 note() { printf '%s\t%s\n' "$1" "$2" >>"$NOTES"; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
