@@ -1,6 +1,8 @@
 //! Moving bytes between a TCP socket and a stream, or between two streams, in both directions at
 //! once. A half-close on one side becomes a half-close on the other; an error or reset on either
-//! side aborts both, and the reason travels with the reset.
+//! side aborts both, and the reason travels with the reset. One exception: a socket that stops
+//! taking data (its peer closed) may still hold what the peer sent before closing, and that is
+//! delivered before the stream is reset.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,10 +60,25 @@ pub async fn bridge(tcp: &mut TcpStream, stream: MuxStream, seal: Seal, totals: 
     };
     let result = {
         let (mut rd, mut wr) = tcp.split();
-        tokio::try_join!(
-            tcp_to_stream(&mut rd, &stream, sealer, totals),
-            stream_to_tcp(&stream, &mut wr, opener, totals)
-        )
+        let up = tcp_to_stream(&mut rd, &stream, sealer, totals);
+        let down = stream_to_tcp(&stream, &mut wr, opener, totals);
+        tokio::pin!(up, down);
+        tokio::select! {
+            r = &mut up => match r {
+                Ok(()) => down.await,
+                Err(e) => Err(e),
+            },
+            r = &mut down => match r {
+                Ok(()) => up.await,
+                // Writing to the socket failed: its peer closed (a target that answered and
+                // exited, say). What it sent before is still in the socket: pass it on first.
+                Err(BridgeError::Io(e)) => {
+                    let _ = up.await;
+                    Err(BridgeError::Io(e))
+                }
+                Err(e) => Err(e),
+            },
+        }
     };
     if let Err(e) = &result {
         match e {

@@ -206,15 +206,31 @@ pub(super) fn to_net(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Passes on what the user typed before the login was done.
-async fn release(chan: &Chan, held: &mut Vec<u8>, wr: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
-    if held.is_empty() {
-        return Ok(());
+/// The way to the target. Once it stops taking data (it closed, say after `exit`), nothing more
+/// is sent, but the session goes on until everything the target sent before closing has been
+/// read and shown.
+struct ToTarget<W> {
+    wr: W,
+    gone: bool,
+}
+
+impl<W: AsyncWrite + Unpin> ToTarget<W> {
+    async fn send(&mut self, bytes: &[u8]) {
+        if !self.gone && !bytes.is_empty() && self.wr.write_all(bytes).await.is_err() {
+            self.gone = true;
+        }
     }
-    chan.record_input(held);
-    let bytes = to_net(held);
-    held.clear();
-    wr.write_all(&bytes).await
+
+    /// Passes on what the user typed before the login was done.
+    async fn release(&mut self, chan: &Chan, held: &mut Vec<u8>) {
+        if held.is_empty() {
+            return;
+        }
+        chan.record_input(held);
+        let bytes = to_net(held);
+        held.clear();
+        self.send(&bytes).await;
+    }
 }
 
 /// Runs the user's terminal against the Telnet target until either side ends.
@@ -244,13 +260,14 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
         Instant::now(),
     );
     let mut telnet = Telnet::new(&term, cols, rows);
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (mut rd, wr) = tokio::io::split(io);
+    let mut to = ToTarget { wr, gone: false };
     let mut resized = chan.resized.subscribe();
     let cancel = chan.cancel.clone();
     let mut buf = vec![0u8; 16 << 10];
     let mut held: Vec<u8> = ahead;
-    if !auto.holding() && release(&chan, &mut held, &mut wr).await.is_err() {
-        return refuse(channel, "the Telnet target closed the connection".into()).await;
+    if !auto.holding() {
+        to.release(&chan, &mut held).await;
     }
     // The user's EOF (stdin closed, as with `ssh -tt < file`) ends nothing: Telnet has no
     // half-close, so the session goes on until the target closes it (as after `exit`).
@@ -263,9 +280,7 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
             n = rd.read(&mut buf) => {
                 let n = match n { Ok(0) | Err(_) => break closed, Ok(n) => n };
                 let (data, reply) = telnet.receive(&buf[..n]);
-                if !reply.is_empty() && wr.write_all(&reply).await.is_err() {
-                    break closed;
-                }
+                to.send(&reply).await;
                 if data.is_empty() {
                     continue;
                 }
@@ -277,11 +292,9 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
                 match auto.output(&data, Instant::now()) {
                     Step::Wait => {}
                     Step::Type(text) => {
-                        if wr.write_all(&to_net(text.as_bytes())).await.is_err() {
-                            break closed;
-                        }
-                        if !auto.holding() && release(&chan, &mut held, &mut wr).await.is_err() {
-                            break closed;
+                        to.send(&to_net(text.as_bytes())).await;
+                        if !auto.holding() {
+                            to.release(&chan, &mut held).await;
                         }
                     }
                     Step::Refused => {
@@ -314,12 +327,10 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
                     // (both wake this loop; `select!` may pick either).
                     if resized.has_changed().unwrap_or(false) {
                         let (c, r) = *resized.borrow_and_update();
-                        let _ = wr.write_all(&telnet.resize(c.min(9999) as u16, r.min(9999) as u16)).await;
+                        to.send(&telnet.resize(c.min(9999) as u16, r.min(9999) as u16)).await;
                     }
                     chan.record_input(&data);
-                    if wr.write_all(&to_net(&data)).await.is_err() {
-                        break closed;
-                    }
+                    to.send(&to_net(&data)).await;
                 }
                 Some(ChannelMsg::Eof) => user_eof = true,
                 Some(ChannelMsg::Close) | None => break "user closed the channel".to_owned(),
@@ -333,15 +344,13 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
                          `{target}` がログインプロンプトを表示しなかったため、保存済みのログインは入力されていません\r\n"
                     );
                     let _ = channel.extended_data(1, text.as_bytes()).await;
-                    if release(&chan, &mut held, &mut wr).await.is_err() {
-                        break closed;
-                    }
+                    to.release(&chan, &mut held).await;
                 }
             }
             r = resized.changed() => {
                 if r.is_ok() {
                     let (c, r) = *resized.borrow_and_update();
-                    let _ = wr.write_all(&telnet.resize(c.min(9999) as u16, r.min(9999) as u16)).await;
+                    to.send(&telnet.resize(c.min(9999) as u16, r.min(9999) as u16)).await;
                 }
             }
             () = cancel.cancelled() => {
@@ -353,7 +362,7 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
         }
     };
     tracing::debug!(target = %target, ended = %ended, user_eof, "Telnet session ended");
-    let _ = wr.shutdown().await;
+    let _ = to.wr.shutdown().await;
     // The exit status goes before EOF and close, so an OpenSSH client reports it.
     let _ = channel.exit_status(status.unwrap_or(0)).await;
     let _ = channel.eof().await;

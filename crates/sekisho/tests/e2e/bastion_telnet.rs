@@ -182,16 +182,30 @@ async fn openssh_reaches_a_real_telnetd_through_the_bastion_which_types_the_logi
 
     // Everything typed at once, before the target even asked for the login: it waits until the
     // bastion has logged in, then runs. The user's EOF right after does not end the session.
+    // (`sleep` before `exit`: telnetd stops forwarding the shell's output as soon as the shell
+    // exits, and on a busy machine a shell that runs everything typed ahead at once can exit
+    // before telnetd has read what it printed.)
     let code = totp_now(&alice_secret, 0);
     let opts = ssh_opts(&dir, bastion, &alice_key, &code, None);
     let pty = [opts, s(&["-tt", "alice+sw01@127.0.0.1"])].concat();
-    let typed = b"echo telnet-marker-$((40+2))\nprintf 'bare-\\rcr-ok\\n'\nexit\n";
+    let typed = b"echo telnet-marker-$((40+2))\nprintf 'bare-\\rcr-ok\\n'\nsleep 1; exit\n";
     let (rc, out, err) = ssh_piped(&pty, &dir, &code, typed).await;
     assert_eq!(rc, 0, "telnet session: {out} {err}");
     assert!(out.contains(&format!("Welcome {LOGIN} TERM=vt220")), "logged in, terminal type passed on: {out}");
     assert!(out.contains("telnet-marker-42"), "{out}");
     assert!(out.contains("bare-\rcr-ok") && !out.contains('\0'), "CR NUL from the target is a bare CR: {out:?}");
     assert!(!out.contains(&password) && !err.contains(&password), "the target password is never shown: {out}");
+
+    // From the menu: the choice and the lines typed after it, all at once; those lines reach
+    // the target after the bastion's login, none lost.
+    let (erin_secret, erin_key) = bastion_user(&relay, &dir, "erin", "ops").await;
+    let code = totp_now(&erin_secret, 0);
+    let opts = ssh_opts(&dir, bastion, &erin_key, &code, None);
+    let menu = [opts, s(&["-tt", "erin@127.0.0.1"])].concat();
+    let typed = b"sw01\n1\necho menu-ahead-$((2+3))\nsleep 1; exit\n";
+    let (rc, out, err) = ssh_piped(&menu, &dir, &code, typed).await;
+    assert_eq!(rc, 0, "menu to telnet: {out} {err}");
+    assert!(out.contains("menu-ahead-5"), "typed ahead in the menu, run on the target: {out}");
 
     // The recording: protocol telnet, the typed command, the output, linked from the audit log.
     // Its summary is stored before the client sees the channel close, so it is there as soon
