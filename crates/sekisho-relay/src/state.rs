@@ -168,13 +168,20 @@ impl State {
     /// second, and before each admin API request).
     pub(crate) async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
         let generation = self.store.generation().await?;
-        if self.applied.fetch_max(generation, Ordering::SeqCst) >= generation {
+        if self.applied.load(Ordering::SeqCst) >= generation {
             return Ok(());
         }
+        // Reloads happen under the lock and count as applied only once done, so a caller that
+        // finds one under way waits for it and then sees its result.
         let _guard = self.refresh_lock.lock().await;
+        if self.applied.load(Ordering::SeqCst) >= generation {
+            return Ok(());
+        }
         tracing::info!(generation, "configuration changed by another relay; reloading");
         self.load_policies().await?;
-        self.reload_locked().await
+        self.reload_locked().await?;
+        self.applied.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Tells the other relays sharing the database that this one changed something. If another
@@ -205,9 +212,10 @@ impl State {
     /// the other relays sharing the database.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), StoreError> {
         let _guard = self.refresh_lock.lock().await;
-        self.reload_locked().await?;
+        // Told first: the configs pushed below reach agents that report back to other relays at
+        // once, and those relays must then find the change when they look.
         self.announce().await;
-        Ok(())
+        self.reload_locked().await
     }
 
     async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Agent, Relay, pg_database};
+use crate::harness::{Relay, pg_database};
 use crate::targets;
 
 /// The status of a GET through a route, or 0 when the connection failed.
@@ -42,15 +42,6 @@ async fn allowed(relay: &Relay) -> Vec<Value> {
         .collect()
 }
 
-async fn agent(enroll_at: &Relay, relays: &str, name: &str, role: &str) -> Agent {
-    let token = enroll_at.token(name, role).await;
-    let mut agent = Agent::start_at(relays, &token, &[]).await;
-    let v = agent.proc.event("connected").await;
-    agent.id = v["agent_id"].as_str().unwrap().to_owned();
-    agent.name = name.to_owned();
-    agent
-}
-
 /// Waits until `relay` lists `names` as online.
 async fn online_at(relay: &Relay, names: &[&str]) {
     let start = Instant::now();
@@ -71,8 +62,8 @@ async fn a_two_relay_cluster_shares_changes_and_agents_fail_over() {
     let mut a = Relay::start_with(&["--database", &url]).await;
     let b = Relay::join(&a, &url).await;
     let relays = format!("{},{}", a.addr, b.addr);
-    let back = agent(&a, &relays, "site", "back").await;
-    let mut front = agent(&a, &relays, "laptop", "front").await;
+    let back = a.agent_at(&relays, "site", "back").await;
+    let mut front = a.agent_at(&relays, "laptop", "front").await;
     online_at(&a, &["site", "laptop"]).await;
     online_at(&b, &["site", "laptop"]).await;
 

@@ -214,8 +214,13 @@ impl Relay {
 
     /// Enrolls and starts an agent, waiting until it is connected.
     pub async fn agent(&self, name: &str, role: &str) -> Agent {
+        self.agent_at(&self.addr.to_string(), name, role).await
+    }
+
+    /// [`Relay::agent`], enrolled here but given `relays` (comma-separated) to connect to.
+    pub async fn agent_at(&self, relays: &str, name: &str, role: &str) -> Agent {
         let token = self.token(name, role).await;
-        let mut agent = Agent::start(self, &token, &[]).await;
+        let mut agent = Agent::start_at(relays, &token, &[]).await;
         let v = agent.proc.event("connected").await;
         agent.id = v["agent_id"].as_str().unwrap().to_owned();
         agent.name = name.to_owned();
