@@ -71,14 +71,14 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
         .and_then(|o| o.to_str().ok())
         .is_some_and(|o| !o.eq_ignore_ascii_case(&state.web.host_origin(&host)));
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
+    let detail = |status: u16| {
+        json!({ "method": method, "path": path, "status": status, "session": user.parent_id }).to_string()
+    };
     if cross_site && (unsafe_method || req.headers().contains_key(header::UPGRADE)) {
-        let (_, mut event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
-        event.decision = sekisho_audit::Decision::Deny;
-        let event = event
-            .policy("cross_site")
-            .reason("cross_site: a request from another site's page")
-            .detail(json!({ "method": method, "path": path, "status": 403, "session": user.parent_id }).to_string());
-        state.auditor.record(event);
+        let mut refused = event.policy("cross_site").reason("cross_site: a request from another site's page");
+        refused.decision = sekisho_audit::Decision::Deny;
+        state.auditor.record(refused.detail(detail(403)));
         return page::message(
             lang,
             StatusCode::FORBIDDEN,
@@ -88,10 +88,6 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
             None,
         );
     }
-    let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
-    let detail = |status: u16| {
-        json!({ "method": method, "path": path, "status": status, "session": user.parent_id }).to_string()
-    };
     if !decision.allowed {
         let event = event.reason(format!("policy_denied: {}", decision.reason)).detail(detail(403));
         if let Err(e) = state.auditor.record_durable(event).await {
