@@ -92,6 +92,9 @@ async fn browser_console_walkthrough() {
     front.proc.event("connected").await;
     b.goto(&format!("{origin}/routes")).await.fill("#route-listen", "127.0.0.1:0").await;
     b.click("#create-route").await;
+    // The flash of the page the form leads to (the agent's name is in the form's own list
+    // already, so waiting for it raced the form's navigation with the next `goto`).
+    b.wait_text("Done.").await;
     b.wait_text("partner-pc").await;
     b.screenshot("routes").await;
 
