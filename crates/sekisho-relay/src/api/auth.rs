@@ -303,9 +303,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         return refuse(&state, ip, &key.tenant_id, label, err, what).await;
     }
     // An admin sees (and builds on) what she just did through another relay of the cluster.
-    if let Err(e) = state.follow_cluster().await {
-        tracing::warn!(error = %e, "cannot check the database for other relays' changes");
-    }
+    state.catch_up().await;
     let mut name = key.name.clone();
     if let Some(uid) = &key.user_id {
         match state.store.get_user_by_id(uid).await {

@@ -22,11 +22,13 @@ impl Pair {
         }
     }
 
-    /// Delivers everything in flight in both directions until both sides are quiet.
+    /// Delivers everything in flight in both directions until both sides are quiet. The client's
+    /// bytes are taken as chunks (as the driver does), the server's as one copied buffer.
     fn drive(&mut self) {
         loop {
-            let mut c2s = BytesMut::new();
-            self.client.take_transmit(&mut c2s);
+            let mut chunks = VecDeque::new();
+            self.client.take_chunks(&mut chunks);
+            let mut c2s: BytesMut = chunks.iter().flat_map(|c| c.iter().copied()).collect();
             let mut s2c = BytesMut::new();
             self.server.take_transmit(&mut s2c);
             if c2s.is_empty() && s2c.is_empty() {
@@ -317,6 +319,91 @@ fn full_output_buffer_pushes_back_until_drained() {
 }
 
 #[test]
+fn owned_payloads_are_queued_uncopied_between_the_frames_around_them() {
+    let mut p = Pair::new(Config::default());
+    let (c, s) = p.open(b"a");
+    let big = Bytes::from(vec![7u8; 100 << 10]);
+    assert_eq!(p.client.send(c, b"head").unwrap(), 4);
+    let mut rest = big.clone();
+    assert_eq!(p.client.send_bytes(c, &mut rest).unwrap(), big.len());
+    assert!(rest.is_empty());
+    let mut tiny = Bytes::from_static(b"tail");
+    assert_eq!(p.client.send_bytes(c, &mut tiny).unwrap(), 4);
+    p.client.finish(c).unwrap();
+
+    let mut chunks = VecDeque::new();
+    p.client.take_chunks(&mut chunks);
+    assert!(!p.client.has_transmit());
+    // The 100 KiB payload went out as two frames (64 KiB max) whose payloads are slices of the
+    // caller's buffer, not copies.
+    let shared: Vec<&Bytes> = chunks.iter().filter(|b| b.len() >= OWN_FROM).collect();
+    assert_eq!(shared.len(), 2);
+    assert_eq!(shared[0].as_ptr(), big.as_ptr());
+    assert_eq!(shared[1].as_ptr(), big[64 << 10..].as_ptr());
+
+    let mut wire: BytesMut = chunks.iter().flat_map(|b| b.iter().copied()).collect();
+    p.server.feed(&mut wire).unwrap();
+    let (got, fin) = read_all(&mut p.server, s);
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"tail");
+    assert_eq!(got, want);
+    assert!(fin);
+}
+
+#[test]
+fn owned_send_takes_what_the_window_allows_and_leaves_the_rest() {
+    let mut p = Pair::new(small());
+    let (c, s) = p.open(b"a");
+    let data = Bytes::from((0..3000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let mut rest = data.clone();
+    assert_eq!(p.client.send_bytes(c, &mut rest).unwrap(), 1000);
+    assert_eq!(&rest[..], &data[1000..]);
+    assert_eq!(p.client.send_bytes(c, &mut rest).unwrap(), 0);
+    p.drive();
+    assert_eq!(read_all(&mut p.server, s).0, &data[..1000]);
+    // Reading granted more window (at half the initial window); the rest goes out.
+    p.drive();
+    assert!(p.client_events.contains(&Event::Writable(c)));
+    assert_eq!(p.client.send_bytes(c, &mut rest).unwrap(), 1000);
+    assert_eq!(&rest[..], &data[2000..]);
+}
+
+#[test]
+fn copied_and_chunked_transmit_are_the_same_bytes() {
+    let build = || {
+        let mut m = Mux::new(Side::Client, Config::default());
+        let id = m.open(Bytes::from_static(b"x")).unwrap();
+        m.send(id, b"small").unwrap();
+        let mut big = Bytes::from(vec![1u8; 5000]);
+        m.send_bytes(id, &mut big).unwrap();
+        m.send_control(Bytes::from_static(b"ctl")).unwrap();
+        m.finish(id).unwrap();
+        m
+    };
+    let mut copied = BytesMut::new();
+    build().take_transmit(&mut copied);
+    let mut chunks = VecDeque::new();
+    build().take_chunks(&mut chunks);
+    assert!(chunks.len() > 1);
+    let joined: Vec<u8> = chunks.iter().flat_map(|b| b.iter().copied()).collect();
+    assert_eq!(joined, copied.to_vec());
+}
+
+#[test]
+fn owned_payloads_count_against_the_output_high_water() {
+    let config = Config { out_high_water: 10_000, ..Config::default() };
+    let mut p = Pair::new(config);
+    let (c, _) = p.open(b"a");
+    let mut data = Bytes::from(vec![0u8; 30_000]);
+    assert_eq!(p.client.send_bytes(c, &mut data).unwrap(), 10_000);
+    assert_eq!(p.client.send_bytes(c, &mut data).unwrap(), 0);
+    let mut chunks = VecDeque::new();
+    p.client.take_chunks(&mut chunks);
+    assert_eq!(p.client.poll_event(), Some(Event::Writable(c)));
+}
+
+#[test]
 fn pings_are_answered() {
     let mut p = Pair::new(Config::default());
     p.client.ping(77);
@@ -363,7 +450,7 @@ mod model {
     #[derive(Debug, Clone)]
     enum Op {
         Open,
-        Send { stream: usize, len: usize },
+        Send { stream: usize, len: usize, owned: bool },
         Read { stream: usize, max: usize },
         Finish { stream: usize },
         Reset { stream: usize },
@@ -373,7 +460,7 @@ mod model {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             1 => Just(Op::Open),
-            6 => (0usize..4, 1usize..5000).prop_map(|(stream, len)| Op::Send { stream, len }),
+            6 => (0usize..4, 1usize..5000, any::<bool>()).prop_map(|(stream, len, owned)| Op::Send { stream, len, owned }),
             6 => (0usize..4, 1usize..5000).prop_map(|(stream, max)| Op::Read { stream, max }),
             1 => (0usize..4).prop_map(|stream| Op::Finish { stream }),
             1 => (0usize..4).prop_map(|stream| Op::Reset { stream }),
@@ -407,10 +494,18 @@ mod model {
                             streams.push(Track { client: id, server: None, sent: vec![], received: vec![], finished: false, reset: false, saw_fin: false });
                         }
                     }
-                    Op::Send { stream, len } => {
+                    Op::Send { stream, len, owned } => {
                         let Some(t) = streams.get_mut(stream) else { continue };
                         let data: Vec<u8> = (0..len).map(|_| { counter = counter.wrapping_add(1); counter }).collect();
-                        match p.client.send(t.client, &data) {
+                        let sent = if owned {
+                            let mut rest = Bytes::from(data.clone());
+                            p.client.send_bytes(t.client, &mut rest).inspect(|&n| {
+                                assert_eq!(&rest[..], &data[n..], "send_bytes leaves what it did not take");
+                            })
+                        } else {
+                            p.client.send(t.client, &data)
+                        };
+                        match sent {
                             Ok(n) => t.sent.extend_from_slice(&data[..n]),
                             Err(_) => prop_assert!(t.finished || t.reset),
                         }
