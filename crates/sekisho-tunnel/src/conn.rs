@@ -239,8 +239,6 @@ impl Connection {
 const READ_CHUNK: usize = 256 << 10;
 /// Most queued chunks handed to one vectored write.
 const WRITE_SLICES: usize = 64;
-/// Without vectored writes, small chunks are joined up to this size before writing.
-const JOIN_UP_TO: usize = 64 << 10;
 
 /// The future that runs a connection's I/O. Completes when the connection ends.
 pub struct Driver<IO> {
@@ -319,28 +317,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
         }
     }
 
-    /// One write of the front of the queue: a vectored write when the transport takes one
-    /// (TLS encrypts straight from the chunks), otherwise the first chunk with small ones after it
-    /// joined on.
+    /// One vectored write of the front of the queue (TLS encrypts straight from the chunks; every
+    /// transport the driver runs on is TLS).
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if !self.io.is_write_vectored() && self.wq.len() > 1 && self.wq[0].len() < JOIN_UP_TO {
-            let mut joined = BytesMut::new();
-            while let Some(next) = self.wq.front()
-                && joined.len() + next.len() <= JOIN_UP_TO
-            {
-                joined.extend_from_slice(next);
-                self.wq.pop_front();
-            }
-            if !joined.is_empty() {
-                self.wq.push_front(joined.freeze());
-            }
-        }
         let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let mut count = 0;
         for (slot, chunk) in slices.iter_mut().zip(&self.wq) {
             *slot = IoSlice::new(chunk);
-            count += 1;
         }
+        let count = self.wq.len().min(WRITE_SLICES);
         Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
     }
 

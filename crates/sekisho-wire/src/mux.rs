@@ -15,7 +15,10 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::frame::{Decoder, Frame, ResetCode, StreamId, put_data_header};
+use crate::frame::{Decoder, Frame, ResetCode, StreamId};
+use outbox::Outbox;
+
+mod outbox;
 
 /// Which end of the connection this is. The client (an agent) opens odd stream ids, the server
 /// (the relay) even ones, so both can open streams without coordination.
@@ -141,9 +144,6 @@ impl Stream {
 /// Payloads smaller than this are copied out of the read buffer so a tiny retained chunk does not
 /// pin a large receive allocation.
 const COPY_BELOW: usize = 2048;
-/// Owned payloads at least this large are queued as they are ([`Mux::send_bytes`]); smaller ones
-/// are copied next to their frame header, where one copy is cheaper than one more write slice.
-const OWN_FROM: usize = 2048;
 const MAX_WINDOW: u64 = 1 << 40;
 
 /// One side of a multiplexed connection.
@@ -156,11 +156,8 @@ pub struct Mux {
     max_peer_id: u32,
     streams: HashMap<StreamId, Stream>,
     peer_streams: usize,
-    /// Frames waiting to be written: `queued` first, then `out`. Small frames are encoded into
-    /// `out`; an owned payload moves what `out` holds into `queued` and follows it there.
-    out: BytesMut,
-    queued: VecDeque<Bytes>,
-    queued_len: usize,
+    /// Frames waiting to be written.
+    out: Outbox,
     events: VecDeque<Event>,
     blocked_on_buffer: Vec<StreamId>,
     closed: Option<String>,
@@ -179,9 +176,7 @@ impl Mux {
             max_peer_id: 0,
             streams: HashMap::new(),
             peer_streams: 0,
-            out: BytesMut::new(),
-            queued: VecDeque::new(),
-            queued_len: 0,
+            out: Outbox::default(),
             events: VecDeque::new(),
             blocked_on_buffer: Vec::new(),
             closed: None,
@@ -214,7 +209,7 @@ impl Mux {
         self.next_id = self.next_id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
         let window = u64::from(self.config.initial_window);
         self.streams.insert(id, Stream::new(window, window));
-        Frame::Open { stream: id, payload }.encode(&mut self.out);
+        Frame::Open { stream: id, payload }.encode(self.out.tail());
         Ok(id)
     }
 
@@ -224,8 +219,7 @@ impl Mux {
         let allowed = self.admit(id, data.len())?;
         let max_frame = self.config.max_frame_payload as usize;
         for chunk in data[..allowed].chunks(max_frame) {
-            put_data_header(&mut self.out, id, chunk.len());
-            self.out.extend_from_slice(chunk);
+            self.out.copy_data(id, chunk);
         }
         Ok(allowed)
     }
@@ -239,21 +233,14 @@ impl Mux {
         while left > 0 {
             let piece = data.split_to(left.min(max_frame));
             left -= piece.len();
-            put_data_header(&mut self.out, id, piece.len());
-            if piece.len() < OWN_FROM {
-                self.out.extend_from_slice(&piece);
-            } else {
-                self.seal_out();
-                self.queued_len += piece.len();
-                self.queued.push_back(piece);
-            }
+            self.out.data(id, piece);
         }
         Ok(allowed)
     }
 
     /// How many of `len` bytes the stream may send now (its window and the output buffer's room).
     fn admit(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
-        let buffer_room = self.config.out_high_water.saturating_sub(self.pending());
+        let buffer_room = self.config.out_high_water.saturating_sub(self.out.len());
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         if let Some((code, reason)) = s.reset.as_ref().or(s.stopped.as_ref()) {
             return Err(StreamError::Reset { code: *code, reason: reason.clone() });
@@ -275,20 +262,6 @@ impl Mux {
         Ok(allowed)
     }
 
-    /// Bytes waiting to be written.
-    fn pending(&self) -> usize {
-        self.queued_len + self.out.len()
-    }
-
-    /// Moves what `out` holds to the end of `queued`.
-    fn seal_out(&mut self) {
-        if !self.out.is_empty() {
-            let frames = self.out.split().freeze();
-            self.queued_len += frames.len();
-            self.queued.push_back(frames);
-        }
-    }
-
     /// Takes the next chunk of received data, at most `max` bytes.
     pub fn recv(&mut self, id: StreamId, max: usize) -> Result<Recv, StreamError> {
         let half_window = u64::from(self.config.initial_window / 2).max(1);
@@ -306,7 +279,7 @@ impl Mux {
             let increment = u32::try_from(s.recv_unacked).unwrap_or(u32::MAX);
             s.recv_unacked -= u64::from(increment);
             s.recv_window += u64::from(increment);
-            Frame::Window { stream: id, increment }.encode(&mut self.out);
+            Frame::Window { stream: id, increment }.encode(self.out.tail());
         }
         Ok(Recv::Data(chunk))
     }
@@ -326,7 +299,7 @@ impl Mux {
             s.local_fin = true;
             // A peer that stopped reading has forgotten the stream; it needs no FIN.
             if s.stopped.is_none() {
-                Frame::Fin { stream: id }.encode(&mut self.out);
+                Frame::Fin { stream: id }.encode(self.out.tail());
             }
         }
         self.reap(id);
@@ -336,7 +309,7 @@ impl Mux {
     /// Aborts the stream in both directions and tells the peer why.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
         if self.streams.get(&id).is_some_and(|s| !s.ended()) {
-            Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
+            Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(self.out.tail());
         }
         self.mark_reset(id, code, reason);
         self.reap(id);
@@ -373,21 +346,21 @@ impl Mux {
         if let Some(reason) = &self.closed {
             return Err(MuxError::Closed(reason.clone()));
         }
-        Frame::Control { payload }.encode(&mut self.out);
+        Frame::Control { payload }.encode(self.out.tail());
         Ok(())
     }
 
     /// Sends a liveness probe.
     pub fn ping(&mut self, opaque: u64) {
         if self.closed.is_none() {
-            Frame::Ping { opaque }.encode(&mut self.out);
+            Frame::Ping { opaque }.encode(self.out.tail());
         }
     }
 
     /// Announces that this side is closing the connection, and closes it locally.
     pub fn go_away(&mut self, code: u16, reason: &str) {
         if self.closed.is_none() {
-            Frame::GoAway { code, reason: reason.to_owned() }.encode(&mut self.out);
+            Frame::GoAway { code, reason: reason.to_owned() }.encode(self.out.tail());
         }
         self.connection_lost(reason);
     }
@@ -432,7 +405,7 @@ impl Mux {
             Frame::Window { stream, increment } => self.on_window(stream, increment),
             Frame::Fin { stream } => self.on_fin(stream),
             Frame::Reset { stream, code, reason } => self.on_reset(stream, code, reason),
-            Frame::Ping { opaque } => Frame::Pong { opaque }.encode(&mut self.out),
+            Frame::Ping { opaque } => Frame::Pong { opaque }.encode(self.out.tail()),
             Frame::Pong { opaque } => self.events.push_back(Event::Pong(opaque)),
             Frame::Control { payload } => self.events.push_back(Event::Control(payload)),
             Frame::GoAway { code, reason } => {
@@ -446,25 +419,14 @@ impl Mux {
     /// Moves the bytes waiting to be written into `dst` (copying owned payloads into it). Streams
     /// that were blocked on a full output buffer become writable again.
     pub fn take_transmit(&mut self, dst: &mut BytesMut) {
-        for chunk in self.queued.drain(..) {
-            dst.extend_from_slice(&chunk);
-        }
-        self.queued_len = 0;
-        if dst.is_empty() {
-            std::mem::swap(dst, &mut self.out);
-        } else {
-            dst.extend_from_slice(&self.out);
-            self.out.clear();
-        }
+        self.out.take_into(dst);
         self.unblock();
     }
 
     /// Moves the bytes waiting to be written to the end of `dst`, in order, without copying
     /// them. Streams that were blocked on a full output buffer become writable again.
     pub fn take_chunks(&mut self, dst: &mut VecDeque<Bytes>) {
-        self.seal_out();
-        dst.extend(self.queued.drain(..));
-        self.queued_len = 0;
+        self.out.take_chunks(dst);
         self.unblock();
     }
 
@@ -481,7 +443,7 @@ impl Mux {
 
     /// Whether there are bytes to write.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || !self.queued.is_empty()
+        !self.out.is_empty()
     }
 
     /// The next event to act on.
@@ -515,7 +477,7 @@ impl Mux {
 
     /// Answers a frame for a stream we cannot accept with a reset, without creating state.
     fn refuse(&mut self, id: StreamId, code: ResetCode, reason: &str) {
-        Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(&mut self.out);
+        Frame::Reset { stream: id, code, reason: reason.to_owned() }.encode(self.out.tail());
     }
 
     /// A frame for a stream we do not track: either one that already ended (ignore it) or one

@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::outbox::OWN_FROM;
 use super::*;
 
 struct Pair {

@@ -6,6 +6,7 @@
 //! (tmux) Enter and window changes reach the shell; a wrong stored password ends the session
 //! with a clear message.
 
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -115,6 +116,20 @@ async fn ssh_piped(args: &[String], dir: &Path, code: &str, stdin: &[u8]) -> (i3
     crate::ssh_util::run_with_env("ssh", args, dir, code, stdin, &[("TERM", "vt220")]).await
 }
 
+/// One `ssh -tt` session through the bastion to `dest`, signed in with the user's key and current
+/// TOTP code, with `typed` as its whole input.
+async fn ssh_typed(
+    dir: &Path,
+    bastion: SocketAddr,
+    (secret, key): &(String, PathBuf),
+    dest: &str,
+    typed: &[u8],
+) -> (i32, String, String) {
+    let code = totp_now(secret, 0);
+    let args = [ssh_opts(dir, bastion, key, &code, None), s(&["-tt", dest])].concat();
+    ssh_piped(&args, dir, &code, typed).await
+}
+
 /// A tmux server of the test's own: a real terminal to type at, resize and read.
 struct Tmux {
     sock: PathBuf,
@@ -176,20 +191,17 @@ async fn openssh_reaches_a_real_telnetd_through_the_bastion_which_types_the_logi
     relay.service("sw02", &back, &url).await;
     set_login(&relay, "sw01", &password).await;
     set_login(&relay, "sw02", "not-the-password").await;
-    let (alice_secret, alice_key) = bastion_user(&relay, &dir, "alice", "ops").await;
+    let alice = bastion_user(&relay, &dir, "alice", "ops").await;
     let (carol_secret, carol_key) = bastion_user(&relay, &dir, "carol", "ops").await;
-    let (dave_secret, dave_key) = bastion_user(&relay, &dir, "dave", "ops").await;
+    let dave = bastion_user(&relay, &dir, "dave", "ops").await;
 
     // Everything typed at once, before the target even asked for the login: it waits until the
     // bastion has logged in, then runs. The user's EOF right after does not end the session.
     // (`sleep` before `exit`: telnetd stops forwarding the shell's output as soon as the shell
     // exits, and on a busy machine a shell that runs everything typed ahead at once can exit
     // before telnetd has read what it printed.)
-    let code = totp_now(&alice_secret, 0);
-    let opts = ssh_opts(&dir, bastion, &alice_key, &code, None);
-    let pty = [opts, s(&["-tt", "alice+sw01@127.0.0.1"])].concat();
     let typed = b"echo telnet-marker-$((40+2))\nprintf 'bare-\\rcr-ok\\n'\nsleep 1; exit\n";
-    let (rc, out, err) = ssh_piped(&pty, &dir, &code, typed).await;
+    let (rc, out, err) = ssh_typed(&dir, bastion, &alice, "alice+sw01@127.0.0.1", typed).await;
     assert_eq!(rc, 0, "telnet session: {out} {err}");
     assert!(out.contains(&format!("Welcome {LOGIN} TERM=vt220")), "logged in, terminal type passed on: {out}");
     assert!(out.contains("telnet-marker-42"), "{out}");
@@ -198,12 +210,9 @@ async fn openssh_reaches_a_real_telnetd_through_the_bastion_which_types_the_logi
 
     // From the menu: the choice and the lines typed after it, all at once; those lines reach
     // the target after the bastion's login, none lost.
-    let (erin_secret, erin_key) = bastion_user(&relay, &dir, "erin", "ops").await;
-    let code = totp_now(&erin_secret, 0);
-    let opts = ssh_opts(&dir, bastion, &erin_key, &code, None);
-    let menu = [opts, s(&["-tt", "erin@127.0.0.1"])].concat();
+    let erin = bastion_user(&relay, &dir, "erin", "ops").await;
     let typed = b"sw01\n1\necho menu-ahead-$((2+3))\nsleep 1; exit\n";
-    let (rc, out, err) = ssh_piped(&menu, &dir, &code, typed).await;
+    let (rc, out, err) = ssh_typed(&dir, bastion, &erin, "erin@127.0.0.1", typed).await;
     assert_eq!(rc, 0, "menu to telnet: {out} {err}");
     assert!(out.contains("menu-ahead-5"), "typed ahead in the menu, run on the target: {out}");
 
@@ -281,10 +290,8 @@ async fn openssh_reaches_a_real_telnetd_through_the_bastion_which_types_the_logi
     assert!(commands.contains("stty size; echo enter-$((6*7))"), "typed with Enter (CR): {commands}");
 
     // A wrong stored password: the user is told, and the session ends (no hang).
-    let code = totp_now(&dave_secret, 0);
-    let opts = ssh_opts(&dir, bastion, &dave_key, &code, None);
     let t0 = Instant::now();
-    let (rc, out, err) = ssh_piped(&[opts, s(&["-tt", "dave+sw02@127.0.0.1"])].concat(), &dir, &code, b"").await;
+    let (rc, out, err) = ssh_typed(&dir, bastion, &dave, "dave+sw02@127.0.0.1", b"").await;
     assert_eq!(rc, 1, "{out} {err}");
     assert!(t0.elapsed() < Duration::from_secs(20), "the refusal is seen at once: {:?}", t0.elapsed());
     let all = format!("{out}{err}");
