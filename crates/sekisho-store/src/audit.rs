@@ -58,14 +58,27 @@ fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
     sql
 }
 
+/// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
+/// most four prepared inserts. (One statement per batch length filled sqlx's cache of 100
+/// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
+/// grew by megabytes under many short connections.) 20 parameters a row keeps 128 rows far below
+/// both backends' parameter limits.
+const INSERT_CHUNKS: [usize; 4] = [128, 32, 8, 1];
+
+/// How many of `rest` rows the next INSERT takes: the largest size in [`INSERT_CHUNKS`] that fits.
+pub(crate) fn insert_chunk(rest: usize) -> usize {
+    INSERT_CHUNKS.into_iter().find(|&c| c <= rest).unwrap_or(rest)
+}
+
 impl Store {
     /// Appends chained events in one transaction. A duplicate `(tenant, seq)` (another writer got
     /// there first) fails the whole batch with [`StoreError::Conflict`].
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        /// Rows per INSERT statement: 20 parameters each stays far below both backends' limits.
-        const CHUNK: usize = 200;
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
+            rest = tail;
             let sql = audit_insert_sql(chunk.len(), self.backend);
             let mut q = sqlx::query(&sql);
             for r in chunk {

@@ -384,6 +384,32 @@ async fn migration_3_keeps_routes_and_policies_of_an_existing_database() {
     assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
 }
 
+#[test]
+fn audit_inserts_use_four_statement_sizes() {
+    for n in 1..=1000 {
+        let (mut rest, mut sizes) = (n, Vec::new());
+        while rest > 0 {
+            let c = crate::audit::insert_chunk(rest);
+            sizes.push(c);
+            rest -= c;
+        }
+        assert!(sizes.iter().all(|c| [128, 32, 8, 1].contains(c)), "{n}: {sizes:?}");
+        // At most three 32s, three 8s and seven single rows after the 128s.
+        assert!(sizes.len() <= n / 128 + 3 + 3 + 7, "{n} rows take {} statements", sizes.len());
+    }
+}
+
+#[tokio::test]
+async fn a_large_audit_batch_is_stored_whole_and_in_order() {
+    for (_d, s) in stores().await {
+        // 300 = 2 × 128 + 32 + 8 + 4 × 1: every statement size, in one transaction.
+        let rows: Vec<AuditRow> = (1..=300).map(|i| row(i, record("default", i, "allow"))).collect();
+        s.insert_audit(&rows).await.unwrap();
+        assert_eq!(s.audit_page("default", 0, 1000).await.unwrap(), rows);
+        assert_eq!(s.audit_head("default").await.unwrap(), Some((300, "h300".into())));
+    }
+}
+
 #[tokio::test]
 async fn audit_search_by_domain_finds_the_domain_and_its_subdomains() {
     for (_d, s) in stores().await {
