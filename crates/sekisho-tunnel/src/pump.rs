@@ -124,7 +124,11 @@ async fn tcp_to_stream(
             s.seal_in_place(&mut buf, n)?;
         }
         let chunk = buf.split().freeze();
-        bufs.keep(buf);
+        if size > READ_START {
+            // What is left of a bulk read's buffer (nothing, when the read filled it) still owns
+            // the whole allocation: reclaimed once the chunk is written.
+            bufs.keep(buf);
+        }
         stream.write_bytes(chunk).await?;
         if n == size && size < max {
             size = (size * 2).min(max);
@@ -186,9 +190,6 @@ impl ReadBufs {
     /// Keeps an emptied buffer of a bulk flow (its memory may still be shared with data being
     /// written).
     fn keep(&mut self, buf: BytesMut) {
-        if buf.capacity() == 0 {
-            return;
-        }
         if self.spare.len() == Self::KEEP {
             self.spare.remove(0);
         }
