@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use sekisho_wire::{ResetCode, StreamError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -123,12 +123,7 @@ async fn tcp_to_stream(
             buf.put_bytes(0, tail);
             s.seal_in_place(&mut buf, n)?;
         }
-        let chunk = buf.split().freeze();
-        if size > READ_START {
-            // What is left of a bulk read's buffer (nothing, when the read filled it) still owns
-            // the whole allocation: reclaimed once the chunk is written.
-            bufs.keep(buf);
-        }
+        let chunk = bufs.hand_on(buf, size);
         stream.write_bytes(chunk).await?;
         if n == size && size < max {
             size = (size * 2).min(max);
@@ -185,6 +180,17 @@ impl ReadBufs {
                 would_block(e)
             }
         }
+    }
+
+    /// What a read of at most `size` bytes read, to pass on. What is left of a bulk read's buffer
+    /// (nothing, when the read filled it) still owns the whole allocation: it is kept, to be
+    /// reclaimed once the chunk is written.
+    fn hand_on(&mut self, mut buf: BytesMut, size: usize) -> Bytes {
+        let chunk = buf.split().freeze();
+        if size > READ_START {
+            self.keep(buf);
+        }
+        chunk
     }
 
     /// Keeps an emptied buffer of a bulk flow (its memory may still be shared with data being
@@ -261,5 +267,42 @@ async fn forward(from: &MuxStream, to: &MuxStream, tap: Option<&Tap>, count: &At
                 return Err(e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bulk_read_that_fills_its_buffer_is_reused_once_written() {
+        const SIZE: usize = 16 << 10;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut a = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut b, _) = listener.accept().await.unwrap();
+        a.write_all(&[7u8; 2 * SIZE]).await.unwrap();
+        let mut peek = vec![0u8; 2 * SIZE];
+        while b.peek(&mut peek).await.unwrap() < 2 * SIZE {
+            tokio::task::yield_now().await;
+        }
+        let (rd, _wr) = b.split();
+        let mut bufs = ReadBufs::default();
+
+        let full = bufs.try_read(&rd, 0, SIZE, 0).unwrap().unwrap();
+        assert_eq!(full.len(), SIZE, "all of it was there to read");
+        let first = bufs.hand_on(full, SIZE);
+        assert_eq!(bufs.spare.len(), 1, "the filled buffer is kept");
+
+        // Not reusable while the chunk is still being written …
+        drop(first);
+        // … and reused, not reallocated, once it is.
+        let again = bufs.try_read(&rd, 0, SIZE, 0).unwrap().unwrap();
+        assert!(bufs.spare.is_empty(), "the second read took the kept buffer");
+        assert_eq!(again.len(), SIZE);
+
+        // Small reads (requests, keystrokes) hold no buffer between reads.
+        let small = bufs.hand_on(BytesMut::from(&b"ls\n"[..]), READ_START);
+        assert_eq!(&small[..], b"ls\n");
+        assert!(bufs.spare.is_empty());
     }
 }
