@@ -260,10 +260,11 @@ async fn connect(
             message: format!("`{relay}` is not a valid host:port"),
         })
     })?;
-    let tls_stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(server_name, tcp))
+    let mut tls_stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(server_name, tcp))
         .await
         .map_err(|_| Failure::Retry(format!("TLS handshake with `{relay}` timed out")))?
         .map_err(|e| Failure::Retry(explain_tls(relay, &e)))?;
+    sekisho_tunnel::tls::tune_link(tls_stream.get_mut().1);
     let session = tls_stream.get_ref().1;
     let mut exporter = [0u8; 32];
     session.export_keying_material(&mut exporter, EXPORTER_LABEL, None).map_err(|e| Failure::Retry(e.to_string()))?;

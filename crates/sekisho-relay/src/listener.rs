@@ -61,7 +61,11 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
     };
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     match alpn.as_deref() {
-        Some(sekisho_tunnel::AGENT_ALPN) => crate::router::serve_agent(state, tls, peer).await,
+        Some(sekisho_tunnel::AGENT_ALPN) => {
+            let mut tls = tls;
+            sekisho_tunnel::tls::tune_link(tls.get_mut().1);
+            crate::router::serve_agent(state, tls, peer).await
+        }
         _ => {
             let service = TowerToHyperService::new(api.layer(axum::Extension(crate::api::PeerAddr(peer))));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
