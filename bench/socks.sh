@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # SOCKS5 gateway benchmark on loopback (127.0.0.1 only): the load generator straight to the target
-# (direct), through the Sekisho relay's SOCKS5 gateway, and through Dante (Debian's dante-server).
+# (direct), through the Sekisho relay's SOCKS5 gateway, and through Dante (Debian's dante-server);
+# HAProxy (Debian's haproxy: plain TCP forwarding with splice, no SOCKS) is the reference for what a
+# user-space relay can reach on this machine.
 # See the "SOCKS5 gateway" section of bench/README.md.
 #
 #   bench/socks.sh                              # 3 runs x 10 s per test
@@ -32,7 +34,7 @@ fi
 WAIT_SECS=${BENCH_WAIT_SECS:-30}
 RESULTS_DIR=$BENCH_DIR/results
 TOOLS=$BENCH_DIR/.tools
-CONFIGS=(direct sekisho dante)
+CONFIGS=(direct sekisho dante haproxy)
 
 log() { printf '[socks %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -358,23 +360,28 @@ find_dante() {
     done
     return 1
 }
-if ! find_dante >/dev/null; then
-    log "installing dante-server from apt (log: $INSTALL_LOG/dante-apt.log)"
-    # Keep apt from starting the system danted: a temporary policy-rc.d, made only if none exists.
-    made_policy=0
+# apt_install PACKAGE: install from Debian without letting apt start the system service (a temporary
+# policy-rc.d, made only if none exists).
+apt_install() {
+    log "installing $1 from apt (log: $INSTALL_LOG/$1-apt.log)"
+    local made_policy=0
     if [[ ! -e /usr/sbin/policy-rc.d ]] && as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'; then
         made_policy=1
     fi
     {
         as_root apt-get update -qq &&
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dante-server
-    } >"$INSTALL_LOG/dante-apt.log" 2>&1 || log "apt-get install dante-server failed (log: $INSTALL_LOG/dante-apt.log)"
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1"
+    } >"$INSTALL_LOG/$1-apt.log" 2>&1 || log "apt-get install $1 failed (log: $INSTALL_LOG/$1-apt.log)"
     if [[ $made_policy == 1 ]]; then as_root rm -f /usr/sbin/policy-rc.d || true; fi
-fi
+}
+find_dante >/dev/null || apt_install dante-server
 DANTE=$(find_dante) || {
     DANTE=""
     SKIP[dante]="skipped: dante-server could not be installed"
 }
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+[[ -x $HAPROXY ]] || apt_install haproxy
+[[ -x $HAPROXY ]] || SKIP[haproxy]="skipped: haproxy could not be installed"
 
 # ---------------------------------------------------------------- metadata
 
@@ -387,6 +394,7 @@ meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 meta runs "${BENCH_RUNS} × ${BENCH_SECS} s"
 meta load "bulk ${BENCH_CONNS} conns, connrate ${BENCH_WORKERS} workers"
 meta sekisho "$("$SEKISHO" --version 2>/dev/null | awk '{print $NF}') (git $rev${dirty:+, dirty}${BENCH_SEKISHO:+; binary $SEKISHO})"
+if [[ -z ${SKIP[haproxy]:-} ]]; then meta haproxy "$("$HAPROXY" -v 2>&1 | head -n 1 | awk '{print $3}')"; fi
 if [[ -n $DANTE ]]; then meta dante "$("$DANTE" -v 2>&1 | head -n 1 | awk '{print $2}') (-N $DANTE_SERVERS)"; fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -493,6 +501,50 @@ if [[ -z ${SKIP[dante]:-} ]] && ! setup_dante; then
     SKIP[dante]="skipped: danted did not start (see the log above)"
 fi
 
+# HAProxy: TCP forwarding (no SOCKS, no authentication, no decision) to the same targets, with
+# splice, on as many threads as there are cores.
+HP=$WORK/haproxy
+mkdir -p "$HP"
+setup_haproxy() {
+    local bulk_port echo_port
+    bulk_port=$(freeport)
+    echo_port=$(freeport)
+    cat >"$HP/haproxy.cfg" <<EOF
+global
+    # maxconn: derived from the open-file limit
+defaults
+    mode tcp
+    option splice-auto
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen bulk
+    bind 127.0.0.1:$bulk_port
+    server target $BULK_ADDR
+listen echo
+    bind 127.0.0.1:$echo_port
+    server target $ECHO_ADDR
+EOF
+    if ! "$HAPROXY" -c -q -f "$HP/haproxy.cfg" >"$HP/check.log" 2>&1; then
+        show "$HP/check.log"
+        return 1
+    fi
+    spawn "$HP/haproxy.out" "$HP/haproxy.err" "${PROXY_PIN[@]}" "$HAPROXY" -db -f "$HP/haproxy.cfg"
+    local pid=$SPAWNED_PID
+    wait_for "$WAIT_SECS" "haproxy on 127.0.0.1:$bulk_port" "$pid" port_listening "$bulk_port" ||
+        {
+            show "$HP/haproxy.err"
+            return 1
+        }
+    HAPROXY_BULK=127.0.0.1:$bulk_port
+    HAPROXY_ECHO=127.0.0.1:$echo_port
+    PROXY_PIDS[haproxy]=$pid
+    log "haproxy: pid $pid, bulk 127.0.0.1:$bulk_port, echo 127.0.0.1:$echo_port"
+}
+if [[ -z ${SKIP[haproxy]:-} ]] && ! setup_haproxy; then
+    SKIP[haproxy]="skipped: haproxy did not start (see the log above)"
+fi
+
 # ---------------------------------------------------------------- measurements
 
 # cpu_ticks PID: utime+stime of PID, of its reaped children, and of its live descendants.
@@ -512,11 +564,14 @@ cpu_ticks() {
     echo "$total"
 }
 
-via_args() { # via_args CONFIG: socksload flags for the path (the API key goes by environment, not argv)
+via_args() { # via_args CONFIG bulk|echo: socksload flags for the target and path (the API key goes by environment)
+    local target=$BULK_ADDR
+    [[ $2 == echo ]] && target=$ECHO_ADDR
     case $1 in
-        direct) ;;
-        sekisho) printf '%s\n' --proxy "$SEKISHO_SOCKS" --user bench ;;
-        dante) printf '%s\n' --proxy "$DANTE_SOCKS" ;;
+        direct) printf '%s\n' --target "$target" ;;
+        sekisho) printf '%s\n' --target "$target" --proxy "$SEKISHO_SOCKS" --user bench ;;
+        dante) printf '%s\n' --target "$target" --proxy "$DANTE_SOCKS" ;;
+        haproxy) if [[ $2 == bulk ]]; then printf '%s\n' --target "$HAPROXY_BULK"; else printf '%s\n' --target "$HAPROXY_ECHO"; fi ;;
     esac
 }
 
@@ -531,10 +586,10 @@ first_errors() { # first_errors CONFIG WHAT RUN FILE: a note with the error kind
 measure_bulk() { # measure_bulk CONFIG up|down RUN
     local cfg=$1 dir=$2 r=$3 out=$WORK/$1-bulk-$2-$3.json c0 c1 t0 t1 res gbit errs
     local -a via
-    mapfile -t via < <(via_args "$cfg")
+    mapfile -t via < <(via_args "$cfg" bulk)
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     t0=$(date +%s.%N)
-    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 40)) "${LOAD_PIN[@]}" "$LOAD" bulk --target "$BULK_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 40)) "${LOAD_PIN[@]}" "$LOAD" bulk "${via[@]}" --secs "$BENCH_SECS" \
         --conns "$BENCH_CONNS" --dir "$dir" >"$out" 2>"$out.err" || true
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
@@ -558,9 +613,9 @@ measure_bulk() { # measure_bulk CONFIG up|down RUN
 measure_connrate() { # measure_connrate CONFIG RUN
     local cfg=$1 r=$2 out=$WORK/$1-connrate-$2.json c0 c1 res rate conns p50 p99 errs
     local -a via
-    mapfile -t via < <(via_args "$cfg")
+    mapfile -t via < <(via_args "$cfg" echo)
     c0=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
-    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 60)) "${LOAD_PIN[@]}" "$LOAD" connrate --target "$ECHO_ADDR" "${via[@]}" --secs "$BENCH_SECS" \
+    SOCKSLOAD_PASS=${SEKISHO_KEY:-} timeout -k 5 $((BENCH_SECS + 60)) "${LOAD_PIN[@]}" "$LOAD" connrate "${via[@]}" --secs "$BENCH_SECS" \
         --workers "$BENCH_WORKERS" >"$out" 2>"$out.err" || true
     c1=$(cpu_ticks "${PROXY_PIDS[$cfg]:-}")
     if ! res=$(py result "$out" conns_per_s conns p50_ms p99_ms errors); then
@@ -607,7 +662,7 @@ for r in $(seq 1 "$BENCH_RUNS"); do
     done
 done
 
-for cfg in sekisho dante; do
+for cfg in sekisho dante haproxy; do
     p=${PROXY_PIDS[$cfg]:-}
     if [[ -n $p ]] && ! alive "$p" "${PID_START[$p]:-0}"; then note "$cfg" "proxy process $p exited during the run"; fi
 done
