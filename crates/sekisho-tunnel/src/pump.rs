@@ -294,6 +294,7 @@ mod tests {
         assert_eq!(bufs.spare.len(), 1, "the filled buffer is kept");
 
         // Not reusable while the chunk is still being written …
+        assert!(!bufs.spare[0].try_reclaim(SIZE));
         drop(first);
         // … and reused, not reallocated, once it is.
         let again = bufs.try_read(&rd, 0, SIZE, 0).unwrap().unwrap();
