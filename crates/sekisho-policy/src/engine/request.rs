@@ -1,11 +1,13 @@
 //! Building the Cedar request and entities for one [`AccessRequest`].
 //!
 //! Only the principal, the front agent and the service are entities. Groups and the tenant are just
-//! ancestors: `principal in Group::"ops"` needs the edge, not a `Group` entity. Two parts cost Cedar far
-//! more than the rest of a decision, so they are remembered: the `ip("…")` value of a source address
-//! (Cedar parses the name `ip` every time it builds one) and the entity set of a principal, front agent
-//! and service (Cedar recomputes the transitive closure every time). Both are pure functions of the
-//! request, so a cached value is never stale; each cache is simply emptied when it fills up.
+//! ancestors: `principal in Group::"ops"` needs the edge, not a `Group` entity. Three parts cost Cedar
+//! far more than the rest of a decision, so they are remembered: the `ip("…")` value of a source
+//! address (Cedar parses the name `ip` every time it builds one), the entity set of a principal, front
+//! agent and service (Cedar recomputes the transitive closure every time), and the context (Cedar
+//! evaluates every attribute of it; a client that opens many connections in one minute sends the same
+//! one). All are pure functions of the request, so a cached value is never stale; each cache is simply
+//! emptied when it fills up.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -69,6 +71,41 @@ impl CachedEntities {
     }
 }
 
+/// Everything a request's context is built from.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ContextKey {
+    source_ip: IpAddr,
+    country: String,
+    hour: u8,
+    minute: u8,
+    weekday: Weekday,
+    auth_method: String,
+    path: String,
+    agent: Option<String>,
+    domain: String,
+    port: u16,
+    dest_ip: Option<IpAddr>,
+}
+
+impl ContextKey {
+    fn of(req: &AccessRequest) -> Self {
+        let dest = req.destination.as_ref();
+        ContextKey {
+            source_ip: req.source_ip,
+            country: req.country.clone(),
+            hour: req.at.hour(),
+            minute: req.at.minute(),
+            weekday: req.at.weekday(),
+            auth_method: req.auth_method.clone(),
+            path: req.path.clone(),
+            agent: req.via_agent.as_ref().map(|a| a.name.clone()),
+            domain: dest.map(|d| d.domain.clone()).unwrap_or_default(),
+            port: dest.map_or(0, |d| d.port),
+            dest_ip: dest.and_then(|d| d.ip),
+        }
+    }
+}
+
 /// The entities of a request, shared with the cache.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestEntities(Arc<CachedEntities>);
@@ -91,6 +128,7 @@ pub(crate) struct Builder {
     access: EntityUid,
     ips: Cache<IpAddr, RestrictedExpression>,
     entities: Cache<u64, RequestEntities>,
+    contexts: Cache<ContextKey, Context>,
 }
 
 impl Builder {
@@ -107,6 +145,7 @@ impl Builder {
             access: EntityUid::from_type_name_and_id(name("Action")?, EntityId::new("access")),
             ips: Cache::new(),
             entities: Cache::new(),
+            contexts: Cache::new(),
         })
     }
 
@@ -128,27 +167,20 @@ impl Builder {
         let service = uid(&self.service, &req.service.name);
         let agent = req.via_agent.as_ref().map(|a| uid(&self.agent, &a.name));
 
-        let hour = i64::from(req.at.hour());
-        let mut context = Vec::with_capacity(11);
-        context.extend([
-            ("source_ip".to_owned(), self.ip(req.source_ip)),
-            ("country".to_owned(), RestrictedExpression::new_string(req.country.clone())),
-            ("hour".to_owned(), RestrictedExpression::new_long(hour)),
-            ("minute_of_day".to_owned(), RestrictedExpression::new_long(hour * 60 + i64::from(req.at.minute()))),
-            ("weekday".to_owned(), RestrictedExpression::new_string(weekday(req.at.weekday()).to_owned())),
-            ("auth_method".to_owned(), RestrictedExpression::new_string(req.auth_method.clone())),
-            ("path".to_owned(), RestrictedExpression::new_string(req.path.clone())),
-        ]);
-        if let Some(agent) = &agent {
-            context.push(("agent".to_owned(), RestrictedExpression::new_entity_uid(agent.clone())));
-        }
-        let (domain, port) = req.destination.as_ref().map_or((String::new(), 0), |d| (d.domain.clone(), d.port));
-        context.push(("domain".to_owned(), RestrictedExpression::new_string(domain)));
-        context.push(("port".to_owned(), RestrictedExpression::new_long(i64::from(port))));
-        if let Some(ip) = req.destination.as_ref().and_then(|d| d.ip) {
-            context.push(("dest_ip".to_owned(), self.ip(ip)));
-        }
-        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        let context = match schema {
+            Some(_) => self.context(req, agent.as_ref())?,
+            None => {
+                let key = ContextKey::of(req);
+                match self.contexts.get(&key) {
+                    Some(cached) => cached,
+                    None => {
+                        let built = self.context(req, agent.as_ref())?;
+                        self.contexts.put(key, built.clone());
+                        built
+                    }
+                }
+            }
+        };
 
         let entities = match schema {
             Some(_) => RequestEntities(Arc::new(self.entities(req, &principal, agent.as_ref(), &service, schema)?)),
@@ -173,6 +205,31 @@ impl Builder {
         let request =
             Request::new(principal, self.access.clone(), service, context, schema).map_err(|e| e.to_string())?;
         Ok((request, entities))
+    }
+
+    /// The context of `req` (`agent`: the front agent's uid, if any).
+    fn context(&self, req: &AccessRequest, agent: Option<&EntityUid>) -> Result<Context, String> {
+        let hour = i64::from(req.at.hour());
+        let mut context = Vec::with_capacity(11);
+        context.extend([
+            ("source_ip".to_owned(), self.ip(req.source_ip)),
+            ("country".to_owned(), RestrictedExpression::new_string(req.country.clone())),
+            ("hour".to_owned(), RestrictedExpression::new_long(hour)),
+            ("minute_of_day".to_owned(), RestrictedExpression::new_long(hour * 60 + i64::from(req.at.minute()))),
+            ("weekday".to_owned(), RestrictedExpression::new_string(weekday(req.at.weekday()).to_owned())),
+            ("auth_method".to_owned(), RestrictedExpression::new_string(req.auth_method.clone())),
+            ("path".to_owned(), RestrictedExpression::new_string(req.path.clone())),
+        ]);
+        if let Some(agent) = agent {
+            context.push(("agent".to_owned(), RestrictedExpression::new_entity_uid(agent.clone())));
+        }
+        let (domain, port) = req.destination.as_ref().map_or((String::new(), 0), |d| (d.domain.clone(), d.port));
+        context.push(("domain".to_owned(), RestrictedExpression::new_string(domain)));
+        context.push(("port".to_owned(), RestrictedExpression::new_long(i64::from(port))));
+        if let Some(ip) = req.destination.as_ref().and_then(|d| d.ip) {
+            context.push(("dest_ip".to_owned(), self.ip(ip)));
+        }
+        Context::from_pairs(context).map_err(|e| e.to_string())
     }
 
     /// `ip("<addr>")`, from the cache when the address was seen recently.
@@ -346,6 +403,36 @@ mod tests {
         let (_, fourth) = builder.build(&other_groups, None).unwrap();
         assert!(!Arc::ptr_eq(&first.0, &fourth.0));
         assert!(fourth.0.matches(&other_groups));
+    }
+
+    #[test]
+    fn a_cached_context_is_used_only_for_the_same_inputs() {
+        let builder = Builder::new().unwrap();
+        let minute = |req: &AccessRequest| {
+            let (request, _) = builder.build(req, None).unwrap();
+            request.context().unwrap().get("minute_of_day").map(|v| v.to_string())
+        };
+        assert_eq!(minute(&alice()).as_deref(), Some("1439"));
+        assert_eq!(builder.contexts.map.read().unwrap().len(), 1);
+        assert_eq!(minute(&alice()).as_deref(), Some("1439"), "the same request is answered from the cache");
+        assert_eq!(builder.contexts.map.read().unwrap().len(), 1);
+
+        // Any input of the context makes a new one: the time, the address, the destination.
+        let earlier = AccessRequest { at: datetime!(2026-11-29 23:58 +09:00), ..alice() };
+        assert_eq!(minute(&earlier).as_deref(), Some("1438"));
+        let (request, _) = builder
+            .build(
+                &AccessRequest {
+                    destination: Some(crate::engine::Destination { domain: "example.com".into(), ip: None, port: 443 }),
+                    ..alice()
+                },
+                None,
+            )
+            .unwrap();
+        let context = request.context().unwrap();
+        assert_eq!(context.get("domain").map(|v| v.to_string()).as_deref(), Some("\"example.com\""));
+        assert_eq!(context.get("port").map(|v| v.to_string()).as_deref(), Some("443"));
+        assert_eq!(builder.contexts.map.read().unwrap().len(), 3);
     }
 
     #[test]
