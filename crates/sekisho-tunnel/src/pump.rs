@@ -155,7 +155,7 @@ impl ReadBufs {
     ) -> std::io::Result<Option<BytesMut>> {
         let would_block =
             |e: std::io::Error| if e.kind() == std::io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
-        if size <= READ_START {
+        if !Self::bulk(size) {
             self.spare.clear();
             let mut scratch = [0u8; READ_START];
             let n = match rd.try_read(&mut scratch[..size]) {
@@ -187,10 +187,15 @@ impl ReadBufs {
     /// reclaimed once the chunk is written.
     fn hand_on(&mut self, mut buf: BytesMut, size: usize) -> Bytes {
         let chunk = buf.split().freeze();
-        if size > READ_START {
+        if Self::bulk(size) {
             self.keep(buf);
         }
         chunk
+    }
+
+    /// Reads larger than the stack buffer go to kept heap buffers.
+    fn bulk(size: usize) -> bool {
+        size > READ_START
     }
 
     /// Keeps an emptied buffer of a bulk flow (its memory may still be shared with data being

@@ -11,6 +11,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -48,6 +49,21 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
             }
             map.insert(key, value);
         }
+    }
+
+    /// The value for `key` if `usable` accepts it, otherwise a new one from `build`, remembered.
+    fn get_or_build<E>(
+        &self,
+        key: K,
+        usable: impl Fn(&V) -> bool,
+        build: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(cached) = self.get(&key).filter(|v| usable(v)) {
+            return Ok(cached);
+        }
+        let built = build()?;
+        self.put(key, built.clone());
+        Ok(built)
     }
 }
 
@@ -169,38 +185,17 @@ impl Builder {
 
         let context = match schema {
             Some(_) => self.context(req, agent.as_ref())?,
-            None => {
-                let key = ContextKey::of(req);
-                match self.contexts.get(&key) {
-                    Some(cached) => cached,
-                    None => {
-                        let built = self.context(req, agent.as_ref())?;
-                        self.contexts.put(key, built.clone());
-                        built
-                    }
-                }
-            }
+            None => self.contexts.get_or_build(ContextKey::of(req), |_| true, || self.context(req, agent.as_ref()))?,
         };
 
         let entities = match schema {
             Some(_) => RequestEntities(Arc::new(self.entities(req, &principal, agent.as_ref(), &service, schema)?)),
-            None => {
-                let key = entities_key(req);
-                match self.entities.get(&key).filter(|cached| cached.0.matches(req)) {
-                    Some(cached) => cached,
-                    None => {
-                        let built = RequestEntities(Arc::new(self.entities(
-                            req,
-                            &principal,
-                            agent.as_ref(),
-                            &service,
-                            None,
-                        )?));
-                        self.entities.put(key, built.clone());
-                        built
-                    }
-                }
-            }
+            // A hash collision is noticed (the cached set is checked) and answered by building.
+            None => self.entities.get_or_build(
+                entities_key(req),
+                |cached| cached.0.matches(req),
+                || self.entities(req, &principal, agent.as_ref(), &service, None).map(|e| RequestEntities(Arc::new(e))),
+            )?,
         };
         let request =
             Request::new(principal, self.access.clone(), service, context, schema).map_err(|e| e.to_string())?;
@@ -234,11 +229,11 @@ impl Builder {
 
     /// `ip("<addr>")`, from the cache when the address was seen recently.
     fn ip(&self, addr: IpAddr) -> RestrictedExpression {
-        if let Some(cached) = self.ips.get(&addr) {
-            return cached;
-        }
-        let expr = RestrictedExpression::new_ip(addr.to_string());
-        self.ips.put(addr, expr.clone());
+        let Ok(expr) = self.ips.get_or_build(
+            addr,
+            |_| true,
+            || Ok::<_, Infallible>(RestrictedExpression::new_ip(addr.to_string())),
+        );
         expr
     }
 
