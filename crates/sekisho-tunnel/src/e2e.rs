@@ -14,14 +14,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
 use snow::{Builder, HandshakeState};
 
-/// The Noise protocol: KK handshake, X25519, AES-256-GCM (hardware accelerated through ring),
-/// SHA-256.
+/// The Noise protocol: KK handshake, X25519, AES-256-GCM (hardware accelerated through
+/// aws-lc-rs), SHA-256.
 pub const NOISE_PARAMS: &str = "Noise_KK_25519_AESGCM_SHA256";
 /// Largest Noise message.
 const MAX_RECORD: usize = 65_535;
@@ -106,7 +106,7 @@ pub fn respond(
 /// The keys shared by one front agent and one back agent.
 ///
 /// The handshake is snow's; the transport is Noise's AESGCM cipher (4 zero bytes and a 64-bit
-/// big-endian nonce, empty associated data) applied in place with ring, so records are sealed in
+/// big-endian nonce, empty associated data) applied in place with aws-lc-rs, so records are sealed in
 /// the buffer the socket was read into and opened in the buffer they arrived in: no extra copies on
 /// the per-byte path.
 pub struct PairSession {

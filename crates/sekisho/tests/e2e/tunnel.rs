@@ -214,3 +214,17 @@ async fn the_relay_forwards_only_ciphertext_between_agents() {
     let bytes = seen.lock().unwrap().clone();
     assert!(!bytes.windows(25).any(|w| w == &b"SEKISHO-PLAINTEXT-MARKER-"[..]), "relay saw plaintext");
 }
+
+#[tokio::test]
+async fn agent_links_are_tls_1_3_with_aes_128_gcm() {
+    let relay = Relay::start().await;
+    let tls = crate::rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
+    let (_, session) = tls.get_ref();
+    assert_eq!(session.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        session.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+        "both ends prefer AES-128-GCM (the fastest suite with vector AES)"
+    );
+    assert_eq!(session.alpn_protocol(), Some(sekisho_tunnel::AGENT_ALPN));
+}

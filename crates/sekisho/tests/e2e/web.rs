@@ -329,7 +329,7 @@ async fn websocket(relay: &Relay, host: &str, key: &str) -> String {
         roots.add(c).unwrap();
     }
     let config =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
