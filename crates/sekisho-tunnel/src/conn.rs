@@ -441,6 +441,22 @@ impl MuxStream {
         std::future::poll_fn(|cx| self.poll_read_chunk(cx, usize::MAX)).await
     }
 
+    /// Appends to `out` the chunks already received, up to about `limit` bytes, without waiting.
+    /// An end of stream or an error is left for the next read to report.
+    pub fn read_ready(&self, out: &mut Vec<Bytes>, mut limit: usize) {
+        let mut inner = self.shared.inner.lock();
+        let mut took = false;
+        while limit > 0 {
+            let Ok(Recv::Data(b)) = inner.mux.recv(self.id, limit) else { break };
+            limit = limit.saturating_sub(b.len());
+            out.push(b);
+            took = true;
+        }
+        if took {
+            inner.kick();
+        }
+    }
+
     /// Queues as much of `data` as the stream's window allows.
     pub fn poll_write_some(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
         self.poll_send(cx, data.is_empty(), |mux, id| mux.send(id, data))
