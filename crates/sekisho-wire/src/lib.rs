@@ -12,4 +12,4 @@ mod frame;
 mod mux;
 
 pub use frame::{DecodeError, Decoder, Frame, FrameType, HEADER_LEN, MAX_PAYLOAD_LIMIT, ResetCode, StreamId};
-pub use mux::{Config, Event, Mux, MuxError, Recv, Side, StreamError};
+pub use mux::{Config, DEFAULT_MAX_FRAME_PAYLOAD, Event, Mux, MuxError, Recv, Side, StreamError};

@@ -41,9 +41,17 @@ pub struct Config {
     pub out_high_water: usize,
 }
 
+/// The largest DATA payload of the default configuration (every agent link uses it).
+pub const DEFAULT_MAX_FRAME_PAYLOAD: u32 = 64 << 10;
+
 impl Default for Config {
     fn default() -> Self {
-        Config { initial_window: 1 << 20, max_frame_payload: 64 << 10, max_streams: 65_536, out_high_water: 1 << 20 }
+        Config {
+            initial_window: 1 << 20,
+            max_frame_payload: DEFAULT_MAX_FRAME_PAYLOAD,
+            max_streams: 65_536,
+            out_high_water: 1 << 20,
+        }
     }
 }
 
