@@ -74,7 +74,7 @@ impl Store {
     /// Appends chained events in one transaction. A duplicate `(tenant, seq)` (another writer got
     /// there first) fails the whole batch with [`StoreError::Conflict`].
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut rest = rows;
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
@@ -299,7 +299,7 @@ impl Store {
     /// `prune` checkpoint of the last removed event) in the same transaction, so the remaining
     /// chain still verifies from the anchor.
     pub async fn prune_audit(&self, anchor: &Checkpoint) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2")
             .bind(&anchor.tenant_id)
             .bind(anchor.seq)

@@ -74,7 +74,7 @@ impl Store {
 
     /// Creates or replaces a target's credential.
     pub async fn put_ssh_target(&self, t: &SshTarget) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM ssh_targets WHERE service_id = $1").bind(&t.service_id).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO ssh_targets (service_id, tenant_id, login, secret_kind, secret, host_key, updated_at) \

@@ -94,7 +94,7 @@ impl Store {
     }
 
     pub async fn delete_user(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND tenant_id = $2")
             .bind(id)
             .bind(tenant)
@@ -125,7 +125,7 @@ impl Store {
 
     /// Turns on TOTP with a (sealed) secret and replaces the recovery codes, atomically.
     pub async fn set_totp(&self, user_id: &str, sealed_secret: &str, code_hashes: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled = 1 WHERE id = $2")
             .bind(sealed_secret)
             .bind(user_id)
@@ -159,7 +159,7 @@ impl Store {
     /// Counts a failed login; locks the user until `lock_until` once `max_failures` is reached.
     /// Returns the failure count.
     pub async fn login_failed(&self, user_id: &str, max_failures: i64, lock_until: i64) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -219,7 +219,7 @@ impl Store {
     }
 
     pub async fn delete_group(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM group_members WHERE group_id = $1").bind(id).execute(&mut *tx).await?;
         let r = sqlx::query("DELETE FROM user_groups WHERE id = $1 AND tenant_id = $2")
             .bind(id)
@@ -287,7 +287,7 @@ impl Store {
     }
 
     pub async fn put_oidc(&self, p: &OidcProvider) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM oidc_providers WHERE tenant_id = $1").bind(&p.tenant_id).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO oidc_providers (tenant_id, issuer, client_id, client_secret, username_claim, label, updated_at) \

@@ -86,6 +86,17 @@ pub struct Store {
 }
 
 impl Store {
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting up to the busy timeout for it: a deferred transaction that reads first
+    /// cannot wait when it later needs to write and another connection has written meanwhile, and
+    /// fails with "database is locked" (two agents enrolling at the same moment did).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await

@@ -148,6 +148,30 @@ async fn enrollment_respects_the_tenants_agent_limit() {
     }
 }
 
+/// Agents enrolling at the same moment (the quickstart's two agents, a fleet after a relay
+/// restart) all get in: a write transaction that began by reading must not fail with SQLite's
+/// "database is locked" when another connection writes first.
+#[tokio::test]
+async fn concurrent_enrollments_all_succeed() {
+    for (_d, s) in stores().await {
+        let s = std::sync::Arc::new(s);
+        const N: usize = 24;
+        for i in 0..N {
+            s.insert_token(&token(&format!("c{i}"), now_ms() + 60_000)).await.unwrap();
+        }
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.enroll(&format!("c{i}"), &agent(&format!("agc{i}"))).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().expect("no store error").expect("token accepted");
+        }
+        assert_eq!(s.list_agents("default").await.unwrap().len(), N);
+    }
+}
+
 /// Migration 3 rebuilt `services` on SQLite: a gateway needs no agent, a missing agent is still
 /// refused by the foreign key, and policies (with domain lists) still cascade with their service.
 #[tokio::test]

@@ -14,7 +14,7 @@ impl Store {
 
     /// Records that this relay changed the topology or a policy; returns the new generation.
     pub async fn bump_generation(&self) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE cluster_state SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
         let generation: i64 =
             sqlx::query("SELECT generation FROM cluster_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
@@ -55,7 +55,7 @@ impl Store {
         token_hash: &str,
         agent: &Agent,
     ) -> Result<Result<EnrollmentToken, TokenRejection>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(token) = sqlx::query_as::<_, EnrollmentToken>("SELECT * FROM enrollment_tokens WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&mut *tx)
@@ -236,7 +236,7 @@ impl Store {
         if routes > 0 {
             return Err(StoreError::InUse { kind: "service", name: svc.name, used_by: format!("{routes} routes") });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM service_policies WHERE service_id = $1").bind(&svc.id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM services WHERE id = $1").bind(&svc.id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -289,7 +289,7 @@ impl Store {
 
     /// Sets (replaces) a service's policy.
     pub async fn put_policy(&self, p: &PolicyRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM service_policies WHERE service_id = $1").bind(&p.service_id).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO service_policies \
