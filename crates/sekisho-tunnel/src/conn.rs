@@ -441,20 +441,41 @@ impl MuxStream {
         std::future::poll_fn(|cx| self.poll_read_chunk(cx, usize::MAX)).await
     }
 
-    /// Appends to `out` the chunks already received, up to about `limit` bytes, without waiting.
-    /// An end of stream or an error is left for the next read to report.
-    pub fn read_ready(&self, out: &mut Vec<Bytes>, mut limit: usize) {
+    /// Polls for received chunks: appends to `out` every chunk that has arrived, up to about
+    /// `limit` bytes, and waits only while none has. `Ok(false)` is end of stream; an end or an
+    /// error that comes after some chunks is reported by the next call.
+    pub fn poll_read_chunks(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Bytes>,
+        limit: usize,
+    ) -> Poll<Result<bool, StreamError>> {
+        let mut limit = limit.max(1);
         let mut inner = self.shared.inner.lock();
-        let mut took = false;
+        let start = out.len();
         while limit > 0 {
-            let Ok(Recv::Data(b)) = inner.mux.recv(self.id, limit) else { break };
-            limit = limit.saturating_sub(b.len());
-            out.push(b);
-            took = true;
+            match inner.mux.recv(self.id, limit) {
+                Ok(Recv::Data(b)) => {
+                    limit = limit.saturating_sub(b.len());
+                    out.push(b);
+                }
+                _ if out.len() > start => break,
+                Ok(Recv::Fin) => return Poll::Ready(Ok(false)),
+                Ok(Recv::Blocked) => {
+                    inner.read_wakers.insert(self.id, cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        if took {
-            inner.kick();
-        }
+        inner.kick();
+        Poll::Ready(Ok(true))
+    }
+
+    /// Appends the chunks that have arrived (at least one, up to about `limit` bytes) to `out`;
+    /// `Ok(false)` is end of stream.
+    pub async fn read_chunks(&self, out: &mut Vec<Bytes>, limit: usize) -> Result<bool, StreamError> {
+        std::future::poll_fn(|cx| self.poll_read_chunks(cx, out, limit)).await
     }
 
     /// Queues as much of `data` as the stream's window allows.

@@ -226,15 +226,13 @@ async fn stream_to_tcp(
     let mut chunks = Vec::new();
     let mut plain = Vec::new();
     loop {
-        let Some(chunk) = stream.read_chunk().await? else {
+        if !stream.read_chunks(&mut chunks, WRITE_BATCH).await? {
             if opener.as_ref().is_some_and(|o| o.pending() > 0) {
                 return Err(crate::e2e::E2eError::BadRecord.into());
             }
             wr.shutdown().await?;
             return Ok(());
-        };
-        chunks.push(chunk);
-        stream.read_ready(&mut chunks, WRITE_BATCH);
+        }
         let out = match &mut opener {
             None => &mut chunks,
             Some(o) => {
