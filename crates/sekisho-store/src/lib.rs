@@ -78,6 +78,14 @@ fn not_found(kind: &'static str, name: &str) -> StoreError {
     StoreError::NotFound { kind, name: name.to_owned() }
 }
 
+/// Set on every SQLite connection. The page cache is 1 MiB per connection (SQLite's default is 2
+/// MiB) and the pool holds four: audit writes fill the caches with index pages that the OS page
+/// cache holds anyway, and a relay that has served a burst of new connections keeps them full
+/// (bench/README.md, "Memory: one jemalloc arena").
+const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                            PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                            PRAGMA cache_size = -1024;";
+
 /// The relay's database.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -119,11 +127,7 @@ impl Store {
                     .max_connections(4)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_SETUP).await?;
                             Ok(())
                         })
                     })

@@ -151,6 +151,22 @@ async fn enrollment_respects_the_tenants_agent_limit() {
 /// Agents enrolling at the same moment (the quickstart's two agents, a fleet after a relay
 /// restart) all get in: a write transaction that began by reading must not fail with SQLite's
 /// "database is locked" when another connection writes first.
+/// Every connection of the SQLite pool gets the setup, not only the first: the cache limit and the
+/// busy timeout hold on connections opened under load too.
+#[tokio::test]
+async fn every_sqlite_connection_has_the_small_cache_and_the_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = s.pool.acquire().await.unwrap();
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *conn).await.unwrap();
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!((cache, busy), (-1024, 5000));
+        held.push(conn);
+    }
+}
+
 #[tokio::test]
 async fn concurrent_enrollments_all_succeed() {
     for (_d, s) in stores().await {

@@ -8,6 +8,11 @@ mod output;
 
 use clap::Parser;
 
+/// jemalloc, tuned in `.cargo/config.toml`: it gives memory back after a burst, where glibc's
+/// per-thread arenas kept it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
     let cli = cli::Cli::parse();
