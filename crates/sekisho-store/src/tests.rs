@@ -148,9 +148,6 @@ async fn enrollment_respects_the_tenants_agent_limit() {
     }
 }
 
-/// Agents enrolling at the same moment (the quickstart's two agents, a fleet after a relay
-/// restart) all get in: a write transaction that began by reading must not fail with SQLite's
-/// "database is locked" when another connection writes first.
 /// Every connection of the SQLite pool gets the setup, not only the first: the cache limit and the
 /// busy timeout hold on connections opened under load too.
 #[tokio::test]
@@ -167,6 +164,9 @@ async fn every_sqlite_connection_has_the_small_cache_and_the_busy_timeout() {
     }
 }
 
+/// Agents enrolling at the same moment (the quickstart's two agents, a fleet after a relay
+/// restart) all get in: a write transaction that began by reading must not fail with SQLite's
+/// "database is locked" when another connection writes first.
 #[tokio::test]
 async fn concurrent_enrollments_all_succeed() {
     for (_d, s) in stores().await {
