@@ -392,8 +392,16 @@ mod tests {
             let _ = bridge(&mut sock, stream, Seal::Sealed(sealer, opener), &totals).await;
         });
         let sent: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
-        client.write_all(&sent).await.unwrap();
-        client.shutdown().await.unwrap();
+        // Written from its own task: 4 MiB is more than the stream window and the socket
+        // buffers hold on a host with smaller TCP buffers, so writing it all before reading
+        // would never finish there.
+        let writer = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                client.write_all(&sent).await.unwrap();
+                client.shutdown().await.unwrap();
+            }
+        });
 
         let (peer, _) = far.accept().await.unwrap();
         let (_, mut open) = b.stream(1);
@@ -406,6 +414,7 @@ mod tests {
                 got.extend_from_slice(&record);
             }
         }
+        writer.await.unwrap();
         assert!(got == sent, "every byte arrives, in order");
         // A record is split only where the stream's window ran out, not at every record (a
         // record one byte longer than a frame made two frames of each).
