@@ -495,10 +495,18 @@ impl MuxStream {
     /// Writes all of `data`, waiting for window as needed. Large payloads are handed to the
     /// connection as they are, not copied.
     pub async fn write_bytes(&self, mut data: Bytes) -> Result<(), StreamError> {
+        std::future::poll_fn(|cx| self.poll_write_bytes(cx, &mut data)).await
+    }
+
+    /// Polls to write all of `data`, taking from its front what the stream's window allows
+    /// (handed on as it is, not copied); ready once `data` is empty.
+    pub fn poll_write_bytes(&self, cx: &mut Context<'_>, data: &mut Bytes) -> Poll<Result<(), StreamError>> {
         while !data.is_empty() {
-            std::future::poll_fn(|cx| self.poll_send(cx, false, |mux, id| mux.send_bytes(id, &mut data))).await?;
+            if let Err(e) = std::task::ready!(self.poll_send(cx, false, |mux, id| mux.send_bytes(id, data))) {
+                return Poll::Ready(Err(e));
+            }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     fn poll_send(
