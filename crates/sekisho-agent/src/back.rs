@@ -48,12 +48,13 @@ impl Back {
             return stream.reset(ResetCode::REFUSED, &format!("service `{}` is not served by this agent", req.service));
         };
         if svc.protocol == "socks" || req.dest.is_some() {
-            return egress(&svc, stream, &req).await;
+            // Boxed, like the handshake: rarer paths that would otherwise size every stream's future.
+            return Box::pin(egress(&svc, stream, &req)).await;
         }
         let seal = match (&req.from_agent, req.e2e) {
             (None, None) => Seal::Plain,
             (Some(from), Some(E2eOpen::Handshake { session })) => {
-                return self.handshake(stream, from.clone(), req.from_key.as_deref(), session).await;
+                return Box::pin(self.handshake(stream, from.clone(), req.from_key.as_deref(), session)).await;
             }
             (Some(from), Some(E2eOpen::Stream { session, index })) => {
                 let s = self.sessions.lock().get(&(from.clone(), session)).cloned();

@@ -80,7 +80,12 @@ impl Pairs {
     pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, Failure> {
         let key = (link.generation, route.peer_agent.clone());
         let cell = self.map.lock().entry(key.clone()).or_default().clone();
-        let result = cell.get_or_try_init(|| self.establish(link, route, key.clone())).await.cloned();
+        if let Some(established) = cell.get() {
+            return Ok(established.clone());
+        }
+        // Boxed: the handshake's future is large, and the future of every connection would
+        // otherwise keep room for it while it forwards.
+        let result = Box::pin(cell.get_or_try_init(|| self.establish(link, route, key.clone()))).await.cloned();
         if result.is_err() {
             let mut map = self.map.lock();
             if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
