@@ -228,3 +228,51 @@ async fn agent_links_are_tls_1_3_with_aes_128_gcm() {
     );
     assert_eq!(session.alpn_protocol(), Some(sekisho_tunnel::AGENT_ALPN));
 }
+
+/// A service published as a TCP port on the relay (the frp/rathole topology): data crosses it
+/// both ways; a connection the policy denies is reset and recorded; removing the service closes
+/// the port, resets the connections still open, and records them with what they moved.
+#[tokio::test]
+async fn an_edge_port_carries_tcp_and_its_removal_resets_open_connections_on_record() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site-a", "back").await;
+    let echo = targets::echo_stream().await;
+    let target = format!("tcp://{echo}");
+    let v = relay
+        .ctl(&["service", "create", "plc", "--agent", &back.id, "--target", &target, "--edge-listen", "127.0.0.1:0"])
+        .await
+        .unwrap();
+    let edge: std::net::SocketAddr = v["edge_bound"].as_str().expect("the edge port is open").parse().unwrap();
+
+    // Denied by the service's policy: reset, with the reason on record.
+    relay.policy("plc", &["true"], &["true"]).await;
+    let mut denied = TcpStream::connect(edge).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), denied.read(&mut buf)).await.expect("no answer");
+    assert!(read.is_err(), "a denied connection is reset, not served: {read:?}");
+    let event = relay.wait_event(|e| e["path"] == "edge" && e["decision"] == "deny" && e["target"] == "plc").await;
+    assert!(event["reason"].as_str().unwrap().starts_with("policy_denied"), "{event:#}");
+
+    // Allowed: bytes both ways, and the connection stays open.
+    relay.policy("plc", &["true"], &[]).await;
+    let mut open = TcpStream::connect(edge).await.unwrap();
+    open.write_all(b"read coil 7").await.unwrap();
+    let mut echoed = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(10), open.read_exact(&mut echoed)).await.unwrap().unwrap();
+    assert_eq!(&echoed, b"read coil 7");
+
+    // Removing the service ends the open connection with a reset and closes the port.
+    relay.ctl(&["service", "rm", "plc"]).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), open.read(&mut buf)).await.expect("still open");
+    assert!(read.is_err(), "an open connection is reset when its service goes: {read:?}");
+    let event = relay
+        .wait_event(|e| {
+            e["path"] == "edge"
+                && e["decision"] == "allow"
+                && e["detail"].as_str().is_some_and(|d| d.contains("edge port closed by administrator"))
+        })
+        .await;
+    assert_eq!(event["bytes_in"], 11, "{event:#}");
+    assert_eq!(event["bytes_out"], 11, "{event:#}");
+    assert!(TcpStream::connect(edge).await.is_err(), "the edge port is closed");
+}
