@@ -62,52 +62,41 @@ pub enum Seal {
 
 /// Bridges a TCP connection and a stream until both directions end. On error the stream is
 /// reset with the reason; the socket is left to the caller (see [`abort`]).
-#[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
-pub fn bridge<'a>(
-    tcp: &'a mut TcpStream,
-    stream: MuxStream,
-    seal: Seal,
-    totals: &'a Totals,
-) -> impl Future<Output = Result<(), BridgeError>> + 'a {
-    // An `async` block, not an `async fn`: an `async fn` keeps a second copy of its arguments in
-    // its future (rust-lang/rust#62958), and there is one of these per bridged connection.
-    async move {
-        let result = {
-            let (mut rd, mut wr) = tcp.split();
-            let (up, down) = {
-                let (sealer, opener) = match seal {
-                    Seal::Plain => (None, None),
-                    Seal::Sealed(sealer, opener) => (Some(sealer), Some(opener)),
-                };
-                (tcp_to_stream(&mut rd, &stream, sealer, totals), stream_to_tcp(&stream, &mut wr, opener, totals))
-            };
-            tokio::pin!(up, down);
-            tokio::select! {
-                r = &mut up => match r {
-                    Ok(()) => down.await,
-                    Err(e) => Err(e),
-                },
-                r = &mut down => match r {
-                    Ok(()) => up.await,
-                    // Writing to the socket failed: its peer closed (a target that answered and
-                    // exited, say). What it sent before is still in the socket: pass it on first.
-                    Err(BridgeError::Io(e)) => {
-                        let _ = up.await;
-                        Err(BridgeError::Io(e))
-                    }
-                    Err(e) => Err(e),
-                },
-            }
-        };
-        if let Err(e) = &result {
-            match e {
-                BridgeError::Stream(_) => {}
-                BridgeError::Io(io) => stream.reset(ResetCode::CANCEL, &format!("client connection failed: {io}")),
-                BridgeError::E2e(e) => stream.reset(ResetCode::CRYPTO, &e.to_string()),
-            }
+pub async fn bridge(tcp: &mut TcpStream, stream: MuxStream, seal: Seal, totals: &Totals) -> Result<(), BridgeError> {
+    let (sealer, opener) = match seal {
+        Seal::Plain => (None, None),
+        Seal::Sealed(sealer, opener) => (Some(sealer), Some(opener)),
+    };
+    let result = {
+        let (mut rd, mut wr) = tcp.split();
+        let up = tcp_to_stream(&mut rd, &stream, sealer, totals);
+        let down = stream_to_tcp(&stream, &mut wr, opener, totals);
+        tokio::pin!(up, down);
+        tokio::select! {
+            r = &mut up => match r {
+                Ok(()) => down.await,
+                Err(e) => Err(e),
+            },
+            r = &mut down => match r {
+                Ok(()) => up.await,
+                // Writing to the socket failed: its peer closed (a target that answered and
+                // exited, say). What it sent before is still in the socket: pass it on first.
+                Err(BridgeError::Io(e)) => {
+                    let _ = up.await;
+                    Err(BridgeError::Io(e))
+                }
+                Err(e) => Err(e),
+            },
         }
-        result
+    };
+    if let Err(e) = &result {
+        match e {
+            BridgeError::Stream(_) => {}
+            BridgeError::Io(io) => stream.reset(ResetCode::CANCEL, &format!("client connection failed: {io}")),
+            BridgeError::E2e(e) => stream.reset(ResetCode::CRYPTO, &e.to_string()),
+        }
     }
+    result
 }
 
 /// Makes closing the socket send a reset, so the application sees an error rather than a clean end.
@@ -340,8 +329,9 @@ struct Leg {
 }
 
 impl Leg {
-    /// Moves chunks from `from` to `to` until `from` ends (then half-closes `to`), either side
-    /// fails (a reset is passed on to the other), or nothing can move now.
+    /// Moves chunks from `from` to `to` until `from` ends (then half-closes `to`; ready with
+    /// `Ok` from then on), either side fails (a reset is passed on to the other), or nothing can
+    /// move now.
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -350,6 +340,9 @@ impl Leg {
         tap: Option<&Tap>,
         count: &AtomicU64,
     ) -> Poll<Result<(), StreamError>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if let Err(e) = ready!(to.poll_write_bytes(cx, &mut self.pending)) {
                 if let StreamError::Reset { code, reason } = &e {
@@ -367,6 +360,7 @@ impl Leg {
                 }
                 Ok(None) => {
                     let _ = to.finish();
+                    self.done = true;
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) => {
@@ -385,21 +379,9 @@ impl Future for Splice<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if !this.up.done {
-            match this.up.poll(cx, this.a, this.b, this.tap, &this.totals.up) {
-                Poll::Ready(Ok(())) => this.up.done = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
-            }
-        }
-        if !this.down.done {
-            match this.down.poll(cx, this.b, this.a, this.tap, &this.totals.down) {
-                Poll::Ready(Ok(())) => this.down.done = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
-            }
-        }
-        if this.up.done && this.down.done { Poll::Ready(Ok(())) } else { Poll::Pending }
+        let up = this.up.poll(cx, this.a, this.b, this.tap, &this.totals.up)?;
+        let down = this.down.poll(cx, this.b, this.a, this.tap, &this.totals.down)?;
+        if up.is_ready() && down.is_ready() { Poll::Ready(Ok(())) } else { Poll::Pending }
     }
 }
 
