@@ -18,7 +18,7 @@ use sekisho_tunnel::dial::{self, Backoff};
 use sekisho_tunnel::identity::{EXPORTER_LABEL, EnrollmentToken};
 use sekisho_tunnel::proto::{self, AgentConfig, AgentMsg, Hello, RelayMsg};
 use sekisho_tunnel::tls::{self, Pin};
-use sekisho_tunnel::{AGENT_ALPN, Connection};
+use sekisho_tunnel::{AGENT_ALPNS, Connection};
 use sekisho_wire::{Config, Side};
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
@@ -250,7 +250,8 @@ async fn connect(
         (None, Some(t)) => Pin::Fingerprint(t.ca_fingerprint),
         (None, None) => return Err(Failure::Fatal(AgentError::NotEnrolled)),
     };
-    let config = tls::client_config(pin, vec![AGENT_ALPN.to_vec()]).map_err(|e| Failure::Retry(e.to_string()))?;
+    let alpn = AGENT_ALPNS.iter().map(|a| a.to_vec()).collect();
+    let config = tls::client_config(pin, alpn).map_err(|e| Failure::Retry(e.to_string()))?;
     let tcp = dial::connect(relay, sh.opts.proxy.as_ref(), CONNECT_TIMEOUT)
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
@@ -260,16 +261,19 @@ async fn connect(
             message: format!("`{relay}` is not a valid host:port"),
         })
     })?;
-    let mut tls_stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(server_name, tcp))
+    let tls_stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(server_name, tcp))
         .await
         .map_err(|_| Failure::Retry(format!("TLS handshake with `{relay}` timed out")))?
         .map_err(|e| Failure::Retry(explain_tls(relay, &e)))?;
-    sekisho_tunnel::tls::tune_link(tls_stream.get_mut().1);
     let session = tls_stream.get_ref().1;
     let mut exporter = [0u8; 32];
     session.export_keying_material(&mut exporter, EXPORTER_LABEL, None).map_err(|e| Failure::Retry(e.to_string()))?;
     let ca_pem = session.peer_certificates().and_then(|c| c.last()).map(|c| pem_of(c.as_ref()));
-    let (conn, driver) = Connection::new(tls_stream, Side::Client, Config::default(), Heartbeat::default());
+    let link = tokio::time::timeout(CONNECT_TIMEOUT, sekisho_tunnel::Link::client(tls_stream))
+        .await
+        .map_err(|_| Failure::Retry(format!("`{relay}` did not open the agent link")))?
+        .map_err(|e| Failure::Retry(format!("agent link with `{relay}`: {e}")))?;
+    let (conn, driver) = Connection::new(link, Side::Client, Config::default(), Heartbeat::default());
     tokio::spawn(driver);
 
     let version = env!("CARGO_PKG_VERSION").to_owned();

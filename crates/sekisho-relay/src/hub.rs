@@ -13,7 +13,8 @@ pub(crate) struct Online {
     pub(crate) conn: Connection,
     pub(crate) addr: SocketAddr,
     pub(crate) version: String,
-    pub(crate) connected_at: i64,
+    /// The link's form (`sekisho/2` sealed, `sekisho/1` inside TLS).
+    pub(crate) link: &'static str,
     last_config: Option<AgentConfig>,
 }
 
@@ -32,12 +33,13 @@ impl Hub {
         conn: Connection,
         addr: SocketAddr,
         version: String,
+        link: &'static str,
         topology: impl Fn() -> std::sync::Arc<Topology>,
     ) {
         let mut agents = self.agents.lock();
         let config = topology().config_for(id);
         let _ = conn.send_control(proto::encode(&RelayMsg::Config(config.clone())));
-        let online = Online { conn, addr, version, connected_at: sekisho_store::now_ms(), last_config: Some(config) };
+        let online = Online { conn, addr, version, link, last_config: Some(config) };
         if let Some(old) = agents.insert(id.to_owned(), online) {
             old.conn.close("replaced by a newer connection of the same agent");
         }
@@ -61,9 +63,9 @@ impl Hub {
         self.agents.lock().get(id).map(|o| o.conn.clone())
     }
 
-    /// `(address, version, connected_at)` of an online agent.
-    pub(crate) fn info(&self, id: &str) -> Option<(SocketAddr, String, i64)> {
-        self.agents.lock().get(id).map(|o| (o.addr, o.version.clone(), o.connected_at))
+    /// `(address, version, link protocol)` of an online agent.
+    pub(crate) fn info(&self, id: &str) -> Option<(SocketAddr, String, &'static str)> {
+        self.agents.lock().get(id).map(|o| (o.addr, o.version.clone(), o.link))
     }
 
     pub(crate) fn online_ids(&self) -> Vec<String> {

@@ -156,7 +156,12 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     }
     let ca_fingerprint = ca.fingerprint();
     let certs = Arc::new(sekisho_tunnel::tls::SniCerts::new(ca, &names, &config.web_domain)?);
-    let alpn = vec![sekisho_tunnel::AGENT_ALPN.to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
+    let alpn = vec![
+        sekisho_tunnel::AGENT_ALPN.to_vec(),
+        sekisho_tunnel::AGENT_ALPN_V1.to_vec(),
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+    ];
     let tls = sekisho_tunnel::tls::server_config_sni(certs.clone(), alpn)?;
 
     let tcp = sekisho_tunnel::dial::listen(config.listen)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use sekisho_tunnel::identity::EXPORTER_LABEL;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -61,10 +62,16 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
     };
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     match alpn.as_deref() {
-        Some(sekisho_tunnel::AGENT_ALPN) => {
-            let mut tls = tls;
-            sekisho_tunnel::tls::tune_link(tls.get_mut().1);
-            crate::router::serve_agent(state, tls, peer).await
+        Some(sekisho_tunnel::AGENT_ALPN | sekisho_tunnel::AGENT_ALPN_V1) => {
+            let mut exporter = [0u8; 32];
+            let session = tls.get_ref().1;
+            if session.export_keying_material(&mut exporter, EXPORTER_LABEL, None).is_err() {
+                return;
+            }
+            match sekisho_tunnel::Link::server(tls) {
+                Ok(link) => crate::router::serve_agent(state, link, exporter, peer).await,
+                Err(e) => tracing::info!(reason = %e, "agent link setup failed"),
+            }
         }
         _ => {
             let service = TowerToHyperService::new(api.layer(axum::Extension(crate::api::PeerAddr(peer))));

@@ -15,13 +15,11 @@ use bytes::Bytes;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_store::{Agent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
-use sekisho_tunnel::identity::{self, EXPORTER_LABEL};
+use sekisho_tunnel::identity;
 use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, RelayMsg};
 use sekisho_tunnel::pump::{Totals, splice};
-use sekisho_tunnel::{Connection, MuxStream};
+use sekisho_tunnel::{Connection, Link, MuxStream};
 use sekisho_wire::{Config, ResetCode, Side};
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -31,12 +29,9 @@ use crate::state::State;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one agent connection from hello to close.
-pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, peer: SocketAddr) {
-    let mut exporter = [0u8; 32];
-    if tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).is_err() {
-        return;
-    }
-    let (conn, driver) = Connection::new(tls, Side::Server, Config::default(), Heartbeat::default());
+pub(crate) async fn serve_agent(state: Arc<State>, link: Link, exporter: [u8; 32], peer: SocketAddr) {
+    let protocol = link.protocol();
+    let (conn, driver) = Connection::new(link, Side::Server, Config::default(), Heartbeat::default());
     let driver = tokio::spawn(driver);
     let outcome = if state.agent_limiter.blocked(peer.ip()) {
         Err(("rate_limited", "too many failed agent logins from this address; try again in a minute".to_owned()))
@@ -64,14 +59,14 @@ pub(crate) async fn serve_agent(state: Arc<State>, tls: TlsStream<TcpStream>, pe
     };
     let span = tracing::info_span!("agent", id = %agent.id, name = %agent.name);
     async {
-        tracing::info!("agent connected");
+        tracing::info!(link = protocol, "agent connected");
         let _ = conn.send_control(proto::encode(&RelayMsg::Welcome {
             agent_id: agent.id.clone(),
             name: agent.name.clone(),
             role: agent.role.clone(),
         }));
         let version = agent.version.clone().unwrap_or_default();
-        state.hub.register(&agent.id, conn.clone(), peer, version.clone(), || state.topology());
+        state.hub.register(&agent.id, conn.clone(), peer, version.clone(), protocol, || state.topology());
         let _ = state
             .store
             .touch_agent(&agent.id, &peer.to_string(), &version, agent.hostname.as_deref().unwrap_or(""))
@@ -111,7 +106,10 @@ async fn authenticate(
     let hello = tokio::time::timeout(HELLO_TIMEOUT, conn.recv_control())
         .await
         .map_err(|_| ("hello_timeout", "no hello within 10 s".to_owned()))?
-        .ok_or(("hello_missing", "connection closed before hello".to_owned()))?;
+        .ok_or_else(|| {
+            let why = conn.closed_reason().unwrap_or_else(|| "connection dropped".to_owned());
+            ("hello_missing", format!("connection closed before hello: {why}"))
+        })?;
     let hello: Hello = serde_json::from_slice(&hello).map_err(|e| ("bad_hello", format!("malformed hello: {e}")))?;
     match hello {
         Hello::Enroll { token, version, hostname, sign_pub, noise_pub, signature } => {

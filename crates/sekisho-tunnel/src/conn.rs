@@ -118,7 +118,7 @@ impl Connection {
     /// awaited); it completes when the connection ends.
     pub fn new<IO>(io: IO, side: Side, config: Config, heartbeat: Heartbeat) -> (Connection, Driver<IO>)
     where
-        IO: AsyncRead + AsyncWrite + Unpin,
+        IO: Transport,
     {
         let (closed_tx, _) = watch::channel(None);
         let shared = Arc::new(Shared {
@@ -138,7 +138,7 @@ impl Connection {
         let driver = Driver {
             io,
             shared: shared.clone(),
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            rbuf: BytesMut::new(),
             wq: VecDeque::new(),
             heartbeat,
             timer: Box::pin(tokio::time::sleep(heartbeat.interval)),
@@ -236,6 +236,49 @@ impl Connection {
     }
 }
 
+/// What a [`Driver`] runs on: a byte stream that carries the multiplexer's frames.
+///
+/// Any `AsyncRead + AsyncWrite` stream is one (TLS, or an in-memory pipe in tests); an agent
+/// link's [`crate::link::SealedLink`] is another, which hands over the buffers its records were
+/// opened in instead of copying them.
+pub trait Transport: Unpin {
+    /// Appends what arrived to `dst`; `Ok(0)` is the end of the stream.
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, dst: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Takes bytes from the front of `chunks`; returns how many.
+    fn poll_write_chunks(&mut self, cx: &mut Context<'_>, chunks: &VecDeque<Bytes>) -> Poll<io::Result<usize>>;
+    /// Writes out whatever is buffered.
+    fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Flushes and closes the sending side.
+    fn poll_shutdown_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Transport for T {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, dst: &mut BytesMut) -> Poll<io::Result<usize>> {
+        if dst.capacity() - dst.len() < READ_CHUNK / 4 {
+            dst.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(self), cx, dst)
+    }
+
+    /// One vectored write of the front of the queue (TLS encrypts straight from the chunks).
+    fn poll_write_chunks(&mut self, cx: &mut Context<'_>, chunks: &VecDeque<Bytes>) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        for (slot, chunk) in slices.iter_mut().zip(chunks) {
+            *slot = IoSlice::new(chunk);
+        }
+        let count = chunks.len().min(WRITE_SLICES);
+        Pin::new(self).poll_write_vectored(cx, &slices[..count])
+    }
+
+    fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_flush(cx)
+    }
+
+    fn poll_shutdown_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_shutdown(cx)
+    }
+}
+
 const READ_CHUNK: usize = 256 << 10;
 /// Most queued chunks handed to one vectored write.
 const WRITE_SLICES: usize = 64;
@@ -253,7 +296,7 @@ pub struct Driver<IO> {
     done: bool,
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
+impl<IO: Transport> Driver<IO> {
     fn lost(&mut self, reason: &str) -> Poll<String> {
         let mut inner = self.shared.inner.lock();
         inner.mux.connection_lost(reason);
@@ -267,10 +310,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
 
     fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Option<String> {
         for _ in 0..32 {
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            match self.io.poll_read_into(cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => return Some("connection closed by peer".to_owned()),
                 Poll::Ready(Ok(_)) => {
                     let mut inner = self.shared.inner.lock();
@@ -303,7 +343,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
                 inner.dispatch();
             }
             if self.wq.is_empty() {
-                return match Pin::new(&mut self.io).poll_flush(cx) {
+                return match self.io.poll_flush_link(cx) {
                     Poll::Ready(Err(e)) => Some(format!("flush failed: {e}")),
                     _ => None,
                 };
@@ -317,15 +357,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
         }
     }
 
-    /// One vectored write of the front of the queue (TLS encrypts straight from the chunks; every
-    /// transport the driver runs on is TLS).
+    /// Hands the front of the queue to the link.
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        for (slot, chunk) in slices.iter_mut().zip(&self.wq) {
-            *slot = IoSlice::new(chunk);
-        }
-        let count = self.wq.len().min(WRITE_SLICES);
-        Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
+        self.io.poll_write_chunks(cx, &self.wq)
     }
 
     /// Drops `n` written bytes off the front of the queue.
@@ -360,7 +394,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
+impl<IO: Transport> Future for Driver<IO> {
     type Output = String;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<String> {
@@ -385,7 +419,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             {
                 let reason = reason.to_owned();
                 drop(inner);
-                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                let _ = this.io.poll_shutdown_link(cx);
                 return this.lost(&reason);
             }
             if inner.mux.has_transmit() && this.wq.is_empty() {

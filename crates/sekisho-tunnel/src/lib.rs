@@ -3,6 +3,8 @@
 //! - [`conn`]: a tokio driver that runs one [`sekisho_wire::Mux`] over any byte stream (a TLS
 //!   connection to the relay in practice), with per-stream handles that implement
 //!   `AsyncRead`/`AsyncWrite`, heartbeats, and clean failure of every stream when the peer goes.
+//! - [`link`]: an agent link after its TLS handshake: records sealed with keys from the
+//!   handshake, or (for earlier versions) rustls's own records.
 //! - [`tls`]: the local CA, relay certificates, and the agent's pinned-CA verifier.
 //! - [`e2e`]: Noise KK sessions between two agents and the per-stream sealing the relay cannot read.
 //! - [`proto`]: the control and open-request messages exchanged over the mux.
@@ -15,11 +17,10 @@ pub mod conn;
 pub mod dial;
 pub mod e2e;
 pub mod identity;
+pub mod link;
 pub mod proto;
 pub mod pump;
 pub mod tls;
 
-pub use conn::{Connection, Driver, MuxStream};
-
-/// ALPN protocol id agents use on the relay's TLS port.
-pub const AGENT_ALPN: &[u8] = b"sekisho/1";
+pub use conn::{Connection, Driver, MuxStream, Transport};
+pub use link::{AGENT_ALPN, AGENT_ALPN_V1, AGENT_ALPNS, Link};

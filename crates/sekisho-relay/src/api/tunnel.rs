@@ -73,6 +73,9 @@ pub(crate) struct AgentView {
     revoked: bool,
     /// Streams open on its relay connection now.
     streams: usize,
+    /// The form of its relay link while online: `sekisho/2` (sealed records) or `sekisho/1`
+    /// (inside TLS records, agents of earlier versions).
+    link: Option<&'static str>,
 }
 
 pub(crate) async fn list_agents(
@@ -91,6 +94,7 @@ pub(crate) async fn list_agents(
                     online: live.is_some(),
                     last_seen: if live.is_some() { Some(now_ms()) } else { a.last_seen },
                     address: live.as_ref().map(|l| l.0.to_string()).or(a.last_addr),
+                    link: live.as_ref().map(|l| l.2),
                     version: live.map(|l| l.1).or(a.version),
                     revoked: a.revoked_at.is_some(),
                     id: a.id,

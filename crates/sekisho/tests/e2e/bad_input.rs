@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use sekisho_tunnel::identity::AgentKeys;
+use sekisho_tunnel::link::SealedLink;
 use sekisho_tunnel::proto::{Hello, RelayMsg};
+use sekisho_tunnel::{AGENT_ALPN, AGENT_ALPN_V1, Link, Transport};
 use sekisho_wire::{ResetCode, StreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -122,15 +124,15 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
         s.write_all(b"before ").await.unwrap();
         s
     };
-    // Garbage instead of frames.
-    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
+    // On a link of the earlier version (the multiplexer inside TLS records): garbage instead of
+    // frames, then an oversized frame header.
+    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, AGENT_ALPN_V1).await.unwrap();
     tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
         .await
         .expect("relay closes the garbage connection");
-    // An oversized frame header.
-    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
+    let mut tls = rawagent::tls_connect(relay.addr, &relay.ca_file, AGENT_ALPN_V1).await.unwrap();
     let mut header = vec![7u8, 0, 0, 0, 0, 0, 0, 0];
     header.extend_from_slice(&u32::MAX.to_be_bytes());
     tls.write_all(&header).await.unwrap();
@@ -138,14 +140,58 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
         .await
         .expect("relay closes the oversized frame");
-    // A hello that is not JSON.
-    let tls = rawagent::tls_connect(relay.addr, &relay.ca_file, sekisho_tunnel::AGENT_ALPN).await.unwrap();
-    let (conn, driver) =
-        sekisho_tunnel::Connection::new(tls, sekisho_wire::Side::Client, Default::default(), Default::default());
-    tokio::spawn(driver);
-    conn.send_control(bytes::Bytes::from_static(b"{not json")).unwrap();
-    let reply: RelayMsg = serde_json::from_slice(&conn.recv_control().await.unwrap()).unwrap();
-    assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_hello"), "{reply:?}");
+
+    // On the sealed link: bytes that are no record, a record whose tag is forged, a record
+    // larger than allowed, and frames that parse as nothing inside a well-sealed record. Each
+    // closes that link, and the relay records why.
+    let sealed = || async {
+        let tls = rawagent::tls_connect(relay.addr, &relay.ca_file, AGENT_ALPN).await.unwrap();
+        match Link::client(tls).await.unwrap() {
+            Link::Sealed(link) => link,
+            other => panic!("relay chose {other:?}"),
+        }
+    };
+    let mut forged = 100u32.to_be_bytes().to_vec();
+    forged.extend_from_slice(&[0x5a; 100]);
+    let cases: [(&[u8], &str); 3] = [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "exceeds the largest allowed"),
+        (&forged, "failed authentication"),
+        (&u32::MAX.to_be_bytes(), "exceeds the largest allowed"),
+    ];
+    for (bytes, reason) in cases {
+        let mut link = sealed().await;
+        link.write_raw(bytes).await.unwrap();
+        assert_closed(&mut link).await;
+        relay
+            .wait_event(|e| {
+                e["kind"] == "agent_auth"
+                    && e["reason"].as_str().is_some_and(|r| r.starts_with("hello_missing") && r.contains(reason))
+            })
+            .await;
+    }
+    let mut link = sealed().await;
+    let garbage: std::collections::VecDeque<bytes::Bytes> = [bytes::Bytes::from_static(&[0xee; 40])].into();
+    std::future::poll_fn(|cx| link.poll_write_chunks(cx, &garbage)).await.unwrap();
+    std::future::poll_fn(|cx| link.poll_flush_link(cx)).await.unwrap();
+    assert_closed(&mut link).await;
+    relay
+        .wait_event(|e| {
+            e["kind"] == "agent_auth"
+                && e["reason"].as_str().is_some_and(|r| r.starts_with("hello_missing") && r.contains("malformed frame"))
+        })
+        .await;
+
+    // A hello that is not JSON, on each kind of link.
+    for alpn in [AGENT_ALPN, AGENT_ALPN_V1] {
+        let tls = rawagent::tls_connect(relay.addr, &relay.ca_file, alpn).await.unwrap();
+        let link = Link::client(tls).await.unwrap();
+        let (conn, driver) =
+            sekisho_tunnel::Connection::new(link, sekisho_wire::Side::Client, Default::default(), Default::default());
+        tokio::spawn(driver);
+        conn.send_control(bytes::Bytes::from_static(b"{not json")).unwrap();
+        let reply: RelayMsg = serde_json::from_slice(&conn.recv_control().await.unwrap()).unwrap();
+        assert!(matches!(&reply, RelayMsg::Error { code, .. } if code == "bad_hello"), "{reply:?}");
+    }
     relay.wait_event(|e| e["kind"] == "agent_auth" && e.to_string().contains("bad_hello")).await;
 
     // The other user's stream is unaffected.
@@ -156,6 +202,21 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     echo.read_to_end(&mut out).await.unwrap();
     assert_eq!(out, b"ok:before after");
     still_works(addr).await;
+}
+
+/// Waits for the relay to end a sealed link: the read ends (or fails) within 10 s.
+async fn assert_closed(link: &mut SealedLink<tokio::net::TcpStream>) {
+    let mut buf = bytes::BytesMut::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match std::future::poll_fn(|cx| link.poll_read_into(cx, &mut buf)).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => buf.clear(),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "relay keeps a link that sent bad records");
 }
 
 #[tokio::test]

@@ -229,6 +229,54 @@ async fn agent_links_are_tls_1_3_with_aes_128_gcm() {
     assert_eq!(session.alpn_protocol(), Some(sekisho_tunnel::AGENT_ALPN));
 }
 
+/// This version's agents take the sealed link (`sekisho/2`); an agent of the earlier form
+/// (`sekisho/1`, the multiplexer inside TLS records) still logs in and carries streams, so relays
+/// and agents can be upgraded in either order. `ctl agent list` shows which link each one has.
+#[tokio::test]
+async fn agents_take_the_sealed_link_and_an_agent_of_the_earlier_form_still_carries_streams() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site-a", "back").await;
+    let token = relay.token("old", "back").await;
+    let (conn, _, reply) =
+        crate::rawagent::enroll_over(relay.addr, &relay.ca_file, &token, sekisho_tunnel::AGENT_ALPN_V1).await;
+    let sekisho_tunnel::proto::RelayMsg::Welcome { agent_id: old, .. } = reply else { panic!("{reply:?}") };
+    let agents = relay.ctl(&["agent", "list"]).await.unwrap();
+    let link_of =
+        |id: &str| agents.as_array().unwrap().iter().find(|a| a["id"] == id).map(|a| a["link"].clone()).unwrap();
+    assert_eq!(link_of(&back.id), "sekisho/2");
+    assert_eq!(link_of(&old), "sekisho/1");
+
+    // A port on the relay leads to the old agent, which answers on its stream.
+    let v = relay
+        .ctl(&[
+            "service",
+            "create",
+            "old-plc",
+            "--agent",
+            &old,
+            "--target",
+            "tcp://127.0.0.1:9",
+            "--edge-listen",
+            "127.0.0.1:0",
+        ])
+        .await
+        .unwrap();
+    relay.policy("old-plc", &["true"], &[]).await;
+    let edge: std::net::SocketAddr = v["edge_bound"].as_str().unwrap().parse().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = conn.accept().await.unwrap();
+        let got = stream.read_chunk().await.unwrap().unwrap();
+        stream.write_all(&[b"old:", &got[..]].concat()).await.unwrap();
+        stream.finish().ok();
+        std::future::pending::<()>().await;
+    });
+    let mut client = TcpStream::connect(edge).await.unwrap();
+    client.write_all(b"ping").await.unwrap();
+    let mut answer = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(&answer, b"old:ping");
+}
+
 /// A service published as a TCP port on the relay (the frp/rathole topology): data crosses it
 /// both ways; a connection the policy denies is reset and recorded; removing the service closes
 /// the port, resets the connections still open, and records them with what they moved.
@@ -274,5 +322,10 @@ async fn an_edge_port_carries_tcp_and_its_removal_resets_open_connections_on_rec
         .await;
     assert_eq!(event["bytes_in"], 11, "{event:#}");
     assert_eq!(event["bytes_out"], 11, "{event:#}");
-    assert!(TcpStream::connect(edge).await.is_err(), "the edge port is closed");
+    // The listener closes on the same signal that reset the connection, in its own task.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(edge).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the edge port is still open 5 s after removal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -50,6 +50,7 @@ pub(super) async fn agent(ctx: &Ctx, cmd: AgentCmd) -> anyhow::Result<()> {
                     ("ROLE", "role"),
                     ("ONLINE", "online"),
                     ("VERSION", "version"),
+                    ("LINK", "link"),
                     ("ADDRESS", "address"),
                     ("LAST SEEN", "last_seen"),
                 ],

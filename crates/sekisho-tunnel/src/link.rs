@@ -1,0 +1,597 @@
+//! An agent link after its TLS 1.3 handshake: the records that carry the multiplexer.
+//!
+//! Agents and the relay negotiate one of two ALPN ids on the relay's port:
+//!
+//! - [`AGENT_ALPN`] (`sekisho/2`, preferred): rustls runs the handshake (the relay's certificate,
+//!   the agent's pin, the exporter the agent login signs), then both ends derive two keys from
+//!   the handshake with the TLS exporter (RFC 8446 §7.5, as NTS does in RFC 8915) and seal the
+//!   link's bytes themselves ([`SealedLink`]): records of up to 128 KiB, read 256 KiB per system
+//!   call and opened in place in the buffer they arrived in, so the multiplexer's frames and the
+//!   payloads inside them reach the streams without a copy. rustls's record layer reads one
+//!   16 KiB record per call and copies each record's plaintext twice.
+//! - [`AGENT_ALPN_V1`] (`sekisho/1`): the multiplexer runs inside rustls's own records. Relays
+//!   keep accepting it, and agents keep offering it, so a relay and its agents can be upgraded in
+//!   either order.
+//!
+//! A sealed record is `u32 length || AES-128-GCM(plaintext) || tag`, the length (of ciphertext
+//! and tag) being the associated data. Each direction has its own key; the nonce is the
+//! direction's IV XOR a record counter, as in TLS 1.3. Every [`EPOCH_RECORDS`] records a
+//! direction moves to a key derived from the previous secret with HKDF and forgets the old one
+//! (TLS 1.3's key update, made implicit: both ends count the same records), which keeps each key
+//! far below AES-GCM's usage limits. A record that fails authentication, is out of order, too
+//! large, or cut short ends the link; the streams on it end with an error, never with a clean end
+//! of data, because a stream's end is itself a frame inside an authenticated record.
+//!
+//! The relay speaks first: its first record is empty, and the agent sends nothing until it has
+//! read it, so no byte of the sealed link can reach rustls's buffers on the relay's side during
+//! the handshake.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::conn::Transport;
+
+/// ALPN id of the sealed link (preferred).
+pub const AGENT_ALPN: &[u8] = b"sekisho/2";
+/// ALPN id of the link inside rustls's records, kept for agents and relays of earlier versions.
+pub const AGENT_ALPN_V1: &[u8] = b"sekisho/1";
+/// What agents offer, best first.
+pub const AGENT_ALPNS: [&[u8]; 2] = [AGENT_ALPN, AGENT_ALPN_V1];
+
+/// Exporter label of the two record secrets.
+const SECRETS_LABEL: &[u8] = b"EXPORTER-sekisho-link-records";
+const HEADER: usize = 4;
+const TAG: usize = 16;
+/// Largest plaintext in one record.
+pub const MAX_PLAIN: usize = 128 << 10;
+const MAX_SEALED: usize = MAX_PLAIN + TAG;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 256 << 10;
+/// Records sealed with one key before the direction moves to the next.
+pub const EPOCH_RECORDS: u64 = 1 << 20;
+
+const KEY_LABEL: &[u8] = b"sekisho link key";
+const IV_LABEL: &[u8] = b"sekisho link iv";
+const NEXT_LABEL: &[u8] = b"sekisho link next";
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn bad_record() -> io::Error {
+    invalid("sealed link: a record failed authentication (tampered, reordered or cut)".to_owned())
+}
+
+/// The two record secrets of one link, from the TLS handshake.
+pub struct LinkSecrets {
+    client: [u8; 32],
+    server: [u8; 32],
+}
+
+impl std::fmt::Debug for LinkSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSecrets").finish_non_exhaustive()
+    }
+}
+
+impl LinkSecrets {
+    /// Derives the secrets from a finished TLS 1.3 handshake (either side gets the same two).
+    pub fn export<D>(tls: &rustls::ConnectionCommon<D>) -> Result<Self, rustls::Error> {
+        let both = tls.export_keying_material([0u8; 64], SECRETS_LABEL, None)?;
+        let (client, server) = both.split_at(32);
+        let mut secrets = LinkSecrets { client: [0; 32], server: [0; 32] };
+        secrets.client.copy_from_slice(client);
+        secrets.server.copy_from_slice(server);
+        Ok(secrets)
+    }
+
+    /// Secrets from raw bytes, for tests of the record layer.
+    pub fn from_bytes(client: [u8; 32], server: [u8; 32]) -> Self {
+        LinkSecrets { client, server }
+    }
+}
+
+struct HkdfLen(usize);
+
+impl hkdf::KeyType for HkdfLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn expand<const N: usize>(secret: &[u8; 32], label: &[u8]) -> io::Result<[u8; N]> {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
+    let mut out = [0u8; N];
+    prk.expand(&[label], HkdfLen(N))
+        .and_then(|okm| okm.fill(&mut out))
+        .map_err(|_| invalid("sealed link: key derivation failed".to_owned()))?;
+    Ok(out)
+}
+
+/// One direction's key, IV and record counter.
+struct Direction {
+    secret: [u8; 32],
+    key: LessSafeKey,
+    iv: [u8; NONCE_LEN],
+    seq: u64,
+    /// Records per key ([`EPOCH_RECORDS`]; fewer in tests).
+    epoch: u64,
+}
+
+impl Direction {
+    fn new(secret: [u8; 32], epoch: u64) -> io::Result<Self> {
+        let key: [u8; 16] = expand(&secret, KEY_LABEL)?;
+        let unbound =
+            UnboundKey::new(&aead::AES_128_GCM, &key).map_err(|_| invalid("sealed link: bad record key".to_owned()))?;
+        Ok(Direction { key: LessSafeKey::new(unbound), iv: expand(&secret, IV_LABEL)?, secret, seq: 0, epoch })
+    }
+
+    /// The next record's nonce, moving to the next key at the end of an epoch.
+    fn next_nonce(&mut self) -> io::Result<Nonce> {
+        if self.seq == self.epoch {
+            *self = Direction::new(expand(&self.secret, NEXT_LABEL)?, self.epoch)?;
+        }
+        let mut nonce = self.iv;
+        for (b, s) in nonce[NONCE_LEN - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq += 1;
+        Ok(Nonce::assume_unique_for_key(nonce))
+    }
+}
+
+/// A link whose bytes are sealed in [`MAX_PLAIN`]-sized records (see the module docs).
+pub struct SealedLink<IO> {
+    io: IO,
+    tx: Direction,
+    rx: Direction,
+    /// Ciphertext read and not yet opened.
+    rbuf: BytesMut,
+    /// Sealed bytes not yet written.
+    out: BytesMut,
+}
+
+impl<IO> std::fmt::Debug for SealedLink<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedLink").finish_non_exhaustive()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
+    fn new(io: IO, tx: [u8; 32], rx: [u8; 32], epoch: u64) -> io::Result<Self> {
+        Ok(SealedLink {
+            io,
+            tx: Direction::new(tx, epoch)?,
+            rx: Direction::new(rx, epoch)?,
+            rbuf: BytesMut::new(),
+            out: BytesMut::new(),
+        })
+    }
+
+    /// The relay's end. Its first record, empty, tells the agent that it may send.
+    pub fn server(io: IO, secrets: LinkSecrets) -> io::Result<Self> {
+        Self::server_with_epoch(io, secrets, EPOCH_RECORDS)
+    }
+
+    fn server_with_epoch(io: IO, secrets: LinkSecrets, epoch: u64) -> io::Result<Self> {
+        let mut link = SealedLink::new(io, secrets.server, secrets.client, epoch)?;
+        link.seal(&VecDeque::new())?;
+        Ok(link)
+    }
+
+    /// The agent's end: waits for the relay's first record, which must be empty.
+    pub async fn client(io: IO, secrets: LinkSecrets) -> io::Result<Self> {
+        Self::client_with_epoch(io, secrets, EPOCH_RECORDS).await
+    }
+
+    async fn client_with_epoch(io: IO, secrets: LinkSecrets, epoch: u64) -> io::Result<Self> {
+        let mut link = SealedLink::new(io, secrets.client, secrets.server, epoch)?;
+        loop {
+            if let Some(len) = link.record_len()?
+                && link.rbuf.len() >= HEADER + len
+            {
+                let first = link.open(len)?;
+                if !first.is_empty() {
+                    return Err(invalid("sealed link: the relay's first record was not the empty one".to_owned()));
+                }
+                return Ok(link);
+            }
+            link.rbuf.reserve(READ_CHUNK);
+            if tokio::io::AsyncReadExt::read_buf(&mut link.io, &mut link.rbuf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "sealed link: the relay closed the connection before its first record",
+                ));
+            }
+        }
+    }
+
+    /// Writes raw bytes past the record layer (tests of bad input).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.io.write_all(bytes).await
+    }
+
+    /// The length of the next record's sealed body, once its header has arrived.
+    fn record_len(&self) -> io::Result<Option<usize>> {
+        let Some(header) = self.rbuf.get(..HEADER) else { return Ok(None) };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > MAX_SEALED {
+            return Err(invalid(format!(
+                "sealed link: a record of {len} bytes exceeds the largest allowed ({MAX_SEALED})"
+            )));
+        }
+        if len < TAG {
+            return Err(invalid(format!("sealed link: a record of {len} bytes is shorter than its tag")));
+        }
+        Ok(Some(len))
+    }
+
+    /// Opens the next record (`len` sealed bytes after the header) in place.
+    fn open(&mut self, len: usize) -> io::Result<BytesMut> {
+        let mut record = self.rbuf.split_to(HEADER + len);
+        let header = [record[0], record[1], record[2], record[3]];
+        let nonce = self.rx.next_nonce()?;
+        let plain =
+            self.rx.key.open_in_place(nonce, Aad::from(header), &mut record[HEADER..]).map_err(|_| bad_record())?;
+        let plain = plain.len();
+        record.advance(HEADER);
+        record.truncate(plain);
+        Ok(record)
+    }
+
+    /// Seals the front of `chunks` (up to [`MAX_PLAIN`] bytes) as one record into the output
+    /// buffer; returns how many plaintext bytes it took.
+    fn seal(&mut self, chunks: &VecDeque<Bytes>) -> io::Result<usize> {
+        let mut plain = 0;
+        for chunk in chunks {
+            plain += chunk.len().min(MAX_PLAIN - plain);
+            if plain == MAX_PLAIN {
+                break;
+            }
+        }
+        let start = self.out.len();
+        self.out.reserve(HEADER + plain + TAG);
+        self.out.put_u32((plain + TAG) as u32);
+        let mut left = plain;
+        for chunk in chunks {
+            if left == 0 {
+                break;
+            }
+            let take = chunk.len().min(left);
+            self.out.extend_from_slice(&chunk[..take]);
+            left -= take;
+        }
+        let record = &mut self.out[start..];
+        let header = [record[0], record[1], record[2], record[3]];
+        let nonce = self.tx.next_nonce()?;
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut record[HEADER..])
+            .map_err(|_| invalid("sealed link: sealing failed".to_owned()))?;
+        self.out.extend_from_slice(tag.as_ref());
+        Ok(plain)
+    }
+
+    /// Writes out what is sealed. Ready once the output buffer is empty.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        self.out.clear();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Transport for SealedLink<IO> {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, dst: &mut BytesMut) -> Poll<io::Result<usize>> {
+        loop {
+            match self.record_len()? {
+                Some(len) if self.rbuf.len() >= HEADER + len => {
+                    let plain = self.open(len)?;
+                    let n = plain.len();
+                    if n == 0 {
+                        continue;
+                    }
+                    // Whole frames per record (the usual case) leave `dst` empty between
+                    // records, so the record itself becomes the buffer: no copy.
+                    if dst.is_empty() {
+                        *dst = plain;
+                    } else {
+                        dst.extend_from_slice(&plain);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Some(len) => {
+                    let missing = HEADER + len - self.rbuf.len();
+                    if self.rbuf.capacity() - self.rbuf.len() < missing {
+                        self.rbuf.reserve(missing.max(READ_CHUNK));
+                    }
+                }
+                None if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 => self.rbuf.reserve(READ_CHUNK),
+                None => {}
+            }
+            match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf))? {
+                0 if self.rbuf.is_empty() => return Poll::Ready(Ok(0)),
+                0 => {
+                    return Poll::Ready(Err(invalid(
+                        "sealed link: the connection closed in the middle of a record".to_owned(),
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn poll_write_chunks(&mut self, cx: &mut Context<'_>, chunks: &VecDeque<Bytes>) -> Poll<io::Result<usize>> {
+        ready!(self.poll_drain(cx))?;
+        let n = self.seal(chunks)?;
+        // Start writing at once; what the socket does not take now waits for the next call.
+        if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// An agent link, relay side or agent side, in whichever form the handshake chose.
+#[allow(clippy::large_enum_variant, reason = "one per agent link, and the sealed link is the usual one")]
+pub enum Link {
+    /// `sekisho/1`: the multiplexer inside rustls's records.
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// `sekisho/2`: the sealed link.
+    Sealed(SealedLink<TcpStream>),
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Link::Tls(_) => "Link::Tls",
+            Link::Sealed(_) => "Link::Sealed",
+        })
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::other(format!("agent link: {e}"))
+}
+
+impl Link {
+    /// The relay's end of a finished handshake.
+    pub fn server(mut tls: tokio_rustls::server::TlsStream<TcpStream>) -> io::Result<Link> {
+        if tls.get_ref().1.alpn_protocol() == Some(AGENT_ALPN) {
+            let secrets = LinkSecrets::export(tls.get_ref().1).map_err(tls_error)?;
+            let (tcp, _) = tls.into_inner();
+            return Ok(Link::Sealed(SealedLink::server(tcp, secrets)?));
+        }
+        crate::tls::tune_link(tls.get_mut().1);
+        Ok(Link::Tls(Box::new(tls.into())))
+    }
+
+    /// The agent's end of a finished handshake; on `sekisho/2`, waits for the relay's first record.
+    pub async fn client(mut tls: tokio_rustls::client::TlsStream<TcpStream>) -> io::Result<Link> {
+        if tls.get_ref().1.alpn_protocol() == Some(AGENT_ALPN) {
+            let secrets = LinkSecrets::export(tls.get_ref().1).map_err(tls_error)?;
+            let (tcp, _) = tls.into_inner();
+            return Ok(Link::Sealed(SealedLink::client(tcp, secrets).await?));
+        }
+        crate::tls::tune_link(tls.get_mut().1);
+        Ok(Link::Tls(Box::new(tls.into())))
+    }
+
+    /// Whether this link seals its own records (`sekisho/2`).
+    pub fn is_sealed(&self) -> bool {
+        matches!(self, Link::Sealed(_))
+    }
+
+    /// The ALPN id of this link's form: `sekisho/2` or `sekisho/1`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Link::Tls(_) => "sekisho/1",
+            Link::Sealed(_) => "sekisho/2",
+        }
+    }
+}
+
+impl Transport for Link {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, dst: &mut BytesMut) -> Poll<io::Result<usize>> {
+        match self {
+            Link::Tls(tls) => tls.poll_read_into(cx, dst),
+            Link::Sealed(link) => link.poll_read_into(cx, dst),
+        }
+    }
+
+    fn poll_write_chunks(&mut self, cx: &mut Context<'_>, chunks: &VecDeque<Bytes>) -> Poll<io::Result<usize>> {
+        match self {
+            Link::Tls(tls) => tls.poll_write_chunks(cx, chunks),
+            Link::Sealed(link) => link.poll_write_chunks(cx, chunks),
+        }
+    }
+
+    fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Link::Tls(tls) => tls.poll_flush_link(cx),
+            Link::Sealed(link) => link.poll_flush_link(cx),
+        }
+    }
+
+    fn poll_shutdown_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Link::Tls(tls) => tls.poll_shutdown_link(cx),
+            Link::Sealed(link) => link.poll_shutdown_link(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    use super::*;
+
+    fn secrets() -> LinkSecrets {
+        LinkSecrets::from_bytes([1; 32], [2; 32])
+    }
+
+    async fn pair(epoch: u64) -> (SealedLink<DuplexStream>, SealedLink<DuplexStream>) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut server = SealedLink::server_with_epoch(a, secrets(), epoch).unwrap();
+        poll_fn(|cx| server.poll_flush_link(cx)).await.unwrap();
+        let client = SealedLink::client_with_epoch(b, secrets(), epoch).await.unwrap();
+        (server, client)
+    }
+
+    async fn send(link: &mut SealedLink<DuplexStream>, chunks: &[&[u8]]) -> usize {
+        let queue: VecDeque<Bytes> = chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect();
+        let n = poll_fn(|cx| link.poll_write_chunks(cx, &queue)).await.unwrap();
+        poll_fn(|cx| link.poll_flush_link(cx)).await.unwrap();
+        n
+    }
+
+    async fn recv(link: &mut SealedLink<DuplexStream>, dst: &mut BytesMut) -> io::Result<usize> {
+        poll_fn(|cx| link.poll_read_into(cx, dst)).await
+    }
+
+    #[tokio::test]
+    async fn records_cross_both_ways_and_a_whole_record_becomes_the_buffer_without_a_copy() {
+        let (mut server, mut client) = pair(EPOCH_RECORDS).await;
+        assert_eq!(send(&mut client, &[b"hello ", b"relay"]).await, 11);
+        let mut got = BytesMut::new();
+        assert_eq!(recv(&mut server, &mut got).await.unwrap(), 11);
+        assert_eq!(&got[..], b"hello relay");
+        // The plaintext sits in the buffer the ciphertext was read into, after its header.
+        let read_at = server.rbuf.as_ptr() as usize;
+        assert_eq!(send(&mut client, &[b"second"]).await, 6);
+        let mut second = BytesMut::new();
+        recv(&mut server, &mut second).await.unwrap();
+        assert_eq!(&second[..], b"second");
+        assert_eq!(second.as_ptr() as usize, read_at + HEADER, "opened in place, handed over as is");
+        // Something already in `dst` (a frame cut by a record boundary) gets the next record appended.
+        send(&mut server, &[b"abc"]).await;
+        send(&mut server, &[b"def"]).await;
+        let mut acc = BytesMut::new();
+        recv(&mut client, &mut acc).await.unwrap();
+        recv(&mut client, &mut acc).await.unwrap();
+        assert_eq!(&acc[..], b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_queue_larger_than_a_record_is_split_at_the_limit_in_order() {
+        let (mut server, mut client) = pair(EPOCH_RECORDS).await;
+        let big: Vec<u8> = (0..MAX_PLAIN + 1000).map(|i| (i % 251) as u8).collect();
+        let queue: VecDeque<Bytes> = [Bytes::from(big[..1000].to_vec()), Bytes::from(big[1000..].to_vec())].into();
+        let first = poll_fn(|cx| client.poll_write_chunks(cx, &queue)).await.unwrap();
+        assert_eq!(first, MAX_PLAIN, "one record holds at most MAX_PLAIN bytes, cutting the last chunk");
+        let rest: VecDeque<Bytes> = [Bytes::from(big[first..].to_vec())].into();
+        assert_eq!(poll_fn(|cx| client.poll_write_chunks(cx, &rest)).await.unwrap(), 1000);
+        poll_fn(|cx| client.poll_flush_link(cx)).await.unwrap();
+        let mut got = BytesMut::new();
+        while got.len() < big.len() {
+            recv(&mut server, &mut got).await.unwrap();
+        }
+        assert_eq!(&got[..], &big[..]);
+    }
+
+    #[tokio::test]
+    async fn keys_move_on_each_epoch_and_both_ends_follow() {
+        let (mut server, mut client) = pair(3).await;
+        for i in 0..10u8 {
+            send(&mut client, &[&[i; 5]]).await;
+            let mut got = BytesMut::new();
+            recv(&mut server, &mut got).await.unwrap();
+            assert_eq!(&got[..], &[i; 5]);
+        }
+        assert_eq!(client.tx.seq, 1, "ten records with three per key: the fourth key, one record in");
+        // An end that does not move on at the same record fails there: the key really changed.
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut server = SealedLink::server_with_epoch(a, secrets(), 3).unwrap();
+        poll_fn(|cx| server.poll_flush_link(cx)).await.unwrap();
+        let mut client = SealedLink::client_with_epoch(b, secrets(), 4).await.unwrap();
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            send(&mut server, &[b"x"]).await;
+            let mut got = BytesMut::new();
+            results.push(recv(&mut client, &mut got).await.is_ok());
+        }
+        // The empty first record and two more used the first key; the fourth record is sealed
+        // with the second.
+        assert_eq!(results, [true, true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn tampered_reordered_oversized_and_cut_records_end_the_link_with_a_reason() {
+        // Tampered: one bit of the ciphertext flipped.
+        let (a, mut wire) = tokio::io::duplex(1 << 20);
+        let mut server = SealedLink::server(a, secrets()).unwrap();
+        poll_fn(|cx| server.poll_flush_link(cx)).await.unwrap();
+        let queue: VecDeque<Bytes> = [Bytes::from_static(b"payload")].into();
+        poll_fn(|cx| server.poll_write_chunks(cx, &queue)).await.unwrap();
+        poll_fn(|cx| server.poll_flush_link(cx)).await.unwrap();
+        let mut sealed = vec![0u8; HEADER + TAG + HEADER + 7 + TAG];
+        wire.read_exact(&mut sealed).await.unwrap();
+        let (first, second) = sealed.split_at(HEADER + TAG);
+        let mut flipped = second.to_vec();
+        flipped[HEADER + 2] ^= 1;
+        for (bytes, reason) in [
+            ([first, &flipped].concat(), "failed authentication"),
+            // Reordered: the second record where the first belongs.
+            ([second, first].concat(), "failed authentication"),
+            ([first, &[0xff, 0xff, 0xff, 0xff]].concat(), "exceeds the largest allowed"),
+            ([first, &[0, 0, 0, 3]].concat(), "shorter than its tag"),
+            ([first, &second[..10]].concat(), "closed in the middle of a record"),
+        ] {
+            let (mut feed, b) = tokio::io::duplex(1 << 20);
+            tokio::io::AsyncWriteExt::write_all(&mut feed, &bytes).await.unwrap();
+            drop(feed);
+            let result = match SealedLink::client(b, secrets()).await {
+                Err(e) => Err(e),
+                Ok(mut client) => recv(&mut client, &mut BytesMut::new()).await,
+            };
+            let err = result.expect_err(reason).to_string();
+            assert!(err.contains(reason), "{err} should say {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_agent_waits_for_an_empty_first_record() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut server = SealedLink::new(a, secrets().server, secrets().client, EPOCH_RECORDS).unwrap();
+        send(&mut server, &[b"early"]).await;
+        let err = SealedLink::client(b, secrets()).await.unwrap_err().to_string();
+        assert!(err.contains("first record was not the empty one"), "{err}");
+        let (a, b) = tokio::io::duplex(64);
+        drop(a);
+        let err = SealedLink::client(b, secrets()).await.unwrap_err().to_string();
+        assert!(err.contains("before its first record"), "{err}");
+        // Different secrets on the two ends never open a record.
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut server = SealedLink::server(a, LinkSecrets::from_bytes([3; 32], [4; 32])).unwrap();
+        poll_fn(|cx| server.poll_flush_link(cx)).await.unwrap();
+        let err = SealedLink::client(b, secrets()).await.unwrap_err().to_string();
+        assert!(err.contains("failed authentication"), "{err}");
+    }
+}
