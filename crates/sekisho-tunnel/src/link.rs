@@ -55,6 +55,8 @@ pub const MAX_PLAIN: usize = 128 << 10;
 const MAX_SEALED: usize = MAX_PLAIN + TAG;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 256 << 10;
+/// Sealed bytes gathered before they are written (one system call).
+const WRITE_BATCH: usize = 256 << 10;
 /// Records sealed with one key before the direction moves to the next.
 pub const EPOCH_RECORDS: u64 = 1 << 20;
 
@@ -248,13 +250,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
     }
 
     /// Seals the front of `chunks` (up to [`MAX_PLAIN`] bytes) as one record into the output
-    /// buffer; returns how many plaintext bytes it took.
+    /// buffer; returns how many plaintext bytes it took. The record ends at the end of a
+    /// multiplexer frame where one fits, so the receiver hands it on without a copy.
     fn seal(&mut self, chunks: &VecDeque<Bytes>) -> io::Result<usize> {
-        let mut plain = 0;
-        for chunk in chunks {
-            plain += chunk.len().min(MAX_PLAIN - plain);
-            if plain == MAX_PLAIN {
-                break;
+        let mut plain = sekisho_wire::whole_frames(chunks.iter().map(|c| &c[..]), MAX_PLAIN);
+        if plain == 0 {
+            for chunk in chunks {
+                plain += chunk.len().min(MAX_PLAIN - plain);
+                if plain == MAX_PLAIN {
+                    break;
+                }
             }
         }
         let start = self.out.len();
@@ -335,14 +340,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport for SealedLink<IO> {
         }
     }
 
+    /// Seals one record; the records go out together, [`WRITE_BATCH`] at a time or when the
+    /// driver flushes (it does once the multiplexer has nothing more queued).
     fn poll_write_chunks(&mut self, cx: &mut Context<'_>, chunks: &VecDeque<Bytes>) -> Poll<io::Result<usize>> {
-        ready!(self.poll_drain(cx))?;
-        let n = self.seal(chunks)?;
-        // Start writing at once; what the socket does not take now waits for the next call.
-        if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
-            return Poll::Ready(Err(e));
+        if self.out.len() >= WRITE_BATCH {
+            match self.poll_drain(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.out.len() >= WRITE_BATCH => return Poll::Pending,
+                _ => {}
+            }
         }
-        Poll::Ready(Ok(n))
+        Poll::Ready(self.seal(chunks))
     }
 
     fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -514,6 +522,31 @@ mod tests {
             recv(&mut server, &mut got).await.unwrap();
         }
         assert_eq!(&got[..], &big[..]);
+    }
+
+    #[tokio::test]
+    async fn records_end_at_a_frame_so_each_arrives_as_whole_frames() {
+        let (mut server, mut client) = pair(EPOCH_RECORDS).await;
+        // Two full-size DATA frames, queued as the multiplexer queues them: header, then payload.
+        let payload = vec![5u8; sekisho_wire::DEFAULT_MAX_FRAME_PAYLOAD as usize];
+        let mut queue = VecDeque::new();
+        for stream in [1, 3] {
+            let mut frame = BytesMut::new();
+            sekisho_wire::Frame::Data { stream: sekisho_wire::StreamId(stream), payload: Bytes::from(payload.clone()) }
+                .encode(&mut frame);
+            let frame = frame.freeze();
+            queue.push_back(frame.slice(..sekisho_wire::HEADER_LEN));
+            queue.push_back(frame.slice(sekisho_wire::HEADER_LEN..));
+        }
+        let frame = sekisho_wire::HEADER_LEN + payload.len();
+        // Both frames do not fit in one record; the record holds the first one whole.
+        assert_eq!(poll_fn(|cx| client.poll_write_chunks(cx, &queue)).await.unwrap(), frame);
+        poll_fn(|cx| client.poll_flush_link(cx)).await.unwrap();
+        let mut got = BytesMut::new();
+        assert_eq!(recv(&mut server, &mut got).await.unwrap(), frame);
+        let decoder = sekisho_wire::Decoder::new(sekisho_wire::DEFAULT_MAX_FRAME_PAYLOAD);
+        assert!(matches!(decoder.decode(&mut got), Ok(Some(sekisho_wire::Frame::Data { .. }))));
+        assert!(got.is_empty(), "nothing of the next frame came with it");
     }
 
     #[tokio::test]

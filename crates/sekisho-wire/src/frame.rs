@@ -216,6 +216,48 @@ impl Frame {
 /// Writes a DATA header for `len` payload bytes; the caller sends the payload right after it
 /// (copied into `out`, or queued on its own). Lets the multiplexer send user bytes without
 /// building a `Frame`.
+/// The length of the longest run of whole frames at the front of `chunks` (encoded frames, in
+/// order, cut anywhere) that is at most `limit` bytes long; 0 if the first frame alone is longer
+/// or incomplete. A transport that groups frames into records uses it to end each record at a
+/// frame, so the receiver can hand each record to the decoder as a buffer of its own.
+pub fn whole_frames<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limit: usize) -> usize {
+    let mut chunks = chunks.into_iter();
+    let mut cur: &[u8] = &[];
+    let mut done = 0;
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            if cur.is_empty() {
+                let Some(next) = chunks.next() else { return done };
+                cur = next;
+                continue;
+            }
+            let k = (HEADER_LEN - got).min(cur.len());
+            header[got..got + k].copy_from_slice(&cur[..k]);
+            cur = &cur[k..];
+            got += k;
+        }
+        let len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let end = done + HEADER_LEN + len;
+        if end > limit {
+            return done;
+        }
+        let mut skip = len;
+        while skip > 0 {
+            if cur.is_empty() {
+                let Some(next) = chunks.next() else { return done };
+                cur = next;
+                continue;
+            }
+            let k = skip.min(cur.len());
+            cur = &cur[k..];
+            skip -= k;
+        }
+        done = end;
+    }
+}
+
 pub(crate) fn put_data_header(out: &mut BytesMut, stream: StreamId, len: usize) {
     out.reserve(HEADER_LEN);
     write_header(out, FrameType::Data, stream, len);
@@ -457,5 +499,28 @@ mod tests {
         fn data_frames_roundtrip(stream in 1u32.., payload in proptest::collection::vec(any::<u8>(), 0..512)) {
             roundtrip(Frame::Data { stream: StreamId(stream), payload: Bytes::from(payload) });
         }
+    }
+
+    #[test]
+    fn whole_frames_ends_at_the_last_frame_that_fits_wherever_the_chunks_are_cut() {
+        let mut encoded = BytesMut::new();
+        Frame::Data { stream: StreamId(1), payload: Bytes::from(vec![7u8; 100]) }.encode(&mut encoded);
+        Frame::Fin { stream: StreamId(1) }.encode(&mut encoded);
+        Frame::Data { stream: StreamId(3), payload: Bytes::from(vec![9u8; 50]) }.encode(&mut encoded);
+        let (a, b, c) = (HEADER_LEN + 100, HEADER_LEN, HEADER_LEN + 50);
+        // Cut into chunks at every pair of places, headers included.
+        for i in 0..encoded.len() {
+            for j in i..encoded.len() {
+                let chunks = [&encoded[..i], &encoded[i..j], &encoded[j..]];
+                assert_eq!(whole_frames(chunks, usize::MAX), a + b + c);
+                assert_eq!(whole_frames(chunks, a + b + c - 1), a + b);
+                assert_eq!(whole_frames(chunks, a + b), a + b);
+                assert_eq!(whole_frames(chunks, a), a);
+                assert_eq!(whole_frames(chunks, a - 1), 0);
+            }
+        }
+        // An incomplete last frame is not counted.
+        assert_eq!(whole_frames([&encoded[..a + b + 5]], usize::MAX), a + b);
+        assert_eq!(whole_frames([&encoded[..a - 1]], usize::MAX), 0);
     }
 }

@@ -11,5 +11,7 @@
 mod frame;
 mod mux;
 
-pub use frame::{DecodeError, Decoder, Frame, FrameType, HEADER_LEN, MAX_PAYLOAD_LIMIT, ResetCode, StreamId};
+pub use frame::{
+    DecodeError, Decoder, Frame, FrameType, HEADER_LEN, MAX_PAYLOAD_LIMIT, ResetCode, StreamId, whole_frames,
+};
 pub use mux::{Config, DEFAULT_MAX_FRAME_PAYLOAD, Event, Mux, MuxError, Recv, Side, StreamError};
