@@ -57,6 +57,8 @@ const MAX_SEALED: usize = MAX_PLAIN + TAG;
 const READ_CHUNK: usize = 256 << 10;
 /// Sealed bytes gathered before they are written (one system call).
 const WRITE_BATCH: usize = 256 << 10;
+/// Largest output buffer kept once written.
+const OUT_KEEP: usize = 32 << 10;
 /// Records sealed with one key before the direction moves to the next.
 pub const EPOCH_RECORDS: u64 = 1 << 20;
 
@@ -295,7 +297,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
             }
             self.out.advance(n);
         }
-        self.out.clear();
+        // A bulk batch's buffer is not kept once written: an idle link holds none.
+        if self.out.capacity() > OUT_KEEP {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
         Poll::Ready(Ok(()))
     }
 }
