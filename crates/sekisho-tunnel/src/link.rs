@@ -278,14 +278,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
         }
         let record = &mut self.out[start..];
         let header = [record[0], record[1], record[2], record[3]];
-        let nonce = self.tx.next_nonce()?;
-        let tag = self
-            .tx
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut record[HEADER..])
-            .map_err(|_| invalid("sealed link: sealing failed".to_owned()))?;
-        self.out.extend_from_slice(tag.as_ref());
-        Ok(plain)
+        let sealed = self.tx.next_nonce().and_then(|nonce| {
+            self.tx
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::from(header), &mut record[HEADER..])
+                .map_err(|_| invalid("sealed link: sealing failed".to_owned()))
+        });
+        match sealed {
+            Ok(tag) => {
+                self.out.extend_from_slice(tag.as_ref());
+                Ok(plain)
+            }
+            Err(e) => {
+                // Never leave plaintext where it could be written out.
+                self.out.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Writes out what is sealed. Ready once the output buffer is empty.

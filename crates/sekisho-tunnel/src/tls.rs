@@ -273,6 +273,8 @@ pub fn server_config_sni(certs: Arc<SniCerts>, alpn: Vec<Vec<u8>>) -> Result<Arc
         .with_cert_resolver(certs);
     config.alpn_protocols = alpn;
     config.max_early_data_size = 0;
+    // Required by the sealed agent link (`sekisho/2`): after the handshake nothing more may come
+    // from rustls, or the agent would read a ticket where the relay's first sealed record belongs.
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }

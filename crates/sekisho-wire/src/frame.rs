@@ -213,9 +213,6 @@ impl Frame {
     }
 }
 
-/// Writes a DATA header for `len` payload bytes; the caller sends the payload right after it
-/// (copied into `out`, or queued on its own). Lets the multiplexer send user bytes without
-/// building a `Frame`.
 /// The length of the longest run of whole frames at the front of `chunks` (encoded frames, in
 /// order, cut anywhere) that is at most `limit` bytes long; 0 if the first frame alone is longer
 /// or incomplete. A transport that groups frames into records uses it to end each record at a
@@ -258,6 +255,9 @@ pub fn whole_frames<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limit: usize
     }
 }
 
+/// Writes a DATA header for `len` payload bytes; the caller sends the payload right after it
+/// (copied into `out`, or queued on its own). Lets the multiplexer send user bytes without
+/// building a `Frame`.
 pub(crate) fn put_data_header(out: &mut BytesMut, stream: StreamId, len: usize) {
     out.reserve(HEADER_LEN);
     write_header(out, FrameType::Data, stream, len);

@@ -173,7 +173,12 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     let garbage: std::collections::VecDeque<bytes::Bytes> = [bytes::Bytes::from_static(&[0xee; 40])].into();
     std::future::poll_fn(|cx| link.poll_write_chunks(cx, &garbage)).await.unwrap();
     std::future::poll_fn(|cx| link.poll_flush_link(cx)).await.unwrap();
-    assert_closed(&mut link).await;
+    let said = assert_closed(&mut link).await;
+    assert!(
+        said.windows(15).any(|w| w == b"malformed frame"),
+        "the relay says why in a go-away before closing: {:?}",
+        String::from_utf8_lossy(&said)
+    );
     relay
         .wait_event(|e| {
             e["kind"] == "agent_auth"
@@ -204,19 +209,21 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     still_works(addr).await;
 }
 
-/// Waits for the relay to end a sealed link: the read ends (or fails) within 10 s.
-async fn assert_closed(link: &mut SealedLink<tokio::net::TcpStream>) {
+/// Waits for the relay to end a sealed link: the read ends (or fails) within 10 s. Returns what
+/// the relay sent before it did.
+async fn assert_closed(link: &mut SealedLink<tokio::net::TcpStream>) -> Vec<u8> {
     let mut buf = bytes::BytesMut::new();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match std::future::poll_fn(|cx| link.poll_read_into(cx, &mut buf)).await {
                 Ok(0) | Err(_) => return,
-                Ok(_) => buf.clear(),
+                Ok(_) => {}
             }
         }
     })
     .await;
     assert!(ended.is_ok(), "relay keeps a link that sent bad records");
+    buf.to_vec()
 }
 
 #[tokio::test]
