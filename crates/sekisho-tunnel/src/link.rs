@@ -36,6 +36,7 @@ use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zeroize::Zeroize;
 
 use crate::conn::Transport;
 
@@ -86,6 +87,13 @@ impl std::fmt::Debug for LinkSecrets {
     }
 }
 
+impl Drop for LinkSecrets {
+    fn drop(&mut self) {
+        self.client.zeroize();
+        self.server.zeroize();
+    }
+}
+
 impl LinkSecrets {
     /// Derives the secrets from a finished TLS 1.3 handshake (either side gets the same two).
     pub fn export<D>(tls: &rustls::ConnectionCommon<D>) -> Result<Self, rustls::Error> {
@@ -132,9 +140,10 @@ struct Direction {
 
 impl Direction {
     fn new(secret: [u8; 32], epoch: u64) -> io::Result<Self> {
-        let key: [u8; 16] = expand(&secret, KEY_LABEL)?;
-        let unbound =
-            UnboundKey::new(&aead::AES_128_GCM, &key).map_err(|_| invalid("sealed link: bad record key".to_owned()))?;
+        let mut key: [u8; 16] = expand(&secret, KEY_LABEL)?;
+        let unbound = UnboundKey::new(&aead::AES_128_GCM, &key);
+        key.zeroize();
+        let unbound = unbound.map_err(|_| invalid("sealed link: bad record key".to_owned()))?;
         Ok(Direction { key: LessSafeKey::new(unbound), iv: expand(&secret, IV_LABEL)?, secret, seq: 0, epoch })
     }
 
@@ -149,6 +158,14 @@ impl Direction {
         }
         self.seq += 1;
         Ok(Nonce::assume_unique_for_key(nonce))
+    }
+}
+
+impl Drop for Direction {
+    /// The secret the next keys come from is wiped with the key it made (whose schedule aws-lc holds).
+    fn drop(&mut self) {
+        self.secret.zeroize();
+        self.iv.zeroize();
     }
 }
 
