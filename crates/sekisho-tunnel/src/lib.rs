@@ -5,6 +5,7 @@
 //!   `AsyncRead`/`AsyncWrite`, heartbeats, and clean failure of every stream when the peer goes.
 //! - [`link`]: an agent link after its TLS handshake: records sealed with keys from the
 //!   handshake, or (for earlier versions) rustls's own records.
+//! - [`transport`]: what a driver runs on (any byte stream, or a sealed link).
 //! - [`tls`]: the local CA, relay certificates, and the agent's pinned-CA verifier.
 //! - [`e2e`]: Noise KK sessions between two agents and the per-stream sealing the relay cannot read.
 //! - [`proto`]: the control and open-request messages exchanged over the mux.
@@ -21,6 +22,8 @@ pub mod link;
 pub mod proto;
 pub mod pump;
 pub mod tls;
+pub mod transport;
 
-pub use conn::{Connection, Driver, MuxStream, Transport};
+pub use conn::{Connection, Driver, MuxStream};
 pub use link::{AGENT_ALPN, AGENT_ALPN_V1, AGENT_ALPNS, Link};
+pub use transport::Transport;

@@ -160,7 +160,7 @@ async fn malformed_frames_and_hellos_close_only_that_connection() {
     ];
     for (bytes, reason) in cases {
         let mut link = sealed().await;
-        link.write_raw(bytes).await.unwrap();
+        link.get_mut().write_all(bytes).await.unwrap();
         assert_closed(&mut link).await;
         relay
             .wait_event(|e| {
