@@ -276,9 +276,7 @@ impl<IO: Transport> Driver<IO> {
                         // The go-away explaining why is queued; try to send it before closing.
                         inner.mux.take_chunks(&mut self.wq);
                         drop(inner);
-                        if let Poll::Ready(Ok(n)) = self.poll_write_queue(cx) {
-                            self.consume(n);
-                        }
+                        let _ = self.poll_write_queue(cx);
                         // A sealed link gathers records until it is flushed.
                         let _ = self.io.poll_flush_link(cx);
                         return Some(e.to_string());
