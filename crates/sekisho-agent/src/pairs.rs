@@ -125,7 +125,7 @@ impl Pairs {
             .map_err(|_| Failure::Other("end-to-end handshake timed out".to_owned()))??;
         let session =
             Arc::new(init.finish(&reply).map_err(|e| Failure::Other(format!("end-to-end handshake failed: {e}")))?);
-        tracing::debug!(peer = %route.peer_agent, "end-to-end session established");
+        tracing::debug!(peer = %route.peer_agent, keying = ?session.keying(), "end-to-end session established");
         // The handshake stream anchors the session: when it ends, so does the session.
         let map = self.map.clone();
         tokio::spawn(async move {

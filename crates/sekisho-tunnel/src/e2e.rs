@@ -10,15 +10,28 @@
 //! stream index it has seen before, so the relay cannot replay a recorded stream.
 //!
 //! Records on a sealed stream are `u16 length || ciphertext || tag` (at most 65,535 bytes).
+//!
+//! **Keys per stream (keying 2).** The initiator offers [`KEYING_PER_STREAM`] as the payload of
+//! its first handshake message and the responder echoes it. Each stream then seals under its own
+//! AES-256-GCM key, `HKDF-Expand(session secret, "sekisho e2e stream" || index)`, and moves to the
+//! next key (`HKDF-Expand(secret, "sekisho e2e next")`, the old one forgotten) every
+//! [`EPOCH_RECORDS`] records. So no key seals more than 4 GiB, however long the pair stays up
+//! and however much it moves; one key for the whole session would pass AES-GCM's data limit
+//! (RFC 8446 §5.5) after a few hundred gigabytes. An agent that offers or answers nothing
+//! (keying 1, before this) gets the session's two keys for every stream, as before, so agents can
+//! be upgraded in either order. The offer travels inside the Noise handshake, which authenticates
+//! it: nobody in the middle can strip it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
 use snow::{Builder, HandshakeState};
+use zeroize::Zeroize;
 
 /// The Noise protocol: KK handshake, X25519, AES-256-GCM (hardware accelerated through
 /// aws-lc-rs), SHA-256.
@@ -30,6 +43,13 @@ const TAG_LEN: usize = 16;
 pub const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
 /// Stream indices this far below the highest seen are refused outright.
 const REPLAY_WINDOW: u32 = 1 << 16;
+/// Records per key on a stream of keying 2: at most 4 GiB under one key.
+pub const EPOCH_RECORDS: u32 = 1 << 16;
+/// The handshake payload by which both ends agree on keys per stream.
+pub const KEYING_PER_STREAM: &[u8] = b"sekisho-e2e/2";
+const STREAM_LABEL: &[u8] = b"sekisho e2e stream";
+const KEY_LABEL: &[u8] = b"sekisho e2e key";
+const NEXT_LABEL: &[u8] = b"sekisho e2e next";
 
 #[derive(Debug, thiserror::Error)]
 pub enum E2eError {
@@ -70,10 +90,18 @@ pub struct Initiator {
 
 /// Starts a handshake towards `remote_public`; returns the first message to send.
 pub fn initiate(local_secret: &[u8; 32], remote_public: &[u8; 32]) -> Result<(Initiator, Vec<u8>), E2eError> {
+    initiate_offering(local_secret, remote_public, KEYING_PER_STREAM)
+}
+
+fn initiate_offering(
+    local_secret: &[u8; 32],
+    remote_public: &[u8; 32],
+    offer: &[u8],
+) -> Result<(Initiator, Vec<u8>), E2eError> {
     let mut state =
         builder().local_private_key(local_secret).remote_public_key(remote_public).build_initiator().map_err(noise)?;
     let mut msg = vec![0u8; 256];
-    let n = state.write_message(&[], &mut msg).map_err(noise)?;
+    let n = state.write_message(offer, &mut msg).map_err(noise)?;
     msg.truncate(n);
     Ok((Initiator { state }, msg))
 }
@@ -82,8 +110,8 @@ impl Initiator {
     /// Completes the handshake with the responder's answer.
     pub fn finish(mut self, reply: &[u8]) -> Result<PairSession, E2eError> {
         let mut payload = vec![0u8; 256];
-        self.state.read_message(reply, &mut payload).map_err(noise)?;
-        PairSession::new(self.state)
+        let n = self.state.read_message(reply, &mut payload).map_err(noise)?;
+        PairSession::new(self.state, Keying::agreed(&payload[..n]))
     }
 }
 
@@ -93,14 +121,41 @@ pub fn respond(
     remote_public: &[u8; 32],
     first: &[u8],
 ) -> Result<(PairSession, Vec<u8>), E2eError> {
+    respond_knowing(local_secret, remote_public, first, KEYING_PER_STREAM)
+}
+
+/// Answers with keying 2 only when the offer is `known` (tests pass `&[]` to answer as an agent of keying 1).
+fn respond_knowing(
+    local_secret: &[u8; 32],
+    remote_public: &[u8; 32],
+    first: &[u8],
+    known: &[u8],
+) -> Result<(PairSession, Vec<u8>), E2eError> {
     let mut state =
         builder().local_private_key(local_secret).remote_public_key(remote_public).build_responder().map_err(noise)?;
     let mut payload = vec![0u8; 256];
-    state.read_message(first, &mut payload).map_err(noise)?;
+    let n = state.read_message(first, &mut payload).map_err(noise)?;
+    let keying = if payload[..n] == *known { Keying::agreed(&payload[..n]) } else { Keying::Session };
+    let answer = if keying == Keying::PerStream { KEYING_PER_STREAM } else { &[] };
     let mut reply = vec![0u8; 256];
-    let n = state.write_message(&[], &mut reply).map_err(noise)?;
+    let n = state.write_message(answer, &mut reply).map_err(noise)?;
     reply.truncate(n);
-    Ok((PairSession::new(state)?, reply))
+    Ok((PairSession::new(state, keying)?, reply))
+}
+
+/// How a session keys its streams (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keying {
+    /// Keying 1: the session's two keys seal every stream.
+    Session,
+    /// Keying 2: a key per stream and direction, moved every [`EPOCH_RECORDS`] records.
+    PerStream,
+}
+
+impl Keying {
+    fn agreed(payload: &[u8]) -> Keying {
+        if payload == KEYING_PER_STREAM { Keying::PerStream } else { Keying::Session }
+    }
 }
 
 /// The keys shared by one front agent and one back agent.
@@ -108,12 +163,23 @@ pub fn respond(
 /// The handshake is snow's; the transport is Noise's AESGCM cipher (4 zero bytes and a 64-bit
 /// big-endian nonce, empty associated data) applied in place with aws-lc-rs, so records are sealed in
 /// the buffer the socket was read into and opened in the buffer they arrived in: no extra copies on
-/// the per-byte path.
+/// the per-byte path. The session keeps only the two secrets of Noise's split (wiped when it is
+/// dropped); each stream derives its keys from them on its first record.
 pub struct PairSession {
-    send: LessSafeKey,
-    recv: LessSafeKey,
+    send: [u8; 32],
+    recv: [u8; 32],
+    keying: Keying,
+    /// Records per key on keying 2 ([`EPOCH_RECORDS`]; fewer in tests).
+    epoch: u32,
     next_index: AtomicU32,
     seen: Mutex<Seen>,
+}
+
+impl Drop for PairSession {
+    fn drop(&mut self) {
+        self.send.zeroize();
+        self.recv.zeroize();
+    }
 }
 
 #[derive(Default)]
@@ -128,25 +194,51 @@ impl std::fmt::Debug for PairSession {
     }
 }
 
-fn key(bytes: &[u8; 32]) -> Result<LessSafeKey, E2eError> {
+fn aead_key(bytes: &[u8; 32]) -> Result<LessSafeKey, E2eError> {
     let unbound =
         UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| E2eError::Noise("bad transport key".into()))?;
     Ok(LessSafeKey::new(unbound))
 }
 
+struct HkdfLen(usize);
+
+impl hkdf::KeyType for HkdfLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn expand(secret: &[u8; 32], info: &[&[u8]]) -> Result<[u8; 32], E2eError> {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
+    let mut out = [0u8; 32];
+    prk.expand(info, HkdfLen(32))
+        .and_then(|okm| okm.fill(&mut out))
+        .map_err(|_| E2eError::Noise("key derivation failed".into()))?;
+    Ok(out)
+}
+
 impl PairSession {
-    fn new(mut state: HandshakeState) -> Result<Self, E2eError> {
+    fn new(mut state: HandshakeState, keying: Keying) -> Result<Self, E2eError> {
         if !state.is_handshake_finished() {
             return Err(E2eError::Noise("handshake not finished".into()));
         }
-        let (i2r, r2i) = state.dangerously_get_raw_split();
+        let (mut i2r, mut r2i) = state.dangerously_get_raw_split();
         let (send, recv) = if state.is_initiator() { (i2r, r2i) } else { (r2i, i2r) };
+        i2r.zeroize();
+        r2i.zeroize();
         Ok(PairSession {
-            send: key(&send)?,
-            recv: key(&recv)?,
+            send,
+            recv,
+            keying,
+            epoch: EPOCH_RECORDS,
             next_index: AtomicU32::new(1),
             seen: Mutex::new(Seen::default()),
         })
+    }
+
+    /// How this session keys its streams, as both ends agreed in the handshake.
+    pub fn keying(&self) -> Keying {
+        self.keying
     }
 
     /// A fresh stream index for the initiator.
@@ -174,9 +266,80 @@ impl PairSession {
     /// The sealing and opening halves of stream `index`.
     pub fn stream(self: &std::sync::Arc<Self>, index: u32) -> (Sealer, Opener) {
         (
-            Sealer { session: self.clone(), index, seq: 0 },
-            Opener { session: self.clone(), index, seq: 0, buf: BytesMut::new() },
+            Sealer { keys: StreamKeys::Pending(self.clone()), index, seq: 0 },
+            Opener { keys: StreamKeys::Pending(self.clone()), index, seq: 0, buf: BytesMut::new() },
         )
+    }
+}
+
+/// One direction of one stream: the session until the first record, then the key of the current
+/// epoch (boxed, so a stream that waits costs a pointer and the session stays shared).
+enum StreamKeys {
+    Pending(std::sync::Arc<PairSession>),
+    Keyed(Box<EpochKey>),
+}
+
+struct EpochKey {
+    /// The secret `key` comes from (on keying 1 the session's key itself).
+    secret: [u8; 32],
+    key: LessSafeKey,
+    /// Records per key; `None` on keying 1, whose key never moves.
+    epoch: Option<u32>,
+    /// Records sealed or opened under `key`.
+    used: u32,
+}
+
+impl EpochKey {
+    fn new(secret: [u8; 32], epoch: Option<u32>) -> Result<Box<EpochKey>, E2eError> {
+        let key = match epoch {
+            None => aead_key(&secret)?,
+            Some(_) => {
+                let mut bytes = expand(&secret, &[KEY_LABEL])?;
+                let key = aead_key(&bytes);
+                bytes.zeroize();
+                key?
+            }
+        };
+        Ok(Box::new(EpochKey { secret, key, epoch, used: 0 }))
+    }
+}
+
+impl Drop for EpochKey {
+    /// The secret the next keys come from is wiped with the key it made (whose schedule aws-lc holds).
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl StreamKeys {
+    /// The key for record after record of stream `index` in direction `send`: derived at the first
+    /// record, moved at the end of each epoch.
+    fn next(&mut self, index: u32, send: bool) -> Result<&LessSafeKey, E2eError> {
+        let fresh = match self {
+            StreamKeys::Pending(session) => {
+                let secret = if send { &session.send } else { &session.recv };
+                Some(match session.keying {
+                    Keying::Session => EpochKey::new(*secret, None)?,
+                    Keying::PerStream => {
+                        EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch))?
+                    }
+                })
+            }
+            StreamKeys::Keyed(k) if k.epoch == Some(k.used) => {
+                Some(EpochKey::new(expand(&k.secret, &[NEXT_LABEL])?, k.epoch)?)
+            }
+            StreamKeys::Keyed(_) => None,
+        };
+        if let Some(fresh) = fresh {
+            *self = StreamKeys::Keyed(fresh);
+        }
+        match self {
+            StreamKeys::Keyed(k) => {
+                k.used = k.used.saturating_add(1);
+                Ok(&k.key)
+            }
+            StreamKeys::Pending(_) => Err(E2eError::Noise("stream key missing".into())),
+        }
     }
 }
 
@@ -191,7 +354,7 @@ pub const RECORD_OVERHEAD: usize = 2 + TAG_LEN;
 
 /// Seals the outgoing bytes of one stream.
 pub struct Sealer {
-    session: std::sync::Arc<PairSession>,
+    keys: StreamKeys,
     index: u32,
     seq: u32,
 }
@@ -209,8 +372,8 @@ impl Sealer {
         record[..2].copy_from_slice(&((plain_len + TAG_LEN) as u16).to_be_bytes());
         let (body, rest) = record[2..].split_at_mut(plain_len);
         let tag = self
-            .session
-            .send
+            .keys
+            .next(self.index, true)?
             .seal_in_place_separate_tag(nonce(self.index, self.seq), Aad::empty(), body)
             .map_err(|_| E2eError::Noise("seal failed".into()))?;
         rest[..TAG_LEN].copy_from_slice(tag.as_ref());
@@ -231,7 +394,7 @@ impl Sealer {
 
 /// Opens the incoming records of one stream.
 pub struct Opener {
-    session: std::sync::Arc<PairSession>,
+    keys: StreamKeys,
     index: u32,
     seq: u32,
     buf: BytesMut,
@@ -258,8 +421,8 @@ impl Opener {
         self.buf.advance(2);
         let mut record = self.buf.split_to(len);
         let plain_len = self
-            .session
-            .recv
+            .keys
+            .next(self.index, false)?
             .open_in_place(nonce(self.index, self.seq), Aad::empty(), &mut record)
             .map_err(|_| E2eError::BadRecord)?
             .len();
@@ -307,6 +470,104 @@ mod tests {
         let (init, m1) = initiate(&a_sec, &b_pub).unwrap();
         let (resp, m2) = respond(&b_sec, &a_pub, &m1).unwrap();
         (Arc::new(init.finish(&m2).unwrap()), Arc::new(resp))
+    }
+
+    fn pair_offering(offer: &[u8], known: &[u8], epoch: u32) -> (Arc<PairSession>, Arc<PairSession>) {
+        let (a_sec, a_pub) = generate_static().unwrap();
+        let (b_sec, b_pub) = generate_static().unwrap();
+        let (init, m1) = initiate_offering(&a_sec, &b_pub, offer).unwrap();
+        let (mut resp, m2) = respond_knowing(&b_sec, &a_pub, &m1, known).unwrap();
+        let mut init = init.finish(&m2).unwrap();
+        init.epoch = epoch;
+        resp.epoch = epoch;
+        (Arc::new(init), Arc::new(resp))
+    }
+
+    fn seal_n(seal: &mut Sealer, n: u32) -> BytesMut {
+        let mut wire = BytesMut::new();
+        for i in 0..n {
+            seal.seal(format!("record {i}").as_bytes(), &mut wire).unwrap();
+        }
+        wire
+    }
+
+    /// Opens records until one fails; returns how many opened.
+    fn open_all(open: &mut Opener, wire: &[u8]) -> (u32, Option<E2eError>) {
+        open.push(wire);
+        let mut n = 0;
+        loop {
+            match open.next_record() {
+                Ok(Some(p)) => {
+                    assert_eq!(p, format!("record {n}").as_bytes());
+                    n += 1;
+                }
+                Ok(None) => return (n, None),
+                Err(e) => return (n, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn both_ends_of_this_version_agree_on_keys_per_stream() {
+        let (a, b) = pair();
+        assert_eq!((a.keying(), b.keying()), (Keying::PerStream, Keying::PerStream));
+        assert_eq!(a.epoch, EPOCH_RECORDS);
+    }
+
+    #[test]
+    fn each_stream_and_direction_has_a_key_of_its_own() {
+        fn secret(seal: &mut Sealer) -> [u8; 32] {
+            seal.keys.next(seal.index, true).unwrap();
+            match &seal.keys {
+                StreamKeys::Keyed(k) => k.secret,
+                StreamKeys::Pending(_) => panic!("no key after the first record"),
+            }
+        }
+        let (a, b) = pair();
+        let secrets =
+            [secret(&mut a.stream(1).0), secret(&mut a.stream(2).0), secret(&mut b.stream(1).0), a.send, a.recv];
+        for (i, x) in secrets.iter().enumerate() {
+            for y in &secrets[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn keys_move_every_epoch_and_both_ends_follow() {
+        let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_PER_STREAM, 3);
+        let (mut seal, _) = a.stream(9);
+        let wire = seal_n(&mut seal, 10);
+        let (_, mut open) = b.stream(9);
+        let (opened, err) = open_all(&mut open, &wire);
+        assert_eq!((opened, err.is_none()), (10, true));
+        // An end that keeps its key one record longer fails exactly where the sender's key moved:
+        // the key really changes at each epoch.
+        let mut lagging = Arc::try_unwrap(b).unwrap();
+        lagging.epoch = 4;
+        let (_, mut open) = Arc::new(lagging).stream(9);
+        let (opened, err) = open_all(&mut open, &wire);
+        assert_eq!(opened, 3);
+        assert!(matches!(err, Some(E2eError::BadRecord)));
+    }
+
+    #[test]
+    fn an_agent_of_keying_1_on_either_side_gets_the_session_keys_it_knows() {
+        // An older initiator offers nothing; an older responder answers nothing.
+        for (offer, known) in [(&[][..], KEYING_PER_STREAM), (KEYING_PER_STREAM, &[][..])] {
+            let (a, b) = pair_offering(offer, known, 3);
+            assert_eq!((a.keying(), b.keying()), (Keying::Session, Keying::Session));
+            let (mut seal, _) = a.stream(4);
+            let wire = seal_n(&mut seal, 10);
+            let (_, mut open) = b.stream(4);
+            assert_eq!(open_all(&mut open, &wire).0, 10, "no epochs on keying 1");
+            // The records are those an agent of keying 1 seals: the session key, nonce index‖seq.
+            let old = aead_key(&a.send).unwrap();
+            let mut body = b"record 0".to_vec();
+            let tag = old.seal_in_place_separate_tag(nonce(4, 0), Aad::empty(), &mut body).unwrap();
+            body.extend_from_slice(tag.as_ref());
+            assert_eq!(&wire[2..2 + body.len()], &body[..]);
+        }
     }
 
     #[test]
