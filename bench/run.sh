@@ -611,6 +611,8 @@ setup_sekisho() { # setup_sekisho edge|route
     SEKISHO_API_KEY=$(py ready "$CWORK/relay.out" admin_key)
     export SEKISHO_URL SEKISHO_CA SEKISHO_API_KEY
     [[ -n $relay_addr && -n $SEKISHO_API_KEY ]] || fail "relay ready line lacks listen/admin_key" "$CWORK/relay.out"
+    # Which AES-GCM the data path runs on (aws-lc or ring, by CPU or SEKISHO_AEAD; older builds: unknown).
+    grep -q "^sekisho AES-GCM" "$META" || meta "sekisho AES-GCM" "$(py ready "$CWORK/relay.out" aead || echo unknown)"
 
     sekisho_agent back1 back "$relay_addr"
     back=$SPAWNED_PID
@@ -832,7 +834,7 @@ setup_haproxy_chain() {
         ph=$(freeport)
         cat >"$CWORK/hop$i.cfg" <<EOF
 global
-    maxconn 20000
+    maxconn 5000
 defaults
     mode tcp
     option splice-auto

@@ -314,7 +314,8 @@ async fn connect(
                 sh.enrolled.send_replace(true);
                 let _ = sh.events.send(AgentEvent::Enrolled { agent_id: agent_id.clone(), name: name.clone() });
             }
-            tracing::info!(%agent_id, %name, %role, %relay, "connected to relay");
+            let aead = sekisho_tunnel::aead::Backend::current().name();
+            tracing::info!(%agent_id, %name, %role, %relay, aead, "connected to relay");
             Ok((conn, AgentEvent::Connected { agent_id, name, role, relay: relay.to_owned() }))
         }
         Ok(RelayMsg::Error { code, message }) => {

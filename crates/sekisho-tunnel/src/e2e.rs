@@ -25,7 +25,6 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -33,12 +32,13 @@ use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
 use snow::{Builder, HandshakeState};
 use zeroize::Zeroize;
 
+use crate::aead::{Key, NONCE_LEN, TAG_LEN};
+
 /// The Noise protocol: KK handshake, X25519, AES-256-GCM (hardware accelerated through
 /// aws-lc-rs), SHA-256.
 pub const NOISE_PARAMS: &str = "Noise_KK_25519_AESGCM_SHA256";
 /// Largest Noise message.
 const MAX_RECORD: usize = 65_535;
-const TAG_LEN: usize = 16;
 /// Largest plaintext carried in one record.
 pub const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
 /// Stream indices this far below the highest seen are refused outright.
@@ -194,10 +194,8 @@ impl std::fmt::Debug for PairSession {
     }
 }
 
-fn aead_key(bytes: &[u8; 32]) -> Result<LessSafeKey, E2eError> {
-    let unbound =
-        UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| E2eError::Noise("bad transport key".into()))?;
-    Ok(LessSafeKey::new(unbound))
+fn aead_key(bytes: &[u8; 32]) -> Result<Key, E2eError> {
+    Key::new(bytes).map_err(|e| E2eError::Noise(e.to_string()))
 }
 
 struct HkdfLen(usize);
@@ -282,7 +280,7 @@ enum StreamKeys {
 struct EpochKey {
     /// The secret `key` comes from (on keying 1 the session's key itself).
     secret: [u8; 32],
-    key: LessSafeKey,
+    key: Key,
     /// Records per key; `None` on keying 1, whose key never moves.
     epoch: Option<u32>,
     /// Records sealed or opened under `key`.
@@ -314,7 +312,7 @@ impl Drop for EpochKey {
 impl StreamKeys {
     /// The key for record after record of stream `index` in direction `send`: derived at the first
     /// record, moved at the end of each epoch.
-    fn next(&mut self, index: u32, send: bool) -> Result<&LessSafeKey, E2eError> {
+    fn next(&mut self, index: u32, send: bool) -> Result<&Key, E2eError> {
         let fresh = match self {
             StreamKeys::Pending(session) => {
                 let secret = if send { &session.send } else { &session.recv };
@@ -343,10 +341,10 @@ impl StreamKeys {
     }
 }
 
-fn nonce(index: u32, seq: u32) -> Nonce {
-    let mut n = [0u8; 12];
+fn nonce(index: u32, seq: u32) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
     n[4..].copy_from_slice(&((u64::from(index) << 32) | u64::from(seq)).to_be_bytes());
-    Nonce::assume_unique_for_key(n)
+    n
 }
 
 /// Bytes a record adds around its plaintext: the length prefix and the tag.
@@ -374,9 +372,9 @@ impl Sealer {
         let tag = self
             .keys
             .next(self.index, true)?
-            .seal_in_place_separate_tag(nonce(self.index, self.seq), Aad::empty(), body)
-            .map_err(|_| E2eError::Noise("seal failed".into()))?;
-        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+            .seal(nonce(self.index, self.seq), &[], body)
+            .map_err(|e| E2eError::Noise(e.to_string()))?;
+        rest[..TAG_LEN].copy_from_slice(&tag);
         self.seq += 1;
         Ok(plain_len + RECORD_OVERHEAD)
     }
@@ -423,9 +421,8 @@ impl Opener {
         let plain_len = self
             .keys
             .next(self.index, false)?
-            .open_in_place(nonce(self.index, self.seq), Aad::empty(), &mut record)
-            .map_err(|_| E2eError::BadRecord)?
-            .len();
+            .open(nonce(self.index, self.seq), &[], &mut record)
+            .map_err(|_| E2eError::BadRecord)?;
         record.truncate(plain_len);
         self.seq = self.seq.checked_add(1).ok_or(E2eError::Exhausted)?;
         Ok(Some(record.freeze()))
@@ -564,8 +561,8 @@ mod tests {
             // The records are those an agent of keying 1 seals: the session key, nonce index‖seq.
             let old = aead_key(&a.send).unwrap();
             let mut body = b"record 0".to_vec();
-            let tag = old.seal_in_place_separate_tag(nonce(4, 0), Aad::empty(), &mut body).unwrap();
-            body.extend_from_slice(tag.as_ref());
+            let tag = old.seal(nonce(4, 0), &[], &mut body).unwrap();
+            body.extend_from_slice(&tag);
             assert_eq!(&wire[2..2 + body.len()], &body[..]);
         }
     }

@@ -1,5 +1,6 @@
 //! The running data plane: everything between a socket and `sekisho-wire`'s state machines.
 //!
+//! - [`aead`]: AES-GCM from aws-lc or ring, whichever is faster on this CPU.
 //! - [`conn`]: a tokio driver that runs one [`sekisho_wire::Mux`] over any byte stream (a TLS
 //!   connection to the relay in practice), with per-stream handles that implement
 //!   `AsyncRead`/`AsyncWrite`, heartbeats, and clean failure of every stream when the peer goes.
@@ -14,6 +15,7 @@
 //!
 //! Policy, storage and routing decisions live in `sekisho-relay`; this crate only moves bytes.
 
+pub mod aead;
 pub mod conn;
 pub mod dial;
 pub mod e2e;

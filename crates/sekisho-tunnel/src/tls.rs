@@ -40,10 +40,11 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The crypto provider used everywhere: aws-lc-rs, whose AES-GCM uses the CPU's vector AES
-/// (VAES/AVX-512 where present; 1.6× ring's on the bench machine), with TLS 1.3's AES-128-GCM
-/// preferred over AES-256-GCM (4 rounds fewer per block, 14 % faster). Both ends of an agent link
-/// use it, so the link's records are AES-128-GCM.
+/// The crypto provider of every TLS handshake and of rustls's own records: aws-lc-rs, whose
+/// AES-GCM uses the CPU's vector AES with AVX-512 (1.6× ring's on such a CPU), with TLS 1.3's
+/// AES-128-GCM preferred over AES-256-GCM (4 rounds fewer per block, 14 % faster). Both ends of an
+/// agent link use it, so the link's records are AES-128-GCM; a sealed link (`sekisho/2`) seals
+/// them with [`crate::aead`], which takes ring's AES-GCM where the CPU has VAES but no AVX-512.
 pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);

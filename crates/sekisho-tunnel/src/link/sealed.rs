@@ -5,18 +5,18 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use aws_lc_rs::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroize;
 
+use crate::aead::{Key, NONCE_LEN};
 use crate::transport::Transport;
 
 /// Exporter label of the two record secrets.
 const SECRETS_LABEL: &[u8] = b"EXPORTER-sekisho-link-records";
 const HEADER: usize = 4;
-const TAG: usize = 16;
+const TAG: usize = crate::aead::TAG_LEN;
 /// Largest plaintext in one record.
 pub const MAX_PLAIN: usize = 128 << 10;
 const MAX_SEALED: usize = MAX_PLAIN + TAG;
@@ -92,7 +92,7 @@ fn expand<const N: usize>(secret: &[u8; 32], label: &[u8]) -> io::Result<[u8; N]
 /// One direction's key, IV and record counter.
 struct Direction {
     secret: [u8; 32],
-    key: LessSafeKey,
+    key: Key,
     iv: [u8; NONCE_LEN],
     seq: u64,
     /// Records per key ([`EPOCH_RECORDS`]; fewer in tests).
@@ -102,14 +102,14 @@ struct Direction {
 impl Direction {
     fn new(secret: [u8; 32], epoch: u64) -> io::Result<Self> {
         let mut key: [u8; 16] = expand(&secret, KEY_LABEL)?;
-        let unbound = UnboundKey::new(&aead::AES_128_GCM, &key);
+        let made = Key::new(&key);
         key.zeroize();
-        let unbound = unbound.map_err(|_| invalid("sealed link: bad record key".to_owned()))?;
-        Ok(Direction { key: LessSafeKey::new(unbound), iv: expand(&secret, IV_LABEL)?, secret, seq: 0, epoch })
+        let key = made.map_err(|e| invalid(format!("sealed link: {e}")))?;
+        Ok(Direction { key, iv: expand(&secret, IV_LABEL)?, secret, seq: 0, epoch })
     }
 
     /// The next record's nonce, moving to the next key at the end of an epoch.
-    fn next_nonce(&mut self) -> io::Result<Nonce> {
+    fn next_nonce(&mut self) -> io::Result<[u8; NONCE_LEN]> {
         if self.seq == self.epoch {
             *self = Direction::new(expand(&self.secret, NEXT_LABEL)?, self.epoch)?;
         }
@@ -118,7 +118,7 @@ impl Direction {
             *b ^= s;
         }
         self.seq += 1;
-        Ok(Nonce::assume_unique_for_key(nonce))
+        Ok(nonce)
     }
 }
 
@@ -237,9 +237,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
         let mut record = self.rbuf.split_to(HEADER + len);
         let header = [record[0], record[1], record[2], record[3]];
         let nonce = self.rx.next_nonce()?;
-        let plain =
-            self.rx.key.open_in_place(nonce, Aad::from(header), &mut record[HEADER..]).map_err(|_| bad_record())?;
-        let plain = plain.len();
+        let plain = self.rx.key.open(nonce, &header, &mut record[HEADER..]).map_err(|_| bad_record())?;
         record.advance(HEADER);
         record.truncate(plain);
         Ok(record)
@@ -273,10 +271,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SealedLink<IO> {
         let record = &mut self.out[start..];
         let header = [record[0], record[1], record[2], record[3]];
         let sealed = self.tx.next_nonce().and_then(|nonce| {
-            self.tx
-                .key
-                .seal_in_place_separate_tag(nonce, Aad::from(header), &mut record[HEADER..])
-                .map_err(|_| invalid("sealed link: sealing failed".to_owned()))
+            self.tx.key.seal(nonce, &header, &mut record[HEADER..]).map_err(|e| invalid(format!("sealed link: {e}")))
         });
         match sealed {
             Ok(tag) => {

@@ -36,6 +36,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "ca_file": handle.ca_path,
             "ca_fingerprint": handle.ca_fingerprint,
             "admin_key": handle.admin_key,
+            "aead": sekisho_tunnel::aead::Backend::current().name(),
         }));
     } else {
         println!("{} {}", lang.pick("Sekisho relay listening on", "Sekisho リレー待ち受け中:"), handle.addr);
