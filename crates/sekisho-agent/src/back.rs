@@ -125,7 +125,11 @@ impl Back {
                 return stream.reset(ResetCode::CRYPTO, &format!("end-to-end handshake failed: {e}"));
             }
         };
-        tracing::debug!(%from, keying = ?pair.keying(), "end-to-end session established");
+        if pair.keying() == e2e::Keying::Session {
+            tracing::info!(%from, "end-to-end session with an agent of an earlier version: one key for all streams (upgrade it)");
+        } else {
+            tracing::debug!(%from, "end-to-end session established, a key per stream");
+        }
         let key = (from, session);
         self.sessions.lock().insert(key.clone(), Arc::new(pair));
         if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {

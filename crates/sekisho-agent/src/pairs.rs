@@ -125,7 +125,11 @@ impl Pairs {
             .map_err(|_| Failure::Other("end-to-end handshake timed out".to_owned()))??;
         let session =
             Arc::new(init.finish(&reply).map_err(|e| Failure::Other(format!("end-to-end handshake failed: {e}")))?);
-        tracing::debug!(peer = %route.peer_agent, keying = ?session.keying(), "end-to-end session established");
+        if session.keying() == e2e::Keying::Session {
+            tracing::info!(peer = %route.peer_agent, "end-to-end session with an agent of an earlier version: one key for all streams (upgrade it)");
+        } else {
+            tracing::debug!(peer = %route.peer_agent, "end-to-end session established, a key per stream");
+        }
         // The handshake stream anchors the session: when it ends, so does the session.
         let map = self.map.clone();
         tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! End-to-end sealing between two agents: what a new stream's first record costs (its keys are
-//! derived then: one HKDF per direction and an AES-256 key schedule) against a record on a stream
+//! derived then: two HKDF-Expand and an AES-256 key schedule per direction) against a record on a stream
 //! that already has its keys, and a full 64 KiB record sealed in place.
 
 #![expect(clippy::unwrap_used, reason = "a benchmark has nowhere to report a setup failure but a panic")]

@@ -7,6 +7,9 @@
 //! faster than ring's. Both are the same algorithm, so the two ends of a link or of a stream may use
 //! different implementations. `SEKISHO_AEAD=aws-lc` or `=ring` overrides the choice (for
 //! comparisons); the choice is made once per process.
+//!
+//! The rule holds for aws-lc-sys 0.47 (aws-lc-rs 1.19) and ring 0.17.14. BoringSSL has a VAES/AVX2
+//! AES-GCM that aws-lc may take over; after an upgrade, run the `cipher` bench again.
 
 use std::sync::OnceLock;
 
@@ -24,18 +27,32 @@ impl Backend {
     /// The one this process uses: `SEKISHO_AEAD` if set to a known name, else by CPU features.
     pub fn current() -> Backend {
         static CHOSEN: OnceLock<Backend> = OnceLock::new();
-        *CHOSEN.get_or_init(|| match std::env::var("SEKISHO_AEAD").as_deref() {
-            Ok("aws-lc") => Backend::AwsLc,
-            Ok("ring") => Backend::Ring,
-            _ => Backend::for_cpu(),
+        *CHOSEN.get_or_init(|| {
+            let var = std::env::var("SEKISHO_AEAD").ok();
+            Backend::parse(var.as_deref()).unwrap_or_else(|unknown| {
+                tracing::warn!(SEKISHO_AEAD = unknown, "unknown AES-GCM backend (aws-lc or ring); choosing by CPU");
+                Backend::for_cpu()
+            })
         })
+    }
+
+    /// The backend `SEKISHO_AEAD` names, by CPU when it is unset or empty; `Err` with the value when unknown.
+    fn parse(var: Option<&str>) -> Result<Backend, &str> {
+        match var.map(str::trim) {
+            None | Some("") => Ok(Backend::for_cpu()),
+            Some(v) if v.eq_ignore_ascii_case("aws-lc") => Ok(Backend::AwsLc),
+            Some(v) if v.eq_ignore_ascii_case("ring") => Ok(Backend::Ring),
+            Some(v) => Err(v),
+        }
     }
 
     fn for_cpu() -> Backend {
         #[cfg(target_arch = "x86_64")]
         {
+            // aws-lc's AVX-512 AES-GCM wants all of these (its `CPU_CAP_AVX512_BITFLAGS`).
             let avx512 = std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
                 && std::arch::is_x86_feature_detected!("avx512vl");
             let vector_aes =
                 std::arch::is_x86_feature_detected!("vaes") && std::arch::is_x86_feature_detected!("vpclmulqdq");
@@ -142,6 +159,7 @@ mod tests {
         for len in [16, 32] {
             let bytes = [9u8; 32];
             let keys = [Backend::AwsLc, Backend::Ring].map(|b| Key::with_backend(b, &bytes[..len]).unwrap());
+            assert!(matches!((&keys[0], &keys[1]), (Key::AwsLc(_), Key::Ring(_))), "each backend as asked");
             for (a, b) in [(0, 1), (1, 0)] {
                 let mut msg = b"across implementations".to_vec();
                 let tag = keys[a].seal([3; NONCE_LEN], b"hdr", &mut msg).unwrap();
@@ -156,6 +174,16 @@ mod tests {
             }
         }
         assert!(Key::with_backend(Backend::Ring, &[0; 24]).is_err());
+        assert!(Key::with_backend(Backend::AwsLc, &[0; 24]).is_err());
         assert!(Key::with_backend(Backend::AwsLc, &[0; 5]).is_err());
+    }
+
+    #[test]
+    fn the_override_names_a_backend_or_is_refused() {
+        assert_eq!(Backend::parse(Some("ring")), Ok(Backend::Ring));
+        assert_eq!(Backend::parse(Some(" AWS-LC ")), Ok(Backend::AwsLc));
+        assert_eq!(Backend::parse(None), Ok(Backend::for_cpu()));
+        assert_eq!(Backend::parse(Some("")), Ok(Backend::for_cpu()));
+        assert_eq!(Backend::parse(Some("awslc")), Err("awslc"));
     }
 }

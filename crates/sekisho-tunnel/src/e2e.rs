@@ -2,8 +2,8 @@
 //!
 //! A front agent and a back agent run one Noise `KK` handshake per pair (both static keys are
 //! known from enrollment, distributed by the relay) on a dedicated handshake stream, which then
-//! stays open as the session's lifetime anchor. Each data stream is sealed with the session's
-//! keys in Noise's stateless transport mode, with an explicit nonce of
+//! stays open as the session's lifetime anchor. Each data stream is sealed with keys derived from
+//! the session's (below) in Noise's stateless transport mode, with an explicit nonce of
 //! `stream index << 32 | record number`: a new stream costs no handshake and no public-key
 //! operation, so opening many short connections stays cheap, and records cannot be reordered,
 //! dropped or moved between streams without failing authentication. The responder refuses a
@@ -11,11 +11,13 @@
 //!
 //! Records on a sealed stream are `u16 length || ciphertext || tag` (at most 65,535 bytes).
 //!
-//! **Keys per stream (keying 2).** The initiator offers [`KEYING_PER_STREAM`] as the payload of
-//! its first handshake message and the responder echoes it. Each stream then seals under its own
-//! AES-256-GCM key, `HKDF-Expand(session secret, "sekisho e2e stream" || index)`, and moves to the
-//! next key (`HKDF-Expand(secret, "sekisho e2e next")`, the old one forgotten) every
-//! [`EPOCH_RECORDS`] records. So no key seals more than 4 GiB, however long the pair stays up
+//! **Keys per stream (keying 2).** The initiator offers [`KEYING_PER_STREAM`] in the payload of
+//! its first handshake message (a space-separated list, so later keyings can be offered beside it)
+//! and the responder echoes the one it takes. Each stream and direction then starts from the secret
+//! `HKDF-Expand(split secret, "sekisho e2e stream" || u32be(index), 32)` and seals under the
+//! AES-256-GCM key `HKDF-Expand(secret, "sekisho e2e key", 32)`; every [`EPOCH_RECORDS`] records
+//! the secret moves to `HKDF-Expand(secret, "sekisho e2e next", 32)`, the old one forgotten, and a
+//! new key is derived from it. (HKDF-Expand with the 32-byte secret as its PRK, SHA-256.) So no key seals more than 4 GiB, however long the pair stays up
 //! and however much it moves; one key for the whole session would pass AES-GCM's data limit
 //! (RFC 8446 §5.5) after a few hundred gigabytes. An agent that offers or answers nothing
 //! (keying 1, before this) gets the session's two keys for every stream, as before, so agents can
@@ -111,7 +113,9 @@ impl Initiator {
     pub fn finish(mut self, reply: &[u8]) -> Result<PairSession, E2eError> {
         let mut payload = vec![0u8; 256];
         let n = self.state.read_message(reply, &mut payload).map_err(noise)?;
-        PairSession::new(self.state, Keying::agreed(&payload[..n]))
+        // Keying 2 only if the answer is exactly what was offered and taken.
+        let keying = if payload[..n] == *KEYING_PER_STREAM { Keying::PerStream } else { Keying::Session };
+        PairSession::new(self.state, keying)
     }
 }
 
@@ -124,7 +128,7 @@ pub fn respond(
     respond_knowing(local_secret, remote_public, first, KEYING_PER_STREAM)
 }
 
-/// Answers with keying 2 only when the offer is `known` (tests pass `&[]` to answer as an agent of keying 1).
+/// Answers with keying 2 when the offer lists `known` (tests pass `&[]` to answer as an agent of keying 1).
 fn respond_knowing(
     local_secret: &[u8; 32],
     remote_public: &[u8; 32],
@@ -135,7 +139,8 @@ fn respond_knowing(
         builder().local_private_key(local_secret).remote_public_key(remote_public).build_responder().map_err(noise)?;
     let mut payload = vec![0u8; 256];
     let n = state.read_message(first, &mut payload).map_err(noise)?;
-    let keying = if payload[..n] == *known { Keying::agreed(&payload[..n]) } else { Keying::Session };
+    let offered = !known.is_empty() && payload[..n].split(|b| *b == b' ').any(|token| token == known);
+    let keying = if offered { Keying::PerStream } else { Keying::Session };
     let answer = if keying == Keying::PerStream { KEYING_PER_STREAM } else { &[] };
     let mut reply = vec![0u8; 256];
     let n = state.write_message(answer, &mut reply).map_err(noise)?;
@@ -152,16 +157,10 @@ pub enum Keying {
     PerStream,
 }
 
-impl Keying {
-    fn agreed(payload: &[u8]) -> Keying {
-        if payload == KEYING_PER_STREAM { Keying::PerStream } else { Keying::Session }
-    }
-}
-
 /// The keys shared by one front agent and one back agent.
 ///
 /// The handshake is snow's; the transport is Noise's AESGCM cipher (4 zero bytes and a 64-bit
-/// big-endian nonce, empty associated data) applied in place with aws-lc-rs, so records are sealed in
+/// big-endian nonce, empty associated data) applied in place ([`crate::aead`]), so records are sealed in
 /// the buffer the socket was read into and opened in the buffer they arrived in: no extra copies on
 /// the per-byte path. The session keeps only the two secrets of Noise's split (wiped when it is
 /// dropped); each stream derives its keys from them on its first record.
@@ -271,7 +270,8 @@ impl PairSession {
 }
 
 /// One direction of one stream: the session until the first record, then the key of the current
-/// epoch (boxed, so a stream that waits costs a pointer and the session stays shared).
+/// epoch, boxed (with ring the key schedule is about half a KiB), so a stream that waits costs a
+/// pointer and the session stays shared.
 enum StreamKeys {
     Pending(std::sync::Arc<PairSession>),
     Keyed(Box<EpochKey>),
@@ -283,59 +283,65 @@ struct EpochKey {
     key: Key,
     /// Records per key; `None` on keying 1, whose key never moves.
     epoch: Option<u32>,
-    /// Records sealed or opened under `key`.
-    used: u32,
+    /// Which epoch of the stream `key` belongs to: records `generation * epoch ..` on.
+    generation: u32,
 }
 
 impl EpochKey {
-    fn new(secret: [u8; 32], epoch: Option<u32>) -> Result<Box<EpochKey>, E2eError> {
+    fn new(mut secret: [u8; 32], epoch: Option<u32>, generation: u32) -> Result<Box<EpochKey>, E2eError> {
         let key = match epoch {
-            None => aead_key(&secret)?,
-            Some(_) => {
-                let mut bytes = expand(&secret, &[KEY_LABEL])?;
+            None => aead_key(&secret),
+            Some(_) => expand(&secret, &[KEY_LABEL]).and_then(|mut bytes| {
                 let key = aead_key(&bytes);
                 bytes.zeroize();
-                key?
-            }
+                key
+            }),
         };
-        Ok(Box::new(EpochKey { secret, key, epoch, used: 0 }))
+        match key {
+            Ok(key) => Ok(Box::new(EpochKey { secret, key, epoch, generation })),
+            Err(e) => {
+                secret.zeroize();
+                Err(e)
+            }
+        }
     }
 }
 
 impl Drop for EpochKey {
-    /// The secret the next keys come from is wiped with the key it made (whose schedule aws-lc holds).
+    /// The secret the next keys come from is wiped; the key schedule it made lives in aws-lc (which
+    /// cleanses it when freed) or in ring (which does not).
     fn drop(&mut self) {
         self.secret.zeroize();
     }
 }
 
 impl StreamKeys {
-    /// The key for record after record of stream `index` in direction `send`: derived at the first
-    /// record, moved at the end of each epoch.
-    fn next(&mut self, index: u32, send: bool) -> Result<&Key, E2eError> {
+    /// The key for record `seq` of stream `index` in direction `send`: derived at the first record,
+    /// moved when `seq` enters the next epoch. Both ends count `seq` the same way (it only moves
+    /// after a record was sealed or opened), so they move keys at the same record.
+    fn for_record(&mut self, index: u32, seq: u32, send: bool) -> Result<&Key, E2eError> {
         let fresh = match self {
             StreamKeys::Pending(session) => {
                 let secret = if send { &session.send } else { &session.recv };
                 Some(match session.keying {
-                    Keying::Session => EpochKey::new(*secret, None)?,
+                    Keying::Session => EpochKey::new(*secret, None, 0)?,
                     Keying::PerStream => {
-                        EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch))?
+                        EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch), 0)?
                     }
                 })
             }
-            StreamKeys::Keyed(k) if k.epoch == Some(k.used) => {
-                Some(EpochKey::new(expand(&k.secret, &[NEXT_LABEL])?, k.epoch)?)
-            }
-            StreamKeys::Keyed(_) => None,
+            StreamKeys::Keyed(k) => match k.epoch {
+                Some(epoch) if seq / epoch != k.generation => {
+                    Some(EpochKey::new(expand(&k.secret, &[NEXT_LABEL])?, k.epoch, k.generation + 1)?)
+                }
+                _ => None,
+            },
         };
         if let Some(fresh) = fresh {
             *self = StreamKeys::Keyed(fresh);
         }
         match self {
-            StreamKeys::Keyed(k) => {
-                k.used = k.used.saturating_add(1);
-                Ok(&k.key)
-            }
+            StreamKeys::Keyed(k) => Ok(&k.key),
             StreamKeys::Pending(_) => Err(E2eError::Noise("stream key missing".into())),
         }
     }
@@ -371,7 +377,7 @@ impl Sealer {
         let (body, rest) = record[2..].split_at_mut(plain_len);
         let tag = self
             .keys
-            .next(self.index, true)?
+            .for_record(self.index, self.seq, true)?
             .seal(nonce(self.index, self.seq), &[], body)
             .map_err(|e| E2eError::Noise(e.to_string()))?;
         rest[..TAG_LEN].copy_from_slice(&tag);
@@ -420,7 +426,7 @@ impl Opener {
         let mut record = self.buf.split_to(len);
         let plain_len = self
             .keys
-            .next(self.index, false)?
+            .for_record(self.index, self.seq, false)?
             .open(nonce(self.index, self.seq), &[], &mut record)
             .map_err(|_| E2eError::BadRecord)?;
         record.truncate(plain_len);
@@ -514,7 +520,7 @@ mod tests {
     #[test]
     fn each_stream_and_direction_has_a_key_of_its_own() {
         fn secret(seal: &mut Sealer) -> [u8; 32] {
-            seal.keys.next(seal.index, true).unwrap();
+            seal.keys.for_record(seal.index, 0, true).unwrap();
             match &seal.keys {
                 StreamKeys::Keyed(k) => k.secret,
                 StreamKeys::Pending(_) => panic!("no key after the first record"),
@@ -557,14 +563,53 @@ mod tests {
             let (mut seal, _) = a.stream(4);
             let wire = seal_n(&mut seal, 10);
             let (_, mut open) = b.stream(4);
-            assert_eq!(open_all(&mut open, &wire).0, 10, "no epochs on keying 1");
-            // The records are those an agent of keying 1 seals: the session key, nonce index‖seq.
+            assert_eq!(open_all(&mut open, &wire).0, 10);
+            // Every record, past the epoch length too, is what an agent of keying 1 seals: the
+            // session key, nonce index‖seq.
             let old = aead_key(&a.send).unwrap();
-            let mut body = b"record 0".to_vec();
-            let tag = old.seal(nonce(4, 0), &[], &mut body).unwrap();
-            body.extend_from_slice(&tag);
-            assert_eq!(&wire[2..2 + body.len()], &body[..]);
+            let mut at = 0;
+            for seq in 0..10u32 {
+                let mut body = format!("record {seq}").into_bytes();
+                let tag = old.seal(nonce(4, seq), &[], &mut body).unwrap();
+                body.extend_from_slice(&tag);
+                assert_eq!(&wire[at + 2..at + 2 + body.len()], &body[..], "record {seq}");
+                at += 2 + body.len();
+            }
         }
+    }
+
+    #[test]
+    fn an_offer_among_others_is_taken_and_an_unknown_one_is_not() {
+        let (a, b) = pair_offering(b"sekisho-e2e/9 sekisho-e2e/2", KEYING_PER_STREAM, 3);
+        assert_eq!((a.keying(), b.keying()), (Keying::PerStream, Keying::PerStream));
+        let (a, b) = pair_offering(b"sekisho-e2e/9", KEYING_PER_STREAM, 3);
+        assert_eq!((a.keying(), b.keying()), (Keying::Session, Keying::Session));
+    }
+
+    /// Known answers, computed apart from this code (Python's `cryptography`: HKDFExpand with
+    /// SHA-256 and AESGCM), so a change to a label, the index's encoding or the epoch chain, which
+    /// would break agents of different versions, fails here. Epochs of 2 records: records 0, 2 and
+    /// 4 are each under a new key.
+    #[test]
+    fn keying_2_records_match_known_answers() {
+        let session = Arc::new(PairSession {
+            send: [0x11; 32],
+            recv: [0x22; 32],
+            keying: Keying::PerStream,
+            epoch: 2,
+            next_index: AtomicU32::new(1),
+            seen: Mutex::new(Seen::default()),
+        });
+        let (mut seal, _) = session.stream(7);
+        let wire = seal_n(&mut seal, 5);
+        let expected = [
+            "0018fcc876ebc7ed6dfc18f2206efaf1777272bd0ebf2939f925",
+            "0018120a54db14f77b781f991d8662071554f46d6bea6aadb769",
+            "0018b036d70326df8f76f5cdf8e88defeb9a89b59a0e3e8d8179",
+            "00183d3c851bfd993306ced2253e2fc023cc0d1c96982b90df5a",
+            "0018d2ebd71d4cedff0e6c538a149a409f5bff1f7b1dbe53fbe2",
+        ];
+        assert_eq!(hex::encode(&wire[..]), expected.concat());
     }
 
     #[test]

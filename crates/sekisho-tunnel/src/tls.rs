@@ -41,7 +41,7 @@ pub enum TlsError {
 }
 
 /// The crypto provider of every TLS handshake and of rustls's own records: aws-lc-rs, whose
-/// AES-GCM uses the CPU's vector AES with AVX-512 (1.6× ring's on such a CPU), with TLS 1.3's
+/// AES-GCM uses the CPU's vector AES with AVX-512 (1.7× ring's on such a CPU), with TLS 1.3's
 /// AES-128-GCM preferred over AES-256-GCM (4 rounds fewer per block, 14 % faster). Both ends of an
 /// agent link use it, so the link's records are AES-128-GCM; a sealed link (`sekisho/2`) seals
 /// them with [`crate::aead`], which takes ring's AES-GCM where the CPU has VAES but no AVX-512.

@@ -123,7 +123,8 @@ impl Direction {
 }
 
 impl Drop for Direction {
-    /// The secret the next keys come from is wiped with the key it made (whose schedule aws-lc holds).
+    /// The secret the next keys come from is wiped; the key schedule it made lives in aws-lc (which
+    /// cleanses it when freed) or in ring (which does not).
     fn drop(&mut self) {
         self.secret.zeroize();
         self.iv.zeroize();
