@@ -6,7 +6,8 @@
 //! (`cargo bench -p sekisho-tunnel --bench cipher`). Where AVX-512 is present, aws-lc's is 1.7×
 //! faster than ring's. Both are the same algorithm, so the two ends of a link or of a stream may use
 //! different implementations. `SEKISHO_AEAD=aws-lc` or `=ring` overrides the choice (for
-//! comparisons); the choice is made once per process.
+//! comparisons); the choice is made once per process. [`expand`] (HKDF-Expand) derives the keys of
+//! both.
 //!
 //! The rule holds for aws-lc-sys 0.47 (aws-lc-rs 1.19) and ring 0.17.14. BoringSSL has a VAES/AVX2
 //! AES-GCM that aws-lc may take over; after an upgrade, run the `cipher` bench again.
@@ -74,6 +75,24 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 #[error("AES-GCM: {0}")]
 pub struct AeadError(&'static str);
+
+struct HkdfLen(usize);
+
+impl aws_lc_rs::hkdf::KeyType for HkdfLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// `HKDF-Expand(secret, info, N)` with SHA-256, the 32-byte secret taken as the PRK: how the sealed
+/// link and the end-to-end records derive keys, IVs and the next epoch's secret.
+pub(crate) fn expand<const N: usize>(secret: &[u8; 32], info: &[&[u8]]) -> Result<[u8; N], AeadError> {
+    use aws_lc_rs::hkdf;
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
+    let mut out = [0u8; N];
+    prk.expand(info, HkdfLen(N)).and_then(|okm| okm.fill(&mut out)).map_err(|_| AeadError("key derivation failed"))?;
+    Ok(out)
+}
 
 /// An AES-GCM key (128 or 256 bits, by the length given).
 #[expect(

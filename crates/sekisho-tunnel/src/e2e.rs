@@ -27,7 +27,6 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
@@ -197,21 +196,8 @@ fn aead_key(bytes: &[u8; 32]) -> Result<Key, E2eError> {
     Key::new(bytes).map_err(|e| E2eError::Noise(e.to_string()))
 }
 
-struct HkdfLen(usize);
-
-impl hkdf::KeyType for HkdfLen {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 fn expand(secret: &[u8; 32], info: &[&[u8]]) -> Result<[u8; 32], E2eError> {
-    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
-    let mut out = [0u8; 32];
-    prk.expand(info, HkdfLen(32))
-        .and_then(|okm| okm.fill(&mut out))
-        .map_err(|_| E2eError::Noise("key derivation failed".into()))?;
-    Ok(out)
+    crate::aead::expand(secret, info).map_err(|e| E2eError::Noise(e.to_string()))
 }
 
 impl PairSession {

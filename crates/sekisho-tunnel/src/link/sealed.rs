@@ -5,7 +5,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use aws_lc_rs::hkdf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroize;
@@ -72,21 +71,8 @@ impl LinkSecrets {
     }
 }
 
-struct HkdfLen(usize);
-
-impl hkdf::KeyType for HkdfLen {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 fn expand<const N: usize>(secret: &[u8; 32], label: &[u8]) -> io::Result<[u8; N]> {
-    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
-    let mut out = [0u8; N];
-    prk.expand(&[label], HkdfLen(N))
-        .and_then(|okm| okm.fill(&mut out))
-        .map_err(|_| invalid("sealed link: key derivation failed".to_owned()))?;
-    Ok(out)
+    crate::aead::expand(secret, &[label]).map_err(|e| invalid(format!("sealed link: {e}")))
 }
 
 /// One direction's key, IV and record counter.
