@@ -1,0 +1,190 @@
+//! Sealing one stream: its keys (derived on the first record, moved every epoch) and its records.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use zeroize::Zeroize;
+
+use super::{E2eError, KEY_LABEL, Keying, MAX_PLAIN, NEXT_LABEL, PairSession, STREAM_LABEL, aead_key, expand};
+use crate::aead::{Key, NONCE_LEN, TAG_LEN};
+
+impl PairSession {
+    /// The sealing and opening halves of stream `index`.
+    pub fn stream(self: &Arc<Self>, index: u32) -> (Sealer, Opener) {
+        (
+            Sealer { keys: StreamKeys::Pending(self.clone()), index, seq: 0 },
+            Opener { keys: StreamKeys::Pending(self.clone()), index, seq: 0, buf: BytesMut::new() },
+        )
+    }
+}
+
+/// One direction of one stream: the session until the first record, then the key of the current
+/// epoch, boxed (with ring the key schedule is about half a KiB), so a stream that waits costs a
+/// pointer and the session stays shared.
+pub(super) enum StreamKeys {
+    Pending(Arc<PairSession>),
+    Keyed(Box<EpochKey>),
+}
+
+pub(super) struct EpochKey {
+    /// The secret `key` comes from (on keying 1 the session's key itself).
+    pub(super) secret: [u8; 32],
+    key: Key,
+    /// Records per key; `None` on keying 1, whose key never moves.
+    epoch: Option<u32>,
+    /// Which epoch of the stream `key` belongs to: records `generation * epoch ..` on.
+    generation: u32,
+}
+
+impl EpochKey {
+    fn new(mut secret: [u8; 32], epoch: Option<u32>, generation: u32) -> Result<Box<EpochKey>, E2eError> {
+        let key = match epoch {
+            None => aead_key(&secret),
+            Some(_) => expand(&secret, &[KEY_LABEL]).and_then(|mut bytes| {
+                let key = aead_key(&bytes);
+                bytes.zeroize();
+                key
+            }),
+        };
+        match key {
+            Ok(key) => Ok(Box::new(EpochKey { secret, key, epoch, generation })),
+            Err(e) => {
+                secret.zeroize();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for EpochKey {
+    /// The secret the next keys come from is wiped; the key schedule it made lives in aws-lc (which
+    /// cleanses it when freed) or in ring (which does not).
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl StreamKeys {
+    /// The key for record `seq` of stream `index` in direction `send`: derived at the first record,
+    /// moved when `seq` enters the next epoch. Both ends count `seq` the same way (it only moves
+    /// after a record was sealed or opened), so they move keys at the same record.
+    pub(super) fn for_record(&mut self, index: u32, seq: u32, send: bool) -> Result<&Key, E2eError> {
+        let fresh = match self {
+            StreamKeys::Pending(session) => {
+                let secret = if send { &session.send } else { &session.recv };
+                Some(match session.keying {
+                    Keying::Session => EpochKey::new(*secret, None, 0)?,
+                    Keying::PerStream => {
+                        EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch), 0)?
+                    }
+                })
+            }
+            StreamKeys::Keyed(k) => match k.epoch {
+                Some(epoch) if seq / epoch != k.generation => {
+                    Some(EpochKey::new(expand(&k.secret, &[NEXT_LABEL])?, k.epoch, k.generation + 1)?)
+                }
+                _ => None,
+            },
+        };
+        if let Some(fresh) = fresh {
+            *self = StreamKeys::Keyed(fresh);
+        }
+        match self {
+            StreamKeys::Keyed(k) => Ok(&k.key),
+            StreamKeys::Pending(_) => Err(E2eError::Noise("stream key missing".into())),
+        }
+    }
+}
+
+pub(super) fn nonce(index: u32, seq: u32) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[4..].copy_from_slice(&((u64::from(index) << 32) | u64::from(seq)).to_be_bytes());
+    n
+}
+
+/// Bytes a record adds around its plaintext: the length prefix and the tag.
+pub const RECORD_OVERHEAD: usize = 2 + TAG_LEN;
+
+/// Seals the outgoing bytes of one stream.
+pub struct Sealer {
+    pub(super) keys: StreamKeys,
+    pub(super) index: u32,
+    seq: u32,
+}
+
+impl Sealer {
+    /// Seals a record in place. `record[2..2 + plain_len]` holds the plaintext; `record` must have
+    /// room for the tag after it. Returns the record's total length (prefix, ciphertext, tag).
+    pub fn seal_in_place(&mut self, record: &mut [u8], plain_len: usize) -> Result<usize, E2eError> {
+        if plain_len > MAX_PLAIN || record.len() < plain_len + RECORD_OVERHEAD {
+            return Err(E2eError::Oversized(plain_len));
+        }
+        if self.seq == u32::MAX {
+            return Err(E2eError::Exhausted);
+        }
+        record[..2].copy_from_slice(&((plain_len + TAG_LEN) as u16).to_be_bytes());
+        let (body, rest) = record[2..].split_at_mut(plain_len);
+        let tag = self
+            .keys
+            .for_record(self.index, self.seq, true)?
+            .seal(nonce(self.index, self.seq), &[], body)
+            .map_err(|e| E2eError::Noise(e.to_string()))?;
+        rest[..TAG_LEN].copy_from_slice(&tag);
+        self.seq += 1;
+        Ok(plain_len + RECORD_OVERHEAD)
+    }
+
+    /// Appends `plain` (at most [`MAX_PLAIN`] bytes) to `out` as one record.
+    pub fn seal(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<(), E2eError> {
+        let start = out.len();
+        out.put_u16(0);
+        out.extend_from_slice(plain);
+        out.put_bytes(0, TAG_LEN);
+        self.seal_in_place(&mut out[start..], plain.len())?;
+        Ok(())
+    }
+}
+
+/// Opens the incoming records of one stream.
+pub struct Opener {
+    keys: StreamKeys,
+    index: u32,
+    seq: u32,
+    buf: BytesMut,
+}
+
+impl Opener {
+    /// Adds received ciphertext bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete record's plaintext, if one has fully arrived.
+    pub fn next_record(&mut self) -> Result<Option<Bytes>, E2eError> {
+        if self.buf.len() < 2 {
+            return Ok(None);
+        }
+        let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+        if len < TAG_LEN {
+            return Err(E2eError::BadRecord);
+        }
+        if self.buf.len() < 2 + len {
+            return Ok(None);
+        }
+        self.buf.advance(2);
+        let mut record = self.buf.split_to(len);
+        let plain_len = self
+            .keys
+            .for_record(self.index, self.seq, false)?
+            .open(nonce(self.index, self.seq), &[], &mut record)
+            .map_err(|_| E2eError::BadRecord)?;
+        record.truncate(plain_len);
+        self.seq = self.seq.checked_add(1).ok_or(E2eError::Exhausted)?;
+        Ok(Some(record.freeze()))
+    }
+
+    /// Bytes of an incomplete record still waiting for the rest.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
