@@ -49,3 +49,6 @@ export SEKISHO_REQUIRE_PG=1
 
 echo "== cargo test"
 cargo test --workspace --locked
+# Recursive input again with release optimisation: stack frames differ from the debug build's.
+echo "== depth tests, optimised"
+cargo test --profile depth --locked -p sekisho-policy -p sekisho-audit --test depth

@@ -14,6 +14,13 @@ use cedar_policy::ffi::DetailedError;
 use cedar_policy::{Expression, Policy, PolicyId, PolicySet, ValidationMode, Validator};
 use serde::{Deserialize, Serialize};
 
+/// The most required (and, apart, deny) conditions one service may have.
+pub const MAX_CONDITIONS: usize = 64;
+
+/// The most entries each domain list may have. The list becomes one chain of `||` (two terms an
+/// entry), which Cedar evaluates recursively; `tests/depth.rs` decides a full list on a 256 KiB stack.
+pub const MAX_DOMAINS: usize = 1000;
+
 /// What an admin configured for one service.
 ///
 /// All `required` conditions must hold and no `deny` condition may hold for an access to be allowed.
@@ -81,6 +88,11 @@ fn domain_expression(patterns: &[String]) -> String {
 fn domain_lists(policy: &ServicePolicy) -> Result<(Option<String>, Option<String>), PolicyError> {
     let mut diagnostics = Vec::new();
     let mut check = |kind: ConditionKind, entries: &[String]| -> Option<String> {
+        if entries.len() > MAX_DOMAINS {
+            let message = format!("more than {MAX_DOMAINS} entries in {kind}; use a shorter list or a parent domain");
+            diagnostics.push(Diagnostic { kind, index: MAX_DOMAINS, line: 1, column: 1, message, help: None });
+            return None;
+        }
         let mut patterns = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             match domain_pattern(entry) {
@@ -288,6 +300,11 @@ fn parse_condition(kind: ConditionKind, index: usize, text: &str, out: &mut Vec<
         });
         return;
     }
+    if let Err(refused) = crate::nesting::check(text) {
+        let (line, column) = line_column(text, refused.offset());
+        out.push(Diagnostic { kind, index, line, column, message: refused.message(), help: None });
+        return;
+    }
     if let Err(errors) = Expression::from_str(text) {
         for error in errors.iter() {
             let detail = DetailedError::from(error);
@@ -349,6 +366,17 @@ pub(crate) fn compile(
 ) -> Result<CompiledPolicy, PolicyError> {
     let mut diagnostics = Vec::new();
     for (kind, list) in [(ConditionKind::Required, &policy.required), (ConditionKind::Deny, &policy.deny)] {
+        if list.len() > MAX_CONDITIONS {
+            diagnostics.push(Diagnostic {
+                kind,
+                index: MAX_CONDITIONS,
+                line: 1,
+                column: 1,
+                message: format!("more than {MAX_CONDITIONS} {kind} conditions; combine them"),
+                help: None,
+            });
+            continue;
+        }
         for (index, text) in list.iter().enumerate() {
             parse_condition(kind, index, text, &mut diagnostics);
         }

@@ -12,10 +12,14 @@
 mod compile;
 mod engine;
 pub mod geo;
+mod nesting;
 mod schema;
 
-pub use compile::{CompiledPolicy, ConditionKind, Diagnostic, PolicyError, ServicePolicy, domain_pattern};
+pub use compile::{
+    CompiledPolicy, ConditionKind, Diagnostic, MAX_CONDITIONS, MAX_DOMAINS, PolicyError, ServicePolicy, domain_pattern,
+};
 pub use engine::{
     AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Destination, Engine, Principal, REQUEST_ERROR, ServiceInfo,
 };
+pub use nesting::{MAX_CONDITION_LEN, MAX_NESTING};
 pub use schema::SCHEMA;

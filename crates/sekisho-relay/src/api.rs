@@ -17,7 +17,7 @@ mod tunnel;
 
 use std::sync::Arc;
 
-pub(crate) use auth::{Limiter, PeerAddr, canonical, idle_expired, key_problem};
+pub(crate) use auth::{Caller, Limiter, PeerAddr, canonical, idle_expired, key_problem};
 use axum::extract::State as AxState;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -83,6 +83,8 @@ pub(crate) fn router(state: S) -> Router {
         .route("/oidc", get(oidc::get).put(oidc::put).delete(oidc::delete))
         .route("/session", get(login::session))
         .route("/logout", post(login::logout))
+        // Inside authentication, so a panic is recorded in the caller's tenant.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::catch_panic))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/api/v1/health", get(health))

@@ -10,9 +10,9 @@
 //! (when known before connecting) `context.dest_ip`.
 //!
 //! Direct egress resolves names at the relay (through the operator's hosts file first), so the
-//! decision sees the address too; unless the operator allows it, addresses of the relay's own
-//! networks (loopback, private, link-local, …) are refused before policy, so a tenant cannot
-//! reach what sits next to the relay.
+//! decision sees the address too; the relay's egress rule (`crate::egress`) refuses addresses of
+//! its own networks (loopback, private, link-local, …) before policy unless the operator allows
+//! them, so a tenant cannot reach what sits next to the relay.
 
 mod auth;
 mod egress;
@@ -41,13 +41,13 @@ use http::{http_answer, http_handshake};
 pub(crate) use socks5::normalize_domain;
 use socks5::{Reply, SocksError, Target};
 
+use crate::egress::EgressError;
 use crate::state::State;
 
 /// The scope an API key needs to be a gateway password.
 pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
 /// The whole handshake (greeting, authentication, request) must arrive within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room for the handshake: no SOCKS5 message is longer (a request with a 255-byte domain is 262
 /// bytes), and each parser answers from the length fields it reads, so a partial message never grows.
 const MAX_MESSAGE: usize = 600;
@@ -58,14 +58,11 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// A hosts file (`/etc/hosts` format) consulted before DNS for direct egress.
     pub hosts_file: Option<std::path::PathBuf>,
-    /// Let direct egress reach loopback, private and link-local addresses.
-    pub allow_private: bool,
 }
 
 /// The running gateway's options.
 pub(crate) struct Gateway {
     hosts: HashMap<String, Vec<IpAddr>>,
-    allow_private: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +77,7 @@ impl Gateway {
             Some(path) => read_hosts(path)?,
             None => HashMap::new(),
         };
-        Ok(Gateway { hosts, allow_private: config.allow_private })
+        Ok(Gateway { hosts })
     }
 }
 
@@ -98,18 +95,6 @@ fn read_hosts(path: &Path) -> Result<HashMap<String, Vec<IpAddr>>, GatewayError>
         }
     }
     Ok(hosts)
-}
-
-/// Whether `ip` belongs to networks next to the relay rather than the internet: what GeoIP calls
-/// local, plus addresses that name no single remote host (unspecified, `0.0.0.0/8`, broadcast,
-/// multicast).
-fn is_private(ip: IpAddr) -> bool {
-    let ip = crate::api::canonical(ip);
-    let special = match ip {
-        IpAddr::V4(v4) => v4.octets()[0] == 0 || v4.is_broadcast() || v4.is_multicast(),
-        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
-    };
-    special || sekisho_policy::geo::is_local(ip)
 }
 
 pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) {
@@ -362,36 +347,20 @@ fn pick_gateway(state: &State, client: &Client) -> Result<Service, String> {
     }
 }
 
-/// Where a direct connection may go: the addresses of the destination, resolved here.
-async fn resolve(gateway: &Gateway, target: &Target) -> Result<Vec<SocketAddr>, (Reply, String)> {
-    let addrs: Vec<SocketAddr> = match target {
-        Target::Ip(a) => vec![*a],
-        Target::Domain(name, port) => match gateway.hosts.get(name) {
-            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, *port)).collect(),
-            None => {
-                let looked =
-                    tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), *port))).await;
-                match looked {
-                    Ok(Ok(found)) => found.collect(),
-                    Ok(Err(e)) => return Err((Reply::HostUnreachable, format!("dns_failed: `{name}`: {e}"))),
-                    Err(_) => return Err((Reply::HostUnreachable, format!("dns_failed: `{name}`: timed out"))),
-                }
-            }
-        },
+/// Where a direct connection may go: the addresses of the destination, resolved here (the
+/// operator's hosts file first) and checked against the relay's egress rule.
+async fn resolve(state: &State, gateway: &Gateway, target: &Target) -> Result<Vec<SocketAddr>, (Reply, String)> {
+    let (host, port) = match target {
+        Target::Ip(a) => (a.ip().to_string(), a.port()),
+        Target::Domain(name, port) => (name.clone(), *port),
     };
-    let allowed: Vec<SocketAddr> =
-        addrs.iter().copied().filter(|a| gateway.allow_private || !is_private(a.ip())).collect();
-    match (addrs.first(), allowed.is_empty()) {
-        (None, _) => Err((Reply::HostUnreachable, format!("dns_failed: `{target}` has no address"))),
-        (Some(first), true) => Err((
-            Reply::NotAllowed,
-            format!(
-                "private_destination: {} is on a network next to the relay; the operator does not allow it",
-                first.ip()
-            ),
-        )),
-        (Some(_), false) => Ok(allowed),
-    }
+    state.egress.resolve(&host, port, Some(&gateway.hosts)).await.map_err(|e| {
+        let reply = match e {
+            EgressError::Refused { .. } => Reply::NotAllowed,
+            _ => Reply::HostUnreachable,
+        };
+        (reply, format!("{}: {e}", e.code()))
+    })
 }
 
 async fn connect(
@@ -416,7 +385,7 @@ async fn connect(
     // Direct egress resolves first, so policies see the address and the operator's guard applies.
     let addrs = match svc.agent_id {
         Some(_) => Vec::new(),
-        None => match resolve(gateway, &target).await {
+        None => match resolve(state, gateway, &target).await {
             Ok(a) => a,
             Err((reply, why)) => {
                 let policy = why.split(':').next().unwrap_or_default().to_owned();
@@ -461,7 +430,7 @@ async fn connect(
     let outcome = tokio::select! {
         r = async {
             match &svc.agent_id {
-                None => direct(&mut sock, &addrs, early, &totals, dialect).await,
+                None => direct(state, &mut sock, &addrs, early, &totals, dialect).await,
                 Some(_) => via_agent(state, &svc, &mut sock, &target, early, &totals, dialect).await,
             }
         } => r,
@@ -479,28 +448,6 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn networks_next_to_the_relay_are_private() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2001:4860:4860::8888", "100.128.0.1"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn hosts_files_map_names_to_addresses() {

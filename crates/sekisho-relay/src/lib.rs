@@ -15,8 +15,10 @@ mod api;
 mod bastion;
 mod decide;
 mod edge;
+mod egress;
 mod events;
 mod gateway;
+mod guard;
 mod hub;
 mod listener;
 mod router;
@@ -34,6 +36,7 @@ use sekisho_tunnel::tls::LocalCa;
 use tokio_util::sync::CancellationToken;
 
 pub use bastion::BastionConfig;
+pub use egress::EgressRule;
 pub use gateway::GatewayConfig;
 pub use secrets::{hash_secret, new_api_key};
 pub use web::WebConfig;
@@ -85,6 +88,8 @@ pub struct RelayConfig {
     /// The web console's host, under which services are published for browsers
     /// (`<service>.<tenant>.<web_domain>`).
     pub web_domain: String,
+    /// Which of the relay's own networks it may dial itself (gateway, bastion, sign-in provider).
+    pub egress: EgressRule,
 }
 
 /// A running relay.
@@ -188,6 +193,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         master,
         audit_public_key,
         recordings: config.data_dir.join("recordings"),
+        egress: Arc::new(config.egress.clone()),
     });
     // Browser-host certificates only for tenants that exist.
     let known = Arc::downgrade(&state);

@@ -23,7 +23,8 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let api = crate::web::router(state.clone(), crate::api::router(state.clone()));
+    let api = crate::web::router(state.clone(), crate::api::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::catch_panic));
     loop {
         let accepted = tokio::select! {
             a = tcp.accept() => a,

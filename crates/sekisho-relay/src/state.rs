@@ -62,6 +62,8 @@ pub(crate) struct State {
     pub(crate) recordings: std::path::PathBuf,
     /// The browser edge and console.
     pub(crate) web: crate::web::Web,
+    /// The rule for every address the relay dials itself.
+    pub(crate) egress: Arc<crate::egress::EgressRule>,
     refresh_lock: tokio::sync::Mutex<()>,
     /// The cluster generation (the store's change counter) this relay's topology and policies
     /// reflect.
@@ -81,6 +83,7 @@ pub(crate) struct Parts {
     pub(crate) audit_public_key: ed25519_dalek::VerifyingKey,
     pub(crate) recordings: std::path::PathBuf,
     pub(crate) web: crate::web::WebConfig,
+    pub(crate) egress: Arc<crate::egress::EgressRule>,
 }
 
 impl State {
@@ -107,6 +110,7 @@ impl State {
             sessions: crate::bastion::Sessions::default(),
             recordings: p.recordings,
             web: crate::web::Web::new(&p.web),
+            egress: p.egress,
             refresh_lock: tokio::sync::Mutex::new(()),
             applied: AtomicI64::new(0),
         })

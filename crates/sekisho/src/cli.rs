@@ -100,9 +100,13 @@ pub(crate) struct RelayArgs {
     /// Hosts file (/etc/hosts format) the gateway consults before DNS for direct egress.
     #[arg(long, env = "SEKISHO_SOCKS_HOSTS", requires = "socks_listen")]
     pub socks_hosts: Option<PathBuf>,
-    /// Let the gateway's direct egress reach loopback, private and link-local addresses
-    /// (refused by default: they are the relay's own networks).
-    #[arg(long, requires = "socks_listen")]
+    /// Let the relay dial addresses in this range itself (repeatable, e.g. 10.20.0.0/16): the
+    /// gateway's direct egress, bastion targets without an agent and sign-in providers. The relay's
+    /// own networks (loopback, private, link-local, …) are refused unless allowed here.
+    #[arg(long = "egress-allow", value_name = "CIDR", env = "SEKISHO_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<ipnet::IpNet>,
+    /// Same as --egress-allow for every range (kept for older command lines).
+    #[arg(long, hide = true)]
     pub socks_allow_private: bool,
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]

@@ -195,10 +195,14 @@ async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), Str
         }
         None => {
             let addr = svc.target.split_once("://").map_or(svc.target.as_str(), |(_, r)| r).trim_end_matches('/');
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            let (host, port) =
+                split_host_port(addr).ok_or_else(|| format!("target_unreachable: `{addr}` is not host:port"))?;
+            // The relay's own networks only where the operator allowed them (crate::egress).
+            let tcp = state
+                .egress
+                .connect(host, port, CONNECT_TIMEOUT)
                 .await
-                .map_err(|_| format!("target_unreachable: `{addr}` did not answer"))?
-                .map_err(|e| format!("target_unreachable: `{addr}`: {e}"))?;
+                .map_err(|e| format!("{}: target `{}`: {e}", e.code(), svc.name))?;
             let _ = tcp.set_nodelay(true);
             Ok((Box::new(tcp), "relay".into()))
         }
@@ -333,4 +337,26 @@ async fn login_with_agent(handle: &mut client::Handle<Pin>, login: &str, user: &
         }
     }
     Ok(false)
+}
+
+/// `host:port` or `[v6]:port` as its parts.
+fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some((host, port.parse().ok()?)).filter(|(h, _)| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn targets_split_into_host_and_port() {
+        assert_eq!(split_host_port("10.0.0.5:22"), Some(("10.0.0.5", 22)));
+        assert_eq!(split_host_port("[::1]:2323"), Some(("::1", 2323)));
+        assert_eq!(split_host_port("web01.internal:22"), Some(("web01.internal", 22)));
+        assert_eq!(split_host_port("web01"), None);
+        assert_eq!(split_host_port(":22"), None);
+        assert_eq!(split_host_port("host:99999"), None);
+    }
 }

@@ -33,31 +33,27 @@ fn reply_for(e: &std::io::Error) -> Reply {
     }
 }
 
-/// Connects to the first reachable address, answers the client, and copies both ways.
+/// Connects to the first reachable address (each checked against the egress rule), answers the
+/// client, and copies both ways.
 pub(super) async fn direct(
+    state: &State,
     sock: &mut TcpStream,
     addrs: &[SocketAddr],
     early: BytesMut,
     totals: &Totals,
     dialect: Dialect,
 ) -> Result<String, String> {
-    let mut last = None;
-    let mut out = None;
-    for addr in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                out = Some(s);
-                break;
-            }
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => last = Some(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+    let mut out = match state.egress.connect_checked(addrs, CONNECT_TIMEOUT).await {
+        Ok(out) => out,
+        Err(e) => {
+            let reply = match e.io_kind() {
+                Some(kind) => reply_for(&std::io::Error::from(kind)),
+                None => Reply::NotAllowed,
+            };
+            let why = format!("connect failed: {e}");
+            let _ = sock.write_all(&dialect.reply(reply, None, &why)).await;
+            return Err(why);
         }
-    }
-    let Some(mut out) = out else {
-        let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrNotAvailable));
-        let why = format!("connect failed: {e}");
-        let _ = sock.write_all(&dialect.reply(reply_for(&e), None, &why)).await;
-        return Err(why);
     };
     let _ = out.set_nodelay(true);
     let bound = out.local_addr().ok();

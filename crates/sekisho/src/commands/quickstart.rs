@@ -42,6 +42,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         gateway: None,
         bastion: None,
         web_domain: "localhost".into(),
+        egress: sekisho_relay::EgressRule::default(),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

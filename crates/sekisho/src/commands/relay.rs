@@ -15,13 +15,14 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         database: args.database,
         geoip: args.geoip,
         local_country: args.local_country,
-        gateway: args.socks_listen.map(|listen| sekisho_relay::GatewayConfig {
-            listen,
-            hosts_file: args.socks_hosts,
-            allow_private: args.socks_allow_private,
-        }),
+        gateway: args.socks_listen.map(|listen| sekisho_relay::GatewayConfig { listen, hosts_file: args.socks_hosts }),
         bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig { listen }),
         web_domain: args.web_domain,
+        egress: if args.socks_allow_private {
+            sekisho_relay::EgressRule::allow_all()
+        } else {
+            sekisho_relay::EgressRule::new(args.egress_allow)
+        },
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

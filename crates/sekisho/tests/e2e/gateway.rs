@@ -21,7 +21,7 @@ async fn relay_with_gateway(names: &[&str], allow_private: bool) -> Relay {
     let hosts = hosts.to_str().unwrap().to_owned();
     let mut args = vec!["--socks-listen", "127.0.0.1:0", "--socks-hosts", hosts.as_str()];
     if allow_private {
-        args.push("--socks-allow-private");
+        args.extend(["--egress-allow", "127.0.0.0/8,::1/128"]);
     }
     Relay::start_with(&args).await
 }

@@ -264,6 +264,20 @@ impl Relay {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// A request with `body` sent as it is (`application/json`); the status and the answer's text.
+    pub async fn api_raw(&self, method: &str, path: &str, body: String, key: &str) -> (u16, String) {
+        let url = format!("https://localhost:{}{path}", self.addr.port());
+        let req = self
+            .http()
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body);
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
     /// Creates a route on `front` to `service` on a free port; returns the bound address.
     pub async fn route(&self, front: &mut Agent, service: &str) -> (String, SocketAddr) {
         let v = self

@@ -15,6 +15,8 @@ mod bastion_edges;
 mod bastion_telnet;
 mod browser;
 mod cluster;
+mod deep_input;
+mod egress;
 mod evidence;
 mod gateway;
 mod identity;

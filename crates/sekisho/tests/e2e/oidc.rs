@@ -20,7 +20,7 @@ use openidconnect::{
 use serde_json::{Value, json};
 
 use crate::harness::Relay;
-use crate::web::{Visitor, setup, web_user};
+use crate::web::{Visitor, setup_with, web_user};
 
 const CLIENT_ID: &str = "sekisho-console";
 const CLIENT_SECRET: &str = "s3cret-of-the-client";
@@ -153,7 +153,7 @@ fn base64_std(s: &str) -> String {
 
 #[tokio::test]
 async fn single_sign_on_with_an_openid_connect_provider() {
-    let (relay, _back, _) = setup().await;
+    let (relay, _back, _) = setup_with(&["--egress-allow", "127.0.0.1/32"]).await;
     let (idp, _) = start_provider(relay.dir.path()).await;
     // The Sekisho user the provider's `preferred_username` names; no TOTP needed with SSO.
     let _ = web_user(&relay, "sso-alice", "staff", "member", "Alice (SSO)").await;

@@ -183,7 +183,12 @@ pub async fn app() -> SocketAddr {
 /// A relay with a back agent serving the app as `wiki`, published for browsers, guarded by
 /// `principal in Group::"staff"`.
 pub async fn setup() -> (Relay, Agent, String) {
-    let relay = Relay::start().await;
+    setup_with(&[]).await
+}
+
+/// [`setup`] with more relay arguments.
+pub async fn setup_with(extra: &[&str]) -> (Relay, Agent, String) {
+    let relay = Relay::start_with(extra).await;
     let back = relay.agent("site-a", "back").await;
     let app = app().await;
     let target = format!("http://{app}");

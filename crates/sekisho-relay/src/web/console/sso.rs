@@ -13,8 +13,9 @@ use axum::response::Response;
 use axum::routing::get;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, HttpClientError, HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse,
 };
 use parking_lot::Mutex;
 use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
@@ -46,13 +47,40 @@ pub(crate) struct Flows {
     open: Mutex<HashMap<String, Pending>>,
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+/// The HTTP client for a tenant's provider: every address it connects to passes the relay's
+/// egress rule (a tenant admin names the issuer, and the discovery document names the rest).
+struct Http {
+    client: reqwest::Client,
+    rule: std::sync::Arc<crate::egress::EgressRule>,
+}
+
+fn http_client(state: &crate::state::State) -> Result<Http, String> {
     // No redirects: the provider's answers are read as they are (SSRF guidance of the crate).
-    reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
+        .dns_resolver(state.egress.resolver())
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(Http { client, rule: state.egress.clone() })
+}
+
+impl<'c> AsyncHttpClient<'c> for Http {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        // Names go through the rule in the resolver; an address in the URL is never resolved.
+        let literal = match request.uri().host().map(|h| h.trim_start_matches('[').trim_end_matches(']')) {
+            Some(h) => h.parse::<std::net::IpAddr>().ok(),
+            None => None,
+        };
+        if let Some(Err(e)) = literal.map(|ip| self.rule.check(ip)) {
+            return Box::pin(std::future::ready(Err(HttpClientError::Other(e.to_string()))));
+        }
+        self.client.call(request)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -93,7 +121,7 @@ type Client =
 async fn client_for(
     console: &Console,
     tenant_id: &str,
-    http: &reqwest::Client,
+    http: &Http,
 ) -> Result<(Client, sekisho_store::OidcProvider), String> {
     let state = &console.state;
     let provider = state
@@ -137,7 +165,7 @@ async fn verify(
     code: String,
     verifier: String,
     nonce: &str,
-    http: &reqwest::Client,
+    http: &Http,
 ) -> Result<CoreIdTokenClaims, String> {
     let token = client
         .exchange_code(AuthorizationCode::new(code))
@@ -161,7 +189,7 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
         Ok(Some(t)) => t,
         _ => return failed(&console, lang, "no such organisation"),
     };
-    let http = match http_client() {
+    let http = match http_client(&console.state) {
         Ok(c) => c,
         Err(e) => return failed(&console, lang, &e),
     };
@@ -233,7 +261,7 @@ async fn callback(
     let Some(pending) = console.flows.open.lock().remove(&flow_state).filter(|p| p.at.elapsed() < FLOW_TTL) else {
         return refuse("the sign-in took too long or was already used; start it again".into()).await;
     };
-    let http = match http_client() {
+    let http = match http_client(&console.state) {
         Ok(c) => c,
         Err(e) => return failed(&console, lang, &e),
     };
