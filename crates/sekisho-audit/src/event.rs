@@ -99,6 +99,8 @@ pub struct Event {
     pub duration_ms: Option<u64>,
     /// Free-form extra facts (e.g. the admin request line), JSON or text.
     pub detail: String,
+    /// An access decision's whole input as JSON (set by the access gate only).
+    pub input: String,
 }
 
 impl Event {
@@ -121,7 +123,14 @@ impl Event {
             bytes_out: None,
             duration_ms: None,
             detail: String::new(),
+            input: String::new(),
         }
+    }
+
+    /// An access event. Only the access gate (`sekisho-gate`) makes these: every path's decisions
+    /// have one shape and keep their input (a lint refuses calls elsewhere).
+    pub fn access(tenant: &str, decision: Decision) -> Self {
+        Event::new(tenant, EventKind::Access, decision)
     }
 
     pub fn subject(mut self, kind: SubjectKind, name: impl Into<String>) -> Self {
@@ -199,6 +208,7 @@ impl Event {
             bytes_out: clamp(self.bytes_out),
             duration_ms: clamp(self.duration_ms),
             detail: self.detail,
+            input: self.input,
         }
     }
 }

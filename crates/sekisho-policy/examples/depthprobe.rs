@@ -9,6 +9,7 @@
 //! The numbers behind `MAX_NESTING` and `MAX_CONDITION_LEN` (`src/nesting.rs`) came from here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a probe: a wrong argument should just stop it")]
+#![allow(clippy::disallowed_methods, reason = "measures the policy engine itself")]
 
 use sekisho_policy::{AccessRequest, Engine, Principal, ServiceInfo, ServicePolicy};
 
@@ -50,8 +51,8 @@ fn main() {
                 source_ip: "203.0.113.5".parse().unwrap(),
                 country: "JP".into(),
                 at: time::OffsetDateTime::now_utc(),
-                auth_method: "agent_key".into(),
-                path: "tunnel".into(),
+                auth_method: sekisho_policy::AuthMethod::AgentKey,
+                path: sekisho_policy::AccessPath::Tunnel,
                 destination: None,
             };
             engine.decide(&request).reason

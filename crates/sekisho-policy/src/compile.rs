@@ -183,6 +183,8 @@ pub struct CompiledPolicy {
     service: String,
     source: ServicePolicy,
     cedar_text: String,
+    /// SHA-256 of `cedar_text`, first 16 hex digits: which version of the policy decided.
+    version: String,
     /// The permit (if any) and the forbids: this set decides.
     pub(crate) main: PolicySet,
     /// One permit per required condition; evaluated only to explain a denial.
@@ -202,6 +204,12 @@ impl CompiledPolicy {
     /// The Cedar policies that decide, as text (for showing admins what was generated).
     pub fn cedar_text(&self) -> String {
         self.cedar_text.clone()
+    }
+
+    /// Which version of the policy this is: the first 16 hex digits of the SHA-256 of its Cedar
+    /// text. Kept with every decision it makes.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The conditions and domain lists this policy was compiled from.
@@ -432,10 +440,15 @@ pub(crate) fn compile(
 
     let cedar_text = main_policies.iter().map(|g| g.text.as_str()).collect::<Vec<_>>().join("\n\n");
     let condition = |g: &Generated, text: &str| Condition { id: PolicyId::new(&g.id), text: text.to_owned() };
+    let version = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(cedar_text.as_bytes())[..8])
+    };
     Ok(CompiledPolicy {
         service: service.to_owned(),
         source: policy.clone(),
         cedar_text,
+        version,
         main,
         explain,
         permit_id: PolicyId::new(permit_id),

@@ -18,6 +18,7 @@ use cedar_policy::{
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::access::{AccessPath, AuthMethod};
 use crate::compile::{self, CompiledPolicy, PolicyError, ServicePolicy};
 use crate::schema::SCHEMA;
 
@@ -25,6 +26,8 @@ use crate::schema::SCHEMA;
 pub const DEFAULT_DENY: &str = "default-deny";
 /// Policy id of a denial because the request itself could not be put to Cedar.
 pub const REQUEST_ERROR: &str = "request-error";
+/// Policy id of a denial because the service's stored policy could not be read or compiled.
+pub const POLICY_UNREADABLE: &str = "policy_unreadable";
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,9 +69,8 @@ pub struct AccessRequest {
     pub country: String,
     /// When, already in the tenant's UTC offset: `context.hour`, `minute_of_day` and `weekday` come from it.
     pub at: OffsetDateTime,
-    pub auth_method: String,
-    /// `tunnel`, `browser`, `ssh` or `socks`.
-    pub path: String,
+    pub auth_method: AuthMethod,
+    pub path: AccessPath,
     /// Where a gateway connection goes (`context.domain`, `port`, `dest_ip`).
     pub destination: Option<Destination>,
 }
@@ -94,16 +96,20 @@ pub struct Destination {
 /// | a condition failed to evaluate | that condition's id | `policy error: <message>` |
 /// | no policy for the service | `default-deny` | ``no policy for service `<name>` `` |
 /// | the request could not be built | `request-error` | `request error: <message>` |
+/// | the stored policy is unreadable | `policy_unreadable` | `policy_unreadable: <why>` |
+///
+/// `policy_version` is [`CompiledPolicy::version`] of the policy that decided (empty if none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub allowed: bool,
     pub policy_id: String,
     pub reason: String,
+    pub policy_version: String,
 }
 
 impl Decision {
     fn deny(policy_id: impl Into<String>, reason: impl Into<String>) -> Self {
-        Decision { allowed: false, policy_id: policy_id.into(), reason: reason.into() }
+        Decision { allowed: false, policy_id: policy_id.into(), reason: reason.into(), policy_version: String::new() }
     }
 
     fn policy_error(policy_id: &PolicyId, message: String) -> Self {
@@ -122,6 +128,9 @@ pub struct Engine {
     requests: request::Builder,
     /// tenant → service name → policy.
     policies: HashMap<String, HashMap<String, Arc<CompiledPolicy>>>,
+    /// tenant → service name → why its stored policy could not be used: such a service denies
+    /// everything with `policy_unreadable` (not `default-deny`, which would say it has none).
+    unreadable: HashMap<String, HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -145,7 +154,13 @@ impl Engine {
     pub fn new() -> Engine {
         let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA).expect("SCHEMA is valid Cedar");
         let requests = request::Builder::new().expect("entity type names are valid Cedar");
-        Engine { validator: Validator::new(schema), authorizer: Authorizer::new(), requests, policies: HashMap::new() }
+        Engine {
+            validator: Validator::new(schema),
+            authorizer: Authorizer::new(),
+            requests,
+            policies: HashMap::new(),
+            unreadable: HashMap::new(),
+        }
     }
 
     /// Compiles `policy` for `service` and validates it strictly against [`SCHEMA`].
@@ -159,11 +174,31 @@ impl Engine {
     /// `compiled` must have been compiled for the same service name.
     pub fn insert(&mut self, tenant: &str, service: &str, compiled: CompiledPolicy) {
         debug_assert_eq!(compiled.service(), service, "policy compiled for another service");
+        self.clear_unreadable(tenant, service);
         self.policies.entry(tenant.to_owned()).or_default().insert(service.to_owned(), Arc::new(compiled));
+    }
+
+    /// Marks `tenant`'s `service` as having a stored policy that cannot be used (it does not
+    /// parse, or no longer compiles): every access to it is denied with `policy_unreadable`.
+    pub fn insert_unreadable(&mut self, tenant: &str, service: &str, why: impl Into<String>) {
+        if let Some(services) = self.policies.get_mut(tenant) {
+            services.remove(service);
+        }
+        self.unreadable.entry(tenant.to_owned()).or_default().insert(service.to_owned(), why.into());
+    }
+
+    fn clear_unreadable(&mut self, tenant: &str, service: &str) {
+        if let Some(services) = self.unreadable.get_mut(tenant) {
+            services.remove(service);
+            if services.is_empty() {
+                self.unreadable.remove(tenant);
+            }
+        }
     }
 
     /// Forgets `tenant`'s policy for `service`: accesses to it are denied again.
     pub fn remove(&mut self, tenant: &str, service: &str) {
+        self.clear_unreadable(tenant, service);
         if let Some(services) = self.policies.get_mut(tenant) {
             services.remove(service);
             if services.is_empty() {
@@ -179,9 +214,16 @@ impl Engine {
 
     /// Decides one access. Fails closed: no policy, an unbuildable request or any evaluation error denies.
     pub fn decide(&self, req: &AccessRequest) -> Decision {
+        if let Some(why) = self.unreadable.get(&req.tenant).and_then(|s| s.get(&req.service.name)) {
+            return Decision::deny(POLICY_UNREADABLE, format!("policy_unreadable: {why}"));
+        }
         let Some(policy) = self.get(&req.tenant, &req.service.name) else {
             return Decision::deny(DEFAULT_DENY, format!("no policy for service `{}`", req.service.name));
         };
+        Decision { policy_version: policy.version().to_owned(), ..self.decide_with(policy, req) }
+    }
+
+    fn decide_with(&self, policy: &CompiledPolicy, req: &AccessRequest) -> Decision {
         let (request, entities) = match self.requests.build(req, None) {
             Ok(built) => built,
             Err(message) => return Decision::deny(REQUEST_ERROR, format!("request error: {message}")),
@@ -211,6 +253,7 @@ impl Engine {
                 allowed: true,
                 policy_id: id_str(&policy.permit_id).to_owned(),
                 reason: "all required conditions hold".to_owned(),
+                policy_version: String::new(),
             };
         }
         let fallback = Decision::deny(id_str(&policy.permit_id), "required conditions not met");

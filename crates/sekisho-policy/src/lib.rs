@@ -9,17 +9,20 @@
 //! supplies `context.country`. This crate does no network or database I/O: loading policies from the
 //! store and applying decisions is the relay's job.
 
+mod access;
 mod compile;
 mod engine;
 pub mod geo;
 mod nesting;
 mod schema;
 
+pub use access::{AccessPath, AuthMethod, UnknownWord};
 pub use compile::{
     CompiledPolicy, ConditionKind, Diagnostic, MAX_CONDITIONS, MAX_DOMAINS, PolicyError, ServicePolicy, domain_pattern,
 };
 pub use engine::{
-    AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Destination, Engine, Principal, REQUEST_ERROR, ServiceInfo,
+    AccessRequest, AgentInfo, DEFAULT_DENY, Decision, Destination, Engine, POLICY_UNREADABLE, Principal, REQUEST_ERROR,
+    ServiceInfo,
 };
 pub use nesting::{MAX_CONDITION_LEN, MAX_NESTING};
 pub use schema::SCHEMA;

@@ -1,6 +1,7 @@
 //! Decisions: who, from where and when, against required and deny conditions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failing test should panic with the cause")]
+#![allow(clippy::disallowed_methods, reason = "the policy engine's own tests call it directly")]
 
 use std::net::IpAddr;
 
@@ -37,8 +38,8 @@ fn alice() -> AccessRequest {
         source_ip: "203.0.113.5".parse().unwrap(),
         country: "JP".to_owned(),
         at: MONDAY_NINE,
-        auth_method: "password+totp".to_owned(),
-        path: "tunnel".to_owned(),
+        auth_method: sekisho_policy::AuthMethod::PasswordTotp,
+        path: sekisho_policy::AccessPath::Tunnel,
         destination: None,
     }
 }
@@ -90,7 +91,7 @@ fn denied_by_a_deny_condition_names_it() {
         engine("acme", "wiki", &["true"], &["context.country == \"KP\"", "context.auth_method == \"password+totp\""]);
     let d = e.decide(&alice());
     assert_eq!(denied(&d, "wiki/deny/1"), "context.auth_method == \"password+totp\"");
-    allowed(&e.decide(&AccessRequest { auth_method: "passkey".to_owned(), ..alice() }));
+    allowed(&e.decide(&AccessRequest { auth_method: sekisho_policy::AuthMethod::PublicKeyTotp, ..alice() }));
 }
 
 #[test]
@@ -287,8 +288,8 @@ fn edge_visitors_are_decided_by_address() {
         source_ip: "192.0.2.9".parse().unwrap(),
         country: "JP".into(),
         at: time::macros::datetime!(2026-11-23 09:00 +09:00),
-        auth_method: "none".into(),
-        path: "edge".into(),
+        auth_method: sekisho_policy::AuthMethod::None,
+        path: sekisho_policy::AccessPath::Edge,
         destination: None,
     };
     assert!(engine.decide(&req).allowed);
@@ -301,7 +302,7 @@ fn edge_visitors_are_decided_by_address() {
 fn socks(domain: &str, ip: Option<&str>, port: u16) -> AccessRequest {
     AccessRequest {
         service: ServiceInfo { name: "internet".to_owned(), protocol: "socks".to_owned() },
-        path: "socks".to_owned(),
+        path: sekisho_policy::AccessPath::Socks,
         destination: Some(sekisho_policy::Destination {
             domain: domain.to_owned(),
             ip: ip.map(|i| i.parse().unwrap()),

@@ -7,6 +7,7 @@
 //! frame sizes differ between the two.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failing test should panic with the cause")]
+#![allow(clippy::disallowed_methods, reason = "the policy engine's own tests call it directly")]
 
 use sekisho_policy::{
     AccessRequest, Destination, Engine, MAX_CONDITION_LEN, MAX_DOMAINS, MAX_NESTING, Principal, ServiceInfo,
@@ -30,8 +31,8 @@ fn request() -> AccessRequest {
         source_ip: "203.0.113.5".parse().unwrap(),
         country: "JP".into(),
         at: datetime!(2026-11-23 09:00 +09:00),
-        auth_method: "password+totp".into(),
-        path: "socks".into(),
+        auth_method: sekisho_policy::AuthMethod::PasswordTotp,
+        path: sekisho_policy::AccessPath::Socks,
         destination: Some(Destination { domain: "zzz.example".into(), ip: None, port: 443 }),
     }
 }

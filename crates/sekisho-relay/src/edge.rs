@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sekisho_audit::Event;
+use sekisho_gate::{AccessPath, AuthMethod, Permit, Resource, Subject, Verdict};
 use sekisho_tunnel::MuxStream;
 use sekisho_tunnel::proto::{self, OpenService};
 use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
@@ -86,55 +86,72 @@ async fn accept_loop(state: Arc<State>, service_id: String, listener: TcpListene
 /// Decides one connection to a service's edge port: refuses it (on record) or hands it to a
 /// task of its own, [`forward`], that holds only what forwarding needs (one per open connection).
 async fn serve(state: Arc<State>, service_id: String, sock: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
-    let (code, reason, event) = {
+    let denial = {
         let topo = state.topology();
         let Some(svc) = topo.services.get(&service_id) else {
             return;
         };
-        let (decision, event) = crate::decide::edge(&state, &topo, svc, peer.ip());
-        if !decision.allowed {
-            ("policy_denied", decision.reason, event)
-        } else if let Some(conn) = svc.agent_id.as_deref().and_then(|id| state.hub.conn(id)) {
-            let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None, dest: None };
-            match conn.open(proto::encode(&open)) {
-                Ok(stream) => {
-                    tokio::spawn(forward(state.clone(), sock, peer, stream, event, cancel));
-                    return;
+        // The principal is the unauthenticated `Visitor::"<ip>"`: conditions on
+        // `context.source_ip` and `context.country` are what guard edge ports.
+        let attempt = crate::decide::attempt(
+            &state,
+            &topo,
+            &svc.tenant_id,
+            AccessPath::Edge,
+            AuthMethod::None,
+            Subject::Visitor,
+            peer.ip(),
+        );
+        let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+        match state.gate.decide_within(&attempt, &resource, Some(&cancel)) {
+            Verdict::Deny(denial) => denial,
+            Verdict::Permit(permit) => {
+                let offline = |permit: sekisho_gate::Permit, why: String| {
+                    permit.withdraw();
+                    state.gate.refuse(&attempt, &svc.name, "agent_offline", format!("agent_offline: {why}"))
+                };
+                match svc.agent_id.as_deref().and_then(|id| state.hub.conn(id)) {
+                    Some(conn) => {
+                        let open = OpenService {
+                            service: svc.id.clone(),
+                            from_agent: None,
+                            from_key: None,
+                            e2e: None,
+                            dest: None,
+                        };
+                        match conn.open(proto::encode(&open)) {
+                            Ok(stream) => {
+                                tokio::spawn(forward(sock, peer, stream, permit));
+                                return;
+                            }
+                            Err(e) => offline(permit, e.to_string()),
+                        }
+                    }
+                    None => offline(permit, format!("service `{}` is unavailable: its agent is offline", svc.name)),
                 }
-                Err(e) => ("agent_offline", e.to_string(), event.policy("agent_offline")),
             }
-        } else {
-            let why = format!("service `{}` is unavailable: its agent is offline", svc.name);
-            ("agent_offline", why, event.policy("agent_offline"))
         }
     };
     // The refusal is on disk before the connection is reset.
-    if let Err(e) = state.auditor.record_durable(event.reason(format!("{code}: {reason}"))).await {
+    if let Err(e) = denial.record().await {
         tracing::error!(error = %e, "cannot record refusal");
     }
     abort(&sock);
 }
 
-/// Forwards an admitted connection until both directions end, either fails, or the edge port is
-/// closed; then records it with its byte counts.
+/// Forwards an admitted connection until both directions end, either fails, the edge port is
+/// closed or a change denies it; then closes its permit with the byte counts.
 ///
 /// An `async` block, not an `async fn`: an `async fn` keeps a second copy of its arguments in
 /// its future (rust-lang/rust#62958), and there is one of these futures per open connection.
 #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
-fn forward(
-    state: Arc<State>,
-    mut sock: TcpStream,
-    peer: SocketAddr,
-    stream: MuxStream,
-    event: Event,
-    cancel: CancellationToken,
-) -> impl Future<Output = ()> {
+fn forward(mut sock: TcpStream, peer: SocketAddr, stream: MuxStream, permit: Permit) -> impl Future<Output = ()> {
     async move {
         let totals = Totals::default();
         let started = std::time::Instant::now();
         let result = tokio::select! {
             r = bridge(&mut sock, stream, Seal::Plain, &totals) => r.map_err(|e| e.to_string()),
-            () = cancel.cancelled() => Err("edge port closed by administrator".to_owned()),
+            () = permit.revoked().cancelled() => Err("edge port closed by administrator, or access ended by a change".to_owned()),
         };
         if result.is_err() {
             abort(&sock);
@@ -144,8 +161,7 @@ fn forward(
             Ok(()) => format!("edge port {peer}"),
             Err(e) => format!("edge port; ended: {e}"),
         };
-        let ms = started.elapsed().as_millis() as u64;
-        state.auditor.record(event.traffic(up, down, ms).detail(detail));
+        permit.close(up, down, started.elapsed().as_millis() as u64, detail);
     }
 }
 
@@ -153,7 +169,7 @@ fn forward(
 mod tests {
     use std::future::Future;
 
-    fn size_of_output<A, B, C, D, E, G, F: Future>(_: fn(A, B, C, D, E, G) -> F) -> usize {
+    fn size_of_output<A, B, C, D, F: Future>(_: fn(A, B, C, D) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
-use sekisho_policy::{AccessRequest, Destination, Principal, ServiceInfo};
+use sekisho_gate::{AccessPath, Attempt, AuthMethod, Denial, Destination, Resource, ServiceInfo, Subject, Verdict};
 use sekisho_store::Service;
 use sekisho_tunnel::pump::Totals;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -152,36 +152,29 @@ impl Dialect {
     }
 }
 
-/// Who authenticated.
+/// Who authenticated: the attempt every decision and refusal of this connection starts from.
 struct Client {
-    tenant: String,
-    user: String,
-    groups: Vec<String>,
+    attempt: Attempt,
     /// The gateway picked with `user+gateway`, if any.
     gateway: Option<String>,
-    ip: IpAddr,
-    country: String,
 }
 
 impl Client {
-    fn event(&self, decision: AuditDecision, target: &Target) -> Event {
-        Event::new(&self.tenant, EventKind::Access, decision)
-            .subject(SubjectKind::User, self.user.clone())
-            .path("socks")
-            .target(target.to_string())
-            .auth("api_key")
-            .source(self.ip, self.country.clone())
+    fn tenant(&self) -> &str {
+        &self.attempt.tenant
     }
 
-    /// A refusal of a request that did not get as far as naming a usable destination.
-    fn refusal(&self, reason: String) -> Event {
-        Event::new(&self.tenant, EventKind::Access, AuditDecision::Deny)
-            .subject(SubjectKind::User, self.user.clone())
-            .path("socks")
-            .reason(reason)
-            .auth("api_key")
-            .source(self.ip, self.country.clone())
+    /// A refusal about `target` (empty when the request named none): `reason` starts with its code.
+    fn refusal(&self, state: &State, target: &str, reason: String) -> Record {
+        let code = reason.split(':').next().unwrap_or_default().to_owned();
+        Record::Denial(state.gate.refuse(&self.attempt, target, &code, reason))
     }
+}
+
+/// What a refusal leaves in the audit log: a login event, or the gate's denial of an access.
+enum Record {
+    Login(Box<Event>),
+    Denial(Denial),
 }
 
 /// Why a handshake ended before a request was decided.
@@ -244,8 +237,12 @@ async fn read_message<T>(
 }
 
 /// Records a refusal before the client hears it (denials are durable), then answers.
-async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], event: Event) -> Ended {
-    if let Err(e) = state.auditor.record_durable(event).await {
+async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], record: Record) -> Ended {
+    let recorded = match record {
+        Record::Login(event) => state.auditor.record_durable(*event).await,
+        Record::Denial(denial) => denial.record().await,
+    };
+    if let Err(e) = recorded {
         tracing::error!(error = %e, "cannot record gateway refusal");
     }
     let _ = sock.write_all(answer).await;
@@ -253,14 +250,24 @@ async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], event: Event
     Ended::Refused
 }
 
-/// An event about a client not (yet) known to belong to a tenant.
-fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Event {
-    Event::new("default", kind, AuditDecision::Deny)
-        .subject(SubjectKind::Anonymous, ip.to_string())
-        .path("socks")
-        .reason(reason)
-        .auth("api_key")
-        .source(ip, state.geo.country(ip))
+/// A refusal of a client not (yet) known to belong to a tenant: a login event, or an access
+/// refusal (`reason` starts with its code) through the gate.
+fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Record {
+    if kind == EventKind::Login {
+        return Record::Login(Box::new(
+            Event::new("default", kind, AuditDecision::Deny)
+                .subject(SubjectKind::Anonymous, ip.to_string())
+                .path("socks")
+                .reason(reason)
+                .auth("api_key")
+                .source(ip, state.geo.country(ip)),
+        ));
+    }
+    let topo = state.topology();
+    let attempt =
+        crate::decide::attempt(state, &topo, "default", AccessPath::Socks, AuthMethod::None, Subject::Visitor, ip);
+    let code = reason.split(':').next().unwrap_or_default().to_owned();
+    Record::Denial(state.gate.refuse(&attempt, "", &code, reason))
 }
 
 async fn handshake(
@@ -298,7 +305,7 @@ async fn handshake(
         Ok(c) => c,
         Err(event) => {
             state.limiter.failed(ip);
-            return Err(refuse(state, sock, &[socks5::AUTH_VERSION, 1], event).await);
+            return Err(refuse(state, sock, &[socks5::AUTH_VERSION, 1], Record::Login(Box::new(event))).await);
         }
     };
     sock.write_all(&[socks5::AUTH_VERSION, 0]).await.map_err(|e| Ended::Quietly(e.to_string()))?;
@@ -306,8 +313,8 @@ async fn handshake(
         Ok(r) => r,
         Err(e) => {
             let reply = socks5::reply(e.reply().unwrap_or(Reply::GeneralFailure), None);
-            let event = client.refusal(format!("protocol_error: {e}"));
-            return Err(refuse(state, sock, &reply, event).await);
+            let record = client.refusal(state, "", format!("protocol_error: {e}"));
+            return Err(refuse(state, sock, &reply, record).await);
         }
     };
     if request.command != socks5::CMD_CONNECT {
@@ -316,10 +323,9 @@ async fn handshake(
             socks5::CMD_UDP_ASSOCIATE => "UDP ASSOCIATE",
             _ => "unknown",
         };
-        let event = client
-            .event(AuditDecision::Deny, &request.target)
-            .reason(format!("command_not_supported: {name} (command {}) is not offered; use CONNECT", request.command));
-        return Err(refuse(state, sock, &socks5::reply(Reply::CommandNotSupported, None), event).await);
+        let why = format!("command_not_supported: {name} (command {}) is not offered; use CONNECT", request.command);
+        let record = client.refusal(state, &request.target.to_string(), why);
+        return Err(refuse(state, sock, &socks5::reply(Reply::CommandNotSupported, None), record).await);
     }
     Ok((client, request))
 }
@@ -328,7 +334,7 @@ async fn handshake(
 fn pick_gateway(state: &State, client: &Client) -> Result<Service, String> {
     let topo = state.topology();
     let gateways: Vec<&Service> =
-        topo.services.values().filter(|s| s.tenant_id == client.tenant && s.protocol == "socks").collect();
+        topo.services.values().filter(|s| s.tenant_id == client.tenant() && s.protocol == "socks").collect();
     match &client.gateway {
         Some(name) => gateways
             .iter()
@@ -373,23 +379,25 @@ async fn connect(
     dialect: Dialect,
 ) {
     let target = request.target;
-    let event = client.event(AuditDecision::Deny, &target);
+    let label = target.to_string();
     let svc = match pick_gateway(state, &client) {
         Ok(s) => s,
         Err(why) => {
-            refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &why), event.reason(why)).await;
+            let record = client.refusal(state, &label, why.clone());
+            refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &why), record).await;
             return;
         }
     };
-    let event = event.detail(format!("gateway {}", svc.name));
-    // Direct egress resolves first, so policies see the address and the operator's guard applies.
+    let gateway_detail = format!("gateway {}", svc.name);
+    // Direct egress resolves first, so policies see the address and the egress rule applies.
     let addrs = match svc.agent_id {
         Some(_) => Vec::new(),
         None => match resolve(state, gateway, &target).await {
             Ok(a) => a,
             Err((reply, why)) => {
-                let policy = why.split(':').next().unwrap_or_default().to_owned();
-                refuse(state, &mut sock, &dialect.reply(reply, None, &why), event.policy(policy).reason(why)).await;
+                let Record::Denial(denial) = client.refusal(state, &label, why.clone()) else { return };
+                let record = Record::Denial(denial.detail(gateway_detail));
+                refuse(state, &mut sock, &dialect.reply(reply, None, &why), record).await;
                 return;
             }
         },
@@ -402,29 +410,20 @@ async fn connect(
         Target::Domain(d, _) => d.clone(),
         Target::Ip(_) => String::new(),
     };
-    let topo = state.topology();
-    let req = AccessRequest {
-        tenant: client.tenant.clone(),
-        principal: Principal::User { name: client.user.clone(), groups: client.groups.clone() },
-        via_agent: None,
+    let resource = Resource {
         service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
-        source_ip: client.ip,
-        country: client.country.clone(),
-        at: crate::decide::tenant_now(&topo, &client.tenant),
-        auth_method: "api_key".into(),
-        path: "socks".into(),
         destination: Some(Destination { domain, ip: dest_ip, port: target.port() }),
     };
-    let decision = state.policy.read().decide(&req);
-    let event = event.policy(decision.policy_id.clone());
-    if !decision.allowed {
-        let why = format!("policy_denied: {}", decision.reason);
-        let shown = format!("denied by policy `{}`: {}", decision.policy_id, decision.reason);
-        refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &shown), event.reason(why)).await;
-        return;
-    }
-    let event = Event { decision: AuditDecision::Allow, ..event }.reason(decision.reason);
     let cancel = state.stream_scope(&svc.id);
+    let permit = match state.gate.decide_within(&client.attempt, &resource, Some(&cancel)) {
+        Verdict::Permit(p) => p,
+        Verdict::Deny(denial) => {
+            let shown = denial.message();
+            let record = Record::Denial(denial.detail(gateway_detail));
+            refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &shown), record).await;
+            return;
+        }
+    };
     let started = Instant::now();
     let totals = Totals::default();
     let outcome = tokio::select! {
@@ -434,7 +433,7 @@ async fn connect(
                 Some(_) => via_agent(state, &svc, &mut sock, &target, early, &totals, dialect).await,
             }
         } => r,
-        () = cancel.cancelled() => Err("gateway removed by administrator".to_owned()),
+        () = permit.revoked().cancelled() => Err("gateway removed by administrator, or access ended by a change".to_owned()),
     };
     let (up, down) = totals.get();
     let detail = match (&svc.agent_id, &outcome) {
@@ -442,7 +441,7 @@ async fn connect(
         (Some(_), Ok(from)) => format!("gateway {}, egress via agent {from}", svc.name),
         (_, Err(e)) => format!("gateway {}; ended: {e}", svc.name),
     };
-    state.auditor.record(event.traffic(up, down, started.elapsed().as_millis() as u64).detail(detail));
+    permit.close(up, down, started.elapsed().as_millis() as u64, detail);
 }
 
 #[cfg(test)]

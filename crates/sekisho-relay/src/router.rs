@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_gate::{Denial, Permit, Resource, Verdict};
 use sekisho_store::{Agent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::identity;
@@ -20,7 +21,6 @@ use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, Relay
 use sekisho_tunnel::pump::{Totals, splice};
 use sekisho_tunnel::{Connection, Link, MuxStream};
 use sekisho_wire::{Config, ResetCode, Side};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::secrets::{hash_secret, new_id};
@@ -221,43 +221,35 @@ async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream:
         Ok(admitted) => {
             tokio::spawn(relay(state, stream, admitted).in_current_span());
         }
-        Err(refusal) => refuse(&state, &stream, *refusal).await,
+        Err(refusal) => refuse(&stream, *refusal).await,
     }
 }
 
-/// A stream the relay lets through: the back stream it was joined to and its audit entry.
+/// A stream the relay lets through: the back stream it was joined to and the gate's permit
+/// (which records the stream when it is closed, and is revoked when its route is removed or a
+/// change denies it).
 struct Admitted {
     back: MuxStream,
-    /// Cancelled when the route is removed; taken while deciding, so a removal that comes
-    /// after the decision still ends the stream.
-    scope: CancellationToken,
+    permit: Permit,
     route_id: String,
     handshake: bool,
-    event: Event,
 }
 
-/// A stream the relay refuses: the code and message the agent is told, and the audit entry.
+/// A stream the relay refuses: the code and message the agent is told, and the gate's denial.
 struct StreamRefusal {
-    code: &'static str,
+    code: String,
     message: String,
-    event: Event,
+    denial: Denial,
 }
 
 /// Decides one stream: opens its back stream, or says why not.
 fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<Admitted, Box<StreamRefusal>> {
     let topo = state.topology();
     let front = topo.agents.get(from);
+    let attempt = crate::decide::tunnel(state, &topo, front, from, peer.ip());
     let refusal = |code: &'static str, message: String, target: &str| {
-        let event =
-            Event::new(front.map_or("default", |a| a.tenant_id.as_str()), EventKind::Access, AuditDecision::Deny)
-                .subject(SubjectKind::Agent, front.map_or(from, |a| a.name.as_str()))
-                .path("tunnel")
-                .target(target)
-                .policy(code)
-                .reason(message.clone())
-                .auth("agent_key")
-                .source(peer.ip(), state.geo.country(peer.ip()));
-        Box::new(StreamRefusal { code, message, event })
+        let denial = state.gate.refuse(&attempt, target, code, message.clone());
+        Box::new(StreamRefusal { code: code.to_owned(), message, denial })
     };
     let req: OpenRoute = match serde_json::from_slice(payload) {
         Ok(r) => r,
@@ -276,20 +268,24 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
     let Some(svc) = topo.services.get(&route.service_id) else {
         return Err(refusal("service_not_found", format!("route `{}` leads to no service", route.id), &route.id));
     };
-    let (decision, event) = crate::decide::tunnel(state, &topo, front, svc, peer.ip());
-    if !decision.allowed {
-        let message =
-            format!("access to `{}` denied by policy `{}`: {}", svc.name, decision.policy_id, decision.reason);
-        return Err(Box::new(StreamRefusal { code: "policy_denied", message, event }));
-    }
+    let scope = state.stream_scope(&route.id);
+    let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+    let permit = match state.gate.decide_within(&attempt, &resource, Some(&scope)) {
+        Verdict::Permit(p) => p,
+        Verdict::Deny(denial) => {
+            let message = format!("access to `{}` {}", svc.name, denial.message());
+            return Err(Box::new(StreamRefusal { code: "policy_denied".into(), message, denial }));
+        }
+    };
     let back_id = svc.agent_id.as_deref().unwrap_or_default();
     let back_name = topo.agents.get(back_id).map_or(back_id, |a| a.name.as_str());
+    // Policy allowed it, but it cannot happen: the permit is withdrawn and the refusal says why.
+    let offline = |permit: Permit, detail: String| {
+        permit.withdraw();
+        refusal("agent_offline", format!("service `{}` is unavailable: {detail}", svc.name), &svc.name)
+    };
     let Some(back_conn) = state.hub.conn(back_id) else {
-        return Err(refusal(
-            "agent_offline",
-            format!("service `{}` is unavailable: its agent `{back_name}` is offline", svc.name),
-            &svc.name,
-        ));
+        return Err(offline(permit, format!("its agent `{back_name}` is offline")));
     };
     let open = OpenService {
         service: svc.id.clone(),
@@ -300,57 +296,55 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
     };
     let handshake = matches!(open.e2e, Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. }));
     match back_conn.open(proto::encode(&open)) {
-        Ok(back) => {
-            Ok(Admitted { back, scope: state.stream_scope(&route.id), route_id: route.id.clone(), handshake, event })
-        }
-        Err(e) => Err(refusal(
-            "agent_offline",
-            format!("service `{}` is unavailable: agent `{back_name}`: {e}", svc.name),
-            &svc.name,
-        )),
+        Ok(back) => Ok(Admitted { back, permit, route_id: route.id.clone(), handshake }),
+        Err(e) => Err(offline(permit, format!("agent `{back_name}`: {e}"))),
     }
 }
 
 /// Refuses a stream: the refusal is on disk before the agent is told.
-async fn refuse(state: &State, stream: &MuxStream, refusal: StreamRefusal) {
-    let StreamRefusal { code, message, event } = refusal;
+async fn refuse(stream: &MuxStream, refusal: StreamRefusal) {
+    let StreamRefusal { code, message, denial } = refusal;
     tracing::info!(code, %message, "stream refused");
-    if let Err(e) = state.auditor.record_durable(event).await {
+    if let Err(e) = denial.record().await {
         tracing::error!(error = %e, "cannot record refusal");
     }
     stream.reset(ResetCode::REFUSED, &format!("{code}: {message}"));
 }
 
-/// Relays an admitted stream until either side ends it or its route is removed, then records
-/// the stream with its byte counts.
+/// Relays an admitted stream until either side ends it, its route is removed or a change denies
+/// it, then closes its permit with the byte counts.
 ///
 /// An `async` block, not an `async fn`: an `async fn` keeps a second copy of its arguments in
 /// its future (rust-lang/rust#62958), and there is one of these futures per open stream.
 #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
 fn relay(state: Arc<State>, stream: MuxStream, admitted: Admitted) -> impl Future<Output = ()> {
     async move {
-        let Admitted { back, scope, route_id, handshake, .. } = &admitted;
+        let Admitted { back, permit, route_id, handshake } = admitted;
         let totals = Totals::default();
         let started = std::time::Instant::now();
         let outcome = tokio::select! {
-            r = splice(&stream, back, state.tap.as_ref(), &totals) => r.err().map(|e| e.to_string()),
-            () = scope.cancelled() => {
-                let why = "route removed by administrator";
-                stream.reset(ResetCode::ROUTE_REMOVED, why);
-                back.reset(ResetCode::ROUTE_REMOVED, why);
+            r = splice(&stream, &back, state.tap.as_ref(), &totals) => r.err().map(|e| e.to_string()),
+            () = permit.revoked().cancelled() => {
+                let why = if state.topology().routes.contains_key(&route_id) {
+                    "access ended: a change to the policy or the user's groups denies it now"
+                } else {
+                    "route removed by administrator"
+                };
+                let code = if why.starts_with("route") { ResetCode::ROUTE_REMOVED } else { ResetCode::REFUSED };
+                stream.reset(code, why);
+                back.reset(code, why);
                 Some(why.to_owned())
             }
         };
         let (up, down) = totals.get();
         let mut detail = format!("route {route_id}");
-        if *handshake {
+        if handshake {
             detail.push_str("; end-to-end key exchange");
         }
         if let Some(e) = outcome {
             detail.push_str(&format!("; ended: {e}"));
         }
-        let ms = started.elapsed().as_millis() as u64;
-        state.auditor.record(admitted.event.traffic(up, down, ms).detail(detail));
+        permit.close(up, down, started.elapsed().as_millis() as u64, detail);
     }
 }
 

@@ -43,9 +43,10 @@ pub(crate) struct State {
     stream_scopes: Mutex<HashMap<String, CancellationToken>>,
     pub(crate) edges: crate::edge::Edges,
     pub(crate) auditor: Auditor,
-    /// The tenants' compiled service policies: changed by the policy API, and rebuilt from the
-    /// store when another relay changed something.
-    pub(crate) policy: RwLock<Engine>,
+    /// The access gate: every decision on every path, with its evidence. Holds the tenants'
+    /// compiled service policies, changed by the policy API and rebuilt from the store when
+    /// another relay changed something.
+    pub(crate) gate: Arc<sekisho_gate::Gate>,
     pub(crate) geo: Geo,
     pub(crate) master: MasterKey,
     /// Verifies this relay's audit checkpoints.
@@ -99,8 +100,8 @@ impl State {
             route_status: Mutex::new(HashMap::new()),
             stream_scopes: Mutex::new(HashMap::new()),
             edges: crate::edge::Edges::default(),
-            auditor: p.auditor,
-            policy: RwLock::new(Engine::new()),
+            auditor: p.auditor.clone(),
+            gate: Arc::new(sekisho_gate::Gate::new(p.auditor.clone())),
             geo: p.geo,
             master: p.master,
             audit_public_key: p.audit_public_key,
@@ -121,6 +122,8 @@ impl State {
     }
 
     /// Compiles every stored service policy into a new engine, which then replaces the current one.
+    /// Fails closed: a stored policy that cannot be read or no longer compiles makes its service
+    /// deny everything with `policy_unreadable` (and says why in the log).
     async fn load_policies(&self) -> Result<(), StoreError> {
         let services: HashMap<String, sekisho_store::Service> =
             self.store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
@@ -128,21 +131,51 @@ impl State {
         let mut engine = Engine::new();
         for row in rows {
             let Some(svc) = services.get(&row.service_id) else { continue };
-            let policy = sekisho_policy::ServicePolicy {
-                required: serde_json::from_str(&row.required).unwrap_or_default(),
-                deny: serde_json::from_str(&row.deny).unwrap_or_default(),
-                allow_domains: serde_json::from_str(&row.allow_domains).unwrap_or_default(),
-                deny_domains: serde_json::from_str(&row.deny_domains).unwrap_or_default(),
-            };
-            match engine.compile(&svc.name, &policy) {
+            let compiled = stored_policy(&row).and_then(|policy| {
+                engine.compile(&svc.name, &policy).map_err(|e| format!("the stored policy no longer compiles: {e}"))
+            });
+            match compiled {
                 Ok(compiled) => engine.insert(&svc.tenant_id, &svc.name, compiled),
-                Err(e) => {
-                    tracing::error!(service = %svc.name, error = %e, "stored policy no longer compiles; service denies all")
+                Err(why) => {
+                    tracing::error!(service = %svc.name, error = %why, "stored policy unusable; the service denies all");
+                    engine.insert_unreadable(&svc.tenant_id, &svc.name, why);
                 }
             }
         }
-        *self.policy.write() = engine;
+        self.gate.replace_policies(engine);
         Ok(())
+    }
+
+    /// Decides every open access again (after a change to policies, groups, users or keys) with
+    /// each user's groups read afresh, and ends those now denied. A user who cannot be read, was
+    /// deleted or disabled is denied with that reason.
+    pub(crate) async fn redecide(&self) {
+        if self.gate.live_count() == 0 {
+            return;
+        }
+        let mut fresh = sekisho_gate::FreshGroups::new();
+        for (tenant, name) in self.gate.live_users() {
+            let groups = match self.store.get_user(&tenant, &name).await {
+                Ok(Some(u)) if u.disabled_at.is_some() => Err(sekisho_gate::Unreadable {
+                    code: "user_disabled",
+                    message: format!("`{name}` has been disabled"),
+                }),
+                Ok(Some(u)) => match self.store.groups_of(&u.id).await {
+                    Ok(groups) => Ok(groups.into_iter().map(|g| g.name).collect()),
+                    Err(e) => Err(sekisho_gate::Unreadable::store(&format!("the groups of `{name}`"), e)),
+                },
+                Ok(None) => Err(sekisho_gate::Unreadable {
+                    code: "user_deleted",
+                    message: format!("`{name}` no longer exists"),
+                }),
+                Err(e) => Err(sekisho_gate::Unreadable::store(&format!("the user `{name}`"), e)),
+            };
+            fresh.insert((tenant, name), groups);
+        }
+        let ended = self.gate.redecide(&fresh);
+        if ended > 0 {
+            tracing::info!(ended, "open accesses ended by a change");
+        }
     }
 
     /// Loads topology and policies at start, then follows the changes other relays sharing the
@@ -212,8 +245,9 @@ impl State {
     /// relays. Under the refresh lock, so a reload for another relay's change cannot undo it.
     pub(crate) async fn policy_changed(&self, change: impl FnOnce(&mut Engine)) {
         let _guard = self.refresh_lock.lock().await;
-        change(&mut self.policy.write());
+        self.gate.change_policies(change);
         self.announce().await;
+        self.redecide().await;
     }
 
     /// A cancellation scope for the streams of a route or service, live while it exists.
@@ -255,6 +289,7 @@ impl State {
             }
         }
         crate::edge::sync(self, &topo).await;
+        self.redecide().await;
         Ok(())
     }
 
@@ -287,4 +322,17 @@ impl State {
         let fp = sekisho_tunnel::tls::parse_fingerprint(&self.ca_fingerprint).unwrap_or_default();
         Ok((identity::EnrollmentToken::format(&secret, &fp), row))
     }
+}
+
+/// A stored policy row as the conditions it holds; `Err` says which list cannot be read.
+fn stored_policy(row: &sekisho_store::PolicyRow) -> Result<sekisho_policy::ServicePolicy, String> {
+    let list = |name: &str, text: &str| -> Result<Vec<String>, String> {
+        serde_json::from_str(text).map_err(|e| format!("the stored {name} list is not readable: {e}"))
+    };
+    Ok(sekisho_policy::ServicePolicy {
+        required: list("required", &row.required)?,
+        deny: list("deny", &row.deny)?,
+        allow_domains: list("allow_domains", &row.allow_domains)?,
+        deny_domains: list("deny_domains", &row.deny_domains)?,
+    })
 }

@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use sekisho_store::Service;
 
-pub(crate) use session::{EdgeCache, EdgeUser, Tickets};
+pub(crate) use session::{EdgeCache, Tickets};
 
 use crate::state::State;
 use crate::topology::Topology;

@@ -36,11 +36,11 @@ pub struct AuditSummary {
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
 /// SQLite, whose driver resolves `$n` names one parameter at a time).
 fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
-    const COLUMNS: usize = 20;
+    const COLUMNS: usize = 21;
     let mut sql = String::from(
         "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
          reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
-         prev_hash, hash) VALUES ",
+         input, prev_hash, hash) VALUES ",
     );
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -61,7 +61,7 @@ fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
 /// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
 /// most four prepared inserts. (One statement per batch length filled sqlx's cache of 100
 /// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
-/// grew by megabytes under many short connections.) 20 parameters a row keeps 128 rows far below
+/// grew by megabytes under many short connections.) 21 parameters a row keeps 128 rows far below
 /// both backends' parameter limits.
 const INSERT_CHUNKS: [usize; 4] = [128, 32, 8, 1];
 
@@ -102,6 +102,7 @@ impl Store {
                     .bind(e.bytes_out)
                     .bind(e.duration_ms)
                     .bind(&e.detail)
+                    .bind(&e.input)
                     .bind(&r.prev_hash)
                     .bind(&r.hash);
             }

@@ -176,6 +176,11 @@ pub struct AuditRecord {
     pub bytes_out: Option<i64>,
     pub duration_ms: Option<i64>,
     pub detail: String,
+    /// An access decision's whole input (JSON: principal, groups, context, policy version), so a
+    /// later dry run re-decides from what was known then. Empty for other events, and then left
+    /// out of the chain hash's JSON, so events stored before it existed verify unchanged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub input: String,
 }
 
 /// An audit event as stored: its place in the tenant's chain and its hash.

@@ -23,6 +23,7 @@ use cedar_policy::{
 use time::Weekday;
 
 use super::{AccessRequest, AgentInfo, Principal, ServiceInfo};
+use crate::access::{AccessPath, AuthMethod};
 
 /// How many entries each cache holds before it starts over.
 const CACHE_LIMIT: usize = 4096;
@@ -95,8 +96,8 @@ struct ContextKey {
     hour: u8,
     minute: u8,
     weekday: Weekday,
-    auth_method: String,
-    path: String,
+    auth_method: AuthMethod,
+    path: AccessPath,
     agent: Option<String>,
     domain: String,
     port: u16,
@@ -112,8 +113,8 @@ impl ContextKey {
             hour: req.at.hour(),
             minute: req.at.minute(),
             weekday: req.at.weekday(),
-            auth_method: req.auth_method.clone(),
-            path: req.path.clone(),
+            auth_method: req.auth_method,
+            path: req.path,
             agent: req.via_agent.as_ref().map(|a| a.name.clone()),
             domain: dest.map(|d| d.domain.clone()).unwrap_or_default(),
             port: dest.map_or(0, |d| d.port),
@@ -197,6 +198,7 @@ impl Builder {
                 || self.entities(req, &principal, agent.as_ref(), &service, None).map(|e| RequestEntities(Arc::new(e))),
             )?,
         };
+        #[expect(clippy::disallowed_methods, reason = "this builder is where the gate's Cedar requests are made")]
         let request =
             Request::new(principal, self.access.clone(), service, context, schema).map_err(|e| e.to_string())?;
         Ok((request, entities))
@@ -212,8 +214,8 @@ impl Builder {
             ("hour".to_owned(), RestrictedExpression::new_long(hour)),
             ("minute_of_day".to_owned(), RestrictedExpression::new_long(hour * 60 + i64::from(req.at.minute()))),
             ("weekday".to_owned(), RestrictedExpression::new_string(weekday(req.at.weekday()).to_owned())),
-            ("auth_method".to_owned(), RestrictedExpression::new_string(req.auth_method.clone())),
-            ("path".to_owned(), RestrictedExpression::new_string(req.path.clone())),
+            ("auth_method".to_owned(), RestrictedExpression::new_string(req.auth_method.as_str().to_owned())),
+            ("path".to_owned(), RestrictedExpression::new_string(req.path.as_str().to_owned())),
         ]);
         if let Some(agent) = agent {
             context.push(("agent".to_owned(), RestrictedExpression::new_entity_uid(agent.clone())));
@@ -331,8 +333,8 @@ mod tests {
             source_ip: "2001:db8::1".parse().unwrap(),
             country: "DE".to_owned(),
             at: datetime!(2026-11-29 23:59 +09:00),
-            auth_method: "passkey".to_owned(),
-            path: "ssh".to_owned(),
+            auth_method: AuthMethod::PublicKeyTotp,
+            path: AccessPath::Ssh,
             destination: None,
         }
     }
@@ -352,7 +354,7 @@ mod tests {
             ..alice()
         };
         let socks = AccessRequest {
-            path: "socks".to_owned(),
+            path: AccessPath::Socks,
             destination: Some(super::super::Destination {
                 domain: "example.com".to_owned(),
                 ip: Some("93.184.216.34".parse().unwrap()),

@@ -5,7 +5,8 @@
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use sekisho_policy::{AccessRequest, Principal, ServiceInfo, ServicePolicy};
+use sekisho_gate::{AccessPath, Attempt, AuthMethod, Destination, Resource, ServiceInfo, Subject, Unreadable};
+use sekisho_policy::ServicePolicy;
 use sekisho_store::{PolicyRow, Service, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -36,7 +37,7 @@ fn service(state: &S, caller: &Caller, name: &str) -> Result<Service, ApiError> 
 }
 
 fn view(state: &S, svc: &Service, row: &PolicyRow) -> PolicyView {
-    let cedar = state.policy.read().get(&svc.tenant_id, &svc.name).map(|c| c.cedar_text()).unwrap_or_default();
+    let cedar = state.gate.policy(&svc.tenant_id, &svc.name).map(|c| c.cedar_text()).unwrap_or_default();
     PolicyView {
         service: svc.name.clone(),
         required: serde_json::from_str(&row.required).unwrap_or_default(),
@@ -96,7 +97,7 @@ pub(crate) async fn put(
             }
         }
     }
-    let compiled = state.policy.read().compile(&svc.name, &policy).map_err(|e| {
+    let compiled = state.gate.compile(&svc.name, &policy).map_err(|e| {
         ApiError::bad_request("invalid_policy", e.to_string()).with_details(json!({ "diagnostics": e.diagnostics }))
     })?;
     let row = PolicyRow {
@@ -170,28 +171,43 @@ pub(crate) async fn test(
     let Json(req) = body?;
     let svc = service(&state, &caller, &req.service)?;
     let topo = state.topology();
-    let (principal, via_agent, auth) = match (&req.user, &req.agent) {
+    let path: AccessPath = req
+        .path
+        .parse()
+        .map_err(|e: sekisho_gate::UnknownWord| ApiError::bad_request("invalid_path", format!("path: {e}")))?;
+    let (subject, default_auth) = match (&req.user, &req.agent) {
         (Some(u), agent) => {
-            let user = state
-                .store
-                .get_user(&caller.tenant, u)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("user `{u}` not found")))?;
-            let groups = state.store.groups_of(&user.id).await?.into_iter().map(|g| g.name).collect();
-            let via = match agent {
+            let via_agent = match agent {
                 Some(a) => {
-                    let a = topo.find_agent(&caller.tenant, a).map_err(ApiError::not_found)?;
-                    Some(sekisho_policy::AgentInfo { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() })
+                    Some(crate::decide::agent_info(topo.find_agent(&caller.tenant, a).map_err(ApiError::not_found)?))
                 }
                 None => None,
             };
-            (Principal::User { name: user.name, groups }, via, "password+totp")
+            // The same facts a door reads, failing the same way: a store error is a deny with its
+            // reason, not an answer.
+            let groups = match state.store.get_user(&caller.tenant, u).await {
+                Ok(Some(user)) => state
+                    .store
+                    .groups_of(&user.id)
+                    .await
+                    .map(|gs| gs.into_iter().map(|g| g.name).collect())
+                    .map_err(|e| Unreadable::store(&format!("the groups of `{u}`"), e)),
+                Ok(None) => return Err(ApiError::not_found(format!("user `{u}` not found"))),
+                Err(e) => Err(Unreadable::store(&format!("the user `{u}`"), e)),
+            };
+            (Subject::User { name: u.clone(), groups, via_agent }, AuthMethod::PasswordTotp)
         }
         (None, Some(a)) => {
             let a = topo.find_agent(&caller.tenant, a).map_err(ApiError::not_found)?;
-            (Principal::Agent { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() }, None, "agent_key")
+            (Subject::Agent(crate::decide::agent_info(a)), AuthMethod::AgentKey)
         }
         (None, None) => return Err(ApiError::bad_request("missing_principal", "give a user or an agent")),
+    };
+    let auth = match &req.auth_method {
+        Some(m) => m.parse().map_err(|e: sekisho_gate::UnknownWord| {
+            ApiError::bad_request("invalid_auth_method", format!("auth_method: {e}"))
+        })?,
+        None => default_auth,
     };
     let now = crate::decide::tenant_now(&topo, &caller.tenant);
     let at = match &req.at {
@@ -206,25 +222,17 @@ pub(crate) async fn test(
         None => now,
     };
     let country = state.geo.country(req.ip);
-    let request = AccessRequest {
-        tenant: caller.tenant.clone(),
-        principal,
-        via_agent,
+    let attempt =
+        Attempt { tenant: caller.tenant.clone(), path, auth, subject, source_ip: req.ip, country: country.clone(), at };
+    let resource = Resource {
         service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
-        source_ip: req.ip,
-        country: country.clone(),
-        at,
-        auth_method: req.auth_method.clone().unwrap_or_else(|| auth.to_owned()),
-        path: req.path.clone(),
-        destination: (req.domain.is_some() || req.port.is_some() || req.dest_ip.is_some()).then(|| {
-            sekisho_policy::Destination {
-                domain: req.domain.as_deref().map(crate::gateway::normalize_domain).unwrap_or_default(),
-                ip: req.dest_ip,
-                port: req.port.unwrap_or(0),
-            }
+        destination: (req.domain.is_some() || req.port.is_some() || req.dest_ip.is_some()).then(|| Destination {
+            domain: req.domain.as_deref().map(crate::gateway::normalize_domain).unwrap_or_default(),
+            ip: req.dest_ip,
+            port: req.port.unwrap_or(0),
         }),
     };
-    let d = state.policy.read().decide(&request);
+    let d = state.gate.dry_run(&attempt, &resource);
     Ok(Json(json!({
         "allowed": d.allowed,
         "decision": if d.allowed { "allow" } else { "deny" },

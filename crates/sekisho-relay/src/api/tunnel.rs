@@ -311,7 +311,7 @@ pub(crate) async fn delete_service(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let svc = state.store.delete_service(&caller.tenant, &name).await?;
-    state.policy.write().remove(&svc.tenant_id, &svc.name);
+    state.gate.change_policies(|e| e.remove(&svc.tenant_id, &svc.name));
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -44,7 +44,8 @@ pub(super) struct Candidate {
 pub(super) struct Authed {
     pub(super) tenant: String,
     pub(super) user: String,
-    pub(super) groups: Vec<String>,
+    /// As read at login; `Err` (the store did not answer) denies every target at the gate.
+    pub(super) groups: Result<Vec<String>, sekisho_gate::Unreadable>,
     /// `publickey+totp` or `password+totp`.
     pub(super) method: String,
     pub(super) target: Option<String>,

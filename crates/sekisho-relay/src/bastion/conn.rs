@@ -323,7 +323,12 @@ impl russh::server::Handler for Conn {
             return Ok(self.refuse(&c.tenant_id, &c.user.name, &method, why, Some(&id)).await);
         }
         let _ = state.store.login_succeeded(&c.user.id).await;
-        let groups = state.store.groups_of(&c.user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
+        let groups = state
+            .store
+            .groups_of(&c.user.id)
+            .await
+            .map(|gs| gs.into_iter().map(|g| g.name).collect())
+            .map_err(|e| sekisho_gate::Unreadable::store(&format!("the groups of `{}`", c.user.name), e));
         let ip = self.ip();
         let event =
             login_event(&state, &c.tenant_id, &c.user.name, ip, &method, AuditDecision::Allow, "login succeeded")

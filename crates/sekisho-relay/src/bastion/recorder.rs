@@ -51,6 +51,20 @@ impl Live {
         self.cancel.cancel();
     }
 
+    /// Ends the session when the gate revokes its permit (a change denies the user the target).
+    fn end_when_revoked(self: &Arc<Self>, revoked: CancellationToken) {
+        let live = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = revoked.cancelled() => {
+                    *live.ended_by.lock() = "access ended by a change: the policy or the user's groups deny it now".into();
+                    live.cancel.cancel();
+                }
+                () = live.cancel.cancelled() => {}
+            }
+        });
+    }
+
     pub(super) fn ended_by(&self) -> String {
         self.ended_by.lock().clone()
     }
@@ -95,6 +109,8 @@ pub(super) struct Recorder {
     error: Option<String>,
     /// How the target was reached: `relay` or `agent NAME`.
     via: String,
+    /// Reports this channel's end as a part of the gate's permit for the target.
+    reporter: Option<sekisho_gate::Reporter>,
 }
 
 impl Recorder {
@@ -159,6 +175,9 @@ impl Recorder {
             ended_by: parking_lot::Mutex::new("session terminated".into()),
         });
         b.state.sessions.insert(live.clone());
+        if let Some(permit) = &target.permit {
+            live.end_when_revoked(permit.revoked().clone());
+        }
         Recorder {
             b,
             row,
@@ -171,6 +190,7 @@ impl Recorder {
             live,
             error,
             via: target.via.clone(),
+            reporter: target.permit.as_ref().map(sekisho_gate::Permit::reporter),
         }
     }
 
@@ -315,22 +335,14 @@ impl Recorder {
             "via": self.via,
             "error": self.error,
         });
-        let event = sekisho_audit::Event::new(
-            &self.row.tenant_id,
-            sekisho_audit::EventKind::Access,
-            sekisho_audit::Decision::Allow,
-        )
-        .subject(sekisho_audit::SubjectKind::User, self.row.user_name.clone())
-        .path("ssh")
-        .target(self.row.target.clone())
-        .reason(format!("{} session ended: {ended}", self.row.kind))
-        .detail(detail.to_string());
-        let event = match self.row.source_ip.parse() {
-            Ok(ip) => event.source(ip, state.geo.country(ip)),
-            Err(_) => event,
-        };
         let duration = (self.row.ended_at.unwrap_or_default() - self.row.started_at).max(0) as u64;
-        if let Err(e) = state.auditor.record_durable(event.traffic(0, 0, duration)).await {
+        let reason = format!("{} session ended: {ended}", self.row.kind);
+        let Some(reporter) = &self.reporter else {
+            tracing::error!(recording = %self.row.id, "a bastion channel without the gate's permit");
+            return;
+        };
+        let reported = reporter.report(|e| e.reason(reason).detail(detail.to_string()).traffic(0, 0, duration)).await;
+        if let Err(e) = reported {
             tracing::error!(error = %e, "cannot record the end of a bastion session");
         }
     }

@@ -12,8 +12,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::Handle;
-use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
-use sekisho_policy::{AccessRequest, Principal, ServiceInfo};
+use sekisho_gate::{AccessPath, Attempt, AuthMethod, Denial, Permit, Resource, Subject, Verdict};
 use sekisho_store::{Service, SshTarget};
 use sekisho_tunnel::proto::{self, OpenService};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -41,6 +40,8 @@ pub(super) struct Connected {
     pub(super) service: Service,
     pub(super) via: String,
     link: Link,
+    /// The gate's permit for this target; each channel's end is reported through it.
+    pub(super) permit: Option<Permit>,
 }
 
 enum Link {
@@ -93,45 +94,36 @@ impl client::Handler for Pin {
 }
 
 /// Decides whether the user may use `svc` now, as the target's Cedar policy says.
-pub(super) fn decide(state: &State, authed: &Authed, svc: &Service) -> (sekisho_policy::Decision, Event) {
+/// What the gate is told about `authed` using the bastion now.
+fn attempt(state: &State, authed: &Authed) -> Attempt {
     let topo = state.topology();
-    let req = AccessRequest {
+    let subject = Subject::User { name: authed.user.clone(), groups: authed.groups.clone(), via_agent: None };
+    let auth = authed.method.parse().unwrap_or(AuthMethod::PasswordTotp);
+    Attempt {
         tenant: authed.tenant.clone(),
-        principal: Principal::User { name: authed.user.clone(), groups: authed.groups.clone() },
-        via_agent: None,
-        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        path: AccessPath::Ssh,
+        auth,
+        subject,
         source_ip: authed.ip,
         country: authed.country.clone(),
         at: crate::decide::tenant_now(&topo, &authed.tenant),
-        auth_method: authed.method.clone(),
-        path: "ssh".into(),
-        destination: None,
-    };
-    let decision = state.policy.read().decide(&req);
-    let event = access_event(authed, &svc.name, decision.allowed)
-        .policy(decision.policy_id.clone())
-        .reason(decision.reason.clone());
-    (decision, event)
+    }
 }
 
-/// An access event of the bastion path.
-pub(super) fn access_event(authed: &Authed, target: &str, allowed: bool) -> Event {
-    Event::new(&authed.tenant, EventKind::Access, if allowed { AuditDecision::Allow } else { AuditDecision::Deny })
-        .subject(SubjectKind::User, authed.user.clone())
-        .path("ssh")
-        .target(target.to_owned())
-        .auth(&authed.method)
-        .source(authed.ip, authed.country.clone())
+fn resource(svc: &Service) -> Resource {
+    Resource::service(svc.name.clone(), svc.protocol.clone())
 }
 
-/// The tenant's bastion targets the user may use now, by name.
+/// The tenant's bastion targets the user may use now, by name (a dry run at the gate: the menu
+/// shows them; opening one is decided, with evidence, by [`open`]).
 pub(super) fn allowed_targets(state: &State, authed: &Authed) -> Vec<Service> {
     let topo = state.topology();
+    let attempt = attempt(state, authed);
     let mut out: Vec<Service> = topo
         .services
         .values()
         .filter(|s| s.tenant_id == authed.tenant && is_bastion_protocol(&s.protocol))
-        .filter(|s| decide(state, authed, s).0.allowed)
+        .filter(|s| state.gate.dry_run(&attempt, &resource(s)).allowed)
         .cloned()
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -150,32 +142,37 @@ pub(super) struct UserAgent<'a> {
 pub(super) async fn open(b: &Bastion, agent: UserAgent<'_>, name: &str) -> Result<Connected, String> {
     let state = &b.state;
     let authed = &*agent.chan.authed;
+    let attempt = attempt(state, authed);
     let svc = state.topology().find_service(&authed.tenant, name).filter(|s| is_bastion_protocol(&s.protocol)).cloned();
     let Some(svc) = svc else {
         let why = format!("unknown_target: there is no SSH or Telnet target `{name}`");
-        let event = access_event(authed, name, false).policy("unknown_target").reason(why.clone());
-        record_refusal(state, event).await;
+        record_refusal(state.gate.refuse(&attempt, name, "unknown_target", why.clone())).await;
         return Err(why);
     };
-    let (decision, event) = decide(state, authed, &svc);
-    if !decision.allowed {
-        let why = format!("denied by policy `{}`: {}", decision.policy_id, decision.reason);
-        record_refusal(state, event.reason(format!("policy_denied: {}", decision.reason))).await;
-        return Err(why);
-    }
+    let permit = match state.gate.decide(&attempt, &resource(&svc)) {
+        Verdict::Permit(p) => p,
+        Verdict::Deny(denial) => {
+            let why = denial.message();
+            record_refusal(denial).await;
+            return Err(why);
+        }
+    };
     match connect(state, &svc, agent).await {
-        Ok(c) => Ok(c),
+        Ok(mut c) => {
+            c.permit = Some(permit);
+            Ok(c)
+        }
         Err(why) => {
+            permit.withdraw();
             let code = why.split(':').next().unwrap_or_default().to_owned();
-            let event = access_event(authed, &svc.name, false).policy(code).reason(why.clone());
-            record_refusal(state, event).await;
+            record_refusal(state.gate.refuse(&attempt, &svc.name, &code, why.clone())).await;
             Err(why)
         }
     }
 }
 
-async fn record_refusal(state: &State, event: Event) {
-    if let Err(e) = state.auditor.record_durable(event).await {
+async fn record_refusal(denial: Denial) {
+    if let Err(e) = denial.record().await {
         tracing::error!(error = %e, "cannot record a bastion refusal");
     }
 }
@@ -226,6 +223,7 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
             service: svc.clone(),
             via,
             link: Link::Telnet(tokio::sync::Mutex::new(Some(io)), cred),
+            permit: None,
         });
     }
     let started = Instant::now();
@@ -278,7 +276,7 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
             return match login_with_agent(&mut handle, &login, agent.handle).await {
                 Ok(true) => {
                     tracing::debug!(target = %svc.name, login = %login, "target logged in with the user's agent");
-                    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle) })
+                    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle), permit: None })
                 }
                 Ok(false) => Err(format!(
                     "target_login_failed: `{}` accepted none of the keys in your forwarded agent for `{login}`",
@@ -300,7 +298,7 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
         Err(e) => return Err(format!("target_unreachable: `{}`: {e}", svc.name)),
     }
     tracing::debug!(target = %svc.name, ms = started.elapsed().as_millis() as u64, "target logged in");
-    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle) })
+    Ok(Connected { service: svc.clone(), via, link: Link::Ssh(handle), permit: None })
 }
 
 /// Whether the user forwarded her agent on this connection. OpenSSH asks for forwarding before

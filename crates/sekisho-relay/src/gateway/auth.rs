@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
+use sekisho_gate::{AccessPath, AuthMethod, Subject, Unreadable};
 use sekisho_store::now_ms;
 
 use super::socks5::Credentials;
@@ -22,7 +23,7 @@ const AUTH_TTL: Duration = Duration::from_secs(30);
 pub(crate) struct Authed {
     key: sekisho_store::ApiKey,
     user: String,
-    groups: Vec<String>,
+    groups: Result<Vec<String>, Unreadable>,
     at: Instant,
 }
 
@@ -73,7 +74,13 @@ async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
     if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
         let _ = state.store.api_key_used(&key.id).await;
     }
-    let groups = state.store.groups_of(&user.id).await.unwrap_or_default().into_iter().map(|g| g.name).collect();
+    // Groups that cannot be read deny at the gate (`store_unavailable`), never "no groups".
+    let groups = state
+        .store
+        .groups_of(&user.id)
+        .await
+        .map(|gs| gs.into_iter().map(|g| g.name).collect())
+        .map_err(|e| Unreadable::store(&format!("the groups of `{}`", user.name), e));
     Ok(Authed { key, user: user.name, groups, at: Instant::now() })
 }
 
@@ -102,7 +109,10 @@ pub(super) async fn authenticate(state: &State, ip: IpAddr, c: &Credentials) -> 
         Some(a) => a,
         None => {
             let a = lookup(state, &hash).await.map_err(|(tenant, why)| deny(&tenant, user_name.clone(), why))?;
-            state.gateway_auth.put(hash, a.clone());
+            // Only what was read completely is remembered.
+            if a.groups.is_ok() {
+                state.gateway_auth.put(hash, a.clone());
+            }
             a
         }
     };
@@ -113,5 +123,8 @@ pub(super) async fn authenticate(state: &State, ip: IpAddr, c: &Credentials) -> 
     if authed.user != user_name {
         return Err(deny(&tenant, user_name, format!("unauthenticated: the API key is not `{}`'s", c.user)));
     }
-    Ok(Client { tenant, user: authed.user, groups: authed.groups, gateway, ip, country })
+    let topo = state.topology();
+    let subject = Subject::User { name: authed.user, groups: authed.groups, via_agent: None };
+    let attempt = crate::decide::attempt(state, &topo, &tenant, AccessPath::Socks, AuthMethod::ApiKey, subject, ip);
+    Ok(Client { attempt, gateway })
 }

@@ -76,6 +76,7 @@ pub(super) async fn http_handshake(
     let client = match authenticate(state, ip, &credentials).await {
         Ok(c) => c,
         Err(event) => {
+            let event = super::Record::Login(Box::new(event));
             state.limiter.failed(ip);
             let answer = http_answer(
                 "407 Proxy Authentication Required",
@@ -95,8 +96,8 @@ pub(super) async fn http_handshake(
     });
     let Some(target) = target else {
         let why = format!("protocol_error: `{authority}` is not host:port");
-        let event = client.refusal(why.clone());
-        return Err(refuse(state, sock, &http_answer("400 Bad Request", &why, ""), event).await);
+        let record = client.refusal(state, "", why.clone());
+        return Err(refuse(state, sock, &http_answer("400 Bad Request", &why, ""), record).await);
     };
     Ok((client, socks5::Request { command: socks5::CMD_CONNECT, target }))
 }

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use sekisho_audit::Event;
+use sekisho_gate::{AccessPath, AuthMethod, Denial, Permit, Resource, Subject, Verdict};
 use sekisho_store::Service;
 use sekisho_tunnel::proto::{self, OpenService};
 use serde_json::json;
@@ -71,14 +72,22 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
         .and_then(|o| o.to_str().ok())
         .is_some_and(|o| !o.eq_ignore_ascii_case(&state.web.host_origin(&host)));
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let (decision, event) = crate::decide::browser(&state, &state.topology(), &svc, &user, peer);
+    let auth = user.auth_method.parse().unwrap_or(AuthMethod::Password);
+    let attempt = {
+        let topo = state.topology();
+        let subject = Subject::user(user.name.clone(), user.groups.clone());
+        crate::decide::attempt(&state, &topo, &svc.tenant_id, AccessPath::Browser, auth, subject, peer)
+    };
     let detail = |status: u16| {
         json!({ "method": method, "path": path, "status": status, "session": user.parent_id }).to_string()
     };
     if cross_site && (unsafe_method || req.headers().contains_key(header::UPGRADE)) {
-        let mut refused = event.policy("cross_site").reason("cross_site: a request from another site's page");
-        refused.decision = sekisho_audit::Decision::Deny;
-        state.auditor.record(refused.detail(detail(403)));
+        // On record before the visitor hears of it.
+        let refused =
+            state.gate.refuse(&attempt, &svc.name, "cross_site", "cross_site: a request from another site's page");
+        if let Err(e) = refused.detail(detail(403)).record().await {
+            tracing::error!(error = %e, "cannot record a cross-site refusal");
+        }
         return page::message(
             lang,
             StatusCode::FORBIDDEN,
@@ -88,25 +97,33 @@ pub(crate) async fn serve(state: Arc<State>, host: String, service: Option<Strin
             None,
         );
     }
-    if !decision.allowed {
-        let event = event.reason(format!("policy_denied: {}", decision.reason)).detail(detail(403));
-        if let Err(e) = state.auditor.record_durable(event).await {
-            tracing::error!(error = %e, "cannot record a browser refusal");
+    let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+    let permit = match state.gate.decide(&attempt, &resource) {
+        Verdict::Permit(p) => p,
+        Verdict::Deny(denial) => {
+            let (code, reason) = (denial.code.clone(), denial.reason.clone());
+            if let Err(e) = denial.detail(detail(403)).record().await {
+                tracing::error!(error = %e, "cannot record a browser refusal");
+            }
+            return page::message(
+                lang,
+                StatusCode::FORBIDDEN,
+                "edge.denied",
+                "edge.denied_text",
+                Some((&code, &reason)),
+                None,
+            );
         }
-        return page::message(
-            lang,
-            StatusCode::FORBIDDEN,
-            "edge.denied",
-            "edge.denied_text",
-            Some((&decision.policy_id, &decision.reason)),
-            None,
-        );
-    }
-    match proxy(&state, &svc, &host, &user, peer, req, event.clone()).await {
+    };
+    let mut permit = Some(permit);
+    match proxy(&state, &svc, &host, &user, peer, req, &mut permit).await {
         Ok(resp) => resp,
         Err((code, why)) => {
-            let event = event.policy(code).reason(format!("{code}: {why}")).detail(detail(502));
-            if let Err(e) = state.auditor.record_durable(event).await {
+            if let Some(p) = permit {
+                p.withdraw();
+            }
+            let refused = state.gate.refuse(&attempt, &svc.name, code, format!("{code}: {why}"));
+            if let Err(e) = refused.detail(detail(502)).record().await {
                 tracing::error!(error = %e, "cannot record a browser failure");
             }
             let status =
@@ -128,16 +145,17 @@ fn redirect(to: &str) -> Response {
 /// No valid session: a page load goes to the sign-in and comes back; anything else (a script's
 /// request, a form post, a WebSocket) gets 401 and the reason.
 /// A refusal of someone not signed in (yet), for the audit log.
-fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, reason: String, detail: String) -> Event {
-    Event::new(&svc.tenant_id, sekisho_audit::EventKind::Access, sekisho_audit::Decision::Deny)
-        .subject(sekisho_audit::SubjectKind::Anonymous, peer.to_string())
-        .path("browser")
-        .target(svc.name.clone())
-        .policy("login_required")
-        .reason(reason)
-        .auth("none")
-        .source(peer, state.geo.country(peer))
-        .detail(detail)
+fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, reason: String, detail: String) -> Denial {
+    let attempt = crate::decide::attempt(
+        state,
+        &state.topology(),
+        &svc.tenant_id,
+        AccessPath::Browser,
+        AuthMethod::None,
+        Subject::Visitor,
+        peer,
+    );
+    state.gate.refuse(&attempt, &svc.name, "login_required", reason).detail(detail)
 }
 
 fn login_needed(
@@ -161,7 +179,7 @@ fn login_needed(
         redirect(&login)
     } else {
         let detail = json!({ "method": req.method().as_str(), "path": req.uri().path(), "status": 401 });
-        state.auditor.record(anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()));
+        anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()).record_soon();
         page::message(
             lang,
             StatusCode::UNAUTHORIZED,
@@ -189,7 +207,7 @@ async fn redeem(state: &State, host: &str, svc: &Service, peer: IpAddr, lang: La
         .and_then(|q| state.web.tickets.redeem(&q.ticket, host));
     let Some(ticket) = ticket else {
         let detail = json!({ "method": "GET", "path": uri.path(), "status": 400 }).to_string();
-        state.auditor.record(anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail));
+        anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail).record_soon();
         let login = format!("{}/login", state.web.console_origin());
         return page::message(
             lang,
@@ -310,8 +328,7 @@ where
 /// One request's evidence: written when the last of its bodies (or its upgraded connection) is
 /// done with.
 struct Meter {
-    state: Arc<State>,
-    event: Mutex<Option<Event>>,
+    permit: Mutex<Option<Permit>>,
     method: String,
     path: String,
     session: String,
@@ -323,7 +340,7 @@ struct Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        if let Some(event) = self.event.lock().take() {
+        if let Some(permit) = self.permit.lock().take() {
             let detail = json!({
                 "method": self.method,
                 "path": self.path,
@@ -331,10 +348,8 @@ impl Drop for Meter {
                 "session": self.session,
             });
             let ms = self.started.elapsed().as_millis() as u64;
-            let event = event
-                .traffic(self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed), ms)
-                .detail(detail.to_string());
-            self.state.auditor.record(event);
+            let (up, down) = (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed));
+            permit.close(up, down, ms, detail.to_string());
         }
     }
 }
@@ -348,7 +363,7 @@ async fn proxy(
     user: &EdgeUser,
     peer: IpAddr,
     mut req: Request,
-    event: Event,
+    permit: &mut Option<Permit>,
 ) -> Result<Response, Failure> {
     let agent_id = svc.agent_id.as_deref().ok_or(("agent_offline", "the service has no agent".to_owned()))?;
     let conn =
@@ -369,8 +384,7 @@ async fn proxy(
     let websocket = req.headers().get(header::UPGRADE).cloned();
     let client_upgrade = websocket.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let meter = Arc::new(Meter {
-        state: state.clone(),
-        event: Mutex::new(Some(event)),
+        permit: Mutex::new(permit.take()),
         method: req.method().to_string(),
         path: req.uri().path().to_owned(),
         session: user.parent_id.clone(),

@@ -21,6 +21,7 @@ mod evidence;
 mod gateway;
 mod identity;
 mod lifecycle;
+mod live;
 mod oidc;
 mod tunnel;
 mod web;

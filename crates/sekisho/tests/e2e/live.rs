@@ -1,0 +1,94 @@
+//! Live re-decision at the access gate: an open stream that a change now denies is ended at once
+//! (before the admin API answers the change), with an event that names the new reason; streams the
+//! change does not touch go on.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{Agent, Relay};
+use crate::targets;
+
+/// Whether `sock` still echoes.
+async fn echoes(sock: &mut TcpStream) -> bool {
+    if sock.write_all(b"ping").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4];
+    matches!(tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut buf)).await, Ok(Ok(_)))
+        && &buf == b"ping"
+}
+
+/// Waits (2 s at most) for the relay to end `sock`: end of stream or a reset.
+async fn ended(sock: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test]
+async fn a_group_or_policy_change_ends_the_open_streams_it_denies() {
+    let relay = Relay::start().await;
+    let key = relay.admin_key.clone();
+    let ok = |(status, v): (u16, serde_json::Value)| {
+        assert!((200..300).contains(&status), "{v}");
+        v
+    };
+    ok(relay.api("POST", "/api/v1/groups", Some(json!({"name": "staff", "role": "member"})), &key).await);
+    for name in ["alice", "bob"] {
+        let user = json!({"name": name, "password": "correct horse battery", "groups": ["staff"]});
+        ok(relay.api("POST", "/api/v1/users", Some(user), &key).await);
+    }
+    let back = relay.agent("site", "back").await;
+    let echo = targets::echo_stream().await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    relay.policy("echo", &[r#"principal in Group::"staff""#], &[]).await;
+    // Each user's personal device: its streams' principal is the user.
+    let mut fronts = Vec::new();
+    for name in ["alice", "bob"] {
+        let v =
+            relay.ctl(&["token", "create", "--name", &format!("{name}-pc"), "--role", "front", "--user", name]).await;
+        let mut front = Agent::start(&relay, v.unwrap()["token"].as_str().unwrap(), &[]).await;
+        front.id = front.proc.event("connected").await["agent_id"].as_str().unwrap().to_owned();
+        let (_, addr) = relay.route(&mut front, "echo").await;
+        fronts.push((front, addr));
+    }
+    let mut alice = TcpStream::connect(fronts[0].1).await.unwrap();
+    let mut bob = TcpStream::connect(fronts[1].1).await.unwrap();
+    assert!(echoes(&mut alice).await && echoes(&mut bob).await);
+
+    // Bob leaves `staff`: his open stream ends, alice's goes on.
+    ok(relay.api("DELETE", "/api/v1/groups/staff/members/bob", None, &key).await);
+    assert!(ended(&mut bob).await, "bob's stream outlived his group membership");
+    assert!(echoes(&mut alice).await, "alice's stream was ended too");
+    let e = relay
+        .wait_event(|e| {
+            e["subject"] == "bob (via agent bob-pc)" && e["detail"].as_str().unwrap_or("").starts_with("revoked")
+        })
+        .await;
+    assert_eq!(e["decision"], "deny", "{e}");
+    assert!(e["reason"].as_str().unwrap().starts_with("access ended by a change: required condition not met"), "{e}");
+    let input: serde_json::Value = serde_json::from_str(e["input"].as_str().unwrap()).unwrap();
+    assert_eq!(input["principal"]["groups"], json!([]), "the event keeps what it was decided from: {input}");
+    // New streams of bob's are refused; alice opens new ones.
+    let mut again = TcpStream::connect(fronts[1].1).await.unwrap();
+    assert!(!echoes(&mut again).await);
+
+    // A policy change that denies alice ends her stream too.
+    relay.policy("echo", &[r#"principal in Group::"staff""#], &[r#"principal == User::"alice""#]).await;
+    assert!(ended(&mut alice).await, "alice's stream outlived the policy that denies her");
+    let e = relay
+        .wait_event(|e| {
+            e["subject"] == "alice (via agent alice-pc)" && e["detail"].as_str().unwrap_or("").starts_with("revoked")
+        })
+        .await;
+    assert!(e["reason"].as_str().unwrap().contains("principal == User::\"alice\""), "{e}");
+    // The stream's own event, closed with its bytes, follows.
+    let closed = relay
+        .wait_event(|e| {
+            e["subject"] == "alice (via agent alice-pc)" && e["decision"] == "allow" && e["bytes_in"].as_u64() > Some(0)
+        })
+        .await;
+    assert!(closed["detail"].as_str().unwrap().contains("ended"), "{closed}");
+}
