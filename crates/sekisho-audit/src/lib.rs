@@ -20,4 +20,4 @@ pub mod writer;
 pub use event::{Decision, Event, EventKind, SubjectKind};
 pub use keys::{AuditKey, KeyError, load_public_key};
 pub use verify::{Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify};
-pub use writer::{AuditConfig, AuditError, Auditor};
+pub use writer::{AuditConfig, AuditError, AuditHealth, Auditor};

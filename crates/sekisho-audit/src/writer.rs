@@ -7,8 +7,19 @@
 //! relay sharing the database took a sequence number first, the batch is re-chained on the new
 //! head and retried. Checkpoints are signed every [`AuditConfig::checkpoint_every`] for each
 //! tenant whose chain moved, and once more when the writer stops.
+//!
+//! **Nothing is dropped.** A batch the store refuses (other than a sequence conflict) is kept and
+//! retried with back-off (100 ms doubling to 5 s) until it is written; meanwhile the writer reports
+//! itself unhealthy ([`Auditor::health`]) and durable callers wait, up to
+//! [`AuditConfig::durable_wait`], after which they hear [`AuditError::Unavailable`] while their event
+//! stays queued. The queue is bounded by [`AuditConfig::max_queued`]: past it, durable callers wait
+//! for room (back-pressure) and [`Auditor::saturated`] tells the access gate to refuse new accesses
+//! until the writer catches up. Buffered events ([`Auditor::record`]) are always queued: they come
+//! from accesses already allowed, whose evidence must not be lost.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, now_ms};
@@ -38,6 +49,12 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// The most events in one transaction.
     pub max_batch: usize,
+    /// Events queued (not yet committed) past which durable callers wait for room and the access
+    /// gate refuses new accesses.
+    pub max_queued: usize,
+    /// How long a durable caller waits for its event to be committed before it is told the log is
+    /// unavailable (the event stays queued and is written when the store is back).
+    pub durable_wait: Duration,
 }
 
 impl Default for AuditConfig {
@@ -46,6 +63,8 @@ impl Default for AuditConfig {
             batch_window: Duration::from_millis(200),
             checkpoint_every: Duration::from_secs(5),
             max_batch: 4096,
+            max_queued: 100_000,
+            durable_wait: Duration::from_secs(10),
         }
     }
 }
@@ -63,6 +82,30 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct Auditor {
     tx: mpsc::UnboundedSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer and its handles share: the queue's depth and the store's health.
+#[derive(Debug)]
+struct Shared {
+    queued: AtomicUsize,
+    max_queued: usize,
+    durable_wait: Duration,
+    /// Set while the store refuses to commit; cleared by the next commit.
+    failing: AtomicBool,
+    /// Woken whenever events are committed (room for waiting durable callers).
+    drained: tokio::sync::Notify,
+}
+
+/// The writer's state, for the relay's health answer and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditHealth {
+    /// Events recorded and not yet committed.
+    pub queued: usize,
+    /// The store refused the last commit; the batch is being retried.
+    pub failing: bool,
+    /// The queue is full: new accesses are refused until it drains.
+    pub saturated: bool,
 }
 
 impl Auditor {
@@ -75,22 +118,65 @@ impl Auditor {
     ) -> Result<(Auditor, JoinHandle<()>), AuditError> {
         let heads = load_heads(&store).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer { store, key, config, heads, dirty: HashMap::new() };
-        Ok((Auditor { tx }, tokio::spawn(writer.run(rx))))
+        let shared = Arc::new(Shared {
+            queued: AtomicUsize::new(0),
+            max_queued: config.max_queued.max(1),
+            durable_wait: config.durable_wait,
+            failing: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
+        });
+        let writer = Writer { store, key, config, heads, dirty: HashMap::new(), shared: shared.clone() };
+        Ok((Auditor { tx, shared }, tokio::spawn(writer.run(rx))))
     }
 
-    /// Records an event; it is committed within the batch window.
+    /// Records an event; it is committed within the batch window (or, while the store refuses,
+    /// as soon as it accepts again). Never dropped.
     pub fn record(&self, event: Event) {
-        let _ = self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None));
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None)).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("audit writer stopped; an event could not be queued");
+        }
     }
 
-    /// Records an event and returns once it is committed.
+    /// Records an event and returns once it is committed. Waits for room while the queue is full;
+    /// after [`AuditConfig::durable_wait`] without a commit it returns
+    /// [`AuditError::Unavailable`], and the event stays queued.
     pub async fn record_durable(&self, event: Event) -> Result<(), AuditError> {
+        let shared = &self.shared;
+        let give_up = tokio::time::Instant::now() + shared.durable_wait;
+        while shared.queued.load(Ordering::Relaxed) >= shared.max_queued {
+            let room = shared.drained.notified();
+            if tokio::time::timeout_at(give_up, room).await.is_err() {
+                return Err(AuditError::Unavailable("the audit queue is full and the store is not keeping up".into()));
+            }
+        }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Event(Box::new(event.into_record(now_ms())), Some(ack)))
-            .map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
-        done.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
+        shared.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), Some(ack))).is_err() {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(AuditError::Unavailable("audit writer stopped".into()));
+        }
+        match tokio::time::timeout_at(give_up, done).await {
+            Ok(answer) => answer.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?,
+            Err(_) => Err(AuditError::Unavailable(
+                "the audit store did not commit in time; the event stays queued and is written when it can be".into(),
+            )),
+        }
+    }
+
+    /// Whether the queue is full: the access gate refuses new accesses until it drains.
+    pub fn saturated(&self) -> bool {
+        self.shared.queued.load(Ordering::Relaxed) >= self.shared.max_queued
+    }
+
+    /// The queue's depth and the store's health.
+    pub fn health(&self) -> AuditHealth {
+        AuditHealth {
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            failing: self.shared.failing.load(Ordering::Relaxed),
+            saturated: self.saturated(),
+        }
     }
 
     /// Returns once everything recorded before the call is committed.
@@ -143,6 +229,7 @@ struct Writer {
     heads: HashMap<String, (i64, String)>,
     /// Tenants whose chain moved since their last checkpoint.
     dirty: HashMap<String, ()>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
@@ -179,13 +266,40 @@ impl Writer {
                 let Some(m) = next else { break };
                 urgent |= self.take(m, &mut batch, &mut acks).await;
             }
-            let result = self.commit(&mut batch).await;
+            // Committed, or retried until it is: a batch is never dropped.
+            self.commit_until_done(&mut batch).await;
             for ack in acks.drain(..) {
-                let _ = ack.send(result.clone());
+                let _ = ack.send(Ok(()));
             }
         }
-        let _ = self.commit(&mut batch).await;
+        self.commit_until_done(&mut batch).await;
         self.checkpoint_dirty().await;
+    }
+
+    /// Commits `batch`, retrying with back-off while the store refuses, and reports the store's
+    /// health meanwhile.
+    async fn commit_until_done(&mut self, batch: &mut Vec<AuditRecord>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let n = batch.len();
+            match self.commit(batch).await {
+                Ok(()) => {
+                    if self.shared.failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("the audit store accepts events again; the retried batch is written");
+                    }
+                    self.shared.queued.fetch_sub(n.min(self.shared.queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+                    self.shared.drained.notify_waiters();
+                    return;
+                }
+                Err(e) => {
+                    if !self.shared.failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %e, waiting = n, "cannot write audit events; retrying until the store accepts them");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Adds a message to the batch; true if someone waits for it. Checkpoint and prune requests
@@ -207,17 +321,14 @@ impl Writer {
                 true
             }
             Msg::Checkpoint(ack) => {
-                let r = self.commit(batch).await;
+                self.commit_until_done(batch).await;
                 self.checkpoint_dirty().await;
-                let _ = ack.send(r);
+                let _ = ack.send(Ok(()));
                 false
             }
             Msg::Prune { tenant, before, done } => {
-                let r = match self.commit(batch).await {
-                    Ok(()) => self.prune(&tenant, before).await,
-                    Err(e) => Err(e),
-                };
-                let _ = done.send(r);
+                self.commit_until_done(batch).await;
+                let _ = done.send(self.prune(&tenant, before).await);
                 false
             }
         }
@@ -254,20 +365,12 @@ impl Writer {
                 Err(StoreError::Conflict { .. }) if attempt < 5 => {
                     attempt += 1;
                     tracing::info!(attempt, "audit chain moved under us; re-chaining on the new head");
-                    match load_heads(&self.store).await {
-                        Ok(h) => self.heads = h,
-                        Err(e) => return self.fail(batch, e.into()),
-                    }
+                    self.heads = load_heads(&self.store).await?;
                 }
-                Err(e) => return self.fail(batch, e.into()),
+                // The batch stays as it is; the caller retries it.
+                Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn fail(&self, batch: &mut Vec<AuditRecord>, e: AuditError) -> Result<(), AuditError> {
-        tracing::error!(error = %e, lost = batch.len(), "cannot write audit events");
-        batch.clear();
-        Err(e)
     }
 
     async fn checkpoint_dirty(&mut self) {

@@ -229,3 +229,65 @@ async fn search_and_export_see_what_was_written() {
     assert_eq!(first["reason"], "event 9");
     assert_eq!(first["seq"], 9);
 }
+
+/// Runs one statement that may change nothing (schema changes).
+async fn ddl(f: &Fixture, statement: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
+    sqlx::query(statement).execute(&mut c).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_that_fails_for_a_while_loses_no_event() {
+    let f = fixture().await;
+    let cfg = AuditConfig { batch_window: Duration::from_millis(20), durable_wait: Duration::from_millis(300), ..config() };
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
+    auditor.record_durable(event("default", 1)).await.unwrap();
+    // A real failure of the store: the table is gone for a while.
+    ddl(&f, "ALTER TABLE audit_events RENAME TO audit_events_away").await;
+    for i in 2..=50 {
+        auditor.record(event("default", i));
+    }
+    let waited = auditor.record_durable(event("default", 51)).await;
+    assert!(matches!(waited, Err(sekisho_audit::AuditError::Unavailable(_))), "{waited:?}");
+    let health = auditor.health();
+    assert!(health.failing && health.queued == 50, "{health:?}");
+    ddl(&f, "ALTER TABLE audit_events_away RENAME TO audit_events").await;
+    // Once the store is back, everything recorded meanwhile is written, in order, on one chain.
+    auditor.flush().await.unwrap();
+    let health = auditor.health();
+    assert!(!health.failing && health.queued == 0, "{health:?}");
+    let rows = f.store.audit_page("default", 0, 100).await.unwrap();
+    let reasons: Vec<String> = rows.iter().map(|r| r.record.reason.clone()).collect();
+    assert_eq!(reasons, (1..=51).map(|i| format!("event {i}")).collect::<Vec<_>>());
+    auditor.checkpoint().await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    drop(auditor);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_makes_durable_callers_wait_and_says_so() {
+    let f = fixture().await;
+    let cfg = AuditConfig { max_queued: 10, durable_wait: Duration::from_secs(20), ..config() };
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
+    ddl(&f, "ALTER TABLE audit_events RENAME TO audit_events_away").await;
+    for i in 1..=10 {
+        auditor.record(event("default", i));
+    }
+    assert!(auditor.saturated() && auditor.health().saturated);
+    // A durable caller waits for room: it has not finished while the store is away.
+    let waiting = tokio::spawn({
+        let auditor = auditor.clone();
+        async move { auditor.record_durable(event("default", 11)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a durable caller went ahead of a full queue");
+    ddl(&f, "ALTER TABLE audit_events_away RENAME TO audit_events").await;
+    waiting.await.unwrap().unwrap();
+    assert!(!auditor.saturated());
+    assert_eq!(f.store.audit_page("default", 0, 100).await.unwrap().len(), 11);
+    drop(auditor);
+    task.await.unwrap();
+}

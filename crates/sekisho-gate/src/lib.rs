@@ -43,7 +43,13 @@ pub struct Gate {
     engine: RwLock<Engine>,
     auditor: Auditor,
     live: live::Registry,
+    /// Accesses refused because the audit queue was full, per tenant: counted while it is full,
+    /// recorded as one event per tenant once it drains.
+    backlog: parking_lot::Mutex<HashMap<String, u64>>,
 }
+
+/// The code of a refusal because the audit log cannot keep up.
+pub const AUDIT_BACKLOG: &str = "audit_backlog";
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +63,12 @@ pub type FreshGroups = HashMap<(String, String), Result<Vec<String>, Unreadable>
 impl Gate {
     /// A gate with no policies (every decision `default-deny`) that records to `auditor`.
     pub fn new(auditor: Auditor) -> Self {
-        Gate { engine: RwLock::new(Engine::new()), auditor, live: live::Registry::default() }
+        Gate {
+            engine: RwLock::new(Engine::new()),
+            auditor,
+            live: live::Registry::default(),
+            backlog: parking_lot::Mutex::new(HashMap::new()),
+        }
     }
 
     /// The audit writer the gate records to.
@@ -94,6 +105,14 @@ impl Gate {
     /// [`Gate::decide`], with the permit's [`Permit::revoked`] also firing when `scope` is
     /// cancelled (a route or service removed).
     pub fn decide_within(&self, attempt: &Attempt, resource: &Resource, scope: Option<&CancellationToken>) -> Verdict {
+        // No access goes ahead whose evidence could not be kept: while the audit queue is full,
+        // new accesses are refused (and counted, so the refusals do not fill it further).
+        if self.auditor.saturated() {
+            *self.backlog.lock().entry(attempt.tenant.clone()).or_default() += 1;
+            let reason = format!("{AUDIT_BACKLOG}: the audit log cannot keep up; new accesses wait until it does");
+            return Verdict::Deny(Denial::counted(AUDIT_BACKLOG.to_owned(), reason, self.auditor.clone()));
+        }
+        self.record_backlog();
         let decision = self.evaluate(attempt, resource);
         // A policy denial's event says so in its first word, like every refusal's
         // (`policy_denied: <condition>`); reasons that already lead with their code stay.
@@ -109,6 +128,24 @@ impl Gate {
             Verdict::Permit(Permit::new(event, decision, self.auditor.clone(), revoked, Some((self.live.handle(), id))))
         } else {
             Verdict::Deny(Denial::new(event, decision.policy_id, decision.reason, self.auditor.clone()))
+        }
+    }
+
+    /// Records, per tenant, how many accesses were refused while the audit queue was full.
+    fn record_backlog(&self) {
+        let counts: Vec<(String, u64)> = {
+            let mut backlog = self.backlog.lock();
+            if backlog.is_empty() {
+                return;
+            }
+            backlog.drain().collect()
+        };
+        for (tenant, n) in counts {
+            #[expect(clippy::disallowed_methods, reason = "the gate builds every access event")]
+            let event = Event::access(&tenant, AuditDecision::Deny)
+                .policy(AUDIT_BACKLOG)
+                .reason(format!("{AUDIT_BACKLOG}: {n} accesses were refused while the audit log could not keep up"));
+            self.auditor.record(event);
         }
     }
 

@@ -160,3 +160,39 @@ async fn a_scope_ending_revokes_the_permit() {
     assert!(p.revoked().is_cancelled());
     p.close(0, 0, 0, "route removed");
 }
+
+#[tokio::test]
+async fn no_access_goes_ahead_while_its_evidence_could_not_be_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    // One queued event fills this queue; buffered events wait a minute for company.
+    let config = AuditConfig { max_queued: 1, batch_window: std::time::Duration::from_secs(60), ..AuditConfig::default() };
+    let (auditor, _) = Auditor::start(store.clone(), AuditKey::generate(), config).await.unwrap();
+    let gate = Gate::new(auditor.clone());
+    gate.change_policies(|e| {
+        let compiled = e.compile("wiki", &ServicePolicy { required: vec!["true".into()], ..Default::default() }).unwrap();
+        e.insert("acme", "wiki", compiled);
+    });
+    drop(gate.refuse(&alice(&[]), "wiki", "agent_offline", "agent_offline: queued"));
+    assert!(auditor.saturated());
+    for _ in 0..3 {
+        let Verdict::Deny(d) = gate.decide(&alice(&["staff"]), &wiki()) else { panic!("allowed with a full queue") };
+        assert_eq!(d.code, AUDIT_BACKLOG);
+        d.record().await.unwrap();
+    }
+    auditor.flush().await.unwrap();
+    // The queue drained: accesses go ahead again, and the refusals were counted in one event.
+    let Verdict::Permit(p) = gate.decide(&alice(&["staff"]), &wiki()) else { panic!("still refused") };
+    p.close(0, 0, 0, "");
+    auditor.flush().await.unwrap();
+    let rows = store.audit_page("acme", 0, 100).await.unwrap();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.record.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "agent_offline: queued",
+            "audit_backlog: 3 accesses were refused while the audit log could not keep up",
+            "all required conditions hold"
+        ]
+    );
+}

@@ -37,6 +37,11 @@ impl Denial {
         Denial { event: Some(Box::new(event)), code, reason, auditor }
     }
 
+    /// A denial counted rather than recorded one by one (see [`crate::Gate`]'s audit backlog).
+    pub(crate) fn counted(code: String, reason: String, auditor: Auditor) -> Self {
+        Denial { event: None, code, reason, auditor }
+    }
+
     /// `denied by policy `<id>`: <reason>` for policy denials, `<reason>` for refusals whose
     /// reason already starts with its code.
     pub fn message(&self) -> String {

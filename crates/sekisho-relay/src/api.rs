@@ -100,9 +100,22 @@ pub(crate) fn router(state: S) -> Router {
 }
 
 async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
-    Json(
-        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "agents_online": state.hub.online_count(), "streams_open": state.hub.stream_count() }),
-    )
+    // The audit log is part of health: when events cannot be stored, the relay is degraded (and,
+    // once the queue is full, refuses new accesses).
+    let audit = state.auditor.health();
+    let (status, audit_state) = match (audit.saturated, audit.failing) {
+        (true, _) => ("degraded", "saturated"),
+        (false, true) => ("degraded", "retrying"),
+        (false, false) => ("ok", "ok"),
+    };
+    Json(json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "audit": audit_state,
+        "audit_queued": audit.queued,
+        "agents_online": state.hub.online_count(),
+        "streams_open": state.hub.stream_count(),
+    }))
 }
 
 impl From<StoreError> for ApiError {

@@ -177,7 +177,10 @@ async fn authenticate(
             }
         }
         Hello::Login { agent_id, version, hostname, signature } => {
-            let agent = state.store.get_agent(&agent_id).await.ok().flatten();
+            // A store that does not answer is said as such, never as "not enrolled".
+            let agent = state.store.get_agent(&agent_id).await.map_err(|e| {
+                ("store_unavailable", format!("cannot check agent `{agent_id}` now: {e}; the agent will retry"))
+            })?;
             let Some(mut agent) = agent else {
                 return Err(("unknown_agent", format!("agent `{agent_id}` is not enrolled on this relay")));
             };
