@@ -240,7 +240,8 @@ async fn ddl(f: &Fixture, statement: &str) {
 #[tokio::test]
 async fn a_store_that_fails_for_a_while_loses_no_event() {
     let f = fixture().await;
-    let cfg = AuditConfig { batch_window: Duration::from_millis(20), durable_wait: Duration::from_millis(300), ..config() };
+    let cfg =
+        AuditConfig { batch_window: Duration::from_millis(20), durable_wait: Duration::from_millis(300), ..config() };
     let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
     auditor.record_durable(event("default", 1)).await.unwrap();
     // A real failure of the store: the table is gone for a while.

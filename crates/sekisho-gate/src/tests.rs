@@ -166,11 +166,13 @@ async fn no_access_goes_ahead_while_its_evidence_could_not_be_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.db")).await.unwrap();
     // One queued event fills this queue; buffered events wait a minute for company.
-    let config = AuditConfig { max_queued: 1, batch_window: std::time::Duration::from_secs(60), ..AuditConfig::default() };
+    let config =
+        AuditConfig { max_queued: 1, batch_window: std::time::Duration::from_secs(60), ..AuditConfig::default() };
     let (auditor, _) = Auditor::start(store.clone(), AuditKey::generate(), config).await.unwrap();
     let gate = Gate::new(auditor.clone());
     gate.change_policies(|e| {
-        let compiled = e.compile("wiki", &ServicePolicy { required: vec!["true".into()], ..Default::default() }).unwrap();
+        let compiled =
+            e.compile("wiki", &ServicePolicy { required: vec!["true".into()], ..Default::default() }).unwrap();
         e.insert("acme", "wiki", compiled);
     });
     drop(gate.refuse(&alice(&[]), "wiki", "agent_offline", "agent_offline: queued"));

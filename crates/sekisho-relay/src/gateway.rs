@@ -9,8 +9,9 @@
 //! the `gateway:use` scope. The destination goes to policy as `context.domain`, `context.port` and
 //! (when known before connecting) `context.dest_ip`.
 //!
-//! Direct egress resolves names at the relay (through the operator's hosts file first), so the
-//! decision sees the address too; the relay's egress rule (`crate::egress`) refuses addresses of
+//! A name is decided first on its own (a denied name never becomes a DNS query); direct egress
+//! then resolves it at the relay (through the operator's hosts file first) and decides again with
+//! the address; the relay's egress rule (`crate::egress`) refuses addresses of
 //! its own networks (loopback, private, link-local, …) before policy unless the operator allows
 //! them, so a tenant cannot reach what sits next to the relay.
 
@@ -389,7 +390,29 @@ async fn connect(
         }
     };
     let gateway_detail = format!("gateway {}", svc.name);
-    // Direct egress resolves first, so policies see the address and the egress rule applies.
+    let domain = match &target {
+        Target::Domain(d, _) => d.clone(),
+        Target::Ip(_) => String::new(),
+    };
+    let service = ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() };
+    // First on the name alone: a denied name is refused without a DNS query leaving the relay,
+    // and is recorded as the policy denial it is. Allowed, it is resolved (direct egress) and
+    // decided again with `context.dest_ip`; that second decision is the one that counts.
+    if let Target::Domain(..) = &target {
+        let by_name = Resource {
+            service: service.clone(),
+            destination: Some(Destination { domain: domain.clone(), ip: None, port: target.port() }),
+        };
+        match state.gate.decide(&client.attempt, &by_name) {
+            Verdict::Permit(p) => p.withdraw(),
+            Verdict::Deny(denial) => {
+                let shown = denial.message();
+                let record = Record::Denial(denial.detail(gateway_detail));
+                refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &shown), record).await;
+                return;
+            }
+        }
+    }
     let addrs = match svc.agent_id {
         Some(_) => Vec::new(),
         None => match resolve(state, gateway, &target).await {
@@ -406,14 +429,7 @@ async fn connect(
         Target::Ip(a) => Some(a.ip()),
         Target::Domain(..) => addrs.first().map(SocketAddr::ip),
     };
-    let domain = match &target {
-        Target::Domain(d, _) => d.clone(),
-        Target::Ip(_) => String::new(),
-    };
-    let resource = Resource {
-        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
-        destination: Some(Destination { domain, ip: dest_ip, port: target.port() }),
-    };
+    let resource = Resource { service, destination: Some(Destination { domain, ip: dest_ip, port: target.port() }) };
     let cancel = state.stream_scope(&svc.id);
     let permit = match state.gate.decide_within(&client.attempt, &resource, Some(&cancel)) {
         Verdict::Permit(p) => p,

@@ -144,7 +144,13 @@ async fn the_gateway_decides_by_domain_and_user_and_records_every_connection() {
         "{e}"
     );
     assert!(e["reason"].as_str().unwrap().contains("deny list"), "{e}");
-    let found = relay.ctl(&["audit", "search", "--domain", "blocked.test", "--format", "json"]).await.unwrap();
+    // A denied name is decided before it is resolved: one that no DNS knows is still a policy
+    // denial (not `dns_failed`), so no query for it left the relay.
+    let unknown = format!("http://tracker.blocked.test:{}/", web.port());
+    assert!(curl("--socks5-hostname", socks, &alice, &unknown).await.is_err());
+    let e = relay.wait_event(|e| e["target"].as_str().unwrap_or("").starts_with("tracker.blocked.test")).await;
+    assert_eq!((e["decision"].as_str(), e["policy_id"].as_str()), (Some("deny"), Some("internet/deny-domains")), "{e}");
+    let found = relay.ctl(&["audit", "search", "--domain", "www.blocked.test", "--format", "json"]).await.unwrap();
     let found: Vec<&str> = found.as_array().unwrap().iter().filter_map(|e| e["target"].as_str()).collect();
     assert_eq!(found, [format!("www.blocked.test:{}", web.port())], "the log filters by domain");
 

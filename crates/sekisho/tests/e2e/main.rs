@@ -18,6 +18,7 @@ mod cluster;
 mod deep_input;
 mod egress;
 mod evidence;
+mod fail_closed;
 mod gateway;
 mod identity;
 mod lifecycle;
