@@ -172,10 +172,12 @@ impl Client {
     }
 }
 
-/// What a refusal leaves in the audit log: a login event, or the gate's denial of an access.
+/// What a refusal leaves in the audit log: a login event, the gate's denial of an access, or
+/// nothing more than a count (unauthenticated noise, see `crate::noise`).
 enum Record {
     Login(Box<Event>),
     Denial(Denial),
+    Counted,
 }
 
 /// Why a handshake ended before a request was decided.
@@ -242,6 +244,7 @@ async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], record: Reco
     let recorded = match record {
         Record::Login(event) => state.auditor.record_durable(*event).await,
         Record::Denial(denial) => denial.record().await,
+        Record::Counted => Ok(()),
     };
     if let Err(e) = recorded {
         tracing::error!(error = %e, "cannot record gateway refusal");
@@ -254,6 +257,10 @@ async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], record: Reco
 /// A refusal of a client not (yet) known to belong to a tenant: a login event, or an access
 /// refusal (`reason` starts with its code) through the gate.
 fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Record {
+    let code = reason.split(':').next().unwrap_or_default().to_owned();
+    if !state.noise.admit("socks", ip, &code) {
+        return Record::Counted;
+    }
     if kind == EventKind::Login {
         return Record::Login(Box::new(
             Event::new("default", kind, AuditDecision::Deny)
@@ -267,7 +274,6 @@ fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Reco
     let topo = state.topology();
     let attempt =
         crate::decide::attempt(state, &topo, "default", AccessPath::Socks, AuthMethod::None, Subject::Visitor, ip);
-    let code = reason.split(':').next().unwrap_or_default().to_owned();
     Record::Denial(state.gate.refuse(&attempt, "", &code, reason))
 }
 

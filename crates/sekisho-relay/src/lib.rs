@@ -21,6 +21,7 @@ mod gateway;
 mod guard;
 mod hub;
 mod listener;
+mod noise;
 mod router;
 mod secrets;
 mod state;
@@ -90,6 +91,9 @@ pub struct RelayConfig {
     pub web_domain: String,
     /// Which of the relay's own networks it may dial itself (gateway, bastion, sign-in provider).
     pub egress: EgressRule,
+    /// How long unauthenticated refusals are counted before their summary is recorded (60 s;
+    /// shorter in tests).
+    pub noise_window: std::time::Duration,
 }
 
 /// A running relay.
@@ -194,6 +198,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         audit_public_key,
         recordings: config.data_dir.join("recordings"),
         egress: Arc::new(config.egress.clone()),
+        noise_window: config.noise_window,
     });
     // Browser-host certificates only for tenants that exist.
     let known = Arc::downgrade(&state);
@@ -202,6 +207,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     }));
     state.start_cluster().await?;
     events::spawn_retention(&state);
+    noise::spawn_summaries(&state);
 
     let gateway_addr = match &config.gateway {
         Some(g) => {

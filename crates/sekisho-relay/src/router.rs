@@ -43,13 +43,15 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, exporter: [u8; 32
         Err((code, message)) => {
             state.agent_limiter.failed(peer.ip());
             tracing::info!(code, %message, "agent refused");
-            let event = Event::new("default", EventKind::AgentAuth, AuditDecision::Deny)
-                .path("agent")
-                .reason(format!("{code}: {message}"))
-                .auth("agent_key")
-                .source(peer.ip(), state.geo.country(peer.ip()));
-            if let Err(e) = state.auditor.record_durable(event).await {
-                tracing::error!(error = %e, "cannot record agent refusal");
+            if state.noise.admit("agent", peer.ip(), code) {
+                let event = Event::new("default", EventKind::AgentAuth, AuditDecision::Deny)
+                    .path("agent")
+                    .reason(format!("{code}: {message}"))
+                    .auth("agent_key")
+                    .source(peer.ip(), state.geo.country(peer.ip()));
+                if let Err(e) = state.auditor.record_durable(event).await {
+                    tracing::error!(error = %e, "cannot record agent refusal");
+                }
             }
             let _ = conn.send_control(proto::encode(&RelayMsg::Error { code: code.into(), message: message.clone() }));
             conn.close(&message);

@@ -65,6 +65,8 @@ pub(crate) struct State {
     pub(crate) web: crate::web::Web,
     /// The rule for every address the relay dials itself.
     pub(crate) egress: Arc<crate::egress::EgressRule>,
+    /// Unauthenticated refusals, counted rather than all recorded.
+    pub(crate) noise: crate::noise::Noise,
     refresh_lock: tokio::sync::Mutex<()>,
     /// The cluster generation (the store's change counter) this relay's topology and policies
     /// reflect.
@@ -85,6 +87,7 @@ pub(crate) struct Parts {
     pub(crate) recordings: std::path::PathBuf,
     pub(crate) web: crate::web::WebConfig,
     pub(crate) egress: Arc<crate::egress::EgressRule>,
+    pub(crate) noise_window: std::time::Duration,
 }
 
 impl State {
@@ -112,6 +115,7 @@ impl State {
             recordings: p.recordings,
             web: crate::web::Web::new(&p.web),
             egress: p.egress,
+            noise: crate::noise::Noise::new(p.noise_window),
             refresh_lock: tokio::sync::Mutex::new(()),
             applied: AtomicI64::new(0),
         })

@@ -108,6 +108,10 @@ pub(crate) struct RelayArgs {
     /// Same as --egress-allow for every range (kept for older command lines).
     #[arg(long, hide = true)]
     pub socks_allow_private: bool,
+    /// Testing: the window (ms) in which unauthenticated refusals are counted before their
+    /// summary is recorded.
+    #[arg(long, hide = true, default_value_t = 60_000)]
+    pub noise_window_ms: u64,
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,

@@ -258,6 +258,10 @@ pub(crate) fn idle_expired(key: &ApiKey, now: i64) -> bool {
 }
 
 async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
+    // Nobody known: counted as noise, the first few recorded (see `crate::noise`).
+    if subject.is_empty() && !state.noise.admit("api", ip, err.code) {
+        return err.into_response();
+    }
     let event = Event::new(tenant, EventKind::Admin, Decision::Deny)
         .subject(if subject.is_empty() { SubjectKind::Anonymous } else { SubjectKind::ApiKey }, subject)
         .path("api")
@@ -275,24 +279,35 @@ async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiEr
 pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<PeerAddr>().map_or(IpAddr::from([127, 0, 0, 1]), |p| canonical(p.0.ip()));
     let what = format!("{} {}", req.method(), req.uri().path());
-    if state.limiter.blocked(ip) {
-        let err = ApiError::new(
+    // An address that failed too often is refused, but only for what would fail again: a valid
+    // key still passes (keys are 256 random bits, and one script must not lock out a whole NAT).
+    let limited = || {
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many failed attempts from your address; try again in a minute",
-        );
-        return refuse(&state, ip, "default", String::new(), err, what).await;
-    }
+        )
+    };
     let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        let err = ApiError::unauthenticated("missing API key: send `Authorization: Bearer <key>`");
+        // A missing key counts against the address like a wrong one.
+        let err = if state.limiter.blocked(ip) {
+            limited()
+        } else {
+            state.limiter.failed(ip);
+            ApiError::unauthenticated("missing API key: send `Authorization: Bearer <key>`")
+        };
         return refuse(&state, ip, "default", String::new(), err, what).await;
     };
     let key: ApiKey = match state.store.find_api_key(&hash_secret(secret.trim())).await {
         Ok(Some(k)) => k,
         Ok(None) => {
-            state.limiter.failed(ip);
-            let err = ApiError::unauthenticated("API key is not valid");
+            let err = if state.limiter.blocked(ip) {
+                limited()
+            } else {
+                state.limiter.failed(ip);
+                ApiError::unauthenticated("API key is not valid")
+            };
             return refuse(&state, ip, "default", String::new(), err, what).await;
         }
         Err(e) => return ApiError::from(e).into_response(),

@@ -179,7 +179,9 @@ fn login_needed(
         redirect(&login)
     } else {
         let detail = json!({ "method": req.method().as_str(), "path": req.uri().path(), "status": 401 });
-        anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()).record_soon();
+        if state.noise.admit("browser", peer, why) {
+            anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()).record_soon();
+        }
         page::message(
             lang,
             StatusCode::UNAUTHORIZED,
@@ -207,7 +209,9 @@ async fn redeem(state: &State, host: &str, svc: &Service, peer: IpAddr, lang: La
         .and_then(|q| state.web.tickets.redeem(&q.ticket, host));
     let Some(ticket) = ticket else {
         let detail = json!({ "method": "GET", "path": uri.path(), "status": 400 }).to_string();
-        anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail).record_soon();
+        if state.noise.admit("browser", peer, "ticket_invalid") {
+            anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail).record_soon();
+        }
         let login = format!("{}/login", state.web.console_origin());
         return page::message(
             lang,

@@ -43,6 +43,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         bastion: None,
         web_domain: "localhost".into(),
         egress: sekisho_relay::EgressRule::default(),
+        noise_window: std::time::Duration::from_secs(60),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

@@ -23,6 +23,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         } else {
             sekisho_relay::EgressRule::new(args.egress_allow)
         },
+        noise_window: std::time::Duration::from_millis(args.noise_window_ms),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

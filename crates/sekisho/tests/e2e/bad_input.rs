@@ -273,3 +273,31 @@ async fn offline_agents_and_refusing_targets_reset_the_client_and_are_recorded()
     assert!(text.contains("agent_offline") && text.contains("サービスが現在利用できません"), "{text}");
     relay.wait_event(|e| e.to_string().contains("agent_offline")).await;
 }
+
+/// Anonymous floods: requests without an API key from one address are refused and rate limited
+/// like wrong keys, and the audit log gets the first few one by one and a count of the rest, not a
+/// durable row each.
+#[tokio::test]
+async fn anonymous_floods_are_counted_not_written_row_by_row() {
+    let relay = Relay::start_with(&["--noise-window-ms", "1500"]).await;
+    let client = relay.http();
+    let url = format!("https://localhost:{}/api/v1/agents", relay.addr.port());
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let status = client.get(&url).send().await.unwrap().status().as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    // Ten missing keys, then the address is limited.
+    assert_eq!((statuses.get(&401), statuses.get(&429)), (Some(&10), Some(&290)), "{statuses:?}");
+    let summary = relay
+        .wait_event(|e| e["policy_id"] == "noise" && e["reason"].as_str().unwrap_or("").contains("rate_limited"))
+        .await;
+    assert!(
+        summary["reason"].as_str().unwrap().starts_with("noise: 278 more `rate_limited` refusals of 127.0.0.1 (of 290"),
+        "{summary}"
+    );
+    let (_, events) = relay.api("GET", "/api/v1/audit?limit=1000", None, &relay.admin_key).await;
+    let anonymous =
+        events.as_array().unwrap().iter().filter(|e| e["kind"] == "admin" && e["subject_kind"] == "anonymous").count();
+    assert_eq!(anonymous, 10 + 12, "ten missing keys and twelve of the limited ones, one by one");
+}
