@@ -99,7 +99,9 @@ pub(crate) fn router(state: S) -> Router {
         .with_state(state)
 }
 
-async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
+/// Up or degraded for anyone (load balancers, monitors); the details (agents, streams, the audit
+/// queue) only for the relay operator's key (`system` scope), since they span every tenant.
+async fn health(AxState(state): AxState<S>, headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
     // The audit log is part of health: when events cannot be stored, the relay is degraded (and,
     // once the queue is full, refuses new accesses).
     let audit = state.auditor.health();
@@ -108,6 +110,22 @@ async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
         (false, true) => ("degraded", "retrying"),
         (false, false) => ("ok", "ok"),
     };
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let operator = match secret {
+        Some(s) => match state.store.find_api_key(&crate::secrets::hash_secret(s.trim())).await {
+            Ok(Some(k)) => {
+                k.scopes.split_whitespace().any(|s| s == "system") && revoked_or_expired(&k).is_none()
+            }
+            _ => false,
+        },
+        None => false,
+    };
+    if !operator {
+        return Json(json!({ "status": status, "version": env!("CARGO_PKG_VERSION") }));
+    }
     Json(json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
@@ -116,6 +134,17 @@ async fn health(AxState(state): AxState<S>) -> Json<serde_json::Value> {
         "agents_online": state.hub.online_count(),
         "streams_open": state.hub.stream_count(),
     }))
+}
+
+/// Why a key cannot be used at all now (revoked, expired), if it cannot.
+fn revoked_or_expired(key: &sekisho_store::ApiKey) -> Option<&'static str> {
+    if key.revoked_at.is_some() {
+        Some("revoked")
+    } else if key.expires_at.is_some_and(|t| t <= sekisho_store::now_ms()) {
+        Some("expired")
+    } else {
+        None
+    }
 }
 
 impl From<StoreError> for ApiError {

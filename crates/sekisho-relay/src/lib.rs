@@ -145,6 +145,8 @@ impl RelayHandle {
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    make_private(&config.data_dir)
+        .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let (ca, _) = LocalCa::load_or_create(&config.data_dir)?;
     let store = match &config.database {
         Some(url) => Store::connect(url).await?,
@@ -238,4 +240,35 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         shutdown,
         tasks,
     })
+}
+
+/// The data directory and everything in it are the relay user's alone: the directory 0700, files
+/// 0600 (the database and its WAL too), and every file the relay creates from now on likewise
+/// (umask 077 for the process). Files an earlier version left readable are tightened.
+#[cfg(unix)]
+fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                let mode = entry.metadata()?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & 0o700))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_dir: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }

@@ -99,6 +99,14 @@ async fn the_health_endpoint_answers_without_a_key_and_the_api_with_one() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
+    // Without the operator's key: up or down, nothing across tenants.
+    assert!(health.get("agents_online").is_none() && health.get("streams_open").is_none(), "{health}");
+    let detailed = relay.health().await;
+    assert!(detailed["agents_online"].is_number() && detailed["audit"] == "ok", "{detailed}");
+    let (_, tenant) = relay.api("POST", "/api/v1/tenants", Some(serde_json::json!({"name": "healthco"})), &relay.admin_key).await;
+    let tenant_key = tenant["admin_key"].as_str().unwrap();
+    let (_, as_tenant) = relay.api("GET", "/api/v1/health", None, tenant_key).await;
+    assert!(as_tenant.get("agents_online").is_none(), "a tenant admin sees no cross-tenant numbers: {as_tenant}");
     let r = client.get(format!("https://localhost:{}/api/v1/agents", relay.addr.port())).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();

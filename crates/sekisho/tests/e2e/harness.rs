@@ -127,7 +127,15 @@ impl Relay {
     }
 
     pub async fn start_with(extra: &[&str]) -> Relay {
-        let dir = test_dir();
+        Self::start_in_with(test_dir(), extra).await
+    }
+
+    /// A relay whose data directory is `dir/data` (which the test may have prepared).
+    pub async fn start_in(dir: tempfile::TempDir) -> Relay {
+        Self::start_in_with(dir, &[]).await
+    }
+
+    async fn start_in_with(dir: tempfile::TempDir, extra: &[&str]) -> Relay {
         let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", extra).await;
         Relay {
             proc,
@@ -295,7 +303,7 @@ impl Relay {
 
     /// The relay's health document (`/api/v1/health`).
     pub async fn health(&self) -> Value {
-        self.api("GET", "/api/v1/health", None, "").await.1
+        self.api("GET", "/api/v1/health", None, &self.admin_key).await.1
     }
 
     /// Recent audit events of the default tenant, newest first, waiting until one matches `pred`.

@@ -158,3 +158,38 @@ async fn a_frozen_relay_is_detected_by_heartbeat_and_streams_end_with_an_error()
     // And once the relay thaws, the agent comes back.
     front.proc.wait_new("reconnect", |e| e["event"] == "connected").await;
 }
+
+/// The data directory is the relay's alone: another local user reads neither the database (with
+/// its WAL), nor keys, nor recordings; a directory an older version left open is tightened.
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::harness::test_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("recordings")).unwrap();
+    std::fs::write(data.join("left-by-an-older-version"), b"x").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("left-by-an-older-version"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let relay = Relay::start_in(dir).await;
+    // Something is written to the database and its WAL.
+    relay.token("a", "back").await;
+    let mut seen = Vec::new();
+    let mut pending = vec![data.clone()];
+    while let Some(d) = pending.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+            seen.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for f in ["sekisho.db", "sekisho.db-wal", "master.key", "left-by-an-older-version"] {
+        assert!(seen.iter().any(|s| s == f), "{f} not among {seen:?}");
+    }
+}
