@@ -116,9 +116,7 @@ async fn health(AxState(state): AxState<S>, headers: axum::http::HeaderMap) -> J
         .and_then(|h| h.strip_prefix("Bearer "));
     let operator = match secret {
         Some(s) => match state.store.find_api_key(&crate::secrets::hash_secret(s.trim())).await {
-            Ok(Some(k)) => {
-                k.scopes.split_whitespace().any(|s| s == "system") && revoked_or_expired(&k).is_none()
-            }
+            Ok(Some(k)) => k.scopes.split_whitespace().any(|s| s == "system") && revoked_or_expired(&k).is_none(),
             _ => false,
         },
         None => false,

@@ -256,14 +256,21 @@ async fn refuse(state: &State, sock: &mut TcpStream, answer: &[u8], record: Reco
 
 /// A refusal of a client not (yet) known to belong to a tenant: a login event, or an access
 /// refusal (`reason` starts with its code) through the gate.
-fn anonymous(state: &State, kind: EventKind, ip: IpAddr, reason: String) -> Record {
+/// What an unknown client's refusal is about: its login, or an access it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anonymous {
+    Login,
+    Access,
+}
+
+fn anonymous(state: &State, kind: Anonymous, ip: IpAddr, reason: String) -> Record {
     let code = reason.split(':').next().unwrap_or_default().to_owned();
     if !state.noise.admit("socks", ip, &code) {
         return Record::Counted;
     }
-    if kind == EventKind::Login {
+    if kind == Anonymous::Login {
         return Record::Login(Box::new(
-            Event::new("default", kind, AuditDecision::Deny)
+            Event::new("default", EventKind::Login, AuditDecision::Deny)
                 .subject(SubjectKind::Anonymous, ip.to_string())
                 .path("socks")
                 .reason(reason)
@@ -287,14 +294,14 @@ async fn handshake(
         Ok(g) => g,
         Err(e) => {
             state.limiter.failed(ip);
-            let event = anonymous(state, EventKind::Access, ip, format!("protocol_error: {e}"));
+            let event = anonymous(state, Anonymous::Access, ip, format!("protocol_error: {e}"));
             return Err(refuse(state, sock, b"", event).await);
         }
     };
     if !greeting.methods.contains(&socks5::METHOD_USER_PASSWORD) {
         let reason = "no_acceptable_method: the gateway needs username/password authentication (RFC 1929); \
                       the password is an API key";
-        let event = anonymous(state, EventKind::Login, ip, reason.to_owned());
+        let event = anonymous(state, Anonymous::Login, ip, reason.to_owned());
         return Err(refuse(state, sock, &[socks5::VERSION, socks5::METHOD_NONE_ACCEPTABLE], event).await);
     }
     sock.write_all(&[socks5::VERSION, socks5::METHOD_USER_PASSWORD])
@@ -304,7 +311,7 @@ async fn handshake(
         Ok(c) => c,
         Err(e) => {
             state.limiter.failed(ip);
-            let event = anonymous(state, EventKind::Login, ip, format!("protocol_error: {e}"));
+            let event = anonymous(state, Anonymous::Login, ip, format!("protocol_error: {e}"));
             return Err(refuse(state, sock, &[socks5::AUTH_VERSION, 1], event).await);
         }
     };

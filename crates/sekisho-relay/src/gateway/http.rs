@@ -4,12 +4,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
-use sekisho_audit::EventKind;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::socks5::{self, Target};
-use super::{Client, Ended, anonymous, authenticate, refuse};
+use super::{Anonymous, Client, Ended, anonymous, authenticate, refuse};
 use crate::state::State;
 
 pub(super) fn http_answer(status: &str, why: &str, extra_headers: &str) -> Vec<u8> {
@@ -36,7 +35,7 @@ pub(super) async fn http_handshake(
             break i + 4;
         }
         if buf.len() > MAX_HTTP_HEAD {
-            let event = anonymous(state, EventKind::Access, ip, "protocol_error: HTTP request head over 8 KiB".into());
+            let event = anonymous(state, Anonymous::Access, ip, "protocol_error: HTTP request head over 8 KiB".into());
             let answer = http_answer("431 Request Header Fields Too Large", "the request head is over 8 KiB", "");
             return Err(refuse(state, sock, &answer, event).await);
         }
@@ -53,7 +52,7 @@ pub(super) async fn http_handshake(
     let (method, authority) = (request_line.next().unwrap_or_default(), request_line.next().unwrap_or_default());
     if method != "CONNECT" {
         let why = format!("protocol_error: `{method}` is not offered; this port takes SOCKS5 or HTTP CONNECT");
-        let event = anonymous(state, EventKind::Access, ip, why.clone());
+        let event = anonymous(state, Anonymous::Access, ip, why.clone());
         let answer = http_answer("405 Method Not Allowed", &why, "Allow: CONNECT\r\n");
         return Err(refuse(state, sock, &answer, event).await);
     }
@@ -68,7 +67,7 @@ pub(super) async fn http_handshake(
         });
     let Some(credentials) = credentials else {
         let why = "no_credentials: send Proxy-Authorization: Basic (user name and API key)";
-        let event = anonymous(state, EventKind::Login, ip, why.to_owned());
+        let event = anonymous(state, Anonymous::Login, ip, why.to_owned());
         let answer =
             http_answer("407 Proxy Authentication Required", why, "Proxy-Authenticate: Basic realm=\"sekisho\"\r\n");
         return Err(refuse(state, sock, &answer, event).await);

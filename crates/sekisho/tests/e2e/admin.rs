@@ -103,7 +103,8 @@ async fn the_health_endpoint_answers_without_a_key_and_the_api_with_one() {
     assert!(health.get("agents_online").is_none() && health.get("streams_open").is_none(), "{health}");
     let detailed = relay.health().await;
     assert!(detailed["agents_online"].is_number() && detailed["audit"] == "ok", "{detailed}");
-    let (_, tenant) = relay.api("POST", "/api/v1/tenants", Some(serde_json::json!({"name": "healthco"})), &relay.admin_key).await;
+    let (_, tenant) =
+        relay.api("POST", "/api/v1/tenants", Some(serde_json::json!({"name": "healthco"})), &relay.admin_key).await;
     let tenant_key = tenant["admin_key"].as_str().unwrap();
     let (_, as_tenant) = relay.api("GET", "/api/v1/health", None, tenant_key).await;
     assert!(as_tenant.get("agents_online").is_none(), "a tenant admin sees no cross-tenant numbers: {as_tenant}");
@@ -122,4 +123,46 @@ async fn the_health_endpoint_answers_without_a_key_and_the_api_with_one() {
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_json");
+}
+
+/// When `ctl` cannot reach the relay it says why, as curl would: a CA that did not sign the
+/// relay's certificate, a plain `http://` URL, a port that does not speak TLS, nobody listening.
+#[tokio::test]
+async fn ctl_says_why_it_cannot_reach_the_relay() {
+    let relay = Relay::start().await;
+    let dir = relay.dir.path();
+    let other_ca = dir.join("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=not the relay", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let plain = crate::targets::http().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let https = relay.api_url.clone();
+    let cases = [
+        (https.clone(), other_ca.display().to_string(), "not signed by the CA in --ca"),
+        (https.replacen("https://", "http://", 1), relay.ca_file.clone(), "the relay speaks HTTPS only; use https://"),
+        (format!("https://{plain}"), relay.ca_file.clone(), "TLS expected, but the other end does not speak TLS"),
+        (format!("https://{closed}"), relay.ca_file.clone(), "connection refused"),
+    ];
+    for (url, ca, expected) in cases {
+        let out = relay
+            .ctl_command(&relay.admin_key)
+            .env("SEKISHO_URL", &url)
+            .env("SEKISHO_CA", &ca)
+            .args(["agent", "list"])
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expected), "{url} with {ca}: {err}");
+    }
 }

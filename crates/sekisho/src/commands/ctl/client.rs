@@ -15,6 +15,8 @@ pub(crate) struct ApiClient {
     /// None only for the endpoints that need no key (`login`).
     key: Option<String>,
     lang: Lang,
+    /// The CA file trusted, named when the relay's certificate does not match it.
+    ca: std::path::PathBuf,
 }
 
 /// An error answer of the API. It displays as `message [code]`; callers that need more (policy
@@ -69,6 +71,15 @@ impl ApiClient {
     }
 
     fn build(url: &str, key: Option<&str>, ca: &Path, lang: Lang) -> anyhow::Result<Self> {
+        if let Some(rest) = url.strip_prefix("http://") {
+            return Err(anyhow!(
+                "{}",
+                lang.pick(
+                    &format!("`{url}`: the relay speaks HTTPS only; use https://{rest}"),
+                    &format!("`{url}`: リレーは HTTPS のみです。https://{rest} を指定してください"),
+                )
+            ));
+        }
         let pem = std::fs::read_to_string(ca).with_context(|| format!("cannot read `{}`", ca.display()))?;
         let der =
             sekisho_tunnel::tls::first_cert(&pem).ok_or_else(|| anyhow!("`{}` holds no certificate", ca.display()))?;
@@ -77,7 +88,59 @@ impl ApiClient {
             .use_preconfigured_tls((*tls).clone())
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(ApiClient { http, base: url.trim_end_matches('/').to_owned(), key: key.map(str::to_owned), lang })
+        Ok(ApiClient {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            key: key.map(str::to_owned),
+            lang,
+            ca: ca.to_path_buf(),
+        })
+    }
+
+    /// Why the relay could not be reached, said as curl would: the certificate is not trusted by
+    /// `--ca`, the other end does not speak TLS, nobody listens, or else the whole chain of causes.
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        let lower = chain.to_ascii_lowercase();
+        let (en, ja) = if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") {
+            (
+                format!(
+                    "the relay's certificate is not signed by the CA in --ca `{}`; use that relay's ca.pem",
+                    self.ca.display()
+                ),
+                format!(
+                    "リレーの証明書は --ca `{}` の CA で署名されていません。そのリレーの ca.pem を指定してください",
+                    self.ca.display()
+                ),
+            )
+        } else if lower.contains("invalidcontenttype")
+            || lower.contains("corrupt message")
+            || lower.contains("wrong version number")
+        {
+            (
+                "TLS expected, but the other end does not speak TLS (a plain HTTP port?)".to_owned(),
+                "TLS を期待しましたが、相手は TLS を話しません (平文の HTTP ポートでは?)".to_owned(),
+            )
+        } else if lower.contains("connection refused") {
+            (
+                "connection refused: is the relay running and listening there?".to_owned(),
+                "接続を拒否されました: リレーは起動してそのアドレスで待ち受けていますか?".to_owned(),
+            )
+        } else {
+            (chain.clone(), chain.clone())
+        };
+        anyhow!(
+            "{} {}: {}",
+            self.lang.pick("cannot reach the relay at", "リレーに接続できません:"),
+            self.base,
+            self.lang.pick(&en, &ja)
+        )
     }
 
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -120,9 +183,7 @@ impl ApiClient {
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(|e| {
-            anyhow!("{} {}: {e}", self.lang.pick("cannot reach the relay at", "リレーに接続できません:"), self.base)
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if status.is_success() {
             Ok(resp)
@@ -150,9 +211,7 @@ impl ApiClient {
             Some(key) => req.bearer_auth(key),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| {
-            anyhow!("{} {}: {e}", self.lang.pick("cannot reach the relay at", "リレーに接続できません:"), self.base)
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() { Ok(text) } else { Err(ApiError::from_response(status, &text).into()) }
