@@ -42,7 +42,7 @@ pub(crate) struct Caller {
 }
 
 /// Every scope a tenant key can hold.
-pub(crate) const TENANT_SCOPES: [&str; 16] = [
+pub(crate) const TENANT_SCOPES: [&str; 17] = [
     "agents:read",
     "agents:write",
     "services:read",
@@ -61,6 +61,9 @@ pub(crate) const TENANT_SCOPES: [&str; 16] = [
     "recordings:write",
     // Using the SOCKS5 gateway (the key is the proxy password).
     "gateway:use",
+    // Acting as a user: API keys and enrollment tokens (personal agents) of a user. Only the
+    // admin role holds it (through `*`).
+    "users:act",
 ];
 
 impl Caller {
@@ -71,6 +74,25 @@ impl Caller {
 
     pub(crate) fn is_system(&self) -> bool {
         self.has("system")
+    }
+
+    /// Whether the caller holds every scope `role` grants: what it takes to give that role to
+    /// someone (a group of that role, a member of it) or to take over a user who has it (reset
+    /// their password or TOTP). A scope never grants more than it names.
+    pub(crate) fn holds_role(&self, role: &str) -> bool {
+        role_scopes(role).iter().all(|s| if *s == "*" { self.scopes.iter().any(|c| c == "*") } else { self.has(s) })
+    }
+
+    /// [`Self::holds_role`] as an answer: `scope_escalation` naming the role.
+    pub(crate) fn may_grant(&self, role: &str, what: &str) -> Result<(), ApiError> {
+        if self.holds_role(role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "scope_escalation",
+                format!("{what} needs every scope of role `{role}`, and this key does not hold them"),
+            ))
+        }
     }
 
     /// Audit subject for this caller.

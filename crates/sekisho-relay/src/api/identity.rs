@@ -156,7 +156,9 @@ pub(crate) async fn create_user(
     check_password(&req.password)?;
     let mut groups = Vec::new();
     for g in &req.groups {
-        groups.push(find_group(&state, &caller, g).await?);
+        let group = find_group(&state, &caller, g).await?;
+        caller.may_grant(&group.role, &format!("joining group `{}`", group.name))?;
+        groups.push(group);
     }
     let user = User {
         id: new_id("us"),
@@ -213,6 +215,28 @@ pub(super) async fn find_user(state: &S, caller: &Caller, name: &str) -> Result<
         .ok_or_else(|| ApiError::not_found(format!("user `{name}` not found")))
 }
 
+/// Whether the caller may take over `user`'s sign-in (set the password, enroll TOTP): only with
+/// every scope the user's groups give, so no key takes over someone with more rights than it has.
+async fn may_take_over(state: &S, caller: &Caller, user: &User, what: &str) -> Result<(), ApiError> {
+    let groups = state.store.groups_of(&user.id).await?;
+    for g in groups {
+        caller.may_grant(&g.role, &format!("{what} of `{}` (in group `{}`)", user.name, g.name))?;
+    }
+    Ok(())
+}
+
+/// Acting as a user (a key or an enrollment token of theirs) needs `users:act` and every scope
+/// the user's groups give.
+pub(crate) async fn may_act_as(state: &S, caller: &Caller, user: &User) -> Result<(), ApiError> {
+    if !caller.has("users:act") {
+        return Err(ApiError::forbidden(
+            "scope_escalation",
+            format!("acting as user `{}` needs scope `users:act` (held by the admin role)", user.name),
+        ));
+    }
+    may_take_over(state, caller, user, "acting as the user").await
+}
+
 async fn find_group(state: &S, caller: &Caller, name: &str) -> Result<Group, ApiError> {
     state
         .store
@@ -247,6 +271,7 @@ pub(crate) async fn set_password(
     let Json(req) = body?;
     check_password(&req.password)?;
     let user = find_user(&state, &caller, &name).await?;
+    may_take_over(&state, &caller, &user, "setting the password").await?;
     state.store.set_password(&user.id, &argon2(req.password).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -274,6 +299,7 @@ pub(crate) async fn enroll_totp(
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = find_user(&state, &caller, &name).await?;
+    may_take_over(&state, &caller, &user, "enrolling TOTP").await?;
     let raw = rand::random::<[u8; 20]>().to_vec();
     totp(raw.clone())?;
     let encoded = Secret::Raw(raw.clone()).to_encoded().to_string();
@@ -330,6 +356,7 @@ pub(crate) async fn create_group(
             format!("role `{}` must be one of {}", req.role, ROLES.join(", ")),
         ));
     }
+    caller.may_grant(&req.role, &format!("a group of role `{}`", req.role))?;
     let group = Group {
         id: new_id("gr"),
         tenant_id: caller.tenant.clone(),
@@ -384,6 +411,8 @@ pub(crate) async fn add_member(
     Path((group, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (g, u) = membership(&state, &caller, &group, &user).await?;
+    let role = find_group(&state, &caller, &group).await?.role;
+    caller.may_grant(&role, &format!("joining group `{group}`"))?;
     state.store.add_member(&g, &u).await?;
     state.refresh().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -448,7 +477,11 @@ pub(crate) async fn create_key(
         None => None,
     };
     let user_id = match &req.user {
-        Some(u) => Some(find_user(&state, &caller, u).await?.id),
+        Some(u) => {
+            let user = find_user(&state, &caller, u).await?;
+            may_act_as(&state, &caller, &user).await?;
+            Some(user.id)
+        }
         None => None,
     };
     let (id, key) = store_key(

@@ -41,14 +41,16 @@ pub(crate) async fn create_token(
         return Err(ApiError::bad_request("invalid_ttl", "ttl_secs must be between 1 and 2592000 (30 days)"));
     }
     let owner = match &req.user {
-        Some(u) => Some(
-            state
+        Some(u) => {
+            let user = state
                 .store
                 .get_user(&caller.tenant, u)
                 .await?
-                .ok_or_else(|| ApiError::not_found(format!("user `{u}` not found")))?
-                .id,
-        ),
+                .ok_or_else(|| ApiError::not_found(format!("user `{u}` not found")))?;
+            // A personal agent's streams act as its user.
+            super::identity::may_act_as(&state, &caller, &user).await?;
+            Some(user.id)
+        }
         None => None,
     };
     let (token, row) = state.create_token(&caller.tenant, &req.name, &req.role, &req.site, ttl, owner).await?;
@@ -227,6 +229,13 @@ pub(crate) async fn create_service(
         }
         l.parse::<std::net::SocketAddr>()
             .map_err(|_| ApiError::bad_request("invalid_listen", format!("edge_listen `{l}` must be ip:port")))?;
+        // Which addresses the relay's host listens on is the operator's to say, not a tenant's.
+        if !caller.is_system() {
+            return Err(ApiError::forbidden(
+                "operator_only",
+                "edge ports are opened by the relay operator (a key with the `system` scope); ask the operator",
+            ));
+        }
     }
     let topo = state.topology();
     if req.browser {

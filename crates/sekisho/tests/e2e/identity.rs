@@ -357,3 +357,57 @@ async fn the_readme_identity_commands_work_through_ctl() {
     assert_eq!(verify["ok"], true, "{verify}");
     let _ = admin;
 }
+
+/// Scopes never grant more than they name: a key with `users:write` cannot make or join an admin
+/// group or take over an admin's sign-in; a key with `apikeys:write` cannot mint keys that act as
+/// a user (that needs `users:act`, the admin role's); the tenant admin can do all of it.
+#[tokio::test]
+async fn scopes_do_not_escalate() {
+    let relay = Relay::start().await;
+    let admin = relay.admin_key.clone();
+    let ok = |(s, v): (u16, Value)| {
+        assert!((200..300).contains(&s), "{v}");
+        v
+    };
+    let key_with = |scopes: &[&str]| {
+        let body = json!({ "name": format!("k{}", rand::random::<u32>()), "scopes": scopes });
+        let relay = &relay;
+        let admin = admin.clone();
+        async move { relay.api("POST", "/api/v1/api-keys", Some(body), &admin).await.1["key"].as_str().unwrap().to_owned() }
+    };
+    ok(relay.api("POST", "/api/v1/groups", Some(json!({"name": "admins", "role": "admin"})), &admin).await);
+    let boss = json!({"name": "boss", "password": "correct horse battery", "groups": ["admins"]});
+    ok(relay.api("POST", "/api/v1/users", Some(boss), &admin).await);
+    let mallory = json!({"name": "mallory", "password": "correct horse battery"});
+    ok(relay.api("POST", "/api/v1/users", Some(mallory), &admin).await);
+
+    // (`gateway:use` too: the member role grants it, so giving it needs it.)
+    let users_write = key_with(&["users:write", "users:read", "gateway:use"]).await;
+    let refused = |(s, v): (u16, Value)| {
+        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("scope_escalation")), "{v}");
+    };
+    refused(relay.api("POST", "/api/v1/groups", Some(json!({"name": "mine", "role": "admin"})), &users_write).await);
+    refused(relay.api("PUT", "/api/v1/groups/admins/members/mallory", None, &users_write).await);
+    let joined = json!({"name": "eve", "password": "correct horse battery", "groups": ["admins"]});
+    refused(relay.api("POST", "/api/v1/users", Some(joined), &users_write).await);
+    let pw = json!({"password": "a new password here"});
+    refused(relay.api("POST", "/api/v1/users/boss/password", Some(pw.clone()), &users_write).await);
+    refused(relay.api("POST", "/api/v1/users/boss/totp", None, &users_write).await);
+    // What it names it can still do: a member group, and the password of a member.
+    ok(relay.api("POST", "/api/v1/groups", Some(json!({"name": "staff", "role": "member"})), &users_write).await);
+    ok(relay.api("PUT", "/api/v1/groups/staff/members/mallory", None, &users_write).await);
+    ok(relay.api("POST", "/api/v1/users/mallory/password", Some(pw), &users_write).await);
+
+    let keys_write = key_with(&["apikeys:write", "gateway:use"]).await;
+    let as_boss = json!({"name": "as-boss", "scopes": ["gateway:use"], "user": "boss"});
+    refused(relay.api("POST", "/api/v1/api-keys", Some(as_boss.clone()), &keys_write).await);
+    let as_mallory = json!({"name": "as-mallory", "scopes": ["gateway:use"], "user": "mallory"});
+    refused(relay.api("POST", "/api/v1/api-keys", Some(as_mallory.clone()), &keys_write).await);
+    refused(relay.api("POST", "/api/v1/api-keys", Some(json!({"name": "x", "scopes": ["*"]})), &keys_write).await);
+    let agents_write = key_with(&["agents:write"]).await;
+    let token = json!({"name": "boss-pc", "role": "front", "user": "boss"});
+    refused(relay.api("POST", "/api/v1/enrollment-tokens", Some(token.clone()), &agents_write).await);
+    // The tenant admin may.
+    ok(relay.api("POST", "/api/v1/api-keys", Some(as_boss), &admin).await);
+    ok(relay.api("POST", "/api/v1/enrollment-tokens", Some(token), &admin).await);
+}

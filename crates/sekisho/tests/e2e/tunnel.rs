@@ -291,6 +291,22 @@ async fn an_edge_port_carries_tcp_and_its_removal_resets_open_connections_on_rec
         .await
         .unwrap();
     let edge: std::net::SocketAddr = v["edge_bound"].as_str().expect("the edge port is open").parse().unwrap();
+    // A tenant's admin cannot make the relay listen anywhere: edge ports are the operator's.
+    let body = serde_json::json!({ "name": "acme" });
+    let (_, t) = relay.api("POST", "/api/v1/tenants", Some(body), &relay.admin_key).await;
+    let acme = t["admin_key"].as_str().unwrap();
+    let svc = serde_json::json!({ "name": "grab", "target": "socks", "edge_listen": "0.0.0.0:0" });
+    let (_, v) = relay.api("POST", "/api/v1/services", Some(svc), acme).await;
+    assert_eq!(v["error"]["code"], "invalid_listen", "a gateway has no edge port: {v}");
+    let (_, token) = relay
+        .api("POST", "/api/v1/enrollment-tokens", Some(serde_json::json!({"name": "s", "role": "back"})), acme)
+        .await;
+    let acme_back = crate::harness::Agent::start(&relay, token["token"].as_str().unwrap(), &[]).await;
+    let mut acme_back = acme_back;
+    let id = acme_back.proc.event("connected").await["agent_id"].as_str().unwrap().to_owned();
+    let svc = serde_json::json!({ "name": "grab", "agent": id, "target": &target, "edge_listen": "0.0.0.0:0" });
+    let (status, v) = relay.api("POST", "/api/v1/services", Some(svc), acme).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("operator_only")), "{v}");
 
     // Denied by the service's policy: reset, with the reason on record.
     relay.policy("plc", &["true"], &["true"]).await;
