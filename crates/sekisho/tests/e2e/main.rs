@@ -24,5 +24,6 @@ mod identity;
 mod lifecycle;
 mod live;
 mod oidc;
+mod scopes;
 mod tunnel;
 mod web;
