@@ -131,6 +131,11 @@ async fn health(AxState(state): AxState<S>, headers: axum::http::HeaderMap) -> J
         "audit_queued": audit.queued,
         "agents_online": state.hub.online_count(),
         "streams_open": state.hub.stream_count(),
+        "connections": state
+            .connection_counts()
+            .into_iter()
+            .map(|(name, open, refused)| (name.to_owned(), json!({ "open": open, "refused": refused })))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     }))
 }
 

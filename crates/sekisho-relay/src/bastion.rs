@@ -141,6 +141,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) {
+    let limits = bastion.state.conn_limits("ssh");
     loop {
         let (sock, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -149,6 +150,7 @@ async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
+        let Some(slot) = limits.admit(crate::api::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
         let handler = conn::Conn::new(bastion.clone(), peer);
         let config = config.clone();
@@ -167,6 +169,7 @@ async fn serve(
                 },
                 () = shutdown.cancelled() => {}
             }
+            drop(slot);
         });
     }
 }

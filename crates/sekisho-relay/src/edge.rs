@@ -15,6 +15,7 @@ use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::Slot;
 use crate::state::State;
 use crate::topology::Topology;
 
@@ -78,14 +79,21 @@ async fn accept_loop(state: Arc<State>, service_id: String, listener: TcpListene
             },
             () = cancel.cancelled() => return,
         };
+        let Some(slot) = state.edge_limits.admit(crate::api::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
-        tokio::spawn(serve(state.clone(), service_id.clone(), sock, peer, cancel.clone()));
+        tokio::spawn(serve(state.clone(), service_id.clone(), (sock, slot), peer, cancel.clone()));
     }
 }
 
 /// Decides one connection to a service's edge port: refuses it (on record) or hands it to a
 /// task of its own, [`forward`], that holds only what forwarding needs (one per open connection).
-async fn serve(state: Arc<State>, service_id: String, sock: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+async fn serve(
+    state: Arc<State>,
+    service_id: String,
+    (sock, slot): (TcpStream, Slot),
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
     let denial = {
         let topo = state.topology();
         let Some(svc) = topo.services.get(&service_id) else {
@@ -121,7 +129,7 @@ async fn serve(state: Arc<State>, service_id: String, sock: TcpStream, peer: Soc
                         };
                         match conn.open(proto::encode(&open)) {
                             Ok(stream) => {
-                                tokio::spawn(forward(sock, peer, stream, permit));
+                                tokio::spawn(forward((sock, slot), peer, stream, permit));
                                 return;
                             }
                             Err(e) => offline(permit, e.to_string()),
@@ -145,8 +153,14 @@ async fn serve(state: Arc<State>, service_id: String, sock: TcpStream, peer: Soc
 /// An `async` block, not an `async fn`: an `async fn` keeps a second copy of its arguments in
 /// its future (rust-lang/rust#62958), and there is one of these futures per open connection.
 #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
-fn forward(mut sock: TcpStream, peer: SocketAddr, stream: MuxStream, permit: Permit) -> impl Future<Output = ()> {
+fn forward(
+    (mut sock, slot): (TcpStream, Slot),
+    peer: SocketAddr,
+    stream: MuxStream,
+    permit: Permit,
+) -> impl Future<Output = ()> {
     async move {
+        let _slot = slot;
         let totals = Totals::default();
         let started = std::time::Instant::now();
         let result = tokio::select! {

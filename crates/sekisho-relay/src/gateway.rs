@@ -99,6 +99,7 @@ fn read_hosts(path: &Path) -> Result<HashMap<String, Vec<IpAddr>>, GatewayError>
 }
 
 pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) {
+    let limits = state.conn_limits("socks");
     loop {
         let (sock, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -111,6 +112,7 @@ pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpL
             },
             () = shutdown.cancelled() => return,
         };
+        let Some(slot) = limits.admit(crate::api::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
         let state = state.clone();
         let gateway = gateway.clone();
@@ -120,6 +122,7 @@ pub(crate) async fn run(state: Arc<State>, gateway: Arc<Gateway>, listener: TcpL
                 () = serve(&state, &gateway, sock, peer) => {}
                 () = shutdown.cancelled() => {}
             }
+            drop(slot);
         });
     }
 }

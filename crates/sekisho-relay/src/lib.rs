@@ -20,6 +20,7 @@ mod events;
 mod gateway;
 mod guard;
 mod hub;
+mod limits;
 mod listener;
 mod noise;
 mod router;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use bastion::BastionConfig;
 pub use egress::EgressRule;
 pub use gateway::GatewayConfig;
+pub use limits::LimitsConfig;
 pub use secrets::{hash_secret, new_api_key};
 pub use web::WebConfig;
 
@@ -94,6 +96,11 @@ pub struct RelayConfig {
     /// How long unauthenticated refusals are counted before their summary is recorded (60 s;
     /// shorter in tests).
     pub noise_window: std::time::Duration,
+    /// Open connections per source address and in all, per listener.
+    pub limits: LimitsConfig,
+    /// How long an HTTP client on the TLS port may take to send a request head, first or next
+    /// (10 s; shorter in tests).
+    pub http_header_timeout: std::time::Duration,
 }
 
 /// A running relay.
@@ -201,6 +208,8 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         recordings: config.data_dir.join("recordings"),
         egress: Arc::new(config.egress.clone()),
         noise_window: config.noise_window,
+        limits: config.limits,
+        http_header_timeout: config.http_header_timeout,
     });
     // Browser-host certificates only for tenants that exist.
     let known = Arc::downgrade(&state);

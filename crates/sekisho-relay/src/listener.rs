@@ -25,6 +25,7 @@ pub(crate) async fn run(
     let acceptor = TlsAcceptor::from(tls);
     let api = crate::web::router(state.clone(), crate::api::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::catch_panic));
+    let limits = state.conn_limits("tls");
     loop {
         let accepted = tokio::select! {
             a = tcp.accept() => a,
@@ -38,13 +39,18 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        // Over a cap: closed before the TLS handshake costs anything.
+        let Some(slot) = limits.admit(crate::api::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
         let api = api.clone();
         tokio::spawn(
-            async move { handle(sock, peer, acceptor, state, api).await }
-                .instrument(tracing::info_span!("conn", %peer)),
+            async move {
+                handle(sock, peer, acceptor, state, api).await;
+                drop(slot);
+            }
+            .instrument(tracing::info_span!("conn", %peer)),
         );
     }
 }
@@ -76,8 +82,27 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
         }
         _ => {
             let service = TowerToHyperService::new(api.layer(axum::Extension(crate::api::PeerAddr(peer))));
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            // ALPN already said which HTTP it is (no sniffing of first bytes, which would wait for
+            // a silent client). HTTP/1: a request head must arrive in full within the timeout, the
+            // first one after the handshake and each next one on a kept-alive connection, so silent
+            // and trickling clients are closed. HTTP/2: pinged, and closed when it stops answering.
+            let io = TokioIo::new(tls);
+            let served = if alpn.as_deref() == Some(b"h2") {
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .keep_alive_interval(state.http_header_timeout)
+                    .keep_alive_timeout(state.http_header_timeout)
+                    .serve_connection(io, service)
+                    .await
+            } else {
+                hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(state.http_header_timeout)
+                    .serve_connection(io, service)
+                    .with_upgrades()
+                    .await
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
         }

@@ -67,6 +67,12 @@ pub(crate) struct State {
     pub(crate) egress: Arc<crate::egress::EgressRule>,
     /// Unauthenticated refusals, counted rather than all recorded.
     pub(crate) noise: crate::noise::Noise,
+    /// The connection caps the operator set, and each listener's counts.
+    pub(crate) limits: crate::limits::LimitsConfig,
+    pub(crate) listeners: Mutex<Vec<Arc<crate::limits::ConnLimits>>>,
+    /// One set of caps shared by all relay edge ports.
+    pub(crate) edge_limits: Arc<crate::limits::ConnLimits>,
+    pub(crate) http_header_timeout: Duration,
     refresh_lock: tokio::sync::Mutex<()>,
     /// The cluster generation (the store's change counter) this relay's topology and policies
     /// reflect.
@@ -88,6 +94,8 @@ pub(crate) struct Parts {
     pub(crate) web: crate::web::WebConfig,
     pub(crate) egress: Arc<crate::egress::EgressRule>,
     pub(crate) noise_window: std::time::Duration,
+    pub(crate) limits: crate::limits::LimitsConfig,
+    pub(crate) http_header_timeout: Duration,
 }
 
 impl State {
@@ -116,9 +124,27 @@ impl State {
             web: crate::web::Web::new(&p.web),
             egress: p.egress,
             noise: crate::noise::Noise::new(p.noise_window),
+            limits: p.limits,
+            edge_limits: crate::limits::ConnLimits::new("edge", p.limits),
+            listeners: Mutex::new(Vec::new()),
+            http_header_timeout: p.http_header_timeout,
             refresh_lock: tokio::sync::Mutex::new(()),
             applied: AtomicI64::new(0),
         })
+    }
+
+    /// The caps of a new listener, counted in the operator's health view.
+    pub(crate) fn conn_limits(&self, name: &'static str) -> Arc<crate::limits::ConnLimits> {
+        let limits = crate::limits::ConnLimits::new(name, self.limits);
+        self.listeners.lock().push(limits.clone());
+        limits
+    }
+
+    /// Every listener's (name, open, refused), the edge ports' together.
+    pub(crate) fn connection_counts(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut all: Vec<_> = self.listeners.lock().iter().map(|l| (l.name(), l.counts())).collect();
+        all.push((self.edge_limits.name(), self.edge_limits.counts()));
+        all.into_iter().map(|(n, (open, refused))| (n, open, refused)).collect()
     }
 
     pub(crate) fn topology(&self) -> Arc<Topology> {

@@ -112,6 +112,15 @@ pub(crate) struct RelayArgs {
     /// summary is recorded.
     #[arg(long, hide = true, default_value_t = 60_000)]
     pub noise_window_ms: u64,
+    /// Open connections one source address may hold on each listener (TLS port, SOCKS, SSH, edge ports).
+    #[arg(long, env = "SEKISHO_CONN_PER_IP", default_value_t = 1024)]
+    pub conn_per_ip: usize,
+    /// Open connections each listener holds in all.
+    #[arg(long, env = "SEKISHO_CONN_MAX", default_value_t = 50_000)]
+    pub conn_max: usize,
+    /// Testing: how long (ms) an HTTP client may take to send a request head.
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,

@@ -44,6 +44,8 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         web_domain: "localhost".into(),
         egress: sekisho_relay::EgressRule::default(),
         noise_window: std::time::Duration::from_secs(60),
+        limits: sekisho_relay::LimitsConfig::default(),
+        http_header_timeout: std::time::Duration::from_secs(10),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

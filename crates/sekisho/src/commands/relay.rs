@@ -24,6 +24,8 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             sekisho_relay::EgressRule::new(args.egress_allow)
         },
         noise_window: std::time::Duration::from_millis(args.noise_window_ms),
+        limits: sekisho_relay::LimitsConfig { per_ip: args.conn_per_ip, total: args.conn_max },
+        http_header_timeout: std::time::Duration::from_millis(args.http_header_timeout_ms),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

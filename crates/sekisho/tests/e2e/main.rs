@@ -22,6 +22,7 @@ mod fail_closed;
 mod gateway;
 mod identity;
 mod lifecycle;
+mod limits;
 mod live;
 mod oidc;
 mod scopes;
