@@ -63,6 +63,8 @@ pub(crate) const TARGET_CIPHERS: &[russh::cipher::Name] = &[
 #[derive(Debug, Clone)]
 pub struct BastionConfig {
     pub listen: SocketAddr,
+    /// How long a connection may take to log in (key or password, then TOTP) before it is closed.
+    pub login_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,13 +133,14 @@ pub(crate) async fn start(
         ..Default::default()
     };
     let bastion = Arc::new(Bastion { key: state.master.recording_key(), state, recordings });
-    tokio::spawn(serve(bastion, Arc::new(ssh), listener, shutdown));
+    tokio::spawn(serve(bastion, Arc::new(ssh), config.login_window, listener, shutdown));
     Ok(bound)
 }
 
 async fn serve(
     bastion: Arc<Bastion>,
     config: Arc<russh::server::Config>,
+    login_window: Duration,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) {
@@ -152,21 +155,49 @@ async fn serve(
         };
         let Some(slot) = limits.admit(crate::api::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
-        let handler = conn::Conn::new(bastion.clone(), peer);
+        let logged_in = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = conn::Conn::new(bastion.clone(), peer, logged_in.clone());
         let config = config.clone();
         let shutdown = shutdown.clone();
+        // A second descriptor of the socket, to close it from here whatever russh is doing.
+        let Some((sock, closer)) = sock
+            .into_std()
+            .and_then(|s| Ok((s.try_clone()?, s)))
+            .and_then(|(s, closer)| Ok((tokio::net::TcpStream::from_std(s)?, closer)))
+            .ok()
+        else {
+            continue;
+        };
         tokio::spawn(async move {
-            let session = match russh::server::run_stream(config, sock, handler).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "ssh handshake failed");
-                    return;
+            // A connection that has not logged in within the window (the key exchange included) is
+            // shut down; a logged-in one lives as long as its session.
+            let login_deadline = async {
+                tokio::time::sleep(login_window).await;
+                if logged_in.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
                 }
             };
-            tokio::select! {
-                r = session => if let Err(e) = r {
+            let connection = async {
+                let session = match russh::server::run_stream(config, sock, handler).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "ssh handshake failed");
+                        return;
+                    }
+                };
+                if let Err(e) = session.await {
                     tracing::debug!(%peer, error = %e, "ssh session ended with an error");
-                },
+                }
+            };
+            tokio::pin!(connection);
+            tokio::select! {
+                () = &mut connection => {}
+                () = login_deadline => {
+                    tracing::info!(%peer, "ssh connection closed: no login within the window");
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
+                    // The session sees the end of its stream and finishes (and records what it must).
+                    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+                }
                 () = shutdown.cancelled() => {}
             }
             drop(slot);

@@ -118,6 +118,9 @@ pub(crate) struct RelayArgs {
     /// Open connections each listener holds in all.
     #[arg(long, env = "SEKISHO_CONN_MAX", default_value_t = 50_000)]
     pub conn_max: usize,
+    /// How long (ms) an SSH connection may take to log in before it is closed.
+    #[arg(long, env = "SEKISHO_SSH_LOGIN_WINDOW_MS", default_value_t = 120_000)]
+    pub ssh_login_window_ms: u64,
     /// Testing: how long (ms) an HTTP client may take to send a request head.
     #[arg(long, hide = true, default_value_t = 10_000)]
     pub http_header_timeout_ms: u64,

@@ -37,6 +37,8 @@ pub(crate) struct Conn {
     channels: HashMap<ChannelId, Arc<Chan>>,
     /// Public keys refused when offered, recorded when the connection ends without a login.
     offers: Offers,
+    /// Set at login, for the login window (`BastionConfig::login_window`).
+    logged_in: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most refused key offers remembered per connection (the client gets six attempts anyway).
@@ -134,7 +136,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(b: Arc<Bastion>, peer: SocketAddr) -> Self {
+    pub(crate) fn new(b: Arc<Bastion>, peer: SocketAddr, logged_in: Arc<std::sync::atomic::AtomicBool>) -> Self {
         Conn {
             b,
             peer,
@@ -145,6 +147,7 @@ impl Conn {
             agent_forwarded: tokio::sync::watch::Sender::new(false),
             channels: HashMap::new(),
             offers: Offers::default(),
+            logged_in,
         }
     }
 
@@ -337,6 +340,7 @@ impl russh::server::Handler for Conn {
             tracing::error!(error = %e, "cannot record an ssh login");
             return Ok(Auth::reject());
         }
+        self.logged_in.store(true, std::sync::atomic::Ordering::Relaxed);
         self.authed = Some(Arc::new(Authed {
             tenant: c.tenant_id.clone(),
             user: c.user.name.clone(),

@@ -16,7 +16,10 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         geoip: args.geoip,
         local_country: args.local_country,
         gateway: args.socks_listen.map(|listen| sekisho_relay::GatewayConfig { listen, hosts_file: args.socks_hosts }),
-        bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig { listen }),
+        bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig {
+            listen,
+            login_window: std::time::Duration::from_millis(args.ssh_login_window_ms),
+        }),
         web_domain: args.web_domain,
         egress: if args.socks_allow_private {
             sekisho_relay::EgressRule::allow_all()

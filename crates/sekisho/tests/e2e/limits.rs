@@ -65,3 +65,15 @@ async fn silent_trickling_and_greedy_clients_are_closed() {
     assert!(health["connections"]["socks"]["refused"].as_u64().unwrap() >= 1, "{health}");
     assert_eq!(health["status"], "ok", "{health}");
 }
+
+/// An SSH connection that never logs in is closed when its login window ends (two minutes by
+/// default; russh alone would keep it for its hour of inactivity).
+#[tokio::test]
+async fn ssh_connections_that_never_log_in_are_closed() {
+    let relay = Relay::start_with(&["--ssh-listen", "127.0.0.1:0", "--ssh-login-window-ms", "800"]).await;
+    let mut sock = TcpStream::connect(relay.ssh.unwrap()).await.unwrap();
+    sock.write_all(b"SSH-2.0-silent_client\r\n").await.unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut sock, Duration::from_secs(5)).await, "a connection that never logged in was kept");
+    assert!(started.elapsed() >= Duration::from_millis(700), "closed before the window: {:?}", started.elapsed());
+}
