@@ -82,6 +82,8 @@ pub struct Attempt {
     pub country: String,
     /// When, in the tenant's UTC offset (`context.hour`, `weekday`).
     pub at: OffsetDateTime,
+    /// The API key (its id) the subject authenticated with, if any: revoking it ends the access.
+    pub credential: Option<String>,
 }
 
 /// What is asked for: a service and, for gateways, the destination behind it.

@@ -174,7 +174,7 @@ impl Gate {
     /// Decides again every open permit (after a policy, group, key or membership change), with
     /// `groups` read afresh for the users among them ([`Gate::live_users`]); ends those now denied
     /// and records why. Returns how many were ended.
-    pub fn redecide(&self, groups: &FreshGroups) -> usize {
+    pub fn redecide(&self, groups: &FreshGroups, dead_credentials: &std::collections::HashSet<String>) -> usize {
         let mut ended = 0;
         for (attempt, resource, revoked) in self.live.snapshot() {
             let mut attempt = attempt;
@@ -183,7 +183,15 @@ impl Gate {
             {
                 *g = fresh.clone();
             }
-            let decision = self.evaluate(&attempt, &resource);
+            let decision = match &attempt.credential {
+                Some(id) if dead_credentials.contains(id) => Decision {
+                    allowed: false,
+                    policy_id: "credential_revoked".into(),
+                    reason: format!("credential_revoked: the key `{id}` was revoked, expired or removed"),
+                    policy_version: String::new(),
+                },
+                _ => self.evaluate(&attempt, &resource),
+            };
             if decision.allowed || revoked.is_cancelled() {
                 continue;
             }
@@ -195,6 +203,12 @@ impl Gate {
             ended += 1;
         }
         ended
+    }
+
+    /// The credentials (API key ids) of open permits, by tenant: whose validity [`Gate::redecide`]
+    /// needs.
+    pub fn live_credentials(&self) -> Vec<(String, String)> {
+        self.live.credentials()
     }
 
     /// The users with open permits, by (tenant, name): whose groups [`Gate::redecide`] needs.

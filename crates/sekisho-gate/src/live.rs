@@ -49,6 +49,18 @@ impl Registry {
         self.entries.lock().values().cloned().collect()
     }
 
+    pub(crate) fn credentials(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .entries
+            .lock()
+            .values()
+            .filter_map(|(a, _, _)| a.credential.clone().map(|c| (a.tenant.clone(), c)))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub(crate) fn users(&self) -> Vec<(String, String)> {
         let mut users: Vec<(String, String)> = self
             .entries

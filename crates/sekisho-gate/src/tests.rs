@@ -34,6 +34,7 @@ fn alice(groups: &[&str]) -> Attempt {
         source_ip: "203.0.113.7".parse().unwrap(),
         country: "JP".into(),
         at: datetime!(2026-12-07 09:00 +09:00),
+        credential: None,
     }
 }
 
@@ -132,15 +133,15 @@ async fn a_change_ends_the_open_accesses_it_now_denies() {
     assert_eq!(f.gate.live_users(), vec![("acme".into(), "alice".into()), ("acme".into(), "bob".into())]);
 
     // Nothing changed: nothing ends.
-    assert_eq!(f.gate.redecide(&FreshGroups::new()), 0);
+    assert_eq!(f.gate.redecide(&FreshGroups::new(), &Default::default()), 0);
     // Bob leaves `staff`: only his access ends.
     let mut fresh = FreshGroups::new();
     fresh.insert(("acme".into(), "bob".into()), Ok(vec![]));
-    assert_eq!(f.gate.redecide(&fresh), 1);
+    assert_eq!(f.gate.redecide(&fresh, &Default::default()), 1);
     assert!(bob_permit.revoked().is_cancelled() && !alice_permit.revoked().is_cancelled());
     // A policy that denies everyone ends alice's too; bob's is not ended twice.
     f.gate.change_policies(|e| e.remove("acme", "wiki"));
-    assert_eq!(f.gate.redecide(&FreshGroups::new()), 1);
+    assert_eq!(f.gate.redecide(&FreshGroups::new(), &Default::default()), 1);
     assert!(alice_permit.revoked().is_cancelled());
     drop((alice_permit, bob_permit));
     let rows = events(&f).await;
@@ -197,4 +198,19 @@ async fn no_access_goes_ahead_while_its_evidence_could_not_be_kept() {
             "all required conditions hold"
         ]
     );
+}
+
+#[tokio::test]
+async fn revoking_the_key_of_an_open_access_ends_it() {
+    let f = fixture().await;
+    let with_key = Attempt { credential: Some("key_1".into()), ..alice(&["staff"]) };
+    let Verdict::Permit(p) = f.gate.decide(&with_key, &wiki()) else { panic!() };
+    let Verdict::Permit(other) = f.gate.decide(&alice(&["staff"]), &wiki()) else { panic!() };
+    assert_eq!(f.gate.live_credentials(), vec![("acme".to_owned(), "key_1".to_owned())]);
+    let dead: std::collections::HashSet<String> = ["key_1".to_owned()].into();
+    assert_eq!(f.gate.redecide(&FreshGroups::new(), &dead), 1);
+    assert!(p.revoked().is_cancelled() && !other.revoked().is_cancelled());
+    drop((p, other));
+    let rows = events(&f).await;
+    assert!(rows.iter().any(|r| r.record.policy_id == "credential_revoked"), "{rows:?}");
 }

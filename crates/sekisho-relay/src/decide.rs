@@ -44,6 +44,7 @@ pub(crate) fn attempt(
         source_ip: source,
         country: state.geo.country(source),
         at: tenant_now(topo, tenant),
+        credential: None,
     }
 }
 

@@ -202,7 +202,22 @@ impl State {
             };
             fresh.insert((tenant, name), groups);
         }
-        let ended = self.gate.redecide(&fresh);
+        // Keys of open accesses that were revoked, expired or removed since.
+        let mut dead = std::collections::HashSet::new();
+        for (_, id) in self.gate.live_credentials() {
+            match self.store.get_api_key(&id).await {
+                Ok(Some(k)) if k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > now_ms()) => {}
+                Ok(_) => {
+                    dead.insert(id);
+                }
+                // Fail closed, as for groups that cannot be read.
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %id, "cannot check a key of an open access; ending it");
+                    dead.insert(id);
+                }
+            }
+        }
+        let ended = self.gate.redecide(&fresh, &dead);
         if ended > 0 {
             tracing::info!(ended, "open accesses ended by a change");
         }

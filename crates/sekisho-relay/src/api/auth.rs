@@ -392,9 +392,11 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     if mutating {
-        // Keys, users or groups may have changed: the gateway checks them afresh.
+        // Keys, users or groups may have changed: the gateway checks them afresh, and open
+        // accesses are decided again (a revoked key ends the connections made with it).
         state.gateway_auth.clear();
         state.web.sessions.clear();
+        state.redecide().await;
     }
     if mutating && (response.status().is_client_error() || response.status().is_server_error()) {
         let reason = match response.extensions().get::<super::error::ErrorTag>() {

@@ -222,8 +222,16 @@ pub(crate) async fn test(
         None => now,
     };
     let country = state.geo.country(req.ip);
-    let attempt =
-        Attempt { tenant: caller.tenant.clone(), path, auth, subject, source_ip: req.ip, country: country.clone(), at };
+    let attempt = Attempt {
+        tenant: caller.tenant.clone(),
+        path,
+        auth,
+        subject,
+        source_ip: req.ip,
+        country: country.clone(),
+        at,
+        credential: None,
+    };
     let resource = Resource {
         service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
         destination: (req.domain.is_some() || req.port.is_some() || req.dest_ip.is_some()).then(|| Destination {

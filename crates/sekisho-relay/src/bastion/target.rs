@@ -107,6 +107,7 @@ fn attempt(state: &State, authed: &Authed) -> Attempt {
         source_ip: authed.ip,
         country: authed.country.clone(),
         at: crate::decide::tenant_now(&topo, &authed.tenant),
+        credential: None,
     }
 }
 

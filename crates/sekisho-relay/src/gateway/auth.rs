@@ -125,6 +125,8 @@ pub(super) async fn authenticate(state: &State, ip: IpAddr, c: &Credentials) -> 
     }
     let topo = state.topology();
     let subject = Subject::User { name: authed.user, groups: authed.groups, via_agent: None };
-    let attempt = crate::decide::attempt(state, &topo, &tenant, AccessPath::Socks, AuthMethod::ApiKey, subject, ip);
+    let mut attempt = crate::decide::attempt(state, &topo, &tenant, AccessPath::Socks, AuthMethod::ApiKey, subject, ip);
+    // Revoking the key ends the connections made with it.
+    attempt.credential = Some(authed.key.id.clone());
     Ok(Client { attempt, gateway })
 }

@@ -92,3 +92,49 @@ async fn a_group_or_policy_change_ends_the_open_streams_it_denies() {
         .await;
     assert!(closed["detail"].as_str().unwrap().contains("ended"), "{closed}");
 }
+
+/// Revoking the API key a gateway connection was made with ends that connection.
+#[tokio::test]
+async fn revoking_a_gateway_key_ends_the_connections_made_with_it() {
+    let relay = Relay::start_with(&["--socks-listen", "127.0.0.1:0", "--egress-allow", "127.0.0.0/8"]).await;
+    let key = relay.admin_key.clone();
+    let ok = |(status, v): (u16, serde_json::Value)| {
+        assert!((200..300).contains(&status), "{v}");
+        v
+    };
+    relay.ctl(&["service", "create", "internet", "--target", "socks"]).await.unwrap();
+    relay.policy("internet", &["true"], &[]).await;
+    ok(relay
+        .api("POST", "/api/v1/users", Some(json!({"name": "alice", "password": "correct horse battery"})), &key)
+        .await);
+    let proxy = ok(relay
+        .api("POST", "/api/v1/api-keys", Some(json!({"name": "p", "scopes": ["gateway:use"], "user": "alice"})), &key)
+        .await);
+    let (secret, id) = (proxy["key"].as_str().unwrap().to_owned(), proxy["id"].as_str().unwrap().to_owned());
+    let echo = targets::echo_stream().await;
+    // A SOCKS5 CONNECT by hand: greeting, username/password, request.
+    let mut sock = TcpStream::connect(relay.socks.unwrap()).await.unwrap();
+    sock.write_all(&[5, 1, 2]).await.unwrap();
+    let mut two = [0u8; 2];
+    sock.read_exact(&mut two).await.unwrap();
+    let mut auth = vec![1, 5];
+    auth.extend_from_slice(b"alice");
+    auth.push(secret.len() as u8);
+    auth.extend_from_slice(secret.as_bytes());
+    sock.write_all(&auth).await.unwrap();
+    sock.read_exact(&mut two).await.unwrap();
+    assert_eq!(two, [1, 0], "authenticated");
+    let std::net::SocketAddr::V4(v4) = echo else { panic!() };
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    sock.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 10];
+    sock.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply[1], 0, "connected");
+    assert!(echoes(&mut sock).await);
+
+    ok(relay.api("DELETE", &format!("/api/v1/api-keys/{id}"), None, &key).await);
+    assert!(ended(&mut sock).await, "a connection outlived the key it was made with");
+    relay.wait_event(|e| e["policy_id"] == "credential_revoked" && e["path"] == "socks").await;
+}
