@@ -71,15 +71,20 @@ pub(crate) async fn login(
             Err::<Json<serde_json::Value>, ApiError>(err)
         }
     };
-    let invalid = || ApiError::unauthenticated("user name or password is wrong");
-    if state.limiter.blocked(ip) {
-        let err = ApiError::new(
+    // One answer for every refusal of the credentials (unknown user, wrong password, locked
+    // account), so the answer does not tell which users exist.
+    let invalid = || {
+        ApiError::unauthenticated(
+            "user name or password is wrong, or the account waits after repeated failures; try again later",
+        )
+    };
+    let rate_limited = || {
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many failed attempts from your address; try again in a minute",
-        );
-        return fail("rate_limited", err).await;
-    }
+        )
+    };
     let user = match &tenant {
         Some(t) => state.store.get_user(&t.id, &req.user).await?,
         None => None,
@@ -87,16 +92,18 @@ pub(crate) async fn login(
     let password = req.password.clone();
     let phc = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
     let password_ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false);
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+    // An address over its failure limit is refused for what would fail again; right credentials
+    // still pass (one script behind a NAT must not lock out everyone else).
+    let known = user.filter(|u| u.disabled_at.is_none());
+    if state.limiter.blocked(ip) && !(password_ok && known.is_some()) {
+        return fail("rate_limited", rate_limited()).await;
+    }
+    let Some(user) = known else {
         return fail("unknown_user", invalid()).await;
     };
     if user.locked_until.is_some_and(|t| t > now_ms()) {
-        let err = ApiError::new(
-            StatusCode::LOCKED,
-            "locked",
-            "this account is locked after repeated failed logins; try again later or ask an admin to unlock it",
-        );
-        return fail("locked", err).await;
+        // Recorded as what it is; answered like any wrong credential.
+        return fail("locked", invalid()).await;
     }
     let count_failure = |reason: &'static str, err: ApiError| {
         let state = state.clone();

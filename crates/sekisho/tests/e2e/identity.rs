@@ -276,7 +276,11 @@ async fn users_log_in_with_password_and_totp_and_are_locked_out_after_failures()
         assert_eq!(status, 401);
     }
     let (status, v) = login(json!({"totp": totp_now(&secret)})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (423, Some("locked")), "{v}");
+    // Answered like a wrong password (423 would tell that the user exists); recorded as `locked`.
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthenticated")), "{v}");
+    let (_, unknown) =
+        relay.api("POST", "/api/v1/login", Some(json!({"user": "nobody-here", "password": "whatever123"})), "").await;
+    assert_eq!(v["error"], unknown["error"], "a locked account and an unknown user are told the same");
     ok(relay.api("POST", "/api/v1/users/alice/unlock", None, &admin).await);
     assert_eq!(login(json!({"recovery_code": recovery[2]})).await.0, 200);
     // Unknown users get the same answer as wrong passwords.
