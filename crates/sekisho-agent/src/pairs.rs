@@ -79,7 +79,15 @@ impl Pairs {
     /// share one handshake.
     pub(crate) async fn get(&self, link: &Link, route: &RouteConfig) -> Result<Arc<Established>, Failure> {
         let key = (link.generation, route.peer_agent.clone());
-        let cell = self.map.lock().entry(key.clone()).or_default().clone();
+        let cell = {
+            let mut map = self.map.lock();
+            // A session that has handed out half its stream indices is replaced by a new one
+            // (a new handshake); streams still open on it go on.
+            if map.get(&key).and_then(|c| c.get()).is_some_and(|e| e.session.wants_rehandshake()) {
+                map.remove(&key);
+            }
+            map.entry(key.clone()).or_default().clone()
+        };
         if let Some(established) = cell.get() {
             return Ok(established.clone());
         }

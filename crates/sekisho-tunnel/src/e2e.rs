@@ -49,6 +49,9 @@ pub const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
 const REPLAY_WINDOW: u32 = 1 << 16;
 /// Records per key on a stream of keying 2: at most 4 GiB under one key.
 pub const EPOCH_RECORDS: u32 = 1 << 16;
+/// Stream indices a pair session hands out before its initiator makes a new session: half of the
+/// index space, far before the end, which is permanent (an index is never handed out twice).
+pub const REHANDSHAKE_AFTER: u32 = 1 << 31;
 /// The handshake payload by which both ends agree on keys per stream.
 pub const KEYING_PER_STREAM: &[u8] = b"sekisho-e2e/2";
 const STREAM_LABEL: &[u8] = b"sekisho e2e stream";
@@ -227,10 +230,19 @@ impl PairSession {
         self.keying
     }
 
-    /// A fresh stream index for the initiator.
+    /// A fresh stream index for the initiator. Once the indices run out the session stays
+    /// exhausted: it never wraps to indices (and so keys and nonces) it handed out before. An index
+    /// whose stream then fails to open is simply never used.
     pub fn next_index(&self) -> Result<u32, E2eError> {
-        let i = self.next_index.fetch_add(1, Ordering::Relaxed);
-        if i == u32::MAX { Err(E2eError::Exhausted) } else { Ok(i) }
+        self.next_index
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| i.checked_add(1))
+            .map_err(|_| E2eError::Exhausted)
+    }
+
+    /// Whether the initiator should make a new session for its next streams
+    /// ([`REHANDSHAKE_AFTER`] indices handed out).
+    pub fn wants_rehandshake(&self) -> bool {
+        self.next_index.load(Ordering::Relaxed) > REHANDSHAKE_AFTER
     }
 
     /// Records that the responder accepted stream `index`; refuses one seen before.

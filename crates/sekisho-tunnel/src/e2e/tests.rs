@@ -239,3 +239,26 @@ fn wrong_static_key_fails_the_handshake() {
     let (_, m1) = initiate(&a_sec, &b_pub).unwrap();
     assert!(respond(&b_sec, &mallory_pub, &m1).is_err());
 }
+
+/// The stream index never wraps: at the end of its space the session stays exhausted (a wrap
+/// would hand out indices, and so keys and nonces, a second time), and it asks for a new session
+/// long before that.
+#[test]
+fn stream_indices_never_wrap_and_ask_for_a_new_session_first() {
+    let session = PairSession {
+        send: [0x11; 32],
+        recv: [0x22; 32],
+        keying: Keying::PerStream,
+        epoch: 2,
+        next_index: AtomicU32::new(REHANDSHAKE_AFTER),
+        seen: Mutex::new(Seen::default()),
+    };
+    assert!(!session.wants_rehandshake());
+    assert_eq!(session.next_index().ok(), Some(REHANDSHAKE_AFTER));
+    assert!(session.wants_rehandshake());
+    session.next_index.store(u32::MAX - 1, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(session.next_index().ok(), Some(u32::MAX - 1));
+    for _ in 0..3 {
+        assert!(matches!(session.next_index(), Err(E2eError::Exhausted)), "an index was handed out past the end");
+    }
+}
