@@ -18,7 +18,8 @@
 //! direction's IV XOR a record counter, as in TLS 1.3. Every [`EPOCH_RECORDS`] records a
 //! direction moves to a key derived from the previous secret with HKDF and forgets the old one
 //! (TLS 1.3's key update, made implicit: both ends count the same records), which keeps each key
-//! far below AES-GCM's usage limits. A record that fails authentication, is out of order, too
+//! under AES-GCM's usage limits: 2^33 AES blocks at most against the 2^34.5 of RFC 8446 §5.5, a
+//! margin of about 2.8 (see ARCHITECTURE, "Link records"). A record that fails authentication, is out of order, too
 //! large, or cut short ends the link; the streams on it end with an error, never with a clean end
 //! of data, because a stream's end is itself a frame inside an authenticated record.
 //!
