@@ -65,7 +65,8 @@ async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
         return Err((tenant, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
     }
     let user = match &key.user_id {
-        Some(id) => state.store.get_user_by_id(id).await.ok().flatten(),
+        // A store that does not answer is said as such (and refuses), not taken for "no user".
+        Some(id) => state.store.get_user_by_id(id).await.map_err(|e| (tenant.clone(), format!("store_error: {e}")))?,
         None => None,
     };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
