@@ -238,12 +238,7 @@ pub(crate) fn ip_in(entry: &str, ip: IpAddr) -> bool {
     }
 }
 
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub(crate) use crate::egress::canonical;
 
 /// Checks `allowed_ips` entries for syntax.
 pub(crate) fn valid_ip_entry(entry: &str) -> bool {
