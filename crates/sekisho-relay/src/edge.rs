@@ -15,42 +15,39 @@ use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::Slot;
-use crate::state::State;
-use crate::topology::Topology;
+use sekisho_door::State;
+use sekisho_door::limits::Slot;
+use sekisho_door::topology::Topology;
 
 struct Edge {
     listen: String,
-    bound: Result<String, String>,
     cancel: CancellationToken,
 }
 
+/// The open edge ports, by service id (their bound address or bind error is in the shared
+/// state's `edge_status`, for the API).
 #[derive(Default)]
 pub(crate) struct Edges {
     by_service: Mutex<HashMap<String, Edge>>,
 }
 
-impl Edges {
-    /// The bound address (or the bind error) of a service's edge port.
-    pub(crate) fn status(&self, service_id: &str) -> Option<Result<String, String>> {
-        self.by_service.lock().get(service_id).map(|e| e.bound.clone())
-    }
-}
-
-/// Opens edge listeners for new services with `edge_listen`, closes those of removed ones.
-pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
+/// Opens edge listeners for new services with `edge_listen`, closes those of removed ones (after
+/// every reload of the topology).
+pub(crate) async fn sync(state: Arc<State>, edges: Arc<Edges>, topo: Arc<Topology>) {
     let wanted: HashMap<String, String> =
         topo.services.values().filter_map(|s| s.edge_listen.clone().map(|l| (s.id.clone(), l))).collect();
     let to_open: Vec<(String, String)> = {
-        let mut edges = state.edges.by_service.lock();
-        edges.retain(|id, e| {
+        let mut open = edges.by_service.lock();
+        let mut status = state.edge_status.lock();
+        open.retain(|id, e| {
             let keep = wanted.get(id) == Some(&e.listen);
             if !keep {
                 e.cancel.cancel();
+                status.remove(id);
             }
             keep
         });
-        wanted.into_iter().filter(|(id, _)| !edges.contains_key(id)).collect()
+        wanted.into_iter().filter(|(id, _)| !open.contains_key(id)).collect()
     };
     for (id, listen) in to_open {
         let cancel = state.stream_scope(&id);
@@ -66,7 +63,8 @@ pub(crate) async fn sync(state: &Arc<State>, topo: &Topology) {
                 Err(format!("cannot listen on `{listen}`: {e}"))
             }
         };
-        state.edges.by_service.lock().insert(id, Edge { listen, bound, cancel });
+        state.edge_status.lock().insert(id.clone(), bound);
+        edges.by_service.lock().insert(id, Edge { listen, cancel });
     }
 }
 
@@ -79,7 +77,7 @@ async fn accept_loop(state: Arc<State>, service_id: String, listener: TcpListene
             },
             () = cancel.cancelled() => return,
         };
-        let Some(slot) = state.edge_limits.admit(crate::api::canonical(peer.ip())) else { continue };
+        let Some(slot) = state.edge_limits.admit(sekisho_door::credentials::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
         tokio::spawn(serve(state.clone(), service_id.clone(), (sock, slot), peer, cancel.clone()));
     }
@@ -101,7 +99,7 @@ async fn serve(
         };
         // The principal is the unauthenticated `Visitor::"<ip>"`: conditions on
         // `context.source_ip` and `context.country` are what guard edge ports.
-        let attempt = crate::decide::attempt(
+        let attempt = sekisho_door::decide::attempt(
             &state,
             &topo,
             &svc.tenant_id,

@@ -1,48 +1,37 @@
-//! The relay: the cloud side every agent dials out to.
+//! The relay: the cloud side every agent dials out to, and the composer of its front doors.
 //!
-//! One TLS 1.3 port serves two protocols, told apart by ALPN: agents (`sekisho/1`) join the
-//! [`hub`] and have their streams decided and spliced by the [`router`]; HTTP clients (`h2`,
-//! `http/1.1`) reach the admin [`api`]. Relay-edge ports ([`edge`]) accept plain TCP for a service
-//! and carry it to the service's back agent.
+//! One TLS 1.3 port serves two protocols, told apart by ALPN: agents (`sekisho/1`) are served by
+//! the [`router`], which decides and splices their streams; HTTP clients (`h2`, `http/1.1`) reach
+//! the routes of the HTTP front doors (the admin API, `sekisho-api`; the console and browser
+//! edge, `sekisho-web`). Relay-edge ports ([`edge`]) accept plain TCP for a service and carry it
+//! to the service's back agent. The SSH bastion (`sekisho-bastion`) and the SOCKS5 gateway
+//! (`sekisho-gateway`) listen on ports of their own.
 //!
-//! The relay decides and routes; it cannot read agent-to-agent payload, which is sealed end to
-//! end by the agents (see `sekisho_tunnel::e2e`). Every stream is decided by the tenant's Cedar
-//! policies (`sekisho-policy`, see [`decide`]) and left in the hash-chained audit log
-//! (`sekisho-audit`). State lives in `sekisho-store` (SQLite or PostgreSQL); the in-memory
-//! [`topology`] snapshot is rebuilt after every change and pushed to connected agents.
+//! Each front door is a crate that depends only on the front-door layer (`sekisho-door`: the
+//! shared state, credentials, limits, egress) and the access gate (`sekisho-gate`), never on
+//! another door; this crate alone knows them all and starts them through
+//! [`sekisho_door::FrontDoor`]. The relay decides and routes; it cannot read agent-to-agent
+//! payload, which is sealed end to end by the agents (see `sekisho_tunnel::e2e`).
 
-mod api;
-mod bastion;
-mod decide;
 mod edge;
-mod egress;
-mod events;
-mod gateway;
-mod guard;
-mod hub;
-mod limits;
 mod listener;
-mod noise;
 mod router;
-mod secrets;
-mod state;
-mod topology;
-mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sekisho_door::{FrontDoor, State, events, noise, secrets};
 use sekisho_store::Store;
 use sekisho_tunnel::tls::LocalCa;
 use tokio_util::sync::CancellationToken;
 
-pub use bastion::BastionConfig;
-pub use egress::EgressRule;
-pub use gateway::GatewayConfig;
-pub use limits::LimitsConfig;
-pub use secrets::{hash_secret, new_api_key};
-pub use web::WebConfig;
+pub use sekisho_bastion::BastionConfig;
+pub use sekisho_door::egress::EgressRule;
+pub use sekisho_door::limits::LimitsConfig;
+pub use sekisho_door::names::WebConfig;
+pub use sekisho_door::secrets::{hash_secret, new_api_key};
+pub use sekisho_gateway::GatewayConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -63,9 +52,9 @@ pub enum RelayError {
     #[error(transparent)]
     Secrets(#[from] secrets::SealError),
     #[error(transparent)]
-    Gateway(#[from] gateway::GatewayError),
+    Gateway(#[from] sekisho_gateway::GatewayError),
     #[error(transparent)]
-    Bastion(#[from] bastion::BastionError),
+    Bastion(#[from] sekisho_bastion::BastionError),
 }
 
 /// How to run a relay.
@@ -116,7 +105,7 @@ pub struct RelayHandle {
     pub ca_path: PathBuf,
     /// The first admin API key, only on the very first start (it is stored hashed).
     pub admin_key: Option<String>,
-    state: Arc<state::State>,
+    state: Arc<State>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinHandle<()>,
 }
@@ -194,7 +183,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
 
     let shutdown = CancellationToken::new();
     let tap = config.debug_tap.map(events::start_tap);
-    let state = state::State::new(state::Parts {
+    let state = State::new(sekisho_door::state::Parts {
         store,
         ca_fingerprint: ca_fingerprint.clone(),
         public_addr,
@@ -216,27 +205,34 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     certs.set_filter(Box::new(move |label| {
         known.upgrade().is_some_and(|s| s.topology().tenants.values().any(|t| t.name.eq_ignore_ascii_case(label)))
     }));
+    // Relay edge ports follow every reload of the topology, the first one included.
+    let edges = Arc::new(edge::Edges::default());
+    state.on_reload(Box::new(move |state, topo| Box::pin(edge::sync(state, edges.clone(), topo))));
     state.start_cluster().await?;
     events::spawn_retention(&state);
     noise::spawn_summaries(&state);
 
-    let gateway_addr = match &config.gateway {
-        Some(g) => {
-            let options = Arc::new(gateway::Gateway::new(g)?);
-            let listener = sekisho_tunnel::dial::listen(g.listen)
-                .map_err(|source| RelayError::Listen { addr: g.listen, source })?;
-            let bound = listener.local_addr().map_err(|source| RelayError::Listen { addr: g.listen, source })?;
-            tokio::spawn(gateway::run(state.clone(), options, listener, shutdown.clone()));
-            Some(bound)
-        }
-        None => None,
-    };
-    let bastion_addr = match &config.bastion {
-        Some(b) => Some(bastion::start(state.clone(), &config.data_dir, b, shutdown.clone()).await?),
-        None => None,
-    };
+    // The front doors, in order: an HTTP door wraps the routes of those before it.
+    let mut doors: Vec<Arc<dyn FrontDoor>> =
+        vec![Arc::new(sekisho_api::ApiDoor::new(state.clone())), Arc::new(sekisho_web::WebDoor::new(state.clone()))];
+    if let Some(g) = &config.gateway {
+        doors.push(Arc::new(sekisho_gateway::GatewayDoor::bind(state.clone(), g)?));
+    }
+    if let Some(b) = &config.bastion {
+        doors.push(Arc::new(sekisho_bastion::BastionDoor::bind(state.clone(), &config.data_dir, b)?));
+    }
+    let addr_of = |name: &str| doors.iter().find(|d| d.name() == name).and_then(|d| d.local_addr());
+    let (gateway_addr, bastion_addr) = (addr_of("socks"), addr_of("ssh"));
+    let mut http = axum::Router::new();
+    for door in &doors {
+        http = door.http(http);
+    }
+    for door in doors {
+        tracing::debug!(door = door.name(), addr = ?door.local_addr(), "front door open");
+        tokio::spawn(door.serve(shutdown.clone()));
+    }
     let console_url = format!("{}/", state.web.console_origin());
-    let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), shutdown.clone()));
+    let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), http, shutdown.clone()));
     Ok(RelayHandle {
         addr,
         gateway_addr,

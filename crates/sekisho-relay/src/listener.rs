@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::state::State;
+use sekisho_door::State;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,11 +20,12 @@ pub(crate) async fn run(
     tcp: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
+    http: axum::Router,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let api = crate::web::router(state.clone(), crate::api::router(state.clone()))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::catch_panic));
+    // A panic in any door's handler becomes an answer and an audit event.
+    let api = http.layer(axum::middleware::from_fn_with_state(state.clone(), sekisho_api::catch_panic));
     let limits = state.conn_limits("tls");
     loop {
         let accepted = tokio::select! {
@@ -40,7 +41,7 @@ pub(crate) async fn run(
             }
         };
         // Over a cap: closed before the TLS handshake costs anything.
-        let Some(slot) = limits.admit(crate::api::canonical(peer.ip())) else { continue };
+        let Some(slot) = limits.admit(sekisho_door::credentials::canonical(peer.ip())) else { continue };
         let _ = sock.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
@@ -81,7 +82,8 @@ async fn handle(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state:
             }
         }
         _ => {
-            let service = TowerToHyperService::new(api.layer(axum::Extension(crate::api::PeerAddr(peer))));
+            let service =
+                TowerToHyperService::new(api.layer(axum::Extension(sekisho_door::credentials::PeerAddr(peer))));
             // ALPN already said which HTTP it is (no sniffing of first bytes, which would wait for
             // a silent client). HTTP/1: a request head must arrive in full within the timeout, the
             // first one after the handshake and each next one on a kept-alive connection, so silent

@@ -3,7 +3,7 @@
 //! A stream is forwarded only along a route an administrator defined: the route must exist, be
 //! assigned to the agent that opened the stream, lead to an existing service, and the service's
 //! back agent must be online, and the tenant's policy for the service must allow it (see
-//! [`crate::decide`]). Anything else is refused with a reason; a refusal is in the audit log
+//! [`sekisho_door::decide`]). Anything else is refused with a reason; a refusal is in the audit log
 //! before the stream is reset, an allowed stream is logged when it ends.
 
 use std::future::Future;
@@ -23,8 +23,8 @@ use sekisho_tunnel::{Connection, Link, MuxStream};
 use sekisho_wire::{Config, ResetCode, Side};
 use tracing::Instrument;
 
-use crate::secrets::{hash_secret, new_id};
-use crate::state::State;
+use sekisho_door::State;
+use sekisho_door::secrets::{hash_secret, new_id};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -209,7 +209,7 @@ async fn on_control(state: &Arc<State>, msg: &Bytes) {
                 state.catch_up().await;
             }
             if state.topology().routes.contains_key(&route_id) {
-                state.route_status.lock().insert(route_id, crate::state::RouteStatus { bound, error });
+                state.route_status.lock().insert(route_id, sekisho_door::state::RouteStatus { bound, error });
             }
         }
         Err(e) => tracing::info!(error = %e, "ignoring malformed control message"),
@@ -251,7 +251,7 @@ struct StreamRefusal {
 fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<Admitted, Box<StreamRefusal>> {
     let topo = state.topology();
     let front = topo.agents.get(from);
-    let attempt = crate::decide::tunnel(state, &topo, front, from, peer.ip());
+    let attempt = sekisho_door::decide::tunnel(state, &topo, front, from, peer.ip());
     let refusal = |code: &'static str, message: String, target: &str| {
         let denial = state.gate.refuse(&attempt, target, code, message.clone());
         Box::new(StreamRefusal { code: code.to_owned(), message, denial })

@@ -1,0 +1,75 @@
+//! Background evidence chores: retention pruning per tenant plan, and the test-only tap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sekisho_store::now_ms;
+use tokio::io::AsyncWriteExt;
+
+use crate::state::State;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Prunes each tenant's audit events older than its plan's retention, hourly (and at start).
+pub fn spawn_retention(state: &Arc<State>) {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            if state.shutdown.is_cancelled() {
+                return;
+            }
+            enforce_retention(&state).await;
+        }
+    });
+}
+
+/// Applies every tenant's retention now; returns how many events were removed.
+pub async fn enforce_retention(state: &State) -> u64 {
+    let tenants = match state.store.list_tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "retention: cannot list tenants");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for t in tenants {
+        let before = now_ms() - t.retention_days.max(1) * DAY_MS;
+        match state.auditor.prune(&t.id, before).await {
+            Ok(0) => {}
+            Ok(n) => {
+                removed += n;
+                tracing::info!(tenant = %t.name, removed = n, days = t.retention_days, "audit retention applied");
+                state.auditor.record(
+                    sekisho_audit::Event::new(&t.id, sekisho_audit::EventKind::System, sekisho_audit::Decision::Allow)
+                        .subject(sekisho_audit::SubjectKind::System, "retention")
+                        .reason(format!("removed {n} events older than {} days", t.retention_days)),
+                );
+            }
+            Err(e) => tracing::error!(tenant = %t.name, error = %e, "retention: prune failed"),
+        }
+    }
+    removed
+}
+
+/// Test-only tap: forwards copies of spliced bytes to a TCP listener at `addr`.
+pub fn start_tap(addr: SocketAddr) -> sekisho_tunnel::pump::Tap {
+    tracing::warn!(%addr, "debug tap enabled: spliced agent-to-agent bytes are copied to this address");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    tokio::spawn(async move {
+        let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await else {
+            tracing::error!(%addr, "cannot connect to debug tap");
+            return;
+        };
+        while let Some(chunk) = rx.recv().await {
+            if sock.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}

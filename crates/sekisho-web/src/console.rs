@@ -1,0 +1,554 @@
+//! The web console: sign-in, sign-out, the language switch, and the pages ([`pages`], [`admin`]).
+//!
+//! The console has no back door: every page reads and writes through the public admin API,
+//! called in-process with the visitor's own session key (from the `__Host-sekisho` cookie) and
+//! the visitor's address, so scopes, the audit trail and rate limits are exactly the API's.
+//! What the console can do, `sekisho ctl` can do. State-changing forms carry the session's CSRF
+//! token and are refused from another origin.
+
+mod admin;
+mod pages;
+mod recordings;
+mod sso;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, Query, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use maud::{Markup, html};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::i18n::Lang;
+use super::page::{self, Who};
+use super::session::{self, CONSOLE_COOKIE, LANG_COOKIE, Ticket};
+
+use crate::WebState;
+
+/// Form posts larger than this are refused (413).
+const MAX_FORM: usize = 64 * 1024;
+
+pub(crate) struct Console {
+    state: Arc<WebState>,
+    api: Router,
+    flows: sso::Flows,
+}
+
+type C = Arc<Console>;
+/// A form's fields.
+type Fields = HashMap<String, String>;
+
+pub(crate) fn router(state: Arc<WebState>, api: Router) -> Router {
+    let console = Arc::new(Console { state, api, flows: sso::Flows::default() });
+    Router::new()
+        .route("/login", get(login_form).post(login_submit))
+        .route("/logout", get(logout_form).post(logout_submit))
+        .route("/lang", get(set_lang))
+        .route("/static/sekisho.css", get(|| async { asset("text/css; charset=utf-8", page::CSS) }))
+        .route("/static/sekisho.js", get(|| async { asset("text/javascript; charset=utf-8", page::JS) }))
+        .merge(pages::routes())
+        .merge(admin::routes())
+        .merge(recordings::routes())
+        .merge(sso::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
+        .with_state(console)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+/// One signed-in request: who, in which language, and the API on their behalf.
+pub(crate) struct Ctx {
+    console: C,
+    pub(crate) lang: Lang,
+    key: String,
+    peer: Option<sekisho_door::credentials::PeerAddr>,
+    pub(crate) name: String,
+    pub(crate) tenant: String,
+    tenant_id: String,
+    key_id: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) csrf: String,
+}
+
+/// What the API answered.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+}
+
+impl Answer {
+    pub(crate) fn ok(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The API's error message (`code: message`), for a flash line.
+    pub(crate) fn error(&self) -> String {
+        let e = &self.body["error"];
+        let mut text = format!("{}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(""));
+        if let Some(diags) = e["diagnostics"].as_array() {
+            for d in diags {
+                text.push_str(&format!(
+                    "\n{} #{} line {} column {}: {}",
+                    d["kind"].as_str().unwrap_or(""),
+                    d["index"].as_u64().unwrap_or(0) + 1,
+                    d["line"],
+                    d["column"],
+                    d["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        text
+    }
+}
+
+async fn call_api(
+    console: &Console,
+    key: Option<&str>,
+    peer: Option<sekisho_door::credentials::PeerAddr>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Body) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let Ok(mut req) = req.body(body) else {
+        return (StatusCode::BAD_REQUEST, HeaderMap::new(), Body::empty());
+    };
+    if let Some(p) = peer {
+        req.extensions_mut().insert(p);
+    }
+    match console.api.clone().oneshot(req).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            (parts.status, parts.headers, body)
+        }
+        Err(never) => match never {},
+    }
+}
+
+async fn json_of(status: StatusCode, body: Body) -> Answer {
+    let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+}
+
+impl Ctx {
+    /// The signed-in visitor, or the response that sends them to sign in.
+    pub(crate) async fn load(
+        console: &C,
+        headers: &HeaderMap,
+        peer: Option<sekisho_door::credentials::PeerAddr>,
+        here: &str,
+    ) -> Result<Ctx, Response> {
+        let lang = Lang::from_headers(headers);
+        let to_login = |clear: bool| {
+            let q = serde_urlencoded::to_string([("rd", here)]).unwrap_or_default();
+            let mut resp = see_other(&format!("/login?{q}"));
+            if clear {
+                resp.headers_mut().append(header::SET_COOKIE, session::clear_cookie(CONSOLE_COOKIE));
+            }
+            resp
+        };
+        let Some(key) = super::cookie(headers, CONSOLE_COOKIE) else { return Err(to_login(false)) };
+        let (status, _, body) = call_api(console, Some(&key), peer, Method::GET, "/api/v1/session", None).await;
+        let who = json_of(status, body).await;
+        // Only a TOTP or SSO sign-in opens the console, not a password alone or an API key.
+        let web = session::web_auth_method(who.body["auth_method"].as_str());
+        if !who.ok() || who.body["user"] != Value::Bool(true) || web.is_none() {
+            return Err(to_login(true));
+        }
+        let s = |k: &str| who.body[k].as_str().unwrap_or("").to_owned();
+        let scopes = who.body["scopes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        Ok(Ctx {
+            console: console.clone(),
+            lang,
+            csrf: session::csrf_token(&key),
+            key,
+            peer,
+            name: s("name"),
+            tenant: s("tenant"),
+            tenant_id: s("tenant_id"),
+            key_id: s("key_id"),
+            scopes,
+        })
+    }
+
+    pub(crate) fn t(&self, key: &'static str) -> &'static str {
+        self.lang.t(key)
+    }
+
+    pub(crate) fn may(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == "*" || s == scope)
+    }
+
+    pub(crate) async fn api(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let (status, _, body) = call_api(&self.console, Some(&self.key), self.peer, method, path, body).await;
+        json_of(status, body).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Answer {
+        self.api(Method::GET, path, None).await
+    }
+
+    /// The raw API response (exports are passed through as they stream).
+    pub(crate) async fn raw(&self, path: &str) -> (StatusCode, HeaderMap, Body) {
+        call_api(&self.console, Some(&self.key), self.peer, Method::GET, path, None).await
+    }
+
+    /// A full console page.
+    pub(crate) fn page(&self, active: &str, title: &str, body: Markup) -> Response {
+        let who = Who { name: &self.name, tenant: &self.tenant, csrf: &self.csrf, scopes: &self.scopes };
+        page::html_response(StatusCode::OK, page::layout(self.lang, &who, active, title, body), "")
+    }
+
+    /// A one-button form in a table row: posts `do=<what>` and `<key>=<value>` to `action`
+    /// (with the CSRF field); a `danger` one asks before it goes.
+    pub(crate) fn row_action(
+        &self,
+        action: &str,
+        what: &str,
+        key: &str,
+        value: &str,
+        label: &'static str,
+        danger: bool,
+    ) -> Markup {
+        html! {
+            form.inline method="post" action=(action) data-confirm=[danger.then(|| self.t("confirm"))] {
+                (self.csrf_field())
+                input type="hidden" name="do" value=(what);
+                input type="hidden" name=(key) value=(value);
+                button.small.danger[danger] type="submit" { (self.t(label)) }
+            }
+        }
+    }
+
+    /// The hidden CSRF field every form carries.
+    pub(crate) fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.csrf); }
+    }
+}
+
+/// A signed-in form post whose CSRF token and origin are right.
+pub(crate) async fn ctx_post(
+    console: &C,
+    headers: &HeaderMap,
+    peer: Option<sekisho_door::credentials::PeerAddr>,
+    here: &str,
+    fields: &Fields,
+) -> Result<Ctx, Response> {
+    let c = Ctx::load(console, headers, peer, here).await?;
+    if !same_origin(headers, &console.state.web.console_origin())
+        || !session::csrf_ok(&c.key, fields.get("csrf").map_or("", String::as_str))
+    {
+        return Err(refused(c.lang, "csrf_failed", "the form is stale or came from another site; reload the page"));
+    }
+    Ok(c)
+}
+
+/// An `Origin` header, when the browser sends one, must be this host (over HTTP/2, which has no
+/// `Host` header, the console's own origin).
+fn same_origin(headers: &HeaderMap, console_origin: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    match (origin.strip_prefix("https://"), headers.get(header::HOST).and_then(|v| v.to_str().ok())) {
+        (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+        (Some(_), None) => origin.eq_ignore_ascii_case(console_origin),
+        _ => false,
+    }
+}
+
+pub(crate) fn see_other(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn refused(lang: Lang, code: &str, why: &str) -> Response {
+    page::message(lang, StatusCode::FORBIDDEN, "bad_request", "forbidden_text", Some((code, why)), None)
+}
+
+/// A flash line above a page: success, or the API's error.
+pub(crate) fn flash(lang: Lang, answer: Option<&Answer>) -> Markup {
+    html! {
+        @if let Some(a) = answer {
+            @if a.ok() {
+                p.flash role="status" { (lang.t("done")) }
+            } @else {
+                div.flash.error role="alert" {
+                    strong { (lang.t("error")) } " "
+                    @for (i, line) in a.error().lines().enumerate() {
+                        @if i > 0 { br; }
+                        (line)
+                    }
+                }
+            }
+        }
+    }
+}
+
+// --- Sign-in --------------------------------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct Rd {
+    rd: Option<String>,
+}
+
+fn peer_of(req_ext: &axum::http::Extensions) -> Option<sekisho_door::credentials::PeerAddr> {
+    req_ext.get::<sekisho_door::credentials::PeerAddr>().copied()
+}
+
+fn login_page(console: &Console, lang: Lang, rd: Option<&str>, error: Option<&str>, fields: &Fields) -> Response {
+    let v = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    let tenant = fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned());
+    let target = rd.and_then(|r| r.strip_prefix("https://")).map(|r| r.split('/').next().unwrap_or(r).to_owned());
+    let body = html! {
+        @if let Some(e) = error {
+            div.flash.error role="alert" { strong { (lang.t("login.failed")) } br; (e) }
+        }
+        @if let Some(t) = &target {
+            p.muted { (lang.t("login.continue")) " " strong { (t) } }
+        }
+        form method="post" action="/login" {
+            @if let Some(r) = rd { input type="hidden" name="rd" value=(r); }
+            label for="tenant" { (lang.t("login.tenant")) }
+            input #tenant type="text" name="tenant" value=(tenant) autocomplete="organization" required;
+            label for="user" { (lang.t("login.user")) }
+            input #user type="text" name="user" value=(v("user")) autocomplete="username" required autofocus;
+            label for="password" { (lang.t("login.password")) }
+            input #password type="password" name="password" autocomplete="current-password" required;
+            label for="totp" { (lang.t("login.totp")) }
+            input #totp type="text" name="totp" inputmode="numeric" autocomplete="one-time-code" required;
+            button #login type="submit" { (lang.t("login.submit")) }
+        }
+        h2 { (lang.t("login.sso")) }
+        form method="get" action="/oidc/start" {
+            @if let Some(r) = rd { input type="hidden" name="rd" value=(r); }
+            label for="sso-tenant" { (lang.t("login.tenant")) }
+            input #sso-tenant type="text" name="tenant" value=(fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned())) required;
+            button #sso type="submit" { (lang.t("login.sso_submit")) }
+        }
+    };
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    page::html_response(status, page::bare(lang, lang.t("login.title"), body), &console.edge_sources())
+}
+
+impl Console {
+    /// The CSP form-action source for service hosts (sign-in ends with a redirect to one).
+    fn edge_sources(&self) -> String {
+        let origin = self.state.web.console_origin();
+        origin.replacen("https://", "https://*.", 1)
+    }
+}
+
+async fn login_form(AxState(console): AxState<C>, Query(q): Query<Rd>, req: Request) -> Response {
+    let lang = Lang::from_headers(req.headers());
+    let peer = peer_of(req.extensions());
+    // Already signed in: go on at once.
+    if let Ok(c) = Ctx::load(&console, req.headers(), peer, "/").await {
+        return continue_to(&c, q.rd.as_deref()).await;
+    }
+    login_page(&console, lang, q.rd.as_deref(), None, &Fields::new())
+}
+
+async fn login_submit(
+    AxState(console): AxState<C>,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    Form(f): Form<Fields>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    let rd = f.get("rd").cloned();
+    if !same_origin(&headers, &console.state.web.console_origin()) {
+        return refused(lang, "csrf_failed", "the sign-in form came from another site");
+    }
+    let peer = peer_of(&req_ext);
+    let code = f.get("totp").map_or("", |s| s.trim());
+    let mut body = json!({
+        "tenant": f.get("tenant").map_or("default", |s| s.trim()),
+        "user": f.get("user").map_or("", |s| s.trim()),
+        "password": f.get("password").cloned().unwrap_or_default(),
+        "idle_timeout_secs": session::IDLE_MS / 1000,
+        "require_totp": true,
+    });
+    // Six digits are a TOTP code; anything else is tried as a recovery code.
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        body["totp"] = json!(code);
+    } else {
+        body["recovery_code"] = json!(code);
+    }
+    let (status, _, resp_body) = call_api(&console, None, peer, Method::POST, "/api/v1/login", Some(body)).await;
+    let answer = json_of(status, resp_body).await;
+    let Some(key) = answer.body["key"].as_str().filter(|_| answer.ok()).map(str::to_owned) else {
+        let msg = answer.body["error"]["message"].as_str().unwrap_or("sign-in failed").to_owned();
+        return login_page(&console, lang, rd.as_deref(), Some(&msg), &f);
+    };
+    login_with_key(&console, &headers, peer, &key, rd.as_deref()).await
+}
+
+/// A fresh session key becomes the console cookie, then on to where the visitor was going.
+async fn login_with_key(
+    console: &C,
+    headers: &HeaderMap,
+    peer: Option<sekisho_door::credentials::PeerAddr>,
+    key: &str,
+    rd: Option<&str>,
+) -> Response {
+    let mut with_cookie = headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&format!("{CONSOLE_COOKIE}={key}")) {
+        with_cookie.insert(header::COOKIE, v);
+    }
+    let mut resp = match Ctx::load(console, &with_cookie, peer, "/").await {
+        Ok(c) => continue_to(&c, rd).await,
+        Err(r) => r,
+    };
+    resp.headers_mut().append(header::SET_COOKIE, session::set_cookie(CONSOLE_COOKIE, key));
+    resp
+}
+
+/// After sign-in: a console path, or a service host (by a one-time ticket). Anything else is
+/// an open redirect and goes to the dashboard instead.
+async fn continue_to(c: &Ctx, rd: Option<&str>) -> Response {
+    let Some(rd) = rd.filter(|r| !r.is_empty()) else { return see_other("/") };
+    if rd.starts_with('/') {
+        return see_other(if super::safe_path(rd) { rd } else { "/" });
+    }
+    let state = &c.console.state;
+    let Some(rest) = rd.strip_prefix("https://") else { return see_other("/") };
+    let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+    let path = if super::safe_path(&path) { path } else { "/".to_owned() };
+    let host = authority.to_ascii_lowercase();
+    let host_only = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    if state.web.host_origin(host_only) != format!("https://{host}") {
+        return see_other("/");
+    }
+    let topo = state.topology();
+    let service =
+        state.web.edge_labels(host_only).and_then(|l| topo.browser_hosts.get(l)).and_then(|id| topo.services.get(id));
+    if service.is_none_or(|s| s.tenant_id != c.tenant_id) {
+        return see_other("/");
+    }
+    let parent = state.store.get_api_key(&c.key_id).await.ok().flatten();
+    let parent = parent.filter(|k| k.user_id.is_some());
+    let Some((parent, auth_method)) =
+        parent.and_then(|k| session::web_auth_method(k.auth_method.as_deref()).map(|m| (k, m)))
+    else {
+        return see_other("/login");
+    };
+    let ticket = state.tickets.mint(Ticket {
+        tenant: c.tenant_id.clone(),
+        user_id: parent.user_id.clone().unwrap_or_default(),
+        parent_id: parent.id.clone(),
+        parent_expires: parent.expires_at,
+        auth_method: auth_method.to_owned(),
+        host: host_only.to_owned(),
+        path,
+    });
+    let q = serde_urlencoded::to_string([("ticket", ticket.as_str())]).unwrap_or_default();
+    see_other(&format!("{}/.sekisho/auth?{q}", state.web.host_origin(host_only)))
+}
+
+async fn logout_form(AxState(console): AxState<C>, req: Request) -> Response {
+    let peer = peer_of(req.extensions());
+    let lang = Lang::from_headers(req.headers());
+    match Ctx::load(&console, req.headers(), peer, "/").await {
+        Ok(c) => {
+            let body = html! {
+                form method="post" action="/logout" {
+                    (c.csrf_field())
+                    button #logout type="submit" { (lang.t("nav.logout")) }
+                }
+            };
+            page::html_response(StatusCode::OK, page::bare(lang, lang.t("nav.logout"), body), "")
+        }
+        Err(_) => see_other("/login"),
+    }
+}
+
+async fn logout_submit(
+    AxState(console): AxState<C>,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    Form(f): Form<Fields>,
+) -> Response {
+    let peer = peer_of(&req_ext);
+    let c = match ctx_post(&console, &headers, peer, "/", &f).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let answer = c.api(Method::POST, "/api/v1/logout", None).await;
+    let lang = c.lang;
+    let body = html! {
+        @if answer.ok() { p.flash role="status" { (lang.t("logout.done")) } } @else { (flash(lang, Some(&answer))) }
+        p { a.button href="/login" { (lang.t("login.title")) } }
+    };
+    let mut resp = page::html_response(StatusCode::OK, page::bare(lang, lang.t("nav.logout"), body), "");
+    resp.headers_mut().append(header::SET_COOKIE, session::clear_cookie(CONSOLE_COOKIE));
+    resp
+}
+
+#[derive(serde::Deserialize)]
+struct To {
+    to: String,
+}
+
+/// The language switch: remembered in a cookie, then back where the visitor was.
+async fn set_lang(Query(q): Query<To>, headers: HeaderMap) -> Response {
+    let lang = if q.to == "ja" { "ja" } else { "en" };
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("https://"))
+        .and_then(|r| r.find('/').map(|i| r[i..].to_owned()))
+        .filter(|p| super::safe_path(p) && !p.starts_with("/lang"))
+        .unwrap_or_else(|| "/".to_owned());
+    let mut resp = see_other(&back);
+    let cookie = format!("{LANG_COOKIE}={lang}; Path=/; Secure; SameSite=Lax; Max-Age=31536000");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_must_be_this_host_over_https() {
+        let console = "https://localhost:8443";
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h, console), "no Origin header (older browsers, curl)");
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, console), "HTTP/2: no Host, so the console's origin");
+        h.insert(header::ORIGIN, "https://localhost:8443".parse().unwrap());
+        assert!(same_origin(&h, console));
+        h.insert(header::HOST, "localhost:8443".parse().unwrap());
+        assert!(same_origin(&h, console));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, console));
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!same_origin(&h, console));
+        h.insert(header::ORIGIN, "http://localhost:8443".parse().unwrap());
+        assert!(!same_origin(&h, console));
+    }
+}

@@ -1,0 +1,138 @@
+//! Bastion recordings: search (user, target, source, protocol, command text), one recording's
+//! commands and file operations, and a player for its asciicast (the script in `sekisho.js`
+//! replays it in the page; the cast is fetched through the API like everything else).
+
+use axum::Router;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{Extensions, HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use maud::html;
+use serde_json::Value;
+
+use super::pages::{enc, list, s, signed_in};
+use super::{C, flash, peer_of};
+use crate::page::when;
+
+pub(super) fn routes() -> Router<C> {
+    Router::new()
+        .route("/recordings", get(search))
+        .route("/recordings/{id}", get(one))
+        .route("/recordings/{id}/cast", get(cast))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Filter {
+    user: Option<String>,
+    target: Option<String>,
+    source_ip: Option<String>,
+    protocol: Option<String>,
+    command: Option<String>,
+}
+
+async fn search(
+    AxState(con): AxState<C>,
+    h: HeaderMap,
+    e: Extensions,
+    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let c = signed_in!(con, h, e, "/recordings");
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let fields = [
+        ("user", &q.user, "audit.subject"),
+        ("target", &q.target, "audit.target"),
+        ("source_ip", &q.source_ip, "audit.source"),
+        ("protocol", &q.protocol, "services.protocol"),
+        ("command", &q.command, "rec.command"),
+    ];
+    let query: Vec<(&str, String)> =
+        fields.iter().filter_map(|(k, v, _)| (*v).clone().filter(|v| !v.trim().is_empty()).map(|v| (*k, v))).collect();
+    let a = c.get(&format!("/api/v1/recordings?{}", serde_urlencoded::to_string(&query).unwrap_or_default())).await;
+    let rows = list(&a);
+    let body = html! {
+        @if !a.ok() { (flash(c.lang, Some(&a))) }
+        form.box method="get" action="/recordings" {
+            div.row {
+                @for (k, v, label) in &fields {
+                    div { label for={ "r-" (k) } { (c.t(label)) }
+                        input id={ "r-" (k) } type="text" name=(k) value=((*v).clone().unwrap_or_default()); }
+                }
+            }
+            button #search type="submit" { (c.t("audit.filter")) }
+        }
+        @if rows.is_empty() { p.muted { (c.t("none")) } } @else {
+            div.scroll { table #recordings {
+                thead { tr {
+                    th { (c.t("time")) } th { (c.t("audit.subject")) } th { (c.t("audit.target")) } th { (c.t("audit.kind")) }
+                    th { (c.t("rec.command")) } th { (c.t("audit.source")) } th { (c.t("status")) }
+                } }
+                tbody { @for r in &rows { tr {
+                    td { a href={ "/recordings/" (enc(&s(&r["id"]))) } { (r["started_at"].as_i64().map(when).unwrap_or_default()) } }
+                    td { (s(&r["user_name"])) } td { (s(&r["target"])) } td { (s(&r["kind"])) }
+                    td { code { (s(&r["command"])) } } td { (s(&r["source_ip"])) }
+                    td { @if r["live"] == Value::Bool(true) { span.bad { (c.t("rec.live")) } } }
+                } } }
+            } }
+        }
+    };
+    c.page("/recordings", c.t("nav.recordings"), body)
+}
+
+async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Path<String>) -> Response {
+    let here = format!("/recordings/{}", enc(&id));
+    let c = signed_in!(con, h, e, &here);
+    let a = c.get(&format!("/api/v1/recordings/{}", enc(&id))).await;
+    if !a.ok() {
+        return c.page("/recordings", c.t("nav.recordings"), flash(c.lang, Some(&a)));
+    }
+    let r = &a.body;
+    let parsed = |k: &str| serde_json::from_str::<Value>(r[k].as_str().unwrap_or("[]")).unwrap_or(Value::Null);
+    let commands = parsed("commands").as_array().cloned().unwrap_or_default();
+    let files = parsed("files").as_array().cloned().unwrap_or_default();
+    let terminal = matches!(r["kind"].as_str(), Some("shell" | "exec"));
+    let body = html! {
+        dl.reason {
+            dt { (c.t("audit.subject")) } dd { (s(&r["user_name"])) " · " (s(&r["source_ip"])) }
+            dt { (c.t("audit.target")) } dd { (s(&r["target"])) " (" (s(&r["protocol"])) ", " (s(&r["kind"])) ")" }
+            dt { (c.t("time")) } dd { (r["started_at"].as_i64().map(when).unwrap_or_default()) " → "
+                (r["ended_at"].as_i64().map(when).unwrap_or_else(|| c.t("rec.live").to_owned())) }
+            dt { "SHA-256" } dd { code { (s(&r["sha256"])) } }
+        }
+        @if terminal {
+            h2 { (c.t("rec.replay")) }
+            div.player #player data-cast={ "/recordings/" (enc(&id)) "/cast" } {
+                div.controls {
+                    button.small type="button" data-play { (c.t("rec.play")) } " "
+                    button.small type="button" data-speed="4" { "4×" } " "
+                    button.small type="button" data-all { (c.t("rec.all")) } " "
+                    a href={ "/recordings/" (enc(&id)) "/cast" } download { (c.t("rec.download")) }
+                }
+                pre.screen aria-live="off" {}
+            }
+        }
+        h2 { (c.t("rec.commands")) }
+        @if commands.is_empty() { p.muted { (c.t("none")) } } @else {
+            table #commands { thead { tr { th { "t (s)" } th { (c.t("rec.command")) } } }
+                tbody { @for cmd in &commands { tr { td { (s(&cmd["t"])) } td { code { (s(&cmd["cmd"])) } } } } } }
+        }
+        @if !files.is_empty() {
+            h2 { (c.t("rec.files")) }
+            table #files { tbody { @for f in &files { tr { td { code { (f.to_string()) } } } } } }
+        }
+    };
+    c.page("/recordings", c.t("nav.recordings"), body)
+}
+
+/// The asciicast, passed through from the API (for the player and for download).
+async fn cast(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Path<String>) -> Response {
+    let c = signed_in!(con, h, e, "/recordings");
+    let (status, headers, body) = c.raw(&format!("/api/v1/recordings/{}/cast", enc(&id))).await;
+    let mut resp = (status, body).into_response();
+    if let Some(t) = headers.get(header::CONTENT_TYPE) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, t.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.cast\"", enc(&id))) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
