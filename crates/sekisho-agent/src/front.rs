@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::{Link, Links, report};
 use crate::pairs::{Failure, Pairs};
+use crate::relay::{Link, RouteReports, report};
 use crate::{AgentEvent, Events};
 
 struct Listener {
@@ -29,7 +29,7 @@ pub(crate) struct Front {
     /// The active relay link: new connections go through it.
     link: watch::Receiver<Option<Link>>,
     /// Every relay link, told about each listener.
-    links: Arc<Links>,
+    links: Arc<dyn RouteReports>,
     pairs: Arc<Pairs>,
     events: Events,
     shutdown: CancellationToken,
@@ -38,7 +38,7 @@ pub(crate) struct Front {
 impl Front {
     pub(crate) fn new(
         link: watch::Receiver<Option<Link>>,
-        links: Arc<Links>,
+        links: Arc<dyn RouteReports>,
         pairs: Arc<Pairs>,
         events: Events,
         shutdown: CancellationToken,

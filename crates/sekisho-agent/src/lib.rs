@@ -11,6 +11,7 @@ mod back;
 mod front;
 mod link;
 mod pairs;
+mod relay;
 pub mod state;
 
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::dial::{self, Backoff};
 use sekisho_tunnel::identity::{EXPORTER_LABEL, EnrollmentToken};
-use sekisho_tunnel::proto::{self, AgentConfig, AgentMsg, Hello, RelayMsg};
+use sekisho_tunnel::proto::{self, AgentConfig, Hello, RelayMsg};
 use sekisho_tunnel::tls::{self, Pin};
 use sekisho_tunnel::{AGENT_ALPNS, Connection};
 use sekisho_wire::{Config, Side};
@@ -27,18 +27,11 @@ use tokio_util::sync::CancellationToken;
 use crate::back::Back;
 use crate::front::Front;
 use crate::pairs::Pairs;
+use crate::relay::{Link, RouteReports, report};
 use crate::state::{AgentState, Enrollment};
 use crate::{AgentError, AgentEvent, AgentOptions, Events};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A live relay connection, shared with the front listeners.
-#[derive(Clone)]
-pub(crate) struct Link {
-    pub(crate) conn: Connection,
-    /// Unique per connection (across all relays): end-to-end sessions are keyed by it.
-    pub(crate) generation: u64,
-}
 
 enum Failure {
     Retry(String),
@@ -93,9 +86,10 @@ impl Links {
         front.apply(config.routes.clone()).await;
         *applied = Some((link.generation, config));
     }
+}
 
-    /// Tells every connected relay about a route listener.
-    pub(crate) fn report(&self, route_id: &str, bound: Option<String>, error: Option<String>) {
+impl RouteReports for Links {
+    fn report(&self, route_id: &str, bound: Option<String>, error: Option<String>) {
         for slot in self.slots.lock().iter() {
             if let Some(l) = &slot.link {
                 report(&l.conn, route_id, bound.clone(), error.clone());
@@ -394,11 +388,6 @@ async fn serve(sh: &Shared, index: usize, conn: &Connection, connected: AgentEve
         }
     }
     Ok(conn.closed().await)
-}
-
-/// Tells the relay about a route listener.
-pub(crate) fn report(conn: &Connection, route_id: &str, bound: Option<String>, error: Option<String>) {
-    let _ = conn.send_control(proto::encode(&AgentMsg::RouteStatus { route_id: route_id.to_owned(), bound, error }));
 }
 
 #[cfg(test)]

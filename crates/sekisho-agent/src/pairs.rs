@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 use sekisho_tunnel::pump::BridgeError;
 use sekisho_wire::{ResetCode, StreamError};
 
-use crate::link::Link;
+use crate::relay::Link;
 
 /// Why a connection could not be served.
 pub(crate) enum Failure {

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{ApiError, Body, S};
 use sekisho_door::credentials::PeerAddr;
 use sekisho_door::secrets::{hash_password, hash_secret, verify_password};
-use sekisho_door::sessions::{Issued, LOCKOUT_AFTER, LOCKOUT_MS, issue_session};
+use sekisho_door::sessions::{Issued, issue_session, login_wait_ms};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,7 +105,7 @@ pub(crate) async fn login(
         let state = state.clone();
         let uid = user.id.clone();
         async move {
-            let _ = state.store.login_failed(&uid, LOCKOUT_AFTER, now_ms() + LOCKOUT_MS).await;
+            let _ = state.store.login_failed(&uid, now_ms(), login_wait_ms).await;
             fail(reason, err).await
         }
     };

@@ -47,7 +47,7 @@ pub(super) struct Authed {
     /// As read at login; `Err` (the store did not answer) denies every target at the gate.
     pub(super) groups: Result<Vec<String>, sekisho_gate::Unreadable>,
     /// `publickey+totp` or `password+totp`.
-    pub(super) method: String,
+    pub(super) method: sekisho_gate::AuthMethod,
     pub(super) target: Option<String>,
     pub(super) ip: IpAddr,
     pub(super) country: String,

@@ -14,13 +14,14 @@ use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Response, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
 use sekisho_audit::Decision as AuditDecision;
+use sekisho_gate::AuthMethod;
 use sekisho_store::now_ms;
 
 use super::auth::{Authed, Candidate, find_user, login_event};
 use super::channel::{Chan, Kind, PtySize};
 use super::{Bastion, channel, menu, target};
+use sekisho_door::sessions::login_wait_ms;
 use sekisho_door::sessions::totp_step;
-use sekisho_door::sessions::{LOCKOUT_AFTER, LOCKOUT_MS};
 
 const TOTP_PROMPT: &str = "TOTP code / 確認コード: ";
 
@@ -161,8 +162,19 @@ impl Conn {
         let state = &self.b.state;
         state.limiter.failed(self.ip());
         if let Some(id) = user_id {
-            let _ = state.store.login_failed(id, LOCKOUT_AFTER, now_ms() + LOCKOUT_MS).await;
+            let _ = state.store.login_failed(id, now_ms(), login_wait_ms).await;
         }
+        let event = login_event(state, tenant, user, self.ip(), method, AuditDecision::Deny, reason);
+        if let Err(e) = state.auditor.record_durable(event).await {
+            tracing::error!(error = %e, "cannot record a refused ssh login");
+        }
+        Auth::reject()
+    }
+
+    /// Records a login the store could not check (fail closed, with the reason), without counting
+    /// it against the address or the user: nobody did anything wrong.
+    async fn unavailable(&self, tenant: &str, user: &str, method: &str, reason: &str) -> Auth {
+        let state = &self.b.state;
         let event = login_event(state, tenant, user, self.ip(), method, AuditDecision::Deny, reason);
         if let Err(e) = state.auditor.record_durable(event).await {
             tracing::error!(error = %e, "cannot record a refused ssh login");
@@ -254,8 +266,9 @@ impl russh::server::Handler for Conn {
                 return Ok(Auth::reject());
             }
         };
-        let known = self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await.ok().flatten();
-        if known.is_some_and(|k| k.user_id == c.user.id) {
+        // A store that does not answer accepts no key (the real login then says why).
+        let known = self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await;
+        if known.is_ok_and(|k| k.is_some_and(|k| k.user_id == c.user.id)) {
             return Ok(Auth::Accept);
         }
         self.offers.key(&c.tenant_id, &c.user.name, fp);
@@ -272,7 +285,13 @@ impl russh::server::Handler for Conn {
             Err(a) => return Ok(a),
         };
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let known = self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await.ok().flatten();
+        let known = match self.b.state.store.find_ssh_key(&c.tenant_id, &fp).await {
+            Ok(k) => k,
+            Err(e) => {
+                let why = format!("store_unavailable: cannot read the registered keys of `{}`: {e}", c.user.name);
+                return Ok(self.unavailable(&c.tenant_id, &c.user.name, "publickey", &why).await);
+            }
+        };
         if known.is_none_or(|k| k.user_id != c.user.id) {
             let why = format!("unknown_key: {fp} is not a registered key of `{}`", c.user.name);
             return Ok(self.refuse(&c.tenant_id, &c.user.name, "publickey", &why, None).await);
@@ -321,7 +340,14 @@ impl russh::server::Handler for Conn {
             let id = c.user.id.clone();
             return Ok(self.refuse(&c.tenant_id, &c.user.name, &method, "bad_totp", Some(&id)).await);
         };
-        if !state.store.use_totp_step(&c.user.id, step).await.unwrap_or(false) {
+        let fresh = match state.store.use_totp_step(&c.user.id, step).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let why = format!("store_unavailable: cannot check that the code is not replayed: {e}");
+                return Ok(self.unavailable(&c.tenant_id, &c.user.name, &method, &why).await);
+            }
+        };
+        if !fresh {
             let why = "totp_replayed: this code was already used; wait for the next one";
             let id = c.user.id.clone();
             return Ok(self.refuse(&c.tenant_id, &c.user.name, &method, why, Some(&id)).await);
@@ -346,7 +372,7 @@ impl russh::server::Handler for Conn {
             tenant: c.tenant_id.clone(),
             user: c.user.name.clone(),
             groups,
-            method,
+            method: if first == "publickey" { AuthMethod::PublicKeyTotp } else { AuthMethod::PasswordTotp },
             target: c.login.target.clone(),
             ip,
             country: state.geo.country(ip),

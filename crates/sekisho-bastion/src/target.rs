@@ -12,7 +12,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::Handle;
-use sekisho_gate::{AccessPath, Attempt, AuthMethod, Denial, Permit, Resource, Subject, Verdict};
+use sekisho_gate::{AccessPath, Attempt, Denial, Permit, Resource, Subject, Verdict};
 use sekisho_store::{Service, SshTarget};
 use sekisho_tunnel::proto::{self, OpenService};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -98,11 +98,10 @@ impl client::Handler for Pin {
 fn attempt(state: &State, authed: &Authed) -> Attempt {
     let topo = state.topology();
     let subject = Subject::User { name: authed.user.clone(), groups: authed.groups.clone(), via_agent: None };
-    let auth = authed.method.parse().unwrap_or(AuthMethod::PasswordTotp);
     Attempt {
         tenant: authed.tenant.clone(),
         path: AccessPath::Ssh,
-        auth,
+        auth: authed.method,
         subject,
         source_ip: authed.ip,
         country: authed.country.clone(),

@@ -9,10 +9,29 @@ use crate::state::State;
 
 /// How long a session key lives.
 const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-/// Consecutive failed logins before a user is locked, and for how long: every login surface
-/// shares them.
-pub const LOCKOUT_AFTER: i64 = 5;
-pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+/// Consecutive failed logins an account may make before it slows down: every login surface
+/// (API, console, bastion) shares the count.
+pub const FREE_FAILURES: i64 = 5;
+/// The first wait, after [`FREE_FAILURES`] failures; it doubles with each further failure.
+const FIRST_WAIT_MS: i64 = 2_000;
+/// The longest wait between two attempts at one account.
+pub const MAX_WAIT_MS: i64 = 15 * 60 * 1000;
+// Fewer guesses a day at the cap than the old lockout's 5 per 15 minutes allowed.
+const _: () = assert!(86_400_000 / MAX_WAIT_MS < 5 * 96);
+
+/// How long an account with `failures` consecutive failed logins is not heard before its next
+/// attempt: nothing for the first few, then 2 s doubling per failure up to 15 minutes. A person
+/// who mistyped five times waits seconds, not a quarter of an hour (no hard lockout anyone can
+/// cause by typing a name), while a guesser is held to one try per 15 minutes after about fifteen
+/// (fewer tries a day than the old "5 per 15 minutes" lockout allowed). A success or an admin's
+/// unlock resets the count.
+pub fn login_wait_ms(failures: i64) -> Option<i64> {
+    if failures < FREE_FAILURES {
+        return None;
+    }
+    let doublings = (failures - FREE_FAILURES).min(32) as u32;
+    Some(FIRST_WAIT_MS.saturating_mul(1i64 << doublings).min(MAX_WAIT_MS))
+}
 
 /// A new session key.
 pub struct Issued {
@@ -64,6 +83,16 @@ pub fn totp_step(secret: Vec<u8>, code: &str, unix: u64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_slows_down_and_never_locks_for_longer_than_the_cap() {
+        assert_eq!((0..FREE_FAILURES).filter_map(login_wait_ms).count(), 0, "the first failures are free");
+        assert_eq!(login_wait_ms(5), Some(2_000));
+        assert_eq!(login_wait_ms(6), Some(4_000));
+        assert_eq!(login_wait_ms(9), Some(32_000));
+        assert_eq!(login_wait_ms(14), Some(MAX_WAIT_MS), "the cap after about fifteen failures");
+        assert_eq!(login_wait_ms(1_000_000), Some(MAX_WAIT_MS), "no overflow however many");
+    }
 
     #[test]
     fn totp_steps_allow_one_step_of_skew() {

@@ -156,9 +156,15 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Counts a failed login; locks the user until `lock_until` once `max_failures` is reached.
-    /// Returns the failure count.
-    pub async fn login_failed(&self, user_id: &str, max_failures: i64, lock_until: i64) -> Result<i64, StoreError> {
+    /// Counts a failed login of `user_id` (the count is never reset here, only by a success or
+    /// an unlock) and, when `wait_ms` says so for the new count, keeps the account from being
+    /// heard until `now + wait`. Returns the count.
+    pub async fn login_failed(
+        &self,
+        user_id: &str,
+        now: i64,
+        wait_ms: impl FnOnce(i64) -> Option<i64>,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
             .bind(user_id)
@@ -169,9 +175,9 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        if n >= max_failures {
-            sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
-                .bind(lock_until)
+        if let Some(wait) = wait_ms(n) {
+            sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+                .bind(now.saturating_add(wait))
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;

@@ -289,10 +289,15 @@ async fn users_groups_and_lockout() {
         assert_eq!(s.list_members("acme").await.unwrap(), [("g1".to_owned(), "u1".to_owned())]);
         assert!(s.list_members("default").await.unwrap().is_empty());
 
-        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 1);
-        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 2);
-        assert_eq!(s.login_failed("u1", 3, 99).await.unwrap(), 3);
-        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(99));
+        let wait = |n: i64| (n >= 3).then_some(n * 10);
+        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 1);
+        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 2);
+        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, None);
+        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 3);
+        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(1030));
+        // The count goes on growing (the wait with it) until a success or an unlock.
+        assert_eq!(s.login_failed("u1", 2000, wait).await.unwrap(), 4);
+        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(2040));
         s.login_succeeded("u1").await.unwrap();
         assert_eq!(s.get_user("acme", "u1").await.unwrap().unwrap().locked_until, None);
 

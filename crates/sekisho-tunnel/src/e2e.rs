@@ -23,6 +23,16 @@
 //! (keying 1, before this) gets the session's two keys for every stream, as before, so agents can
 //! be upgraded in either order. The offer travels inside the Noise handshake, which authenticates
 //! it: nobody in the middle can strip it.
+//!
+//! **A sealed end (keying 3).** On keyings 1 and 2 the end of a stream is the multiplexer's
+//! plaintext FIN, so a relay that dropped a stream's last records and sent FIN would cut an upload
+//! or an HTTP/1.0 body short with the receiver seeing a clean end. Keying 3 ([`KEYING_SEALED_END`],
+//! offered before keying 2 and taken by agents that know it) keys streams as keying 2 and ends each
+//! direction with an *end record*: a record with no plaintext, sealed with the associated data
+//! `"sekisho e2e end"` (data records have none) at the next record number. A receiver on keying 3
+//! treats a FIN without a valid end record before it, or anything after one, as an error (the
+//! stream is reset, the application sees a failure); data records are never empty there, so the
+//! record of exactly a tag's length is always the end.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +64,14 @@ pub const EPOCH_RECORDS: u32 = 1 << 16;
 pub const REHANDSHAKE_AFTER: u32 = 1 << 31;
 /// The handshake payload by which both ends agree on keys per stream.
 pub const KEYING_PER_STREAM: &[u8] = b"sekisho-e2e/2";
+/// The handshake payload by which both ends agree on keys per stream and a sealed end.
+pub const KEYING_SEALED_END: &[u8] = b"sekisho-e2e/3";
+/// What an initiator of this version offers: the newest keying first.
+const OFFER: &[u8] = b"sekisho-e2e/3 sekisho-e2e/2";
+/// What a responder of this version takes, in order of preference.
+const KNOWN: &[&[u8]] = &[KEYING_SEALED_END, KEYING_PER_STREAM];
+/// The associated data of an end record (data records have none).
+const END_AAD: &[u8] = b"sekisho e2e end";
 const STREAM_LABEL: &[u8] = b"sekisho e2e stream";
 const KEY_LABEL: &[u8] = b"sekisho e2e key";
 const NEXT_LABEL: &[u8] = b"sekisho e2e next";
@@ -70,6 +88,10 @@ pub enum E2eError {
     Exhausted,
     #[error("record length {0} exceeds the maximum")]
     Oversized(usize),
+    #[error("an empty data record cannot be sealed on keying 3 (it would read as the end)")]
+    EmptyRecord,
+    #[error("the stream ended without its sealed end record: it was cut short on the way")]
+    Truncated,
 }
 
 fn noise(e: snow::Error) -> E2eError {
@@ -97,7 +119,7 @@ pub struct Initiator {
 
 /// Starts a handshake towards `remote_public`; returns the first message to send.
 pub fn initiate(local_secret: &[u8; 32], remote_public: &[u8; 32]) -> Result<(Initiator, Vec<u8>), E2eError> {
-    initiate_offering(local_secret, remote_public, KEYING_PER_STREAM)
+    initiate_offering(local_secret, remote_public, OFFER)
 }
 
 fn initiate_offering(
@@ -118,8 +140,12 @@ impl Initiator {
     pub fn finish(mut self, reply: &[u8]) -> Result<PairSession, E2eError> {
         let mut payload = vec![0u8; 256];
         let n = self.state.read_message(reply, &mut payload).map_err(noise)?;
-        // Keying 2 only if the answer is exactly what was offered and taken.
-        let keying = if payload[..n] == *KEYING_PER_STREAM { Keying::PerStream } else { Keying::Session };
+        // Keying 2 or 3 only if the answer is exactly one that was offered and taken.
+        let keying = match &payload[..n] {
+            a if a == KEYING_SEALED_END => Keying::SealedEnd,
+            a if a == KEYING_PER_STREAM => Keying::PerStream,
+            _ => Keying::Session,
+        };
         PairSession::new(self.state, keying)
     }
 }
@@ -130,23 +156,27 @@ pub fn respond(
     remote_public: &[u8; 32],
     first: &[u8],
 ) -> Result<(PairSession, Vec<u8>), E2eError> {
-    respond_knowing(local_secret, remote_public, first, KEYING_PER_STREAM)
+    respond_knowing(local_secret, remote_public, first, KNOWN)
 }
 
-/// Answers with keying 2 when the offer lists `known` (tests pass `&[]` to answer as an agent of keying 1).
+/// Answers with the first of `known` that the offer lists, or keying 1 when none (tests pass
+/// fewer to answer as an agent of an earlier version).
 fn respond_knowing(
     local_secret: &[u8; 32],
     remote_public: &[u8; 32],
     first: &[u8],
-    known: &[u8],
+    known: &[&[u8]],
 ) -> Result<(PairSession, Vec<u8>), E2eError> {
     let mut state =
         builder().local_private_key(local_secret).remote_public_key(remote_public).build_responder().map_err(noise)?;
     let mut payload = vec![0u8; 256];
     let n = state.read_message(first, &mut payload).map_err(noise)?;
-    let offered = !known.is_empty() && payload[..n].split(|b| *b == b' ').any(|token| token == known);
-    let keying = if offered { Keying::PerStream } else { Keying::Session };
-    let answer = if keying == Keying::PerStream { KEYING_PER_STREAM } else { &[] };
+    let offered = |k: &[u8]| payload[..n].split(|b| *b == b' ').any(|token| token == k);
+    let (keying, answer): (Keying, &[u8]) = match known.iter().find(|k| offered(k)) {
+        Some(k) if *k == KEYING_SEALED_END => (Keying::SealedEnd, KEYING_SEALED_END),
+        Some(k) if *k == KEYING_PER_STREAM => (Keying::PerStream, KEYING_PER_STREAM),
+        _ => (Keying::Session, &[]),
+    };
     let mut reply = vec![0u8; 256];
     let n = state.write_message(answer, &mut reply).map_err(noise)?;
     reply.truncate(n);
@@ -160,6 +190,8 @@ pub enum Keying {
     Session,
     /// Keying 2: a key per stream and direction, moved every [`EPOCH_RECORDS`] records.
     PerStream,
+    /// Keying 3: keys as keying 2, and each direction ends with a sealed end record.
+    SealedEnd,
 }
 
 /// The keys shared by one front agent and one back agent.

@@ -124,6 +124,13 @@ async fn tcp_to_stream(
         };
         let n = buf.len() - head;
         if n == 0 {
+            // Keying 3 seals the end, so a FIN alone cannot cut the stream short.
+            if let Some(s) = &mut sealer {
+                let mut end = BytesMut::new();
+                if s.seal_end(&mut end)? {
+                    stream.write_bytes(end.freeze()).await?;
+                }
+            }
             stream.finish()?;
             return Ok(());
         }
@@ -230,8 +237,8 @@ async fn stream_to_tcp(
     let mut plain = Vec::new();
     loop {
         if !stream.read_chunks(&mut chunks, WRITE_BATCH).await? {
-            if opener.as_ref().is_some_and(|o| o.pending() > 0) {
-                return Err(crate::e2e::E2eError::BadRecord.into());
+            if let Some(o) = &opener {
+                o.check_end()?;
             }
             wr.shutdown().await?;
             return Ok(());

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use zeroize::Zeroize;
 
-use super::{E2eError, KEY_LABEL, Keying, MAX_PLAIN, NEXT_LABEL, PairSession, STREAM_LABEL, aead_key, expand};
+use super::{E2eError, END_AAD, KEY_LABEL, Keying, MAX_PLAIN, NEXT_LABEL, PairSession, STREAM_LABEL, aead_key, expand};
 use crate::aead::{Key, NONCE_LEN, TAG_LEN};
 
 impl PairSession {
     /// The sealing and opening halves of stream `index`.
     pub fn stream(self: &Arc<Self>, index: u32) -> (Sealer, Opener) {
+        let ends = self.keying == Keying::SealedEnd;
         (
-            Sealer { keys: StreamKeys::Pending(self.clone()), index, seq: 0 },
-            Opener { keys: StreamKeys::Pending(self.clone()), index, seq: 0, buf: BytesMut::new() },
+            Sealer { keys: StreamKeys::Pending(self.clone()), index, seq: 0, ends },
+            Opener { keys: StreamKeys::Pending(self.clone()), index, seq: 0, buf: BytesMut::new(), ends, ended: false },
         )
     }
 }
@@ -74,7 +75,7 @@ impl StreamKeys {
                 let secret = if send { &session.send } else { &session.recv };
                 Some(match session.keying {
                     Keying::Session => EpochKey::new(*secret, None, 0)?,
-                    Keying::PerStream => {
+                    Keying::PerStream | Keying::SealedEnd => {
                         EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch), 0)?
                     }
                 })
@@ -110,12 +111,35 @@ pub struct Sealer {
     pub(super) keys: StreamKeys,
     pub(super) index: u32,
     seq: u32,
+    /// Keying 3: the direction ends with a sealed end record, and data records are never empty.
+    ends: bool,
 }
 
 impl Sealer {
     /// Seals a record in place. `record[2..2 + plain_len]` holds the plaintext; `record` must have
     /// room for the tag after it. Returns the record's total length (prefix, ciphertext, tag).
     pub fn seal_in_place(&mut self, record: &mut [u8], plain_len: usize) -> Result<usize, E2eError> {
+        if self.ends && plain_len == 0 {
+            return Err(E2eError::EmptyRecord);
+        }
+        self.seal_record(record, plain_len, &[])
+    }
+
+    /// Appends the end record to `out` when the session's keying has one (keying 3); says whether
+    /// it did. Sent once, after the last data record and before the stream's FIN.
+    pub fn seal_end(&mut self, out: &mut BytesMut) -> Result<bool, E2eError> {
+        if !self.ends {
+            return Ok(false);
+        }
+        let start = out.len();
+        out.put_u16(0);
+        out.put_bytes(0, TAG_LEN);
+        self.seal_record(&mut out[start..], 0, END_AAD)?;
+        self.ends = false;
+        Ok(true)
+    }
+
+    fn seal_record(&mut self, record: &mut [u8], plain_len: usize, aad: &[u8]) -> Result<usize, E2eError> {
         if plain_len > MAX_PLAIN || record.len() < plain_len + RECORD_OVERHEAD {
             return Err(E2eError::Oversized(plain_len));
         }
@@ -127,7 +151,7 @@ impl Sealer {
         let tag = self
             .keys
             .for_record(self.index, self.seq, true)?
-            .seal(nonce(self.index, self.seq), &[], body)
+            .seal(nonce(self.index, self.seq), aad, body)
             .map_err(|e| E2eError::Noise(e.to_string()))?;
         rest[..TAG_LEN].copy_from_slice(&tag);
         self.seq += 1;
@@ -151,6 +175,10 @@ pub struct Opener {
     index: u32,
     seq: u32,
     buf: BytesMut,
+    /// Keying 3: the direction must end with a sealed end record.
+    ends: bool,
+    /// The end record has been opened: nothing may follow it.
+    ended: bool,
 }
 
 impl Opener {
@@ -159,8 +187,13 @@ impl Opener {
         self.buf.extend_from_slice(data);
     }
 
-    /// The next complete record's plaintext, if one has fully arrived.
+    /// The next complete record's plaintext, if one has fully arrived. On keying 3 the end record
+    /// is taken here too (it has no plaintext; see [`Self::check_end`]), and anything after it is
+    /// an error.
     pub fn next_record(&mut self) -> Result<Option<Bytes>, E2eError> {
+        if self.ended && !self.buf.is_empty() {
+            return Err(E2eError::BadRecord);
+        }
         if self.buf.len() < 2 {
             return Ok(None);
         }
@@ -173,14 +206,29 @@ impl Opener {
         }
         self.buf.advance(2);
         let mut record = self.buf.split_to(len);
+        // On keying 3 a record of no plaintext is the end, sealed with its own associated data.
+        let end = self.ends && len == TAG_LEN;
         let plain_len = self
             .keys
             .for_record(self.index, self.seq, false)?
-            .open(nonce(self.index, self.seq), &[], &mut record)
+            .open(nonce(self.index, self.seq), if end { END_AAD } else { &[] }, &mut record)
             .map_err(|_| E2eError::BadRecord)?;
         record.truncate(plain_len);
         self.seq = self.seq.checked_add(1).ok_or(E2eError::Exhausted)?;
+        if end {
+            self.ended = true;
+            return if self.buf.is_empty() { Ok(None) } else { Err(E2eError::BadRecord) };
+        }
         Ok(Some(record.freeze()))
+    }
+
+    /// Whether the stream may end here (its transport has ended): no record is half received,
+    /// and on keying 3 the end record has arrived. Otherwise the stream was cut short on the way.
+    pub fn check_end(&self) -> Result<(), E2eError> {
+        if !self.buf.is_empty() || (self.ends && !self.ended) {
+            return Err(E2eError::Truncated);
+        }
+        Ok(())
     }
 
     /// Bytes of an incomplete record still waiting for the rest.

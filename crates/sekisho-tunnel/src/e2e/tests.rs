@@ -17,6 +17,7 @@ fn pair_offering(offer: &[u8], known: &[u8], epoch: u32) -> (Arc<PairSession>, A
     let (a_sec, a_pub) = generate_static().unwrap();
     let (b_sec, b_pub) = generate_static().unwrap();
     let (init, m1) = initiate_offering(&a_sec, &b_pub, offer).unwrap();
+    let known: &[&[u8]] = if known.is_empty() { &[] } else { &[known] };
     let (mut resp, m2) = respond_knowing(&b_sec, &a_pub, &m1, known).unwrap();
     let mut init = init.finish(&m2).unwrap();
     init.epoch = epoch;
@@ -49,10 +50,79 @@ fn open_all(open: &mut Opener, wire: &[u8]) -> (u32, Option<E2eError>) {
 }
 
 #[test]
-fn both_ends_of_this_version_agree_on_keys_per_stream() {
+fn both_ends_of_this_version_agree_on_keys_per_stream_and_a_sealed_end() {
     let (a, b) = pair();
-    assert_eq!((a.keying(), b.keying()), (Keying::PerStream, Keying::PerStream));
+    assert_eq!((a.keying(), b.keying()), (Keying::SealedEnd, Keying::SealedEnd));
     assert_eq!(a.epoch, EPOCH_RECORDS);
+    // With an agent that knows keying 2 only, either way round: keying 2.
+    let (a, b) = pair_offering(OFFER, KEYING_PER_STREAM, 3);
+    assert_eq!((a.keying(), b.keying()), (Keying::PerStream, Keying::PerStream));
+    let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_SEALED_END, 3);
+    assert_eq!((a.keying(), b.keying()), (Keying::Session, Keying::Session), "3 alone does not answer an offer of 2");
+}
+
+fn sealed_end_pair() -> (Sealer, Opener) {
+    let (a, b) = pair();
+    (a.stream(7).0, b.stream(7).1)
+}
+
+#[test]
+fn a_stream_of_keying_3_ends_only_with_its_sealed_end_record() {
+    // The whole stream, end record included: a clean end.
+    let (mut seal, mut open) = sealed_end_pair();
+    let mut wire = seal_n(&mut seal, 3);
+    assert!(seal.seal_end(&mut wire).unwrap());
+    assert!(!seal.seal_end(&mut wire).unwrap(), "one end record only");
+    assert!(matches!(open_all(&mut open, &wire), (3, None)));
+    open.check_end().unwrap();
+
+    // The relay drops the last record and the end record and sends FIN: the receiver sees a cut.
+    let (mut seal, mut open) = sealed_end_pair();
+    let mut wire = seal_n(&mut seal, 3);
+    let record = "record 0".len() + RECORD_OVERHEAD;
+    seal.seal_end(&mut wire).unwrap();
+    assert!(matches!(open_all(&mut open, &wire[..2 * record]), (2, None)));
+    assert!(matches!(open.check_end(), Err(E2eError::Truncated)));
+
+    // FIN right after whole data records, no end record: cut.
+    let (mut seal, mut open) = sealed_end_pair();
+    let wire = seal_n(&mut seal, 2);
+    assert!(matches!(open_all(&mut open, &wire), (2, None)));
+    assert!(matches!(open.check_end(), Err(E2eError::Truncated)));
+
+    // Data after the end record is refused.
+    let (mut seal, mut open) = sealed_end_pair();
+    let mut wire = seal_n(&mut seal, 1);
+    seal.seal_end(&mut wire).unwrap();
+    wire.extend_from_slice(&wire.clone()[..]);
+    assert!(matches!(open_all(&mut open, &wire), (1, Some(E2eError::BadRecord))));
+}
+
+#[test]
+fn an_end_record_cannot_be_forged_from_an_empty_data_record() {
+    // Keying 3 never seals an empty data record (it would read as the end).
+    let (mut seal, _) = sealed_end_pair();
+    assert!(matches!(seal.seal(b"", &mut BytesMut::new()), Err(E2eError::EmptyRecord)));
+    // On keying 2, where an empty record is data, an end record is not recognised as anything
+    // but a record that fails to open (its associated data differs), and a FIN alone ends cleanly.
+    let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_PER_STREAM, 3);
+    let (mut seal, mut open) = (a.stream(1).0, b.stream(1).1);
+    let mut wire = BytesMut::new();
+    assert!(!seal.seal_end(&mut wire).unwrap(), "keying 2 has no end record");
+    seal.seal(b"", &mut wire).unwrap();
+    open.push(&wire);
+    assert_eq!(open.next_record().unwrap().as_deref(), Some(&b""[..]));
+    open.check_end().unwrap();
+    // An end record moved to another record number fails to open: here the end sealed as
+    // record 0 of a stream, sent after that stream's record 0.
+    let (a, b) = pair();
+    let (mut data, mut open) = (a.stream(9).0, b.stream(9).1);
+    let mut end = BytesMut::new();
+    a.stream(9).0.seal_end(&mut end).unwrap();
+    let mut wire = seal_n(&mut data, 1);
+    wire.extend_from_slice(&end);
+    assert!(matches!(open_all(&mut open, &wire), (1, Some(E2eError::BadRecord))));
+    assert!(open.check_end().is_err());
 }
 
 #[test]
