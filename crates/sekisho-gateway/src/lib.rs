@@ -544,3 +544,43 @@ mod tests {
         assert!(read_hosts(&dir.path().join("missing")).is_err());
     }
 }
+
+/// Entry points for the fuzz targets (`crates/sekisho-fuzz`); not an interface to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::socks5::{Parsed, parse_credentials, parse_greeting, parse_request};
+
+    /// Each SOCKS5 parser on `data` and on every prefix a slow client could have sent so far: an
+    /// answer never claims more bytes than it was given, and a whole message stays whole when
+    /// more bytes follow it.
+    pub fn socks5(data: &[u8]) {
+        fn check<T>(parsed: Parsed<T>, given: usize) -> Option<usize> {
+            match parsed {
+                Ok(Some((_, used))) => {
+                    assert!(used > 0 && used <= given, "a parser used {used} of {given} bytes");
+                    Some(used)
+                }
+                _ => None,
+            }
+        }
+        let data = &data[..data.len().min(super::MAX_MESSAGE)];
+        for end in 0..=data.len() {
+            let d = &data[..end];
+            let whole = (check(parse_greeting(d), end), check(parse_credentials(d), end), check(parse_request(d), end));
+            if end == data.len() {
+                continue;
+            }
+            let longer = &data[..end + 1];
+            let (g, c, r) = whole;
+            for (used, again) in [
+                (g, check(parse_greeting(longer), end + 1)),
+                (c, check(parse_credentials(longer), end + 1)),
+                (r, check(parse_request(longer), end + 1)),
+            ] {
+                if let Some(used) = used {
+                    assert_eq!(again, Some(used), "a whole message changed when a byte followed it");
+                }
+            }
+        }
+    }
+}

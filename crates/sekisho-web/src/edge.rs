@@ -485,7 +485,7 @@ fn keep_own_cookies(h: &mut HeaderMap) {
 }
 
 /// A redirect to the target's own address becomes one to the service host.
-fn rewrite_location(h: &mut HeaderMap, target: &str, origin: &str) {
+pub(crate) fn rewrite_location(h: &mut HeaderMap, target: &str, origin: &str) {
     let Some(loc) = h.get(header::LOCATION).and_then(|v| v.to_str().ok()) else { return };
     let rest = loc.strip_prefix(&format!("http://{target}")).or_else(|| loc.strip_prefix(&format!("https://{target}")));
     if let Some(rest) = rest.filter(|r| r.is_empty() || r.starts_with('/') || r.starts_with('?'))

@@ -159,3 +159,32 @@ mod tests {
         assert_eq!(cookie(&h, "sekisho"), None);
     }
 }
+
+/// Entry points for the fuzz targets (`crates/sekisho-fuzz`); not an interface to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    /// How the edge reads a request head from a visitor: `data` as the URI, the `Host` and
+    /// `Cookie` headers, a redirect path and a target's `Location`.
+    pub fn headers(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let _ = super::safe_path(&text);
+        let mut builder = axum::extract::Request::builder();
+        if let Ok(v) = HeaderValue::from_bytes(data) {
+            builder = builder.header(header::HOST, v.clone()).header(header::COOKIE, v);
+        }
+        if let Ok(req) = builder.body(axum::body::Body::empty()) {
+            let _ = super::request_host(&req);
+            let _ = super::cookie(req.headers(), "__Host-sekisho");
+        }
+        if let Ok(req) = axum::extract::Request::builder().uri(data).body(axum::body::Body::empty()) {
+            let _ = super::request_host(&req);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(data) {
+            let mut h = HeaderMap::new();
+            h.insert(header::LOCATION, v);
+            super::edge::rewrite_location(&mut h, "10.0.0.1:8080", "https://wiki.acme.localhost:8443");
+        }
+    }
+}
