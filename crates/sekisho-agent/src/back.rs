@@ -65,8 +65,10 @@ impl Back {
                     tracing::warn!(%from, error = %e, "refusing replayed stream");
                     return stream.reset(ResetCode::CRYPTO, &e.to_string());
                 }
-                let (sealer, opener) = s.stream(index);
-                Seal::Sealed(sealer, opener)
+                match s.stream(index, &svc.name) {
+                    Ok((sealer, opener)) => Seal::Sealed(sealer, opener),
+                    Err(e) => return stream.reset(ResetCode::CRYPTO, &e.to_string()),
+                }
             }
             (Some(_), None) => {
                 return stream.reset(ResetCode::CRYPTO, "agent streams must be end-to-end encrypted");
@@ -131,12 +133,18 @@ impl Back {
             tracing::debug!(%from, "end-to-end session established, a key per stream");
         }
         let key = (from, session);
-        self.sessions.lock().insert(key.clone(), Arc::new(pair));
+        let pair = Arc::new(pair);
+        self.sessions.lock().insert(key.clone(), pair.clone());
         if stream.write_all(&e2e::frame_handshake(&reply)).await.is_ok() {
             // Hold the session while the handshake stream lives.
             while let Ok(Some(_)) = stream.read_chunk().await {}
         }
-        self.sessions.lock().remove(&key);
+        // Only this handshake's session: a newer handshake under the same id replaced it, and
+        // its streams must not lose their keys when this older stream ends.
+        let mut sessions = self.sessions.lock();
+        if sessions.get(&key).is_some_and(|s| Arc::ptr_eq(s, &pair)) {
+            sessions.remove(&key);
+        }
     }
 }
 

@@ -157,7 +157,8 @@ async fn forward(sock: &mut TcpStream, ctx: &Ctx, totals: &Totals) -> Result<(),
     let index = session.session.next_index().map_err(|e| Failure::Other(e.to_string()))?;
     let open = OpenRoute { route: ctx.route.id.clone(), e2e: Some(E2eOpen::Stream { session: session.id, index }) };
     let stream = link.conn.open(proto::encode(&open)).map_err(|e| Failure::Other(e.to_string()))?;
-    let (sealer, opener) = session.session.stream(index);
+    let (sealer, opener) =
+        session.session.stream(index, &ctx.route.service).map_err(|e| Failure::Other(e.to_string()))?;
     Ok(bridge(sock, stream, Seal::Sealed(sealer, opener), totals).await?)
 }
 

@@ -142,7 +142,12 @@ impl Pairs {
         let map = self.map.clone();
         tokio::spawn(async move {
             while let Ok(Some(_)) = stream.read_chunk().await {}
-            map.lock().remove(&key);
+            // Only this session (or a cell not yet filled, most likely by this very handshake):
+            // after a re-handshake the entry holds the newer session, which stays.
+            let mut map = map.lock();
+            if map.get(&key).is_some_and(|c| c.get().is_none_or(|e| e.id == id)) {
+                map.remove(&key);
+            }
         });
         Ok(Arc::new(Established { id, session }))
     }

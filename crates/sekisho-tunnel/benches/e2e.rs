@@ -28,8 +28,8 @@ fn e2e(c: &mut Criterion) {
     c.bench_function("e2e/new_stream_first_record", |bench| {
         bench.iter(|| {
             index += 1;
-            let (mut seal, _) = a.stream(index);
-            let (_, mut open) = b.stream(index);
+            let (mut seal, _) = a.stream(index, "").unwrap();
+            let (_, mut open) = b.stream(index, "").unwrap();
             wire.clear();
             seal.seal(black_box(request), &mut wire).unwrap();
             open.push(&wire);
@@ -37,8 +37,8 @@ fn e2e(c: &mut Criterion) {
         })
     });
 
-    let (mut seal, _) = a.stream(u32::MAX - 1);
-    let (_, mut open) = b.stream(u32::MAX - 1);
+    let (mut seal, _) = a.stream(u32::MAX - 1, "").unwrap();
+    let (_, mut open) = b.stream(u32::MAX - 1, "").unwrap();
     c.bench_function("e2e/keyed_stream_record", |bench| {
         bench.iter(|| {
             wire.clear();
@@ -48,7 +48,7 @@ fn e2e(c: &mut Criterion) {
         })
     });
 
-    let (mut seal, _) = a.stream(u32::MAX - 2);
+    let (mut seal, _) = a.stream(u32::MAX - 2, "").unwrap();
     let mut record = vec![0u8; MAX_PLAIN + RECORD_OVERHEAD];
     let mut group = c.benchmark_group("e2e");
     group.throughput(Throughput::Bytes(MAX_PLAIN as u64));

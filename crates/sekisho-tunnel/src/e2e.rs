@@ -32,7 +32,10 @@
 //! `"sekisho e2e end"` (data records have none) at the next record number. A receiver on keying 3
 //! treats a FIN without a valid end record before it, or anything after one, as an error (the
 //! stream is reset, the application sees a failure); data records are never empty there, so the
-//! record of exactly a tag's length is always the end.
+//! record of exactly a tag's length is always the end. Keying 3 also binds each stream to its
+//! service: its first secret is `HKDF-Expand(split secret, "sekisho e2e stream" || u32be(index) ||
+//! service name, 32)`, so a stream the relay hands to another service of the same back agent fails.
+//! The whole format, with test vectors: `docs/SEALING.md`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -460,7 +460,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (mut sock, _) = listener.accept().await.unwrap();
-        let (sealer, opener) = a.stream(1);
+        let (sealer, opener) = a.stream(1, "svc").unwrap();
         tokio::spawn(async move {
             let totals = Totals::default();
             let _ = bridge(&mut sock, stream, Seal::Sealed(sealer, opener), &totals).await;
@@ -478,7 +478,7 @@ mod tests {
         });
 
         let (peer, _) = far.accept().await.unwrap();
-        let (_, mut open) = b.stream(1);
+        let (_, mut open) = b.stream(1, "svc").unwrap();
         let (mut got, mut frames, mut records) = (Vec::new(), 0, 0);
         while let Some(chunk) = peer.read_chunk().await.unwrap() {
             frames += 1;
@@ -490,6 +490,8 @@ mod tests {
         }
         writer.await.unwrap();
         assert!(got == sent, "every byte arrives, in order");
+        // The socket's end became the sealed end record before the FIN (keying 3).
+        open.check_end().unwrap();
         // A record is split only where the stream's window ran out, not at every record (a
         // record one byte longer than a frame made two frames of each).
         assert!(records >= sent.len() / SEALED_READ_MAX, "{records} records");

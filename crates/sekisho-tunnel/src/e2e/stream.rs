@@ -9,13 +9,24 @@ use super::{E2eError, END_AAD, KEY_LABEL, Keying, MAX_PLAIN, NEXT_LABEL, PairSes
 use crate::aead::{Key, NONCE_LEN, TAG_LEN};
 
 impl PairSession {
-    /// The sealing and opening halves of stream `index`.
-    pub fn stream(self: &Arc<Self>, index: u32) -> (Sealer, Opener) {
+    /// The sealing and opening halves of stream `index` of `service` (its name, which both agents
+    /// know: the front from its route, the back from its own services). Keying 3 binds the keys
+    /// to the service, so a stream the relay hands to another service of the same back agent
+    /// fails its first record; its keys are made here. Keyings 1 and 2 ignore the service and
+    /// make their keys on the first record.
+    pub fn stream(self: &Arc<Self>, index: u32, service: &str) -> Result<(Sealer, Opener), E2eError> {
         let ends = self.keying == Keying::SealedEnd;
-        (
-            Sealer { keys: StreamKeys::Pending(self.clone()), index, seq: 0, ends },
-            Opener { keys: StreamKeys::Pending(self.clone()), index, seq: 0, buf: BytesMut::new(), ends, ended: false },
-        )
+        let keys = |secret: &[u8; 32]| -> Result<StreamKeys, E2eError> {
+            if !ends {
+                return Ok(StreamKeys::Pending(self.clone()));
+            }
+            let first = expand(secret, &[STREAM_LABEL, &index.to_be_bytes(), service.as_bytes()])?;
+            Ok(StreamKeys::Keyed(EpochKey::new(first, Some(self.epoch), 0)?))
+        };
+        Ok((
+            Sealer { keys: keys(&self.send)?, index, seq: 0, ends },
+            Opener { keys: keys(&self.recv)?, index, seq: 0, buf: BytesMut::new(), ends, ended: false },
+        ))
     }
 }
 
@@ -75,7 +86,9 @@ impl StreamKeys {
                 let secret = if send { &session.send } else { &session.recv };
                 Some(match session.keying {
                     Keying::Session => EpochKey::new(*secret, None, 0)?,
-                    Keying::PerStream | Keying::SealedEnd => {
+                    // Keying 3's keys are made with the stream (bound to its service).
+                    Keying::SealedEnd => return Err(E2eError::Noise("stream keys of keying 3 missing".into())),
+                    Keying::PerStream => {
                         EpochKey::new(expand(secret, &[STREAM_LABEL, &index.to_be_bytes()])?, Some(session.epoch), 0)?
                     }
                 })
@@ -158,13 +171,17 @@ impl Sealer {
         Ok(plain_len + RECORD_OVERHEAD)
     }
 
-    /// Appends `plain` (at most [`MAX_PLAIN`] bytes) to `out` as one record.
+    /// Appends `plain` (at most [`MAX_PLAIN`] bytes) to `out` as one record; on error `out` is
+    /// left as it was (no plaintext where ciphertext would have been).
     pub fn seal(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<(), E2eError> {
         let start = out.len();
         out.put_u16(0);
         out.extend_from_slice(plain);
         out.put_bytes(0, TAG_LEN);
-        self.seal_in_place(&mut out[start..], plain.len())?;
+        if let Err(e) = self.seal_in_place(&mut out[start..], plain.len()) {
+            out.truncate(start);
+            return Err(e);
+        }
         Ok(())
     }
 }

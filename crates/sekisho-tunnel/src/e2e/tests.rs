@@ -63,7 +63,7 @@ fn both_ends_of_this_version_agree_on_keys_per_stream_and_a_sealed_end() {
 
 fn sealed_end_pair() -> (Sealer, Opener) {
     let (a, b) = pair();
-    (a.stream(7).0, b.stream(7).1)
+    (a.stream(7, "").unwrap().0, b.stream(7, "").unwrap().1)
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn an_end_record_cannot_be_forged_from_an_empty_data_record() {
     // On keying 2, where an empty record is data, an end record is not recognised as anything
     // but a record that fails to open (its associated data differs), and a FIN alone ends cleanly.
     let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_PER_STREAM, 3);
-    let (mut seal, mut open) = (a.stream(1).0, b.stream(1).1);
+    let (mut seal, mut open) = (a.stream(1, "").unwrap().0, b.stream(1, "").unwrap().1);
     let mut wire = BytesMut::new();
     assert!(!seal.seal_end(&mut wire).unwrap(), "keying 2 has no end record");
     seal.seal(b"", &mut wire).unwrap();
@@ -116,9 +116,9 @@ fn an_end_record_cannot_be_forged_from_an_empty_data_record() {
     // An end record moved to another record number fails to open: here the end sealed as
     // record 0 of a stream, sent after that stream's record 0.
     let (a, b) = pair();
-    let (mut data, mut open) = (a.stream(9).0, b.stream(9).1);
+    let (mut data, mut open) = (a.stream(9, "").unwrap().0, b.stream(9, "").unwrap().1);
     let mut end = BytesMut::new();
-    a.stream(9).0.seal_end(&mut end).unwrap();
+    a.stream(9, "").unwrap().0.seal_end(&mut end).unwrap();
     let mut wire = seal_n(&mut data, 1);
     wire.extend_from_slice(&end);
     assert!(matches!(open_all(&mut open, &wire), (1, Some(E2eError::BadRecord))));
@@ -135,7 +135,13 @@ fn each_stream_and_direction_has_a_key_of_its_own() {
         }
     }
     let (a, b) = pair();
-    let secrets = [secret(&mut a.stream(1).0), secret(&mut a.stream(2).0), secret(&mut b.stream(1).0), a.send, a.recv];
+    let secrets = [
+        secret(&mut a.stream(1, "").unwrap().0),
+        secret(&mut a.stream(2, "").unwrap().0),
+        secret(&mut b.stream(1, "").unwrap().0),
+        a.send,
+        a.recv,
+    ];
     for (i, x) in secrets.iter().enumerate() {
         for y in &secrets[i + 1..] {
             assert_ne!(x, y);
@@ -146,16 +152,16 @@ fn each_stream_and_direction_has_a_key_of_its_own() {
 #[test]
 fn keys_move_every_epoch_and_both_ends_follow() {
     let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_PER_STREAM, 3);
-    let (mut seal, _) = a.stream(9);
+    let (mut seal, _) = a.stream(9, "").unwrap();
     let wire = seal_n(&mut seal, 10);
-    let (_, mut open) = b.stream(9);
+    let (_, mut open) = b.stream(9, "").unwrap();
     let (opened, err) = open_all(&mut open, &wire);
     assert_eq!((opened, err.is_none()), (10, true));
     // An end that keeps its key one record longer fails exactly where the sender's key moved:
     // the key really changes at each epoch.
     let mut lagging = Arc::try_unwrap(b).unwrap();
     lagging.epoch = 4;
-    let (_, mut open) = Arc::new(lagging).stream(9);
+    let (_, mut open) = Arc::new(lagging).stream(9, "").unwrap();
     let (opened, err) = open_all(&mut open, &wire);
     assert_eq!(opened, 3);
     assert!(matches!(err, Some(E2eError::BadRecord)));
@@ -167,9 +173,9 @@ fn an_agent_of_keying_1_on_either_side_gets_the_session_keys_it_knows() {
     for (offer, known) in [(&[][..], KEYING_PER_STREAM), (KEYING_PER_STREAM, &[][..])] {
         let (a, b) = pair_offering(offer, known, 3);
         assert_eq!((a.keying(), b.keying()), (Keying::Session, Keying::Session));
-        let (mut seal, _) = a.stream(4);
+        let (mut seal, _) = a.stream(4, "").unwrap();
         let wire = seal_n(&mut seal, 10);
-        let (_, mut open) = b.stream(4);
+        let (_, mut open) = b.stream(4, "").unwrap();
         assert_eq!(open_all(&mut open, &wire).0, 10);
         // Every record, past the epoch length too, is what an agent of keying 1 seals: the
         // session key, nonce index‖seq.
@@ -207,7 +213,7 @@ fn keying_2_records_match_known_answers() {
         next_index: AtomicU32::new(1),
         seen: Mutex::new(Seen::default()),
     });
-    let (mut seal, _) = session.stream(7);
+    let (mut seal, _) = session.stream(7, "").unwrap();
     let wire = seal_n(&mut seal, 5);
     let expected = [
         "0018fcc876ebc7ed6dfc18f2206efaf1777272bd0ebf2939f925",
@@ -219,11 +225,60 @@ fn keying_2_records_match_known_answers() {
     assert_eq!(hex::encode(&wire[..]), expected.concat());
 }
 
+/// The same for keying 3 (docs/SEALING.md): stream 7 of the service `wiki`, whose name is in the
+/// stream's first secret; two data records, then the end record (no plaintext, associated data
+/// "sekisho e2e end") as record 2, under the next epoch's key.
+#[test]
+fn keying_3_records_match_known_answers() {
+    let session = Arc::new(PairSession {
+        send: [0x11; 32],
+        recv: [0x22; 32],
+        keying: Keying::SealedEnd,
+        epoch: 2,
+        next_index: AtomicU32::new(1),
+        seen: Mutex::new(Seen::default()),
+    });
+    let (mut seal, _) = session.stream(7, "wiki").unwrap();
+    let mut wire = seal_n(&mut seal, 2);
+    assert!(seal.seal_end(&mut wire).unwrap());
+    let expected = [
+        "00189b5970567e4cf1062b37cee6a773171f1594bfbaa18307f1",
+        "00183397a221f2e839a4c2a8a5633c90bafa188f27ebf39f9bf4",
+        "00104a2ef57eb8000b9510a5000276434340",
+    ];
+    assert_eq!(hex::encode(&wire[..]), expected.concat());
+}
+
+#[test]
+fn a_stream_handed_to_another_service_fails_its_first_record_on_keying_3() {
+    let (a, b) = pair();
+    let (mut seal, _) = a.stream(5, "wiki").unwrap();
+    let wire = seal_n(&mut seal, 1);
+    // The relay opened it at the back agent as `mail`: the back agent's keys differ.
+    let (_, mut open) = b.stream(5, "mail").unwrap();
+    assert!(matches!(open_all(&mut open, &wire), (0, Some(E2eError::BadRecord))));
+    let (_, mut open) = b.stream(5, "wiki").unwrap();
+    assert!(matches!(open_all(&mut open, &wire), (1, None)));
+    // Keying 2 (agents of the earlier version) does not bind the service.
+    let (a, b) = pair_offering(KEYING_PER_STREAM, KEYING_PER_STREAM, 3);
+    let wire = seal_n(&mut a.stream(5, "wiki").unwrap().0, 1);
+    assert!(matches!(open_all(&mut b.stream(5, "mail").unwrap().1, &wire), (1, None)));
+}
+
+#[test]
+fn a_record_that_cannot_be_sealed_leaves_no_plaintext_behind() {
+    let (a, _) = pair();
+    let (mut seal, _) = a.stream(1, "").unwrap();
+    let mut out = BytesMut::from(&b"earlier "[..]);
+    assert!(seal.seal(&vec![b'S'; MAX_PLAIN + 1], &mut out).is_err());
+    assert_eq!(&out[..], b"earlier ", "the output is as it was");
+}
+
 #[test]
 fn records_roundtrip_and_hide_the_plaintext() {
     let (a, b) = pair();
-    let (mut seal, _) = a.stream(7);
-    let (_, mut open) = b.stream(7);
+    let (mut seal, _) = a.stream(7, "").unwrap();
+    let (_, mut open) = b.stream(7, "").unwrap();
     let mut wire = BytesMut::new();
     seal.seal(b"SECRET-MARKER one", &mut wire).unwrap();
     seal.seal(b"two", &mut wire).unwrap();
@@ -242,15 +297,15 @@ fn records_roundtrip_and_hide_the_plaintext() {
 #[test]
 fn records_cannot_move_between_streams_or_be_reordered() {
     let (a, b) = pair();
-    let (mut seal, _) = a.stream(1);
+    let (mut seal, _) = a.stream(1, "").unwrap();
     let mut r1 = BytesMut::new();
     seal.seal(b"first", &mut r1).unwrap();
     let mut r2 = BytesMut::new();
     seal.seal(b"second", &mut r2).unwrap();
-    let (_, mut other_stream) = b.stream(2);
+    let (_, mut other_stream) = b.stream(2, "").unwrap();
     other_stream.push(&r1);
     assert!(matches!(other_stream.next_record(), Err(E2eError::BadRecord)));
-    let (_, mut same_stream) = b.stream(1);
+    let (_, mut same_stream) = b.stream(1, "").unwrap();
     same_stream.push(&r2);
     assert!(matches!(same_stream.next_record(), Err(E2eError::BadRecord)));
 }
@@ -258,8 +313,8 @@ fn records_cannot_move_between_streams_or_be_reordered() {
 #[test]
 fn sealing_in_place_matches_sealing_by_copy() {
     let (a, b) = pair();
-    let (mut by_copy, _) = a.stream(3);
-    let (mut in_place, _) = a.stream(4);
+    let (mut by_copy, _) = a.stream(3, "").unwrap();
+    let (mut in_place, _) = a.stream(4, "").unwrap();
     let plain = b"in the buffer the socket filled";
     let mut record = vec![0u8; 2 + plain.len() + TAG_LEN + 7];
     record[2..2 + plain.len()].copy_from_slice(plain);
@@ -269,7 +324,7 @@ fn sealing_in_place_matches_sealing_by_copy() {
     by_copy.seal(plain, &mut copied).unwrap();
     assert_eq!(copied.len(), len);
     for (index, wire) in [(4, &record[..len]), (3, &copied[..])] {
-        let (_, mut open) = b.stream(index);
+        let (_, mut open) = b.stream(index, "").unwrap();
         open.push(wire);
         assert_eq!(&open.next_record().unwrap().unwrap()[..], plain);
     }
@@ -280,12 +335,12 @@ fn sealing_in_place_matches_sealing_by_copy() {
 #[test]
 fn tampered_records_fail() {
     let (a, b) = pair();
-    let (mut seal, _) = a.stream(1);
+    let (mut seal, _) = a.stream(1, "").unwrap();
     let mut wire = BytesMut::new();
     seal.seal(b"payload", &mut wire).unwrap();
     let last = wire.len() - 1;
     wire[last] ^= 1;
-    let (_, mut open) = b.stream(1);
+    let (_, mut open) = b.stream(1, "").unwrap();
     open.push(&wire);
     assert!(matches!(open.next_record(), Err(E2eError::BadRecord)));
 }

@@ -72,8 +72,13 @@ async fn a_group_or_policy_change_ends_the_open_streams_it_denies() {
     let input: serde_json::Value = serde_json::from_str(e["input"].as_str().unwrap()).unwrap();
     assert_eq!(input["principal"]["groups"], json!([]), "the event keeps what it was decided from: {input}");
     // New streams of bob's are refused; alice opens new ones.
-    let mut again = TcpStream::connect(fronts[1].1).await.unwrap();
-    assert!(!echoes(&mut again).await);
+    // (The front agent resets a refused connection at once: under load the reset can arrive
+    // before the connect has even returned.)
+    let refused = match TcpStream::connect(fronts[1].1).await {
+        Ok(mut again) => !echoes(&mut again).await,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(refused, "a new stream of bob's was carried");
 
     // A policy change that denies alice ends her stream too.
     relay.policy("echo", &[r#"principal in Group::"staff""#], &[r#"principal == User::"alice""#]).await;
