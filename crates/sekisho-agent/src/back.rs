@@ -28,6 +28,13 @@ pub(crate) struct Back {
     sessions: Sessions,
 }
 
+impl Drop for Back {
+    /// The agent's Noise secret is wiped with each copy of it.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl Back {
     pub(crate) fn new(secret: [u8; 32]) -> Self {
         Back { secret, services: watch::Sender::new(Arc::default()), sessions: Mutex::new(HashMap::new()) }

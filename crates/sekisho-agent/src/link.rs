@@ -23,6 +23,7 @@ use sekisho_wire::{Config, Side};
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroize;
 
 use crate::back::Back;
 use crate::front::Front;
@@ -276,6 +277,7 @@ async fn connect(
         let state = sh.state.lock();
         (hex::encode(state.keys.sign(&exporter)), state.keys.sign_public(), state.keys.noise_public())
     };
+    exporter.zeroize();
     let hello = match (&enrollment, token) {
         (Some(e), _) => Hello::Login { agent_id: e.agent_id.clone(), version, hostname, signature },
         (None, Some(t)) => Hello::Enroll {

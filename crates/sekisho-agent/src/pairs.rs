@@ -65,6 +65,13 @@ pub(crate) struct Pairs {
     map: Arc<Mutex<HashMap<(u64, String), Cell>>>,
 }
 
+impl Drop for Pairs {
+    /// The agent's Noise secret is wiped with each copy of it.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl Pairs {
     pub(crate) fn new(secret: [u8; 32]) -> Self {
         Pairs { secret, map: Arc::new(Mutex::new(HashMap::new())) }

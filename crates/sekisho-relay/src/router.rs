@@ -29,7 +29,7 @@ use sekisho_door::secrets::{hash_secret, new_id};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one agent connection from hello to close.
-pub(crate) async fn serve_agent(state: Arc<State>, link: Link, exporter: [u8; 32], peer: SocketAddr) {
+pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8; 32], peer: SocketAddr) {
     let protocol = link.protocol();
     let (conn, driver) = Connection::new(link, Side::Server, Config::default(), Heartbeat::default());
     let driver = tokio::spawn(driver);
@@ -38,6 +38,8 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, exporter: [u8; 32
     } else {
         authenticate(&state, &conn, &exporter, peer).await
     };
+    // Only the login's signature covers it: nothing of it stays once that is checked.
+    zeroize::Zeroize::zeroize(&mut exporter);
     let agent = match outcome {
         Ok(agent) => agent,
         Err((code, message)) => {

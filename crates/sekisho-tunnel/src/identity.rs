@@ -46,6 +46,13 @@ struct KeyFile {
     noise_public: String,
 }
 
+impl Drop for AgentKeys {
+    /// The Noise secret is wiped (the signing key wipes itself).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.noise_secret);
+    }
+}
+
 impl AgentKeys {
     pub fn generate() -> Result<Self, IdentityError> {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);

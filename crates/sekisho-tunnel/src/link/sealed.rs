@@ -62,11 +62,13 @@ impl Drop for LinkSecrets {
 impl LinkSecrets {
     /// Derives the secrets from a finished TLS 1.3 handshake (either side gets the same two).
     pub fn export<D>(tls: &rustls::ConnectionCommon<D>) -> Result<Self, rustls::Error> {
-        let both = tls.export_keying_material([0u8; 64], SECRETS_LABEL, None)?;
-        let (client, server) = both.split_at(32);
+        let mut both = tls.export_keying_material([0u8; 64], SECRETS_LABEL, None)?;
         let mut secrets = LinkSecrets { client: [0; 32], server: [0; 32] };
+        let (client, server) = both.split_at(32);
         secrets.client.copy_from_slice(client);
         secrets.server.copy_from_slice(server);
+        // The exporter's output is the two secrets: no copy of them stays behind.
+        both.zeroize();
         Ok(secrets)
     }
 }
