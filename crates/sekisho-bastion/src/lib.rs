@@ -33,7 +33,7 @@ use russh::keys::PrivateKey;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use tokio_util::sync::CancellationToken;
 
-use sekisho_door::{FrontDoor, State};
+use sekisho_door::{DoorListener, FrontDoor, State};
 
 /// Ciphers offered to users (russh's defaults plus aes128-gcm).
 const USER_CIPHERS: &[russh::cipher::Name] = &[
@@ -103,8 +103,7 @@ pub struct BastionDoor {
     bastion: Arc<Bastion>,
     ssh: Arc<russh::server::Config>,
     login_window: Duration,
-    listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
-    addr: SocketAddr,
+    listener: DoorListener,
 }
 
 impl FrontDoor for BastionDoor {
@@ -113,11 +112,11 @@ impl FrontDoor for BastionDoor {
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        Some(self.addr)
+        Some(self.listener.addr())
     }
 
     fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let listener = self.listener.lock().take();
+        let listener = self.listener.take();
         Box::pin(async move {
             if let Some(listener) = listener {
                 serve(self.bastion.clone(), self.ssh.clone(), self.login_window, listener, shutdown).await;
@@ -133,9 +132,8 @@ impl BastionDoor {
         let recordings = data_dir.join("recordings");
         std::fs::create_dir_all(&recordings)
             .map_err(|source| BastionError::Recordings { path: recordings.clone(), source })?;
-        let listen = |source| BastionError::Listen { addr: config.listen, source };
-        let listener = sekisho_tunnel::dial::listen(config.listen).map_err(listen)?;
-        let addr = listener.local_addr().map_err(listen)?;
+        let listener =
+            DoorListener::bind(config.listen).map_err(|source| BastionError::Listen { addr: config.listen, source })?;
         let ssh = russh::server::Config {
             server_id: russh::SshId::Standard(format!("SSH-2.0-Sekisho_{}", env!("CARGO_PKG_VERSION")).into()),
             methods: russh::MethodSet::from(
@@ -157,13 +155,7 @@ impl BastionDoor {
             ..Default::default()
         };
         let bastion = Arc::new(Bastion { key: state.master.recording_key(), state, recordings });
-        Ok(BastionDoor {
-            bastion,
-            ssh: Arc::new(ssh),
-            login_window: config.login_window,
-            listener: parking_lot::Mutex::new(Some(listener)),
-            addr,
-        })
+        Ok(BastionDoor { bastion, ssh: Arc::new(ssh), login_window: config.login_window, listener })
     }
 }
 

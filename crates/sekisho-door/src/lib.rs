@@ -39,6 +39,31 @@ use tokio_util::sync::CancellationToken;
 
 pub use state::State;
 
+/// A door's own listener: bound when the door is built (so the relay can say where it listens
+/// before anything is served), taken once when the door starts serving.
+pub struct DoorListener {
+    listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
+    addr: SocketAddr,
+}
+
+impl DoorListener {
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = sekisho_tunnel::dial::listen(addr)?;
+        let addr = listener.local_addr()?;
+        Ok(DoorListener { listener: parking_lot::Mutex::new(Some(listener)), addr })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listener, the first time it is asked for.
+    pub fn take(&self) -> Option<tokio::net::TcpListener> {
+        self.listener.lock().take()
+    }
+}
+
 /// A front door as the relay starts it: a name, where it listens (when it has a listener of its
 /// own), what it adds to the relay's HTTPS port, and a task that serves until shutdown.
 ///

@@ -45,7 +45,7 @@ use socks5::{Reply, SocksError, Target};
 
 use sekisho_door::egress::EgressError;
 use sekisho_door::names::normalize_domain;
-use sekisho_door::{FrontDoor, State};
+use sekisho_door::{DoorListener, FrontDoor, State};
 
 /// The scope an API key needs to be a gateway password.
 pub(crate) const GATEWAY_SCOPE: &str = "gateway:use";
@@ -74,18 +74,16 @@ pub(crate) struct Gateway {
 pub struct GatewayDoor {
     state: Arc<State>,
     gateway: Arc<Gateway>,
-    listener: parking_lot::Mutex<Option<TcpListener>>,
-    addr: SocketAddr,
+    listener: DoorListener,
 }
 
 impl GatewayDoor {
     /// Reads the hosts file and binds the listener.
     pub fn bind(state: Arc<State>, config: &GatewayConfig) -> Result<Self, GatewayError> {
         let gateway = Arc::new(Gateway::new(config)?);
-        let listen = |source| GatewayError::Listen { addr: config.listen, source };
-        let listener = sekisho_tunnel::dial::listen(config.listen).map_err(listen)?;
-        let addr = listener.local_addr().map_err(listen)?;
-        Ok(GatewayDoor { state, gateway, listener: parking_lot::Mutex::new(Some(listener)), addr })
+        let listener =
+            DoorListener::bind(config.listen).map_err(|source| GatewayError::Listen { addr: config.listen, source })?;
+        Ok(GatewayDoor { state, gateway, listener })
     }
 }
 
@@ -95,11 +93,11 @@ impl FrontDoor for GatewayDoor {
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        Some(self.addr)
+        Some(self.listener.addr())
     }
 
     fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let listener = self.listener.lock().take();
+        let listener = self.listener.take();
         Box::pin(async move {
             if let Some(listener) = listener {
                 run(self.state.clone(), self.gateway.clone(), listener, shutdown).await;
