@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
 use sekisho_door::credentials::{PeerAddr, canonical, key_problem, role_scopes};
-use sekisho_store::ApiKey;
+use sekisho_store::{ApiKey, User};
 
 use super::{ApiError, S};
 use sekisho_door::secrets::hash_secret;
@@ -105,6 +105,28 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> String {
         _ => return "system".into(),
     };
     format!("{area}:{}", if read { "read" } else { "write" })
+}
+
+/// Whether the caller may take over `user`'s sign-in (set the password, enroll TOTP): only with
+/// every scope the user's groups give, so no key takes over someone with more rights than it has.
+pub(crate) async fn may_take_over(state: &S, caller: &Caller, user: &User, what: &str) -> Result<(), ApiError> {
+    let groups = state.store.groups_of(&user.id).await?;
+    for g in groups {
+        caller.may_grant(&g.role, &format!("{what} of `{}` (in group `{}`)", user.name, g.name))?;
+    }
+    Ok(())
+}
+
+/// Acting as a user (a key or an enrollment token of theirs) needs `users:act` and every scope
+/// the user's groups give.
+pub(crate) async fn may_act_as(state: &S, caller: &Caller, user: &User) -> Result<(), ApiError> {
+    if !caller.has("users:act") {
+        return Err(ApiError::forbidden(
+            "scope_escalation",
+            format!("acting as user `{}` needs scope `users:act` (held by the admin role)", user.name),
+        ));
+    }
+    may_take_over(state, caller, user, "acting as the user").await
 }
 
 async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {

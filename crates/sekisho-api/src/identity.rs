@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use super::auth::Caller;
+use super::auth::{Caller, may_act_as, may_take_over};
 use super::{ApiError, Body, S};
 use crate::tunnel::check_name;
 use sekisho_door::credentials::{ROLES, TENANT_SCOPES, valid_ip_entry};
@@ -215,28 +215,6 @@ pub(super) async fn find_user(state: &S, caller: &Caller, name: &str) -> Result<
         .get_user(&caller.tenant, name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user `{name}` not found")))
-}
-
-/// Whether the caller may take over `user`'s sign-in (set the password, enroll TOTP): only with
-/// every scope the user's groups give, so no key takes over someone with more rights than it has.
-async fn may_take_over(state: &S, caller: &Caller, user: &User, what: &str) -> Result<(), ApiError> {
-    let groups = state.store.groups_of(&user.id).await?;
-    for g in groups {
-        caller.may_grant(&g.role, &format!("{what} of `{}` (in group `{}`)", user.name, g.name))?;
-    }
-    Ok(())
-}
-
-/// Acting as a user (a key or an enrollment token of theirs) needs `users:act` and every scope
-/// the user's groups give.
-pub(crate) async fn may_act_as(state: &S, caller: &Caller, user: &User) -> Result<(), ApiError> {
-    if !caller.has("users:act") {
-        return Err(ApiError::forbidden(
-            "scope_escalation",
-            format!("acting as user `{}` needs scope `users:act` (held by the admin role)", user.name),
-        ));
-    }
-    may_take_over(state, caller, user, "acting as the user").await
 }
 
 async fn find_group(state: &S, caller: &Caller, name: &str) -> Result<Group, ApiError> {

@@ -48,7 +48,7 @@ pub(crate) async fn create_token(
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("user `{u}` not found")))?;
             // A personal agent's streams act as its user.
-            super::identity::may_act_as(&state, &caller, &user).await?;
+            super::auth::may_act_as(&state, &caller, &user).await?;
             Some(user.id)
         }
         None => None,

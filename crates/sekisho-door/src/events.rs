@@ -1,4 +1,5 @@
-//! Background evidence chores: retention pruning per tenant plan, and the test-only tap.
+//! Background evidence chores: retention pruning per tenant plan, the summaries of unauthenticated
+//! noise (see [`crate::noise`]), and the test-only tap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +8,9 @@ use std::time::Duration;
 use sekisho_store::now_ms;
 use tokio::io::AsyncWriteExt;
 
+use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
+
+use crate::noise::Summary;
 use crate::state::State;
 
 const DAY_MS: i64 = 86_400_000;
@@ -72,4 +76,36 @@ pub fn start_tap(addr: SocketAddr) -> sekisho_tunnel::pump::Tap {
         }
     });
     tx
+}
+
+/// Records the summaries of ended windows every window, in the default tenant's chain.
+pub fn spawn_noise_summaries(state: &Arc<State>) {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            let Some(window) = state.upgrade().map(|s| s.noise.window()) else { return };
+            tokio::time::sleep(window / 2).await;
+            let Some(state) = state.upgrade() else { return };
+            let all = state.shutdown.is_cancelled();
+            record_noise(&state, state.noise.take_ended(all));
+            if all {
+                return;
+            }
+        }
+    });
+}
+
+fn record_noise(state: &State, summaries: Vec<Summary>) {
+    for s in summaries {
+        let event = Event::new("default", EventKind::System, Decision::Deny)
+            .subject(SubjectKind::Anonymous, s.ip.to_string())
+            .path(s.path)
+            .policy("noise")
+            .reason(format!(
+                "noise: {} more `{}` refusals of {} (of {} in all), counted, not recorded one by one",
+                s.unrecorded, s.code, s.ip, s.seen
+            ))
+            .source(s.ip, state.geo.country(s.ip));
+        state.auditor.record(event);
+    }
 }

@@ -7,13 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
-
-use crate::state::State;
 
 /// Refusals of one source, path and reason recorded one by one per window.
 const FIRST: u64 = 10;
@@ -54,6 +50,11 @@ pub struct Summary {
 impl Noise {
     pub fn new(window: Duration) -> Self {
         Noise { window, counts: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long refusals are counted before their summary is recorded.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Counts one refusal; true if it should be recorded on its own.
@@ -98,38 +99,6 @@ impl Noise {
         }
         out.sort_by(|a, b| (a.path, a.ip, &a.code).cmp(&(b.path, b.ip, &b.code)));
         out
-    }
-}
-
-/// Records the summaries of ended windows every window, in the default tenant's chain.
-pub fn spawn_summaries(state: &Arc<State>) {
-    let state = Arc::downgrade(state);
-    tokio::spawn(async move {
-        loop {
-            let Some(window) = state.upgrade().map(|s| s.noise.window) else { return };
-            tokio::time::sleep(window / 2).await;
-            let Some(state) = state.upgrade() else { return };
-            let all = state.shutdown.is_cancelled();
-            record(&state, state.noise.take_ended(all));
-            if all {
-                return;
-            }
-        }
-    });
-}
-
-fn record(state: &State, summaries: Vec<Summary>) {
-    for s in summaries {
-        let event = Event::new("default", EventKind::System, Decision::Deny)
-            .subject(SubjectKind::Anonymous, s.ip.to_string())
-            .path(s.path)
-            .policy("noise")
-            .reason(format!(
-                "noise: {} more `{}` refusals of {} (of {} in all), counted, not recorded one by one",
-                s.unrecorded, s.code, s.ip, s.seen
-            ))
-            .source(s.ip, state.geo.country(s.ip));
-        state.auditor.record(event);
     }
 }
 

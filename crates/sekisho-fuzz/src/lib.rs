@@ -16,6 +16,7 @@ pub type Body = fn(&[u8]);
 /// Every target: its name (the corpus directory and the cargo-fuzz target) and its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("frame", frame),
+    ("sealed_link", sealed_link),
     ("e2e_records", e2e_records),
     ("e2e_handshake", e2e_handshake),
     ("socks5", socks5),
@@ -40,6 +41,11 @@ pub fn frame(data: &[u8]) {
 
 /// A back agent's side of a pair: its session, its secret and the front agent's public key.
 type BackSide = (Arc<sekisho_tunnel::e2e::PairSession>, [u8; 32], [u8; 32]);
+
+/// The relay's side of a sealed agent link (`sekisho/2`) reading what an agent sent.
+pub fn sealed_link(data: &[u8]) {
+    sekisho_tunnel::link::fuzz_relay_reads(data);
+}
 
 /// Two agents' pair session, made once: a responder's view of records a relay could send.
 static PAIR: LazyLock<Option<BackSide>> = LazyLock::new(|| {

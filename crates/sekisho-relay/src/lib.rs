@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sekisho_door::{FrontDoor, State, events, noise, secrets};
+use sekisho_door::{FrontDoor, State, events, secrets};
 use sekisho_store::Store;
 use sekisho_tunnel::tls::LocalCa;
 use tokio_util::sync::CancellationToken;
@@ -210,7 +210,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     state.on_reload(Box::new(move |state, topo| Box::pin(edge::sync(state, edges.clone(), topo))));
     state.start_cluster().await?;
     events::spawn_retention(&state);
-    noise::spawn_summaries(&state);
+    events::spawn_noise_summaries(&state);
 
     // The front doors, in order: an HTTP door wraps the routes of those before it.
     let mut doors: Vec<Arc<dyn FrontDoor>> =

@@ -38,7 +38,7 @@ use crate::transport::Transport;
 
 mod sealed;
 
-pub use sealed::{EPOCH_RECORDS, LinkSecrets, MAX_PLAIN, SealedLink};
+pub use sealed::{EPOCH_RECORDS, LinkSecrets, MAX_PLAIN, SealedLink, fuzz_relay_reads};
 
 /// ALPN id of the sealed link (preferred).
 pub const AGENT_ALPN: &[u8] = b"sekisho/2";
