@@ -38,7 +38,7 @@
 //! The whole format, with test vectors: `docs/SEALING.md`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
@@ -65,6 +65,11 @@ pub const EPOCH_RECORDS: u32 = 1 << 16;
 /// Stream indices a pair session hands out before its initiator makes a new session: half of the
 /// index space, far before the end, which is permanent (an index is never handed out twice).
 pub const REHANDSHAKE_AFTER: u32 = 1 << 31;
+/// Records a keying-1 session (older agents: one key per direction for every stream) seals and
+/// opens in all before its initiator makes a new session for new streams; at twice this a stream
+/// still on it is refused more records. 2^22 records of at most 2^12 AES blocks keep each of its
+/// two keys near 2^34 blocks, inside RFC 8446 §5.5's 2^34.5.
+pub const KEYING_1_RECORDS: u64 = 1 << 22;
 /// The handshake payload by which both ends agree on keys per stream.
 pub const KEYING_PER_STREAM: &[u8] = b"sekisho-e2e/2";
 /// The handshake payload by which both ends agree on keys per stream and a sealed end.
@@ -210,6 +215,10 @@ pub struct PairSession {
     keying: Keying,
     /// Records per key on keying 2 ([`EPOCH_RECORDS`]; fewer in tests).
     epoch: u32,
+    /// Records sealed and opened on keying 1, every stream together, and where the count stops
+    /// ([`KEYING_1_RECORDS`]; fewer in tests).
+    keying1_records: AtomicU64,
+    keying1_limit: u64,
     next_index: AtomicU32,
     seen: Mutex<Seen>,
 }
@@ -255,6 +264,8 @@ impl PairSession {
             recv,
             keying,
             epoch: EPOCH_RECORDS,
+            keying1_records: AtomicU64::new(0),
+            keying1_limit: KEYING_1_RECORDS,
             next_index: AtomicU32::new(1),
             seen: Mutex::new(Seen::default()),
         })
@@ -278,6 +289,16 @@ impl PairSession {
     /// ([`REHANDSHAKE_AFTER`] indices handed out).
     pub fn wants_rehandshake(&self) -> bool {
         self.next_index.load(Ordering::Relaxed) > REHANDSHAKE_AFTER
+            || self.keying1_records.load(Ordering::Relaxed) >= self.keying1_limit
+    }
+
+    /// Counts one record under keying 1's session keys; refuses it past twice the limit (a stream
+    /// that outlived the re-handshake its session asked for).
+    fn count_keying1_record(&self) -> Result<(), E2eError> {
+        if self.keying1_records.fetch_add(1, Ordering::Relaxed) >= 2 * self.keying1_limit {
+            return Err(E2eError::Exhausted);
+        }
+        Ok(())
     }
 
     /// Records that the responder accepted stream `index`; refuses one seen before.

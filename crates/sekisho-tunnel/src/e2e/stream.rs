@@ -41,6 +41,8 @@ pub(super) enum StreamKeys {
 pub(super) struct EpochKey {
     /// The secret `key` comes from (on keying 1 the session's key itself).
     pub(super) secret: [u8; 32],
+    /// Keying 1: the session whose two keys every stream shares, counting their records.
+    shared: Option<Arc<PairSession>>,
     key: Key,
     /// Records per key; `None` on keying 1, whose key never moves.
     epoch: Option<u32>,
@@ -50,6 +52,15 @@ pub(super) struct EpochKey {
 
 impl EpochKey {
     fn new(mut secret: [u8; 32], epoch: Option<u32>, generation: u32) -> Result<Box<EpochKey>, E2eError> {
+        Self::made(secret, epoch, generation, None).inspect_err(|_| secret.zeroize())
+    }
+
+    fn made(
+        mut secret: [u8; 32],
+        epoch: Option<u32>,
+        generation: u32,
+        shared: Option<Arc<PairSession>>,
+    ) -> Result<Box<EpochKey>, E2eError> {
         let key = match epoch {
             None => aead_key(&secret),
             Some(_) => expand(&secret, &[KEY_LABEL]).and_then(|mut bytes| {
@@ -59,7 +70,7 @@ impl EpochKey {
             }),
         };
         match key {
-            Ok(key) => Ok(Box::new(EpochKey { secret, key, epoch, generation })),
+            Ok(key) => Ok(Box::new(EpochKey { secret, key, epoch, generation, shared })),
             Err(e) => {
                 secret.zeroize();
                 Err(e)
@@ -85,7 +96,10 @@ impl StreamKeys {
             StreamKeys::Pending(session) => {
                 let secret = if send { &session.send } else { &session.recv };
                 Some(match session.keying {
-                    Keying::Session => EpochKey::new(*secret, None, 0)?,
+                    Keying::Session => {
+                        session.count_keying1_record()?;
+                        EpochKey::made(*secret, None, 0, Some(session.clone()))?
+                    }
                     // Keying 3's keys are made with the stream (bound to its service).
                     Keying::SealedEnd => return Err(E2eError::Noise("stream keys of keying 3 missing".into())),
                     Keying::PerStream => {
@@ -94,6 +108,12 @@ impl StreamKeys {
                 })
             }
             StreamKeys::Keyed(k) => match k.epoch {
+                None => {
+                    if let Some(session) = &k.shared {
+                        session.count_keying1_record()?;
+                    }
+                    None
+                }
                 Some(epoch) if seq / epoch != k.generation => {
                     Some(EpochKey::new(expand(&k.secret, &[NEXT_LABEL])?, k.epoch, k.generation + 1)?)
                 }

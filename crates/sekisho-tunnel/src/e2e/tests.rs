@@ -210,6 +210,8 @@ fn keying_2_records_match_known_answers() {
         recv: [0x22; 32],
         keying: Keying::PerStream,
         epoch: 2,
+        keying1_records: AtomicU64::new(0),
+        keying1_limit: KEYING_1_RECORDS,
         next_index: AtomicU32::new(1),
         seen: Mutex::new(Seen::default()),
     });
@@ -235,6 +237,8 @@ fn keying_3_records_match_known_answers() {
         recv: [0x22; 32],
         keying: Keying::SealedEnd,
         epoch: 2,
+        keying1_records: AtomicU64::new(0),
+        keying1_limit: KEYING_1_RECORDS,
         next_index: AtomicU32::new(1),
         seen: Mutex::new(Seen::default()),
     });
@@ -365,6 +369,33 @@ fn wrong_static_key_fails_the_handshake() {
     assert!(respond(&b_sec, &mallory_pub, &m1).is_err());
 }
 
+/// Keying 1 (older agents) shares two keys among every stream: the session counts their records,
+/// asks for a new session at the limit, and refuses records at twice it.
+#[test]
+fn a_keying_1_session_asks_for_a_new_one_after_a_bounded_amount() {
+    let (a, b) = pair_offering(KEYING_PER_STREAM, &[], 3);
+    assert_eq!(a.keying(), Keying::Session);
+    let (mut a, mut b) = (Arc::into_inner(a).unwrap(), Arc::into_inner(b).unwrap());
+    a.keying1_limit = 4;
+    b.keying1_limit = 4;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (mut seal, _) = a.stream(1, "").unwrap();
+    let (_, mut open) = b.stream(1, "").unwrap();
+    assert!(matches!(open_all(&mut open, &seal_n(&mut seal, 3)), (3, None)));
+    assert!(!a.wants_rehandshake());
+    let (mut seal2, _) = a.stream(2, "").unwrap();
+    seal_n(&mut seal2, 1);
+    assert!(a.wants_rehandshake(), "four records sealed under the session's keys");
+    // A stream that stays on it past twice the limit is refused more.
+    seal_n(&mut seal2, 4);
+    assert!(matches!(seal2.seal(b"more", &mut BytesMut::new()), Err(E2eError::Exhausted)));
+    // Keyings 2 and 3 keep no such count: their keys are per stream and epoch.
+    let (c, _) = pair();
+    let (mut seal, _) = c.stream(1, "").unwrap();
+    seal_n(&mut seal, 10);
+    assert!(!c.wants_rehandshake());
+}
+
 /// The stream index never wraps: at the end of its space the session stays exhausted (a wrap
 /// would hand out indices, and so keys and nonces, a second time), and it asks for a new session
 /// long before that.
@@ -375,6 +406,8 @@ fn stream_indices_never_wrap_and_ask_for_a_new_session_first() {
         recv: [0x22; 32],
         keying: Keying::PerStream,
         epoch: 2,
+        keying1_records: AtomicU64::new(0),
+        keying1_limit: KEYING_1_RECORDS,
         next_index: AtomicU32::new(REHANDSHAKE_AFTER),
         seen: Mutex::new(Seen::default()),
     };
