@@ -25,6 +25,20 @@ fn pair_offering(offer: &[u8], known: &[u8], epoch: u32) -> (Arc<PairSession>, A
     (Arc::new(init), Arc::new(resp))
 }
 
+/// The session of the known-answer tests: fixed split secrets, epochs of 2 records.
+fn fixed_session(keying: Keying) -> Arc<PairSession> {
+    Arc::new(PairSession {
+        send: [0x11; 32],
+        recv: [0x22; 32],
+        keying,
+        epoch: 2,
+        keying1_records: AtomicU64::new(0),
+        keying1_limit: KEYING_1_RECORDS,
+        next_index: AtomicU32::new(1),
+        seen: Mutex::new(Seen::default()),
+    })
+}
+
 fn seal_n(seal: &mut Sealer, n: u32) -> BytesMut {
     let mut wire = BytesMut::new();
     for i in 0..n {
@@ -205,16 +219,7 @@ fn an_offer_among_others_is_taken_and_an_unknown_one_is_not() {
 /// 4 are each under a new key.
 #[test]
 fn keying_2_records_match_known_answers() {
-    let session = Arc::new(PairSession {
-        send: [0x11; 32],
-        recv: [0x22; 32],
-        keying: Keying::PerStream,
-        epoch: 2,
-        keying1_records: AtomicU64::new(0),
-        keying1_limit: KEYING_1_RECORDS,
-        next_index: AtomicU32::new(1),
-        seen: Mutex::new(Seen::default()),
-    });
+    let session = fixed_session(Keying::PerStream);
     let (mut seal, _) = session.stream(7, "").unwrap();
     let wire = seal_n(&mut seal, 5);
     let expected = [
@@ -232,16 +237,7 @@ fn keying_2_records_match_known_answers() {
 /// "sekisho e2e end") as record 2, under the next epoch's key.
 #[test]
 fn keying_3_records_match_known_answers() {
-    let session = Arc::new(PairSession {
-        send: [0x11; 32],
-        recv: [0x22; 32],
-        keying: Keying::SealedEnd,
-        epoch: 2,
-        keying1_records: AtomicU64::new(0),
-        keying1_limit: KEYING_1_RECORDS,
-        next_index: AtomicU32::new(1),
-        seen: Mutex::new(Seen::default()),
-    });
+    let session = fixed_session(Keying::SealedEnd);
     let (mut seal, _) = session.stream(7, "wiki").unwrap();
     let mut wire = seal_n(&mut seal, 2);
     assert!(seal.seal_end(&mut wire).unwrap());
