@@ -120,7 +120,9 @@ async fn authenticate(
             let (Some(sp), Some(np)) = (identity::decode32(&sign_pub), identity::decode32(&noise_pub)) else {
                 return Err(("bad_hello", "malformed agent keys".into()));
             };
-            let sig = hex::decode(&signature).unwrap_or_default();
+            let Ok(sig) = hex::decode(&signature) else {
+                return Err(("bad_signature", "the enrolling signature is not hex".into()));
+            };
             if !identity::verify(&sp, exporter, &sig) {
                 return Err(("bad_signature", "signature does not match the enrolling key".into()));
             }
@@ -191,8 +193,10 @@ async fn authenticate(
             if agent.revoked_at.is_some() {
                 return Err(("revoked", format!("agent `{agent_id}` has been revoked")));
             }
-            let sig = hex::decode(&signature).unwrap_or_default();
-            let pk = hex::decode(&agent.sign_pub).unwrap_or_default();
+            // Undecodable text is refused by name, not read as an empty key or signature.
+            let (Ok(sig), Ok(pk)) = (hex::decode(&signature), hex::decode(&agent.sign_pub)) else {
+                return Err(("bad_signature", "the login signature or the stored agent key is not hex".into()));
+            };
             if !identity::verify(&pk, exporter, &sig) {
                 return Err(("bad_signature", "agent key does not match the enrolled key".into()));
             }
