@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sekisho_audit::{Decision, Event, EventKind, SubjectKind};
 use sekisho_door::credentials::{PeerAddr, canonical, key_problem, role_scopes};
-use sekisho_store::{ApiKey, User};
+use sekisho_store::{ApiKey, StoreError, User};
 
 use super::{ApiError, S};
 use sekisho_door::secrets::hash_secret;
@@ -147,6 +147,23 @@ async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiEr
     err.into_response()
 }
 
+/// A caller that could not be checked because the store failed: refused as `store_unavailable`
+/// (never let through, never told "not valid"), and recorded. The event is queued, not awaited:
+/// the store that failed the check would fail the write too, and the writer keeps it until the
+/// store is back.
+fn unavailable(state: &S, ip: IpAddr, tenant: &str, subject: String, e: StoreError, what: String) -> Response {
+    let err = ApiError::from(e);
+    let event = Event::new(tenant, EventKind::Admin, Decision::Deny)
+        .subject(if subject.is_empty() { SubjectKind::Anonymous } else { SubjectKind::ApiKey }, subject)
+        .path("api")
+        .target(what)
+        .reason(format!("{}: {}", err.code, err.message))
+        .auth("api_key")
+        .source(ip, state.geo.country(ip));
+    state.auditor.record(event);
+    err.into_response()
+}
+
 /// The authentication, authorisation and audit layer of `/api/v1`.
 pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<PeerAddr>().map_or(IpAddr::from([127, 0, 0, 1]), |p| canonical(p.0.ip()));
@@ -182,7 +199,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
             };
             return refuse(&state, ip, "default", String::new(), err, what).await;
         }
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return unavailable(&state, ip, "default", String::new(), e, what),
     };
     let label = format!("{} ({})", key.name, key.id);
     if let Some(problem) = key_problem(&key, ip) {
@@ -199,7 +216,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
                 let err = ApiError::unauthenticated("the key's user is disabled or removed");
                 return refuse(&state, ip, &key.tenant_id, label, err, what).await;
             }
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return unavailable(&state, ip, &key.tenant_id, label, e, what),
         }
     }
     let caller = Caller {
@@ -216,7 +233,10 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         let err = ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("API key lacks scope `{scope}`"));
         return refuse(&state, ip, &key.tenant_id, label, err, what).await;
     }
-    let _ = state.store.api_key_used(&key.id).await;
+    // Bookkeeping, not a decision: a store that cannot take it is logged, not a refusal.
+    if let Err(e) = state.store.api_key_used(&key.id).await {
+        tracing::warn!(error = %e, key = %key.id, "cannot note the key's last use");
+    }
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
     let evidence = mutating || scope == "audit:read";
     if evidence {

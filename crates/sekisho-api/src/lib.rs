@@ -178,7 +178,17 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string()),
             StoreError::Limit { .. } => ApiError::forbidden("plan_limit", e.to_string()),
-            StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Url(_) => {
+            // The database does not answer (or refuses a write): said as such, never as a
+            // default answer, so the caller retries rather than acting on a guess.
+            StoreError::Db(_) => {
+                tracing::error!(error = %e, "store error in admin API");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the relay cannot read or write its database now; try again shortly",
+                )
+            }
+            StoreError::Migrate(_) | StoreError::Url(_) => {
                 tracing::error!(error = %e, "store error in admin API");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the relay log")
             }

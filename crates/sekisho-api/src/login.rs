@@ -46,6 +46,28 @@ pub(crate) async fn login(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
     let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.0.ip());
+    let (user, tenant) = (req.user.clone(), req.tenant.clone());
+    let answer = check(&state, ip, req).await;
+    if let Err(err) = &answer
+        && err.code == "store_unavailable"
+    {
+        // A sign-in that could not be checked is refused and recorded (queued: the store that
+        // failed the check would fail this write too; the writer keeps it until it is back).
+        let topo = state.topology();
+        let tenant_id = topo.tenants.values().find(|t| t.name == tenant).map_or("default", |t| t.id.as_str());
+        state.auditor.record(
+            Event::new(tenant_id, EventKind::Login, Decision::Deny)
+                .subject(SubjectKind::User, user)
+                .path("api")
+                .reason(format!("store_unavailable: {}", err.message))
+                .auth("password")
+                .source(ip, state.geo.country(ip)),
+        );
+    }
+    answer
+}
+
+async fn check(state: &S, ip: std::net::IpAddr, req: Login) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = state.store.get_tenant(&req.tenant).await?;
     let tenant_id = tenant.as_ref().map_or("default".to_owned(), |t| t.id.clone());
     let audit = |decision: Decision, reason: &str, method: &str| {
@@ -105,7 +127,11 @@ pub(crate) async fn login(
         let state = state.clone();
         let uid = user.id.clone();
         async move {
-            let _ = state.store.login_failed(&uid, now_ms(), login_wait_ms).await;
+            // Refused either way; a count that cannot be stored is logged (the per-address
+            // limiter still counts it).
+            if let Err(e) = state.store.login_failed(&uid, now_ms(), login_wait_ms).await {
+                tracing::error!(error = %e, "cannot count a failed sign-in");
+            }
             fail(reason, err).await
         }
     };
@@ -125,7 +151,15 @@ pub(crate) async fn login(
         method = "password+totp";
         let ok = match (&req.totp, &req.recovery_code) {
             (Some(code), _) => {
-                let secret = user.totp_secret.as_deref().and_then(|s| state.master.open(s)).unwrap_or_default();
+                // A secret this relay cannot unseal (another master key) refuses by name; it is
+                // never read as an empty secret.
+                let Some(secret) = user.totp_secret.as_deref().and_then(|s| state.master.open(s)) else {
+                    let err = ApiError::unauthenticated(
+                        "the account's TOTP secret cannot be read on this relay; ask an admin to enroll it again",
+                    )
+                    .with_code("totp_unreadable");
+                    return fail("totp_unreadable", err).await;
+                };
                 // Each time step is spent once per user, here and on the SSH bastion alike.
                 match sekisho_door::sessions::totp_step(secret, code, (now_ms() / 1000) as u64) {
                     Some(step) if state.store.use_totp_step(&user.id, step).await? => true,
@@ -156,7 +190,7 @@ pub(crate) async fn login(
         }
     }
     let idle_ms = req.idle_timeout_secs.map(|s| i64::from(s.clamp(60, 12 * 3600)) * 1000);
-    let Issued { id: session_id, key, expires_at, scopes } = issue_session(&state, &user, method, idle_ms).await?;
+    let Issued { id: session_id, key, expires_at, scopes } = issue_session(state, &user, method, idle_ms).await?;
     state
         .auditor
         .record_durable(audit(Decision::Allow, "login succeeded", method))
@@ -181,11 +215,11 @@ pub(crate) async fn logout(
 pub(crate) async fn session(
     AxState(state): AxState<S>,
     Extension(caller): Extension<super::auth::Caller>,
-) -> Json<serde_json::Value> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let topo = state.topology();
     let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.clone(), |t| t.name.clone());
-    let auth_method = state.store.get_api_key(&caller.key_id).await.ok().flatten().and_then(|k| k.auth_method);
-    Json(json!({
+    let auth_method = state.store.get_api_key(&caller.key_id).await?.and_then(|k| k.auth_method);
+    Ok(Json(json!({
         "auth_method": auth_method,
         "name": caller.name,
         "user": caller.user_id.is_some(),
@@ -193,5 +227,5 @@ pub(crate) async fn session(
         "tenant": tenant,
         "tenant_id": caller.tenant,
         "scopes": caller.scopes,
-    }))
+    })))
 }

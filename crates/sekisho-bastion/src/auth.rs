@@ -77,12 +77,12 @@ pub(super) async fn find_user(state: &State, name: &str) -> Result<Candidate, (S
     let tenant = match state.store.get_tenant(&login.tenant).await {
         Ok(Some(t)) => t,
         Ok(None) => return Err(("default".into(), format!("unknown_tenant: there is no tenant `{}`", login.tenant))),
-        Err(e) => return Err(("default".into(), format!("store_error: {e}"))),
+        Err(e) => return Err(("default".into(), format!("store_unavailable: {e}"))),
     };
     let user = match state.store.get_user(&tenant.id, &login.user).await {
         Ok(Some(u)) => u,
         Ok(None) => return Err((tenant.id, format!("unknown_user: there is no user `{}`", login.user))),
-        Err(e) => return Err((tenant.id, format!("store_error: {e}"))),
+        Err(e) => return Err((tenant.id, format!("store_unavailable: {e}"))),
     };
     if user.disabled_at.is_some() {
         return Err((tenant.id, format!("user_disabled: user `{}` is disabled", user.name)));

@@ -162,7 +162,11 @@ impl Conn {
         let state = &self.b.state;
         state.limiter.failed(self.ip());
         if let Some(id) = user_id {
-            let _ = state.store.login_failed(id, now_ms(), login_wait_ms).await;
+            // Refused either way; a count that cannot be stored is logged (the per-address
+            // limiter above still counts it).
+            if let Err(e) = state.store.login_failed(id, now_ms(), login_wait_ms).await {
+                tracing::error!(error = %e, "cannot count a failed ssh login");
+            }
         }
         let event = login_event(state, tenant, user, self.ip(), method, AuditDecision::Deny, reason);
         if let Err(e) = state.auditor.record_durable(event).await {
@@ -334,7 +338,11 @@ impl russh::server::Handler for Conn {
         };
         let code = response.next().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         let state = self.b.state.clone();
-        let secret = c.user.totp_secret.as_deref().and_then(|s| state.master.open(s)).unwrap_or_default();
+        // A secret this relay cannot unseal refuses by name, never read as an empty secret.
+        let Some(secret) = c.user.totp_secret.as_deref().and_then(|s| state.master.open(s)) else {
+            let why = "totp_unreadable: the account's TOTP secret cannot be unsealed on this relay";
+            return Ok(self.refuse(&c.tenant_id, &c.user.name, &method, why, None).await);
+        };
         let unix = (now_ms() / 1000) as u64;
         let Some(step) = totp_step(secret, &code, unix) else {
             let id = c.user.id.clone();
@@ -352,7 +360,9 @@ impl russh::server::Handler for Conn {
             let id = c.user.id.clone();
             return Ok(self.refuse(&c.tenant_id, &c.user.name, &method, why, Some(&id)).await);
         }
-        let _ = state.store.login_succeeded(&c.user.id).await;
+        if let Err(e) = state.store.login_succeeded(&c.user.id).await {
+            tracing::warn!(error = %e, "cannot note a successful ssh login");
+        }
         let groups = state
             .store
             .groups_of(&c.user.id)

@@ -208,7 +208,7 @@ async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), Str
 
 async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<Connected, String> {
     let cred =
-        state.store.get_ssh_target(&svc.id).await.map_err(|e| format!("store_error: {e}"))?.ok_or_else(|| {
+        state.store.get_ssh_target(&svc.id).await.map_err(|e| format!("store_unavailable: {e}"))?.ok_or_else(|| {
             format!("no_credential: target `{}` has no login yet; an admin sets it with `ctl service login`", svc.name)
         })?;
     if cred.secret_kind == "agent" && !agent_forwarded(agent.chan).await {
@@ -258,11 +258,19 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
     if cred.host_key.is_empty()
         && let Some(k) = seen_key
     {
-        let _ = state.store.pin_host_key(&svc.id, &k).await;
+        // Trust on first use holds only if the key is kept: one that cannot be stored ends the
+        // session, or the next connection would trust whatever key it is shown.
+        state
+            .store
+            .pin_host_key(&svc.id, &k)
+            .await
+            .map_err(|e| format!("store_unavailable: cannot pin the host key of `{}` on first use: {e}", svc.name))?;
         tracing::info!(target = %svc.name, key = %k, "pinned the target's host key on first use");
     }
     let mut handle = handle;
-    let secret = state.master.open(&cred.secret).unwrap_or_default();
+    let secret = state.master.open(&cred.secret).ok_or_else(|| {
+        format!("bad_credential: the stored login of `{}` cannot be unsealed with this relay's master key", svc.name)
+    })?;
     let result = match cred.secret_kind.as_str() {
         "password" => handle.authenticate_password(&cred.login, String::from_utf8_lossy(&secret)).await,
         "key" => {

@@ -64,7 +64,7 @@ async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
     let key = match state.store.find_api_key(hash).await {
         Ok(Some(k)) => k,
         Ok(None) => return Err(("default".into(), "unauthenticated: the password is not a valid API key".into())),
-        Err(e) => return Err(("default".into(), format!("store_error: {e}"))),
+        Err(e) => return Err(("default".into(), format!("store_unavailable: {e}"))),
     };
     let tenant = key.tenant_id.clone();
     let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
@@ -73,14 +73,19 @@ async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
     }
     let user = match &key.user_id {
         // A store that does not answer is said as such (and refuses), not taken for "no user".
-        Some(id) => state.store.get_user_by_id(id).await.map_err(|e| (tenant.clone(), format!("store_error: {e}")))?,
+        Some(id) => {
+            state.store.get_user_by_id(id).await.map_err(|e| (tenant.clone(), format!("store_unavailable: {e}")))?
+        }
         None => None,
     };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err((tenant, "unauthenticated: the API key belongs to no enabled user".into()));
     };
     if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
-        let _ = state.store.api_key_used(&key.id).await;
+        // Bookkeeping, not a decision.
+        if let Err(e) = state.store.api_key_used(&key.id).await {
+            tracing::warn!(error = %e, "cannot note a proxy key's last use");
+        }
     }
     // Groups that cannot be read deny at the gate (`store_unavailable`), never "no groups".
     let groups = state

@@ -35,8 +35,11 @@ pub use sekisho_gateway::GatewayConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("cannot create data directory `{path}`: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error(
+        "the data directory `{path}` cannot be used ({cause}); the relay keeps its database, keys and \
+         recordings there, so it must exist and be writable by the relay's user"
+    )]
+    DataDir { path: String, cause: std::io::Error },
     #[error(transparent)]
     Store(#[from] sekisho_store::StoreError),
     #[error(transparent)]
@@ -139,10 +142,13 @@ impl RelayHandle {
 
 /// Starts a relay and returns once it listens.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
-    make_private(&config.data_dir)
-        .map_err(|source| RelayError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    // A directory the relay cannot write (a read-only mount, a full disk) stops it here, by name:
+    // it could not keep evidence, so it must not serve.
+    let data_dir = |cause| RelayError::DataDir { path: config.data_dir.display().to_string(), cause };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir)?;
+    make_private(&config.data_dir).map_err(data_dir)?;
+    let probe = config.data_dir.join(".sekisho-write-check");
+    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(data_dir)?;
     let (ca, _) = LocalCa::load_or_create(&config.data_dir)?;
     let store = match &config.database {
         Some(url) => Store::connect(url).await?,

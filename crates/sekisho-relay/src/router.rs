@@ -43,15 +43,24 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
     let agent = match outcome {
         Ok(agent) => agent,
         Err((code, message)) => {
-            state.agent_limiter.failed(peer.ip());
             tracing::info!(code, %message, "agent refused");
-            if state.noise.admit("agent", peer.ip(), code) {
+            // A store that does not answer is not the agent's failure: not counted against its
+            // address, and its event is queued rather than awaited (the write would fail as the
+            // read did; the writer keeps it until the store is back) so the agent hears why
+            // within its own wait.
+            let unavailable = code == "store_unavailable";
+            if !unavailable {
+                state.agent_limiter.failed(peer.ip());
+            }
+            if unavailable || state.noise.admit("agent", peer.ip(), code) {
                 let event = Event::new("default", EventKind::AgentAuth, AuditDecision::Deny)
                     .path("agent")
                     .reason(format!("{code}: {message}"))
                     .auth("agent_key")
                     .source(peer.ip(), state.geo.country(peer.ip()));
-                if let Err(e) = state.auditor.record_durable(event).await {
+                if unavailable {
+                    state.auditor.record(event);
+                } else if let Err(e) = state.auditor.record_durable(event).await {
                     tracing::error!(error = %e, "cannot record agent refusal");
                 }
             }
@@ -71,10 +80,11 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
         }));
         let version = agent.version.clone().unwrap_or_default();
         state.hub.register(&agent.id, conn.clone(), peer, version.clone(), protocol, || state.topology());
-        let _ = state
-            .store
-            .touch_agent(&agent.id, &peer.to_string(), &version, agent.hostname.as_deref().unwrap_or(""))
-            .await;
+        // Bookkeeping (where and which version the agent is), not a decision.
+        let host = agent.hostname.as_deref().unwrap_or("");
+        if let Err(e) = state.store.touch_agent(&agent.id, &peer.to_string(), &version, host).await {
+            tracing::warn!(error = %e, "cannot note the agent's address and version");
+        }
         loop {
             tokio::select! {
                 accepted = conn.accept() => {
@@ -91,7 +101,9 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
         }
         let reason = conn.closed().await;
         state.hub.unregister(&agent.id, &conn);
-        let _ = state.store.seen_agent(&agent.id).await;
+        if let Err(e) = state.store.seen_agent(&agent.id).await {
+            tracing::warn!(error = %e, "cannot note when the agent was last seen");
+        }
         tracing::info!(%reason, "agent disconnected");
     }
     .instrument(span)
@@ -145,9 +157,10 @@ async fn authenticate(
                 revoked_at: None,
                 owner_user_id: None,
             };
+            // A store that does not answer is said as such; the agent retries with its token.
             let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
                 tracing::error!(error = %e, "enrollment failed");
-                ("internal", "enrollment failed on the relay; see its log".to_owned())
+                ("store_unavailable", format!("cannot enroll now: {e}; the agent will retry"))
             })?;
             match outcome {
                 Ok(token) => {
@@ -166,9 +179,8 @@ async fn authenticate(
                         .store
                         .get_agent(&agent.id)
                         .await
-                        .ok()
-                        .flatten()
-                        .ok_or(("internal", "agent vanished".to_owned()))?;
+                        .map_err(|e| ("store_unavailable", format!("cannot read the enrolled agent now: {e}")))?
+                        .ok_or(("internal", "the enrolled agent vanished".to_owned()))?;
                     Ok(agent)
                 }
                 Err(r) => Err((

@@ -106,3 +106,63 @@ fn the_check_catches_a_door_that_imports_another() {
         ]
     );
 }
+
+/// Statements in `source` (test modules aside) that turn a store result into a default: the
+/// fail-open shapes ARCHITECTURE ("Fail closed") forbids on a door, the gate and the relay, e.g.
+/// `store.groups_of(id).await.ok()`, `….unwrap_or_default()`, `let _ = state.store.…`.
+fn fail_open(source: &str) -> Vec<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or("");
+    // One line per statement, whitespace squeezed, so chains split over lines read as one.
+    let flat: String = code.split_whitespace().collect::<Vec<_>>().join(" ").replace(" .", ".");
+    let mut found = Vec::new();
+    for stmt in flat.split([';', '{', '}']) {
+        let stmt = stmt.trim();
+        let Some(at) = stmt.find("store.") else { continue };
+        let after = &stmt[at..];
+        let swallowed =
+            [".ok()", ".unwrap_or_default()", ".unwrap_or(", ".unwrap_or_else("].iter().any(|p| after.contains(p));
+        let ignored = stmt.starts_with("let _ =") && after.contains(".await");
+        if (swallowed || ignored) && !stmt.starts_with("//") {
+            found.push(stmt.to_owned());
+        }
+    }
+    found
+}
+
+/// The crates on the decision path: the gate, the layer, every door, the relay.
+#[test]
+fn no_door_reads_a_store_error_as_a_default() {
+    let ws = workspace();
+    let mut wrong = Vec::new();
+    for (name, (deps, dir)) in &ws {
+        if !(deps.contains(LAYER) || name == LAYER || name == GATE) {
+            continue;
+        }
+        let mut files = vec![dir.clone()];
+        while let Some(f) = files.pop() {
+            if f.is_dir() {
+                files.extend(std::fs::read_dir(&f).unwrap().map(|e| e.unwrap().path()));
+            } else if f.extension().is_some_and(|e| e == "rs") && !f.ends_with("tests.rs") {
+                let text = std::fs::read_to_string(&f).unwrap();
+                wrong.extend(fail_open(&text).into_iter().map(|s| format!("{}: {s}", f.display())));
+            }
+        }
+    }
+    assert_eq!(
+        wrong,
+        Vec::<String>::new(),
+        "a store error must deny by name (`store_unavailable`), not become a default"
+    );
+}
+
+#[test]
+fn the_fail_open_check_catches_each_shape() {
+    let code = "fn a() {\n let g = state\n .store\n .groups_of(&id)\n  .await\n  .ok()\n  .unwrap_or_default();\n \
+                let _ = state.store.login_failed(id, now).await;\n \
+                let k = store.get_api_key(&id).await.unwrap_or(None);\n \
+                let fine = state.store.get_user(&id).await?;\n \
+                if let Err(e) = state.store.api_key_used(&id).await { log(e) }\n}\n\
+                #[cfg(test)] mod tests { fn t() { let _ = store.x().await.ok(); } }";
+    let found = fail_open(code);
+    assert_eq!(found.len(), 3, "{found:#?}");
+}

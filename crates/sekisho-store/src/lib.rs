@@ -82,6 +82,9 @@ fn not_found(kind: &'static str, name: &str) -> StoreError {
 /// MiB) and the pool holds four: audit writes fill the caches with index pages that the OS page
 /// cache holds anyway, and a relay that has served a burst of new connections keeps them full
 /// (bench/README.md, "Memory: one jemalloc arena").
+/// How long a query waits for a PostgreSQL connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
                             PRAGMA cache_size = -1024;";
@@ -137,7 +140,10 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(10))
+                    // A database that does not answer is an error within 5 s, so a decision that
+                    // needs it is refused (`store_unavailable`) before the client's own timeouts
+                    // (an agent waits 10 s for its hello to be answered) turn it into silence.
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(opts)
                     .await?
             }

@@ -447,8 +447,13 @@ async fn continue_to(c: &Ctx, rd: Option<&str>) -> Response {
     if service.is_none_or(|s| s.tenant_id != c.tenant_id) {
         return see_other("/");
     }
-    let parent = state.store.get_api_key(&c.key_id).await.ok().flatten();
-    let parent = parent.filter(|k| k.user_id.is_some());
+    let parent = match state.store.get_api_key(&c.key_id).await {
+        Ok(k) => k.filter(|k| k.user_id.is_some()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the console session to hand it to a service");
+            return refused(c.lang, "store_unavailable", "the relay cannot read its database now; try again shortly");
+        }
+    };
     let Some((parent, auth_method)) =
         parent.and_then(|k| session::web_auth_method(k.auth_method.as_deref()).map(|m| (k, m)))
     else {

@@ -226,8 +226,12 @@ async fn redeem(state: &WebState, host: &str, svc: &Service, peer: IpAddr, lang:
     };
     match session::issue_edge_key(state, &ticket).await {
         Ok((id, key)) => {
-            let user =
-                state.store.get_user_by_id(&ticket.user_id).await.ok().flatten().map_or_else(String::new, |u| u.name);
+            // The user's name, for the record only (the session was issued above; a name that
+            // cannot be read leaves the event naming the user's id).
+            let user = match state.store.get_user_by_id(&ticket.user_id).await {
+                Ok(Some(u)) => u.name,
+                _ => ticket.user_id.clone(),
+            };
             let event = Event::new(&svc.tenant_id, sekisho_audit::EventKind::Login, sekisho_audit::Decision::Allow)
                 .subject(sekisho_audit::SubjectKind::User, user)
                 .path("browser")

@@ -221,7 +221,10 @@ fn touch_keys(state: &State, user: &EdgeUser) {
     let ids = [user.key_id.clone(), user.parent_id.clone()];
     tokio::spawn(async move {
         for id in ids {
-            let _ = store.api_key_used(&id).await;
+            // Bookkeeping, not a decision.
+            if let Err(e) = store.api_key_used(&id).await {
+                tracing::warn!(error = %e, "cannot note a browser session's last use");
+            }
         }
     });
 }

@@ -286,7 +286,14 @@ async fn callback(
             return failed(&console, lang, &why);
         }
     };
-    let user = state.store.get_user(&pending.tenant_id, &name).await.ok().flatten();
+    let user = match state.store.get_user(&pending.tenant_id, &name).await {
+        Ok(u) => u,
+        Err(e) => {
+            let why = format!("store_unavailable: cannot read user `{name}`: {e}");
+            audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, &why).await;
+            return failed(&console, lang, "the relay cannot read its database now; try again shortly");
+        }
+    };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         let why = format!("the provider signed in `{name}`, who is not a user here; ask an admin");
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "oidc_unknown_user").await;

@@ -117,11 +117,14 @@ fn postgres(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// A relay on its own PostgreSQL, which is stopped mid-test (`pg_ctl stop -m immediate`): a
-/// gateway login that must read the store is refused, the relay says it is degraded, and once the
-/// database is back the refusal recorded during the outage is in the log, which verifies.
+/// A relay on its own PostgreSQL, which is stopped mid-test (`pg_ctl stop -m immediate`): every
+/// front door refuses what it cannot check, by name (`store_unavailable`), never letting it
+/// through and never calling it "not valid" — the SOCKS gateway, the admin API, `ctl policy
+/// test`, the console sign-in, the SSH bastion and an agent's enrolment; the relay says it is
+/// degraded; once the database is back every refusal made during the outage is in the log, which
+/// verifies, and each path works again.
 #[tokio::test]
-async fn postgres_stopped_mid_test_refuses_what_needs_the_store_and_loses_no_event() {
+async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_event() {
     let pg_dir = std::env::temp_dir().join(format!("sekisho-pg-outage-{}", rand::random::<u32>()));
     let url = match postgres(&["start", pg_dir.to_str().unwrap()]) {
         Ok(url) => url,
@@ -149,8 +152,11 @@ async fn postgres_stopped_mid_test_refuses_what_needs_the_store_and_loses_no_eve
         hosts.to_str().unwrap(),
         "--egress-allow",
         "127.0.0.0/8",
+        "--ssh-listen",
+        "127.0.0.1:0",
     ])
     .await;
+    let dir = relay.dir.path().to_owned();
     let key = relay.admin_key.clone();
     let ok = |(status, v): (u16, serde_json::Value)| {
         assert!((200..300).contains(&status), "{v}");
@@ -158,17 +164,16 @@ async fn postgres_stopped_mid_test_refuses_what_needs_the_store_and_loses_no_eve
     };
     relay.ctl(&["service", "create", "internet", "--target", "socks"]).await.unwrap();
     relay.policy("internet", &["true"], &[]).await;
-    ok(relay
-        .api("POST", "/api/v1/users", Some(json!({"name": "alice", "password": "correct horse battery"})), &key)
-        .await);
-    let proxy_key = |name: &str| {
-        let body = json!({"name": name, "scopes": ["gateway:use"], "user": "alice"});
+    let (totp, ssh_key) = crate::ssh_util::bastion_user(&relay, &dir, "alice", "staff").await;
+    let new_key = |body: serde_json::Value| {
         let relay = &relay;
         let key = key.clone();
         async move { relay.api("POST", "/api/v1/api-keys", Some(body), &key).await.1["key"].as_str().unwrap().to_owned() }
     };
-    let used = proxy_key("used").await;
-    let fresh = proxy_key("fresh").await;
+    let used = new_key(json!({"name": "used", "scopes": ["gateway:use"], "user": "alice"})).await;
+    let fresh = new_key(json!({"name": "fresh", "scopes": ["gateway:use"], "user": "alice"})).await;
+    let reader = new_key(json!({"name": "reader", "scopes": ["agents:read"]})).await;
+    let token = relay.token("late", "back").await;
     let web = targets::http().await;
     let socks = relay.socks.unwrap();
     let curl = |secret: String| {
@@ -188,8 +193,42 @@ async fn postgres_stopped_mid_test_refuses_what_needs_the_store_and_loses_no_eve
     assert!(curl(used.clone()).await, "the gateway works before the outage");
 
     postgres(&["halt", cluster.0.to_str().unwrap()]).unwrap();
+    let bastion = relay.ssh.unwrap();
+    let ssh = async {
+        let code = crate::ssh_util::totp_now(&totp, 0);
+        let opts = crate::ssh_util::ssh_opts(&dir, bastion, &ssh_key, &code, None);
+        let args = [opts, vec!["alice+internet@127.0.0.1".to_owned(), "true".to_owned()]].concat();
+        crate::ssh_util::run("ssh", &args, &dir, &code, b"").await
+    };
+    let sign_in = async {
+        let mut v = crate::web::Visitor::new(&relay, &[]);
+        let code = crate::ssh_util::totp_now(&totp, 0);
+        let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
+        v.post(&v.url("localhost", "/login"), &form).await
+    };
+    let enrol = async {
+        let mut late = crate::harness::Agent::start(&relay, &token, &[]).await;
+        let refused = late.proc.wait_for("enrolment refused", |e| e["event"] == "disconnected").await;
+        (late, refused)
+    };
+    let (gateway, api, policy_test, ssh, page, (mut late, refused)) = tokio::join!(
+        curl(fresh.clone()),
+        relay.api("GET", "/api/v1/agents", None, &reader),
+        relay.ctl(&["policy", "test", "--service", "internet", "--user", "alice", "--ip", "203.0.113.7"]),
+        ssh,
+        sign_in,
+        enrol,
+    );
     // A key the relay has not seen must be read from the store: refused, not let through.
-    assert!(!curl(fresh.clone()).await, "a login that could not be checked was let through");
+    assert!(!gateway, "a gateway login that could not be checked was let through");
+    assert_eq!((api.0, api.1["error"]["code"].as_str()), (503, Some("store_unavailable")), "{}", api.1);
+    let policy_test = policy_test.expect_err("a dry run without the store has no answer");
+    assert!(policy_test.contains("store_unavailable"), "{policy_test}");
+    assert_ne!(ssh.0, 0, "an ssh login that could not be checked was let in: {} {}", ssh.1, ssh.2);
+    assert!(page.body.contains("cannot read or write its database"), "the sign-in page says why: {}", page.body);
+    assert!(page.set_cookies.iter().all(|c| !c.starts_with("__Host-sekisho=")), "no session without the store");
+    let why = refused["reason"].as_str().unwrap();
+    assert!(why.contains("store_unavailable"), "the agent hears why, not `token_unknown`: {refused}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let health = relay.api("GET", "/api/v1/health", None, "").await.1;
@@ -201,20 +240,204 @@ async fn postgres_stopped_mid_test_refuses_what_needs_the_store_and_loses_no_eve
     }
 
     postgres(&["resume", cluster.0.to_str().unwrap()]).unwrap();
-    // The refusal made during the outage was kept and is written now; the chain verifies.
-    let refused = relay
-        .wait_event(|e| {
-            e["kind"] == "login"
-                && e["path"] == "socks"
-                && e["reason"].as_str().unwrap_or("").starts_with("store_error")
-        })
-        .await;
-    assert_eq!(refused["decision"], "deny", "{refused}");
+    // Every refusal made during the outage was kept and is written now, each with its reason.
+    let unavailable = |e: &serde_json::Value, path: &str| {
+        e["path"] == path
+            && e["decision"] == "deny"
+            && e["reason"].as_str().unwrap_or("").starts_with("store_unavailable")
+    };
+    relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "socks")).await;
+    relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "ssh")).await;
+    relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "api") && e["subject"] == "alice").await;
+    relay.wait_event(|e| unavailable(e, "api") && e["target"] == "GET /agents").await;
+    // Each path works again: the agent enrols with the token it kept, the gateway lets the fresh
+    // key in, the API answers.
+    late.proc.wait_new("enrolled after the outage", |e| e["event"] == "connected").await;
     let again = curl(fresh).await;
     if !again {
         let (_, events) = relay.api("GET", "/api/v1/audit?limit=20", None, &key).await;
         panic!("the gateway does not work after the outage: {events:#}");
     }
+    assert_eq!(relay.api("GET", "/api/v1/agents", None, &reader).await.0, 200);
     let verified = ok(relay.api("POST", "/api/v1/audit/verify", None, &key).await);
     assert_eq!(verified["ok"], true, "{verified}");
+}
+
+/// Another process holding the SQLite database in `BEGIN EXCLUSIVE` (a backup tool or a hand
+/// `sqlite3` session would): every write waits out the busy timeout and fails.
+struct ExclusiveHold(tokio::process::Child);
+
+impl ExclusiveHold {
+    async fn take(db: &std::path::Path) -> ExclusiveHold {
+        use tokio::io::AsyncBufReadExt;
+        let script = "import sqlite3, sys\n\
+                      c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+                      c.execute('BEGIN EXCLUSIVE')\n\
+                      print('held', flush=True)\n\
+                      sys.stdin.read()\n\
+                      c.execute('ROLLBACK')\n";
+        let mut child = tokio::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(40), out.next_line()).await;
+        assert_eq!(line.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("held"), "python3 took the lock");
+        ExclusiveHold(child)
+    }
+
+    async fn release(mut self) {
+        drop(self.0.stdin.take());
+        let status = self.0.wait().await.unwrap();
+        assert!(status.success(), "the lock holder ended cleanly");
+    }
+}
+
+/// SQLite held by another process in `BEGIN EXCLUSIVE`: what can be decided from what the relay
+/// reads still works (an open route's stream), and every decision that needs a write is refused
+/// by name — the console sign-in (its TOTP step must be spent), the SSH bastion (the same), an
+/// agent's enrolment, an admin change (its evidence cannot be committed: `audit_unavailable`,
+/// nothing changed). Once the lock is gone, nothing recorded meanwhile is missing and the chain
+/// verifies.
+#[tokio::test]
+async fn sqlite_held_exclusive_refuses_what_needs_a_write_and_loses_no_event() {
+    let relay = Relay::start_with(&["--ssh-listen", "127.0.0.1:0"]).await;
+    let dir = relay.dir.path().to_owned();
+    let key = relay.admin_key.clone();
+    let (totp, ssh_key) = crate::ssh_util::bastion_user(&relay, &dir, "alice", "staff").await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("front", "front").await;
+    let echo = targets::echo_after_eof("ok:").await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (_, addr) = relay.route(&mut front, "echo").await;
+    let token = relay.token("late", "back").await;
+    assert_eq!(targets::roundtrip(addr, b"before").await.unwrap(), b"ok:before");
+    let streams_before = tunnel_events(&relay).await;
+
+    let hold = ExclusiveHold::take(&dir.join("data").join("sekisho.db")).await;
+    let bastion = relay.ssh.unwrap();
+    let ssh = async {
+        let code = crate::ssh_util::totp_now(&totp, 0);
+        let opts = crate::ssh_util::ssh_opts(&dir, bastion, &ssh_key, &code, None);
+        let args = [opts, vec!["alice+echo@127.0.0.1".to_owned(), "true".to_owned()]].concat();
+        crate::ssh_util::run("ssh", &args, &dir, &code, b"").await
+    };
+    let sign_in = async {
+        let mut v = crate::web::Visitor::new(&relay, &[]);
+        let code = crate::ssh_util::totp_now(&totp, 0);
+        let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
+        v.post(&v.url("localhost", "/login"), &form).await
+    };
+    let enrol = async {
+        let mut late = crate::harness::Agent::start(&relay, &token, &[]).await;
+        let refused = late.proc.wait_for("enrolment refused", |e| e["event"] == "disconnected").await;
+        (late, refused)
+    };
+    let (stream, ssh, page, (mut late, refused), change) = tokio::join!(
+        targets::roundtrip(addr, b"during"),
+        ssh,
+        sign_in,
+        enrol,
+        relay.api("POST", "/api/v1/groups", Some(json!({"name": "during", "role": "member"})), &key),
+    );
+    assert_eq!(stream.unwrap(), b"ok:during", "a route decided from what the relay holds keeps working");
+    assert_ne!(ssh.0, 0, "an ssh login whose TOTP step could not be spent was let in: {} {}", ssh.1, ssh.2);
+    assert!(page.body.contains("cannot read or write its database"), "the sign-in page says why: {}", page.body);
+    assert!(page.set_cookies.iter().all(|c| !c.starts_with("__Host-sekisho=")), "no session without the store");
+    assert!(refused["reason"].as_str().unwrap().contains("store_unavailable"), "{refused}");
+    assert_eq!((change.0, change.1["error"]["code"].as_str()), (503, Some("audit_unavailable")), "{}", change.1);
+
+    hold.release().await;
+    let unavailable = |e: &serde_json::Value, path: &str| {
+        e["path"] == path
+            && e["decision"] == "deny"
+            && e["reason"].as_str().unwrap_or("").starts_with("store_unavailable")
+    };
+    relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "ssh")).await;
+    relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "api") && e["subject"] == "alice").await;
+    relay.wait_event(|e| e["kind"] == "agent_auth" && unavailable(e, "agent")).await;
+    // The stream made while the store was held is on record too.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tunnel_events(&relay).await <= streams_before {
+        assert!(tokio::time::Instant::now() < deadline, "the stream made during the hold left no event");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Nothing was changed by the refused admin request; each path works again.
+    let (_, groups) = relay.api("GET", "/api/v1/groups", None, &key).await;
+    assert!(!groups.to_string().contains("\"during\""), "a change without evidence was applied: {groups}");
+    late.proc.wait_new("enrolled after the hold", |e| e["event"] == "connected").await;
+    let mut v = crate::web::Visitor::new(&relay, &[]);
+    let (page, _) = v.sign_in(&v.url("localhost", "/login"), "alice", &totp, 1).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let verified = relay.api("POST", "/api/v1/audit/verify", None, &key).await.1;
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+/// How many tunnel access events the relay's log holds (of its last 500).
+async fn tunnel_events(relay: &Relay) -> usize {
+    let (_, events) = relay.api("GET", "/api/v1/audit?limit=500", None, &relay.admin_key).await;
+    events.as_array().unwrap().iter().filter(|e| e["path"] == "tunnel" && e["kind"] == "access").count()
+}
+
+/// A directory made read-only by a read-only bind mount over it; unmounted when dropped.
+struct ReadOnlyMount(std::path::PathBuf);
+
+impl ReadOnlyMount {
+    /// None where this process may not mount (not root, or a container without the right).
+    fn over(dir: &std::path::Path) -> Option<ReadOnlyMount> {
+        let mount = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !mount(&["--bind"]) {
+            return None;
+        }
+        let ro = ReadOnlyMount(dir.to_owned());
+        assert!(mount(&["-o", "remount,bind,ro"]), "remounting the bind mount read-only");
+        Some(ro)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A data directory that has become read-only (a disk remounted read-only after errors, a
+/// mistaken mount) stops the relay at start, saying which directory and why: a relay that could
+/// not keep evidence must not serve. Made writable again, the relay starts on the same data.
+#[tokio::test]
+async fn a_read_only_data_directory_stops_the_relay_at_start_with_the_reason() {
+    let mut relay = Relay::start().await;
+    relay.proc.kill().await;
+    let data = relay.dir.path().join("data");
+    let Some(ro) = ReadOnlyMount::over(&data) else {
+        assert!(std::env::var("SEKISHO_REQUIRE_MOUNT").is_err(), "this test needs to mount (root)");
+        eprintln!("skipped: cannot mount here (the test needs root)");
+        return;
+    };
+    assert!(std::fs::write(data.join("probe"), b"x").is_err(), "the mount is read-only");
+    let out = tokio::process::Command::new(crate::harness::BIN)
+        .args(["relay", "--json-events", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), out).await.expect("the relay exits").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a relay on a read-only data directory started: {stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\"ready\""), "it said it was ready");
+    let said = format!("the data directory `{}` cannot be used (Read-only file system", data.display());
+    assert!(stderr.contains(&said) && stderr.contains("writable by the relay's user"), "{stderr}");
+    drop(ro);
+    relay.restart().await;
+    assert_eq!(relay.health().await["status"], "ok");
 }
