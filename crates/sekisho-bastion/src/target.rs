@@ -268,9 +268,17 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
         tracing::info!(target = %svc.name, key = %k, "pinned the target's host key on first use");
     }
     let mut handle = handle;
-    let secret = state.master.open(&cred.secret).ok_or_else(|| {
-        format!("bad_credential: the stored login of `{}` cannot be unsealed with this relay's master key", svc.name)
-    })?;
+    // A stored password or key is unsealed or refused by name, never tried as empty; a login by
+    // the user's forwarded agent (or none) has no stored secret.
+    let secret = match cred.secret_kind.as_str() {
+        "password" | "key" => state.master.open(&cred.secret).ok_or_else(|| {
+            format!(
+                "bad_credential: the stored login of `{}` cannot be unsealed with this relay's master key",
+                svc.name
+            )
+        })?,
+        _ => Vec::new(),
+    };
     let result = match cred.secret_kind.as_str() {
         "password" => handle.authenticate_password(&cred.login, String::from_utf8_lossy(&secret)).await,
         "key" => {
