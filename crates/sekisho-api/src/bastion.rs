@@ -115,7 +115,7 @@ fn bastion_target(state: &S, caller: &Caller, name: &str) -> Result<sekisho_stor
         .find_service(&caller.tenant, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("service `{name}` not found")))?;
-    if !matches!(svc.protocol.as_str(), "ssh" | "telnet") {
+    if !svc.protocol.is_bastion() {
         return Err(ApiError::bad_request(
             "not_a_bastion_target",
             format!("service `{name}` has protocol `{}`; logins are for ssh:// and telnet:// targets", svc.protocol),

@@ -169,7 +169,7 @@ pub(crate) async fn create_user(
         display_name: req.display_name,
         password_hash: argon2(req.password).await?,
         totp_secret: None,
-        totp_enabled: 0,
+        totp_enabled: false,
         failed_logins: 0,
         locked_until: None,
         disabled_at: None,

@@ -139,7 +139,7 @@ async fn check(state: &S, ip: std::net::IpAddr, req: Login) -> Result<Json<serde
         return count_failure("bad_password", invalid()).await;
     }
     let mut method = "password";
-    if user.totp_enabled == 0 && req.require_totp {
+    if !user.totp_enabled && req.require_totp {
         let err = ApiError::unauthenticated(
             "this login needs a TOTP code and the account has none; ask an admin to enroll one \
              (`sekisho ctl user totp NAME`)",
@@ -147,7 +147,7 @@ async fn check(state: &S, ip: std::net::IpAddr, req: Login) -> Result<Json<serde
         .with_code("totp_not_enrolled");
         return fail("totp_not_enrolled", err).await;
     }
-    if user.totp_enabled != 0 {
+    if user.totp_enabled {
         method = "password+totp";
         let ok = match (&req.totp, &req.recovery_code) {
             (Some(code), _) => {

@@ -233,7 +233,7 @@ pub(crate) async fn test(
         credential: None,
     };
     let resource = Resource {
-        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() },
+        service: ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.into() },
         destination: (req.domain.is_some() || req.port.is_some() || req.dest_ip.is_some()).then(|| Destination {
             domain: req.domain.as_deref().map(sekisho_door::names::normalize_domain).unwrap_or_default(),
             ip: req.dest_ip,

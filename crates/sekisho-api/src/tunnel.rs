@@ -4,7 +4,7 @@ use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use sekisho_store::{Agent, Route, Service, now_ms};
+use sekisho_store::{Agent, Protocol, Role, Route, Service, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -33,9 +33,9 @@ pub(crate) async fn create_token(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
     check_name(&req.name)?;
-    if !["front", "back", "both"].contains(&req.role.as_str()) {
-        return Err(ApiError::bad_request("invalid_role", format!("role `{}` must be front, back or both", req.role)));
-    }
+    let role: Role = req.role.parse().map_err(|_| {
+        ApiError::bad_request("invalid_role", format!("role `{}` must be front, back or both", req.role))
+    })?;
     let ttl = req.ttl_secs.unwrap_or(3600);
     if !(1..=30 * 86_400).contains(&ttl) {
         return Err(ApiError::bad_request("invalid_ttl", "ttl_secs must be between 1 and 2592000 (30 days)"));
@@ -53,7 +53,7 @@ pub(crate) async fn create_token(
         }
         None => None,
     };
-    let (token, row) = state.create_token(&caller.tenant, &req.name, &req.role, &req.site, ttl, owner).await?;
+    let (token, row) = state.create_token(&caller.tenant, &req.name, role, &req.site, ttl, owner).await?;
     let command = format!("sekisho agent --relay {} --token {token}", state.public_addr);
     Ok((
         StatusCode::CREATED,
@@ -101,7 +101,7 @@ pub(crate) async fn list_agents(
                     revoked: a.revoked_at.is_some(),
                     id: a.id,
                     name: a.name,
-                    role: a.role,
+                    role: a.role.into(),
                     site: a.site,
                     hostname: a.hostname,
                 }
@@ -148,7 +148,7 @@ pub(crate) struct ServiceView {
 
 /// Parses `tcp://host:port` / `http://host:port` / `https://host:port` / `ssh://host:port` /
 /// `telnet://host:port`; returns the protocol.
-fn parse_target(target: &str) -> Result<String, ApiError> {
+fn parse_target(target: &str) -> Result<Protocol, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_target",
@@ -156,7 +156,8 @@ fn parse_target(target: &str) -> Result<String, ApiError> {
         )
     };
     let (scheme, rest) = target.split_once("://").ok_or_else(bad)?;
-    if !["tcp", "http", "https", "ssh", "telnet"].contains(&scheme) {
+    let protocol: Protocol = scheme.parse().map_err(|_| bad())?;
+    if protocol == Protocol::Socks {
         return Err(bad());
     }
     let hostport = rest.trim_end_matches('/');
@@ -164,7 +165,7 @@ fn parse_target(target: &str) -> Result<String, ApiError> {
     if host.is_empty() || port.parse::<u16>().is_err() || hostport.contains('/') {
         return Err(bad());
     }
-    Ok(scheme.to_owned())
+    Ok(protocol)
 }
 
 /// A gateway is created with the target `socks` (or `socks://`): its egress is the relay, or
@@ -212,8 +213,8 @@ pub(crate) async fn create_service(
     let Json(req) = body?;
     check_name(&req.name)?;
     let gateway = is_gateway_target(&req.target);
-    let protocol = if gateway { "socks".to_owned() } else { parse_target(&req.target)? };
-    let bastion = matches!(protocol.as_str(), "ssh" | "telnet");
+    let protocol = if gateway { Protocol::Socks } else { parse_target(&req.target)? };
+    let bastion = protocol.is_bastion();
     if let Some(l) = &req.edge_listen {
         if bastion {
             return Err(ApiError::bad_request(
@@ -239,7 +240,7 @@ pub(crate) async fn create_service(
     }
     let topo = state.topology();
     if req.browser {
-        if protocol != "http" {
+        if protocol != Protocol::Http {
             return Err(ApiError::bad_request(
                 "invalid_browser",
                 "only an `http://` service can be published for browsers (the relay speaks HTTP to it)",
@@ -282,7 +283,7 @@ pub(crate) async fn create_service(
         protocol,
         edge_listen: req.edge_listen,
         created_at: now_ms(),
-        browser: i64::from(req.browser),
+        browser: req.browser,
     };
     state.store.insert_service(&svc).await?;
     state.refresh().await?;
@@ -372,13 +373,13 @@ pub(crate) async fn create_route(
     let svc = topo
         .find_service(&caller.tenant, &req.service)
         .ok_or_else(|| ApiError::not_found(format!("service `{}` not found", req.service)))?;
-    if svc.protocol == "socks" {
+    if svc.protocol == Protocol::Socks {
         return Err(ApiError::bad_request(
             "gateway_route",
             format!("`{}` is a gateway: clients reach it at the relay's SOCKS5 port, not through a route", svc.name),
         ));
     }
-    if matches!(svc.protocol.as_str(), "ssh" | "telnet") {
+    if svc.protocol.is_bastion() {
         return Err(ApiError::bad_request(
             "bastion_route",
             format!(

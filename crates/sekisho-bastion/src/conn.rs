@@ -188,7 +188,7 @@ impl Conn {
 
     /// After the first factor: on to the TOTP code, which every bastion user must have.
     async fn second_factor(&mut self, c: Candidate, method: &'static str) -> Auth {
-        if c.user.totp_enabled == 0 {
+        if !c.user.totp_enabled {
             let why = "totp_not_enrolled: the bastion needs a second factor; enroll TOTP first";
             return self.refuse(&c.tenant_id, &c.user.name, method, why, None).await;
         }

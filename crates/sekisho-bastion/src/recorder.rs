@@ -97,7 +97,7 @@ impl Recorder {
             session_id: chan.session_id.clone(),
             user_name: chan.authed.user.clone(),
             target: target.service.name.clone(),
-            protocol: target.service.protocol.clone(),
+            protocol: target.service.protocol.into(),
             kind: kind_name.into(),
             command,
             source_ip: chan.authed.ip.to_string(),

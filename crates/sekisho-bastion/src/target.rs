@@ -13,7 +13,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::Handle;
 use sekisho_gate::{AccessPath, Attempt, Denial, Permit, Resource, Subject, Verdict};
-use sekisho_store::{Service, SshTarget};
+use sekisho_store::{Protocol, Service, SshTarget};
 use sekisho_tunnel::proto::{self, OpenService};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -25,11 +25,6 @@ use sekisho_door::State;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most keys of a forwarded agent tried at a target (sshd allows six attempts by default).
 const MAX_AGENT_KEYS: usize = 5;
-
-/// The protocols the bastion carries.
-pub(super) fn is_bastion_protocol(protocol: &str) -> bool {
-    matches!(protocol, "ssh" | "telnet")
-}
 
 /// A byte stream to the target.
 pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -111,7 +106,7 @@ fn attempt(state: &State, authed: &Authed) -> Attempt {
 }
 
 fn resource(svc: &Service) -> Resource {
-    Resource::service(svc.name.clone(), svc.protocol.clone())
+    Resource::service(svc.name.clone(), svc.protocol)
 }
 
 /// The tenant's bastion targets the user may use now, by name (a dry run at the gate: the menu
@@ -122,7 +117,7 @@ pub(super) fn allowed_targets(state: &State, authed: &Authed) -> Vec<Service> {
     let mut out: Vec<Service> = topo
         .services
         .values()
-        .filter(|s| s.tenant_id == authed.tenant && is_bastion_protocol(&s.protocol))
+        .filter(|s| s.tenant_id == authed.tenant && s.protocol.is_bastion())
         .filter(|s| state.gate.dry_run(&attempt, &resource(s)).allowed)
         .cloned()
         .collect();
@@ -143,7 +138,7 @@ pub(super) async fn open(b: &Bastion, agent: UserAgent<'_>, name: &str) -> Resul
     let state = &b.state;
     let authed = &*agent.chan.authed;
     let attempt = attempt(state, authed);
-    let svc = state.topology().find_service(&authed.tenant, name).filter(|s| is_bastion_protocol(&s.protocol)).cloned();
+    let svc = state.topology().find_service(&authed.tenant, name).filter(|s| s.protocol.is_bastion()).cloned();
     let Some(svc) = svc else {
         let why = format!("unknown_target: there is no SSH or Telnet target `{name}`");
         record_refusal(state.gate.refuse(&attempt, name, "unknown_target", why.clone())).await;
@@ -218,7 +213,7 @@ async fn connect(state: &State, svc: &Service, agent: UserAgent<'_>) -> Result<C
         ));
     }
     let (io, via) = dial(state, svc).await?;
-    if svc.protocol == "telnet" {
+    if svc.protocol == Protocol::Telnet {
         return Ok(Connected {
             service: svc.clone(),
             via,

@@ -23,7 +23,7 @@ pub fn tenant_now(topo: &Topology, tenant: &str) -> OffsetDateTime {
 }
 
 pub fn agent_info(a: &Agent) -> AgentInfo {
-    AgentInfo { name: a.name.clone(), site: a.site.clone(), role: a.role.clone() }
+    AgentInfo { name: a.name.clone(), site: a.site.clone(), role: a.role.as_str().to_owned() }
 }
 
 /// An attempt of `path` in `tenant` by `subject` from `source`, now.

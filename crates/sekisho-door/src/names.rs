@@ -40,7 +40,7 @@ impl WebAddress {
 
     /// The browser URL of a service published for browsers.
     pub fn service_url(&self, topo: &Topology, svc: &Service) -> Option<String> {
-        if svc.browser == 0 {
+        if !svc.browser {
             return None;
         }
         let tenant = topo.tenants.get(&svc.tenant_id).map_or(svc.tenant_id.as_str(), |t| t.name.as_str());

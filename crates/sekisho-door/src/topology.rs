@@ -73,7 +73,7 @@ impl Topology {
                     id: r.id.clone(),
                     listen: r.listen.clone(),
                     service: svc.name.clone(),
-                    protocol: svc.protocol.clone(),
+                    protocol: svc.protocol.as_str().to_owned(),
                     peer_agent: back.id.clone(),
                     peer_key: back.noise_pub.clone(),
                 })
@@ -88,7 +88,7 @@ impl Topology {
                 id: s.id.clone(),
                 name: s.name.clone(),
                 target: s.target.clone(),
-                protocol: s.protocol.clone(),
+                protocol: s.protocol.as_str().to_owned(),
             })
             .collect();
         services.sort_by(|a, b| a.id.cmp(&b.id));
@@ -120,7 +120,7 @@ impl Topology {
 fn browser_hosts(services: &HashMap<String, Service>, tenants: &HashMap<String, Tenant>) -> HashMap<String, String> {
     services
         .values()
-        .filter(|s| s.browser != 0)
+        .filter(|s| s.browser)
         .filter_map(|s| {
             let tenant = tenants.get(&s.tenant_id).map_or(s.tenant_id.as_str(), |t| t.name.as_str());
             Some((format!("{}.{}", s.name, tenant).to_ascii_lowercase(), s.id.clone())).filter(|_| s.agent_id.is_some())

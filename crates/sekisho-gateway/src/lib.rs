@@ -460,7 +460,7 @@ async fn connect(
         Target::Domain(d, _) => d.clone(),
         Target::Ip(_) => String::new(),
     };
-    let service = ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.clone() };
+    let service = ServiceInfo { name: svc.name.clone(), protocol: svc.protocol.into() };
     // First on the name alone: a denied name is refused without a DNS query leaving the relay,
     // and is recorded as the policy denial it is. Allowed, it is resolved (direct egress) and
     // decided again with `context.dest_ip`; that second decision is the one that counts.

@@ -108,7 +108,7 @@ async fn serve(
             Subject::Visitor,
             peer.ip(),
         );
-        let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+        let resource = Resource::service(svc.name.clone(), svc.protocol);
         match state.gate.decide_within(&attempt, &resource, Some(&cancel)) {
             Verdict::Deny(denial) => denial,
             Verdict::Permit(permit) => {

@@ -115,7 +115,12 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     /// Creates an enrollment token directly (the quickstart's shortcut around the API).
-    pub async fn create_enrollment_token(&self, name: &str, role: &str, ttl_secs: i64) -> Result<String, RelayError> {
+    pub async fn create_enrollment_token(
+        &self,
+        name: &str,
+        role: sekisho_store::Role,
+        ttl_secs: i64,
+    ) -> Result<String, RelayError> {
         Ok(self.state.create_token("default", name, role, "", ttl_secs, None).await?.0)
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_gate::{Denial, Permit, Resource, Verdict};
-use sekisho_store::{Agent, TokenRejection};
+use sekisho_store::{Agent, NewAgent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::identity;
 use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, RelayMsg};
@@ -76,7 +76,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
         let _ = conn.send_control(proto::encode(&RelayMsg::Welcome {
             agent_id: agent.id.clone(),
             name: agent.name.clone(),
-            role: agent.role.clone(),
+            role: agent.role.into(),
         }));
         let version = agent.version.clone().unwrap_or_default();
         state.hub.register(&agent.id, conn.clone(), peer, version.clone(), protocol, || state.topology());
@@ -141,22 +141,8 @@ async fn authenticate(
             let Some(parsed) = identity::EnrollmentToken::parse(&token) else {
                 return Err(("token_malformed", "enrollment token is malformed".into()));
             };
-            let agent = Agent {
-                id: new_id("ag"),
-                tenant_id: "default".into(),
-                name: String::new(),
-                role: String::new(),
-                site: String::new(),
-                sign_pub: hex::encode(sp),
-                noise_pub: hex::encode(np),
-                created_at: 0,
-                last_seen: None,
-                last_addr: Some(peer.to_string()),
-                version: Some(version),
-                hostname: Some(hostname),
-                revoked_at: None,
-                owner_user_id: None,
-            };
+            let agent =
+                NewAgent { id: new_id("ag"), sign_pub: hex::encode(sp), noise_pub: hex::encode(np), hostname, version };
             // A store that does not answer is said as such; the agent retries with its token.
             let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
                 tracing::error!(error = %e, "enrollment failed");
@@ -292,7 +278,7 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
         return Err(refusal("service_not_found", format!("route `{}` leads to no service", route.id), &route.id));
     };
     let scope = state.stream_scope(&route.id);
-    let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+    let resource = Resource::service(svc.name.clone(), svc.protocol);
     let permit = match state.gate.decide_within(&attempt, &resource, Some(&scope)) {
         Verdict::Permit(p) => p,
         Verdict::Deny(denial) => {

@@ -65,7 +65,7 @@ impl Store {
         .bind(&u.display_name)
         .bind(&u.password_hash)
         .bind(&u.totp_secret)
-        .bind(u.totp_enabled)
+        .bind(i64::from(u.totp_enabled))
         .bind(u.created_at)
         .execute(&self.pool)
         .await

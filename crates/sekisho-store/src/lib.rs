@@ -12,6 +12,7 @@
 
 mod audit;
 mod bastion;
+pub mod domain;
 mod identity;
 mod rows;
 mod tunnel;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use audit::{AuditFilter, AuditSummary};
+pub use domain::{AgentId, Protocol, Role, RouteId, ServiceId, TenantId, UnknownWord, UserId};
 pub use rows::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

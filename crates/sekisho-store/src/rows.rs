@@ -1,7 +1,13 @@
-//! Row types, one per table. Times are milliseconds since the epoch; flags are `BIGINT` 0/1
-//! (the portable subset has no booleans).
+//! Row types, one per table, parsed at the store boundary into the domain's types
+//! ([`crate::domain`]): closed sets of words as enums, 0/1 flags as booleans (the portable SQL
+//! subset has no booleans, so the columns stay `BIGINT`; the API still shows them as 0/1). Times
+//! are milliseconds since the epoch.
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::domain::{Protocol, Role, flag};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Tenant {
@@ -14,7 +20,7 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct User {
     pub id: String,
     pub tenant_id: String,
@@ -24,7 +30,8 @@ pub struct User {
     pub password_hash: String,
     #[serde(skip)]
     pub totp_secret: Option<String>,
-    pub totp_enabled: i64,
+    #[serde(serialize_with = "flag::serialize")]
+    pub totp_enabled: bool,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
     pub disabled_at: Option<i64>,
@@ -68,13 +75,13 @@ pub struct ApiKey {
     pub auth_method: Option<String>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EnrollmentToken {
     pub id: String,
     pub tenant_id: String,
     pub token_hash: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub site: String,
     pub created_at: i64,
     pub expires_at: i64,
@@ -84,12 +91,12 @@ pub struct EnrollmentToken {
     pub owner_user_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Agent {
     pub id: String,
     pub tenant_id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub site: String,
     pub sign_pub: String,
     pub noise_pub: String,
@@ -104,15 +111,28 @@ pub struct Agent {
 
 impl Agent {
     pub fn serves_back(&self) -> bool {
-        self.role == "back" || self.role == "both"
+        self.role.serves_back()
     }
 
     pub fn serves_front(&self) -> bool {
-        self.role == "front" || self.role == "both"
+        self.role.serves_front()
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// What enrolling adds to the token's facts (tenant, name, role, site, owner): the agent's id
+/// and keys, as it proved them, and what it says it runs.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub id: String,
+    /// Hex Ed25519 public key, whose signature over the TLS exporter enrolled it.
+    pub sign_pub: String,
+    /// Hex X25519 public key for the agents' end-to-end handshake.
+    pub noise_pub: String,
+    pub hostname: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Service {
     pub id: String,
     pub tenant_id: String,
@@ -121,11 +141,95 @@ pub struct Service {
     /// the relay itself.
     pub agent_id: Option<String>,
     pub target: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub edge_listen: Option<String>,
     pub created_at: i64,
-    /// 1 when the service is also published at its browser hostname behind the Sekisho login.
-    pub browser: i64,
+    /// Also published at its browser hostname behind the Sekisho login.
+    #[serde(serialize_with = "flag::serialize")]
+    pub browser: bool,
+}
+
+/// A word column parsed into its enum; a word outside the set fails the row by name.
+fn word<T: std::str::FromStr<Err = crate::domain::UnknownWord>>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
+}
+
+fn flag_column(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Service {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Service {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            agent_id: row.try_get("agent_id")?,
+            target: row.try_get("target")?,
+            protocol: word(row, "protocol")?,
+            edge_listen: row.try_get("edge_listen")?,
+            created_at: row.try_get("created_at")?,
+            browser: flag_column(row, "browser")?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for EnrollmentToken {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(EnrollmentToken {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            token_hash: row.try_get("token_hash")?,
+            name: row.try_get("name")?,
+            role: word(row, "role")?,
+            site: row.try_get("site")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            used_at: row.try_get("used_at")?,
+            agent_id: row.try_get("agent_id")?,
+            owner_user_id: row.try_get("owner_user_id")?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Agent {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Agent {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            role: word(row, "role")?,
+            site: row.try_get("site")?,
+            sign_pub: row.try_get("sign_pub")?,
+            noise_pub: row.try_get("noise_pub")?,
+            created_at: row.try_get("created_at")?,
+            last_seen: row.try_get("last_seen")?,
+            last_addr: row.try_get("last_addr")?,
+            version: row.try_get("version")?,
+            hostname: row.try_get("hostname")?,
+            revoked_at: row.try_get("revoked_at")?,
+            owner_user_id: row.try_get("owner_user_id")?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for User {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(User {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            display_name: row.try_get("display_name")?,
+            password_hash: row.try_get("password_hash")?,
+            totp_secret: row.try_get("totp_secret")?,
+            totp_enabled: flag_column(row, "totp_enabled")?,
+            failed_logins: row.try_get("failed_logins")?,
+            locked_until: row.try_get("locked_until")?,
+            disabled_at: row.try_get("disabled_at")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -43,7 +43,7 @@ fn token(hash: &str, expires_at: i64) -> EnrollmentToken {
         tenant_id: "default".into(),
         token_hash: hash.into(),
         name: "site-a".into(),
-        role: "back".into(),
+        role: Role::Back,
         site: String::new(),
         created_at: now_ms(),
         expires_at,
@@ -53,22 +53,13 @@ fn token(hash: &str, expires_at: i64) -> EnrollmentToken {
     }
 }
 
-fn agent(id: &str) -> Agent {
-    Agent {
+fn agent(id: &str) -> NewAgent {
+    NewAgent {
         id: id.into(),
-        tenant_id: "default".into(),
-        name: String::new(),
-        role: String::new(),
-        site: String::new(),
         sign_pub: "aa".into(),
         noise_pub: "bb".into(),
-        created_at: 0,
-        last_seen: None,
-        last_addr: None,
-        version: Some("0.1.0".into()),
-        hostname: Some("h".into()),
-        revoked_at: None,
-        owner_user_id: None,
+        version: "0.1.0".into(),
+        hostname: "h".into(),
     }
 }
 
@@ -79,10 +70,10 @@ fn service(id: &str, tenant: &str, name: &str, agent: &str) -> Service {
         name: name.into(),
         agent_id: Some(agent.into()),
         target: "tcp://127.0.0.1:80".into(),
-        protocol: "tcp".into(),
+        protocol: Protocol::Tcp,
         edge_listen: None,
         created_at: now_ms(),
-        browser: 0,
+        browser: false,
     }
 }
 
@@ -131,6 +122,24 @@ async fn tokens_enroll_once_and_expire() {
         assert_eq!(s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(), TokenRejection::Expired);
         assert_eq!(s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
         assert!(s.get_agent("ag2").await.unwrap().is_none());
+    }
+}
+
+/// A word outside its closed set (a hand edit, a newer relay's value) fails the row by name; it
+/// is never read as some default role or protocol.
+#[tokio::test]
+async fn a_row_with_an_unknown_word_fails_to_load_by_name() {
+    for (_d, s) in stores().await {
+        s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
+        s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
+        assert!(s.get_agent("ag1").await.unwrap().unwrap().serves_back());
+        sqlx::query("UPDATE agents SET role = 'sideways' WHERE id = 'ag1'").execute(&s.pool).await.unwrap();
+        let e = s.get_agent("ag1").await.unwrap_err().to_string();
+        assert!(e.contains("role") && e.contains("`sideways` is not a known agent role"), "{e}");
+        s.insert_service(&service("sv1", "default", "web", "ag1")).await.unwrap();
+        sqlx::query("UPDATE services SET protocol = 'gopher' WHERE id = 'sv1'").execute(&s.pool).await.unwrap();
+        let e = s.list_services("default").await.unwrap_err().to_string();
+        assert!(e.contains("`gopher` is not a known service protocol"), "{e}");
     }
 }
 
@@ -196,7 +205,7 @@ async fn gateways_need_no_agent_and_keys_still_hold_after_the_rebuild() {
         let gateway = Service {
             agent_id: None,
             target: "direct".into(),
-            protocol: "socks".into(),
+            protocol: Protocol::Socks,
             ..service("gw1", "default", "internet", "")
         };
         s.insert_service(&gateway).await.unwrap();
@@ -263,7 +272,7 @@ async fn users_groups_and_lockout() {
             display_name: "Alice".into(),
             password_hash: "$argon2id$x".into(),
             totp_secret: None,
-            totp_enabled: 0,
+            totp_enabled: false,
             failed_logins: 0,
             locked_until: None,
             disabled_at: None,
@@ -489,7 +498,7 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
             display_name: String::new(),
             password_hash: "$argon2id$x".into(),
             totp_secret: None,
-            totp_enabled: 0,
+            totp_enabled: false,
             failed_logins: 0,
             locked_until: None,
             disabled_at: None,
@@ -528,7 +537,7 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         let web01 = Service {
             agent_id: None,
             target: "ssh://10.0.0.5:22".into(),
-            protocol: "ssh".into(),
+            protocol: Protocol::Ssh,
             ..service("s1", "acme", "web01", "")
         };
         s.insert_service(&web01).await.unwrap();

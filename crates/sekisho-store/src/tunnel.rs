@@ -6,7 +6,8 @@
 use sqlx::Row;
 
 use crate::{
-    Agent, EnrollmentToken, PolicyRow, Route, Service, Store, StoreError, TokenRejection, conflict, not_found, now_ms,
+    Agent, EnrollmentToken, NewAgent, PolicyRow, Route, Service, Store, StoreError, TokenRejection, conflict,
+    not_found, now_ms,
 };
 
 impl Store {
@@ -38,7 +39,7 @@ impl Store {
         .bind(&t.tenant_id)
         .bind(&t.token_hash)
         .bind(&t.name)
-        .bind(&t.role)
+        .bind(t.role.as_str())
         .bind(&t.site)
         .bind(t.created_at)
         .bind(t.expires_at)
@@ -53,7 +54,7 @@ impl Store {
     pub async fn enroll(
         &self,
         token_hash: &str,
-        agent: &Agent,
+        agent: &NewAgent,
     ) -> Result<Result<EnrollmentToken, TokenRejection>, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(token) = sqlx::query_as::<_, EnrollmentToken>("SELECT * FROM enrollment_tokens WHERE token_hash = $1")
@@ -98,7 +99,7 @@ impl Store {
         .bind(&agent.id)
         .bind(&token.tenant_id)
         .bind(&token.name)
-        .bind(&token.role)
+        .bind(token.role.as_str())
         .bind(&token.site)
         .bind(&agent.sign_pub)
         .bind(&agent.noise_pub)
@@ -194,10 +195,10 @@ impl Store {
         .bind(&s.name)
         .bind(&s.agent_id)
         .bind(&s.target)
-        .bind(&s.protocol)
+        .bind(s.protocol.as_str())
         .bind(&s.edge_listen)
         .bind(s.created_at)
-        .bind(s.browser)
+        .bind(i64::from(s.browser))
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "service", &s.name))?;

@@ -99,7 +99,7 @@ pub(crate) async fn serve(state: Arc<WebState>, host: String, service: Option<St
             None,
         );
     }
-    let resource = Resource::service(svc.name.clone(), svc.protocol.clone());
+    let resource = Resource::service(svc.name.clone(), svc.protocol);
     let permit = match state.gate.decide(&attempt, &resource) {
         Verdict::Permit(p) => p,
         Verdict::Deny(denial) => {

@@ -57,8 +57,8 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
     tokio::spawn(async move { axum::serve(demo, page).await });
 
     let shutdown = CancellationToken::new();
-    let mut back = start_agent(&relay, &data_dir, "demo-back", "back", &shutdown).await?;
-    let mut front = start_agent(&relay, &data_dir, "demo-front", "front", &shutdown).await?;
+    let mut back = start_agent(&relay, &data_dir, "demo-back", sekisho_store::Role::Back, &shutdown).await?;
+    let mut front = start_agent(&relay, &data_dir, "demo-front", sekisho_store::Role::Front, &shutdown).await?;
     let back_id = wait_connected(&mut back).await?;
     let front_id = wait_connected(&mut front).await?;
 
@@ -172,7 +172,7 @@ async fn start_agent(
     relay: &sekisho_relay::RelayHandle,
     data_dir: &std::path::Path,
     name: &str,
-    role: &str,
+    role: sekisho_store::Role,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<UnboundedReceiver<AgentEvent>> {
     let state_dir = data_dir.join(name);
