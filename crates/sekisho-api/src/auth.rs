@@ -220,10 +220,10 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         }
     }
     let caller = Caller {
-        tenant: key.tenant_id.clone(),
+        tenant: key.tenant_id.to_string(),
         key_id: key.id.clone(),
         name,
-        user_id: key.user_id.clone(),
+        user_id: key.user_id.clone().map(Into::into),
         scopes: key.scopes.split_whitespace().map(str::to_owned).collect(),
         ip,
         auth_method: key.auth_method.clone(),

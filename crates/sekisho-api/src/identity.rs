@@ -64,7 +64,7 @@ pub(crate) async fn create_tenant(
     check_name(&req.name)?;
     check_plan(req.max_agents, req.retention_days, req.utc_offset_minutes)?;
     let tenant = Tenant {
-        id: new_id("tn"),
+        id: new_id("tn").into(),
         name: req.name,
         max_agents: req.max_agents,
         retention_days: req.retention_days,
@@ -163,8 +163,8 @@ pub(crate) async fn create_user(
         groups.push(group);
     }
     let user = User {
-        id: new_id("us"),
-        tenant_id: caller.tenant.clone(),
+        id: new_id("us").into(),
+        tenant_id: caller.tenant.clone().into(),
         name: req.name,
         display_name: req.display_name,
         password_hash: argon2(req.password).await?,
@@ -201,7 +201,7 @@ pub(crate) async fn list_users(
             .await?
             .into_iter()
             .map(|u| UserView {
-                groups: member_of.remove(&u.id).unwrap_or_default(),
+                groups: member_of.remove(u.id.as_str()).unwrap_or_default(),
                 locked: u.locked_until.is_some_and(|t| t > now),
                 user: u,
             })
@@ -339,7 +339,7 @@ pub(crate) async fn create_group(
     caller.may_grant(&req.role, &format!("a group of role `{}`", req.role))?;
     let group = Group {
         id: new_id("gr"),
-        tenant_id: caller.tenant.clone(),
+        tenant_id: caller.tenant.clone().into(),
         name: req.name,
         role: req.role,
         created_at: now_ms(),
@@ -353,7 +353,7 @@ pub(crate) async fn list_groups(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<GroupView>>, ApiError> {
     let users: HashMap<String, String> =
-        state.store.list_users(&caller.tenant).await?.into_iter().map(|u| (u.id, u.name)).collect();
+        state.store.list_users(&caller.tenant).await?.into_iter().map(|u| (u.id.into_string(), u.name)).collect();
     let mut members: HashMap<String, Vec<String>> = HashMap::new();
     for (g, u) in state.store.list_members(&caller.tenant).await? {
         members.entry(g).or_default().extend(users.get(&u).cloned());
@@ -382,7 +382,7 @@ pub(crate) async fn delete_group(
 
 /// The ids of a tenant's group and user named in a membership path.
 async fn membership(state: &S, caller: &Caller, group: &str, user: &str) -> Result<(String, String), ApiError> {
-    Ok((find_group(state, caller, group).await?.id, find_user(state, caller, user).await?.id))
+    Ok((find_group(state, caller, group).await?.id, find_user(state, caller, user).await?.id.to_string()))
 }
 
 pub(crate) async fn add_member(
@@ -470,7 +470,7 @@ pub(crate) async fn create_key(
         &req.name,
         &req.scopes.join(" "),
         expires_at,
-        user_id,
+        user_id.map(Into::into),
         &req.allowed_ips.join(","),
     )
     .await?;

@@ -69,7 +69,7 @@ pub(crate) async fn login(
 
 async fn check(state: &S, ip: std::net::IpAddr, req: Login) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = state.store.get_tenant(&req.tenant).await?;
-    let tenant_id = tenant.as_ref().map_or("default".to_owned(), |t| t.id.clone());
+    let tenant_id = tenant.as_ref().map_or("default".to_owned(), |t| t.id.to_string());
     let audit = |decision: Decision, reason: &str, method: &str| {
         Event::new(&tenant_id, EventKind::Login, decision)
             .subject(SubjectKind::User, req.user.clone())
@@ -217,7 +217,7 @@ pub(crate) async fn session(
     Extension(caller): Extension<super::auth::Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let topo = state.topology();
-    let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.clone(), |t| t.name.clone());
+    let tenant = topo.tenants.get(caller.tenant.as_str()).map_or(caller.tenant.clone(), |t| t.name.clone());
     let auth_method = state.store.get_api_key(&caller.key_id).await?.and_then(|k| k.auth_method);
     Ok(Json(json!({
         "auth_method": auth_method,

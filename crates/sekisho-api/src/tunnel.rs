@@ -53,7 +53,8 @@ pub(crate) async fn create_token(
         }
         None => None,
     };
-    let (token, row) = state.create_token(&caller.tenant, &req.name, role, &req.site, ttl, owner).await?;
+    let (token, row) =
+        state.create_token(&caller.tenant, &req.name, role, &req.site, ttl, owner.map(Into::into)).await?;
     let command = format!("sekisho agent --relay {} --token {token}", state.public_addr);
     Ok((
         StatusCode::CREATED,
@@ -99,7 +100,7 @@ pub(crate) async fn list_agents(
                     link: live.as_ref().map(|l| l.2),
                     version: live.map(|l| l.1).or(a.version),
                     revoked: a.revoked_at.is_some(),
-                    id: a.id,
+                    id: a.id.to_string(),
                     name: a.name,
                     role: a.role.into(),
                     site: a.site,
@@ -246,7 +247,7 @@ pub(crate) async fn create_service(
                 "only an `http://` service can be published for browsers (the relay speaks HTTP to it)",
             ));
         }
-        let tenant = topo.tenants.get(&caller.tenant).map_or(caller.tenant.as_str(), |t| t.name.as_str());
+        let tenant = topo.tenants.get(caller.tenant.as_str()).map_or(caller.tenant.as_str(), |t| t.name.as_str());
         for (what, label) in [("service", req.name.as_str()), ("tenant", tenant)] {
             if !sekisho_door::names::is_host_label(label) {
                 return Err(ApiError::bad_request(
@@ -275,8 +276,8 @@ pub(crate) async fn create_service(
         (false, _) => req.target,
     };
     let svc = Service {
-        id: new_id("sv"),
-        tenant_id: caller.tenant.clone(),
+        id: new_id("sv").into(),
+        tenant_id: caller.tenant.clone().into(),
         name: req.name,
         agent_id: agent.map(|a| a.id.clone()),
         target,
@@ -292,7 +293,7 @@ pub(crate) async fn create_service(
 
 fn service_view(state: &State, service: Service) -> ServiceView {
     let topo = state.topology();
-    let edge = state.edge_status.lock().get(&service.id).cloned();
+    let edge = state.edge_status.lock().get(service.id.as_str()).cloned();
     ServiceView {
         agent_name: service
             .agent_id
@@ -346,7 +347,7 @@ pub(crate) struct RouteView {
 
 fn route_view(state: &State, route: Route) -> RouteView {
     let topo = state.topology();
-    let status = state.route_status.lock().get(&route.id).cloned().unwrap_or_default();
+    let status = state.route_status.lock().get(route.id.as_str()).cloned().unwrap_or_default();
     RouteView {
         agent_name: topo.agents.get(&route.front_agent_id).map(|a| a.name.clone()).unwrap_or_default(),
         service_name: topo.services.get(&route.service_id).map(|s| s.name.clone()).unwrap_or_default(),
@@ -398,8 +399,8 @@ pub(crate) async fn create_route(
         ));
     }
     let route = Route {
-        id: new_id("rt"),
-        tenant_id: caller.tenant.clone(),
+        id: new_id("rt").into(),
+        tenant_id: caller.tenant.clone().into(),
         front_agent_id: agent.id.clone(),
         listen: req.listen,
         service_id: svc.id.clone(),

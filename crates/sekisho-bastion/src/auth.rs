@@ -81,16 +81,19 @@ pub(super) async fn find_user(state: &State, name: &str) -> Result<Candidate, (S
     };
     let user = match state.store.get_user(&tenant.id, &login.user).await {
         Ok(Some(u)) => u,
-        Ok(None) => return Err((tenant.id, format!("unknown_user: there is no user `{}`", login.user))),
-        Err(e) => return Err((tenant.id, format!("store_unavailable: {e}"))),
+        Ok(None) => return Err((tenant.id.to_string(), format!("unknown_user: there is no user `{}`", login.user))),
+        Err(e) => return Err((tenant.id.to_string(), format!("store_unavailable: {e}"))),
     };
     if user.disabled_at.is_some() {
-        return Err((tenant.id, format!("user_disabled: user `{}` is disabled", user.name)));
+        return Err((tenant.id.to_string(), format!("user_disabled: user `{}` is disabled", user.name)));
     }
     if user.locked_until.is_some_and(|t| t > now_ms()) {
-        return Err((tenant.id, format!("locked: user `{}` is locked after repeated failed logins", user.name)));
+        return Err((
+            tenant.id.to_string(),
+            format!("locked: user `{}` is locked after repeated failed logins", user.name),
+        ));
     }
-    Ok(Candidate { login, tenant_id: tenant.id, user })
+    Ok(Candidate { login, tenant_id: tenant.id.to_string(), user })
 }
 
 #[cfg(test)]

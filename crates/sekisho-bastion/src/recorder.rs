@@ -93,7 +93,7 @@ impl Recorder {
         };
         let row = Recording {
             id: id.clone(),
-            tenant_id: chan.authed.tenant.clone(),
+            tenant_id: chan.authed.tenant.clone().into(),
             session_id: chan.session_id.clone(),
             user_name: chan.authed.user.clone(),
             target: target.service.name.clone(),
@@ -128,7 +128,7 @@ impl Recorder {
         if let Err(e) = b.state.store.insert_recording(&row).await {
             tracing::error!(recording = %id, error = %e, "cannot store the recording's row");
         }
-        let live = Arc::new(Live::new(id.clone(), row.tenant_id.clone(), header, chan.cancel.clone()));
+        let live = Arc::new(Live::new(id.clone(), row.tenant_id.to_string(), header, chan.cancel.clone()));
         b.state.live_sessions.insert(live.clone());
         if let Some(permit) = &target.permit {
             live.end_when_revoked(permit.revoked().clone());

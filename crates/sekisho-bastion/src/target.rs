@@ -176,12 +176,13 @@ async fn record_refusal(denial: Denial) {
 async fn dial(state: &State, svc: &Service) -> Result<(Box<dyn Io>, String), String> {
     match &svc.agent_id {
         Some(agent_id) => {
-            let agent = state.topology().agents.get(agent_id).map_or_else(|| agent_id.clone(), |a| a.name.clone());
+            let agent = state.topology().agents.get(agent_id).map_or_else(|| agent_id.to_string(), |a| a.name.clone());
             let conn = state
                 .hub
                 .conn(agent_id)
                 .ok_or_else(|| format!("agent_offline: the agent `{agent}` of `{}` is offline", svc.name))?;
-            let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None, dest: None };
+            let open =
+                OpenService { service: svc.id.to_string(), from_agent: None, from_key: None, e2e: None, dest: None };
             let stream = conn.open(proto::encode(&open)).map_err(|e| format!("agent_offline: {e}"))?;
             Ok((Box::new(stream), format!("agent {agent}")))
         }

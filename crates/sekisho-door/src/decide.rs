@@ -67,7 +67,7 @@ pub fn tunnel(state: &State, topo: &Topology, front: Option<&Agent>, from: &str,
                 },
                 // The owner is not in the snapshot (deleted, or the store did not answer then).
                 Some((id, None)) => Subject::User {
-                    name: id.clone(),
+                    name: id.to_string(),
                     groups: Err(Unreadable { code: "user_unknown", message: "the agent's user is not known".into() }),
                     via_agent: Some(agent_info(front)),
                 },

@@ -83,7 +83,7 @@ pub async fn store_key_idle(
             scopes: scopes.into(),
             created_at: now_ms(),
             expires_at,
-            user_id,
+            user_id: user_id.map(Into::into),
             allowed_ips: allowed_ips.into(),
             last_used_at: None,
             revoked_at: None,

@@ -63,7 +63,7 @@ pub async fn issue_session(
         "session",
         &scopes.join(" "),
         Some(expires_at),
-        Some(user.id.clone()),
+        Some(user.id.to_string()),
         "",
         idle_ms,
         Some(method),

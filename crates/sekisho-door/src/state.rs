@@ -186,7 +186,7 @@ impl State {
     /// Fails closed: a stored policy that cannot be read or no longer compiles makes its service
     /// deny everything with `policy_unreadable` (and says why in the log).
     async fn load_policies(&self) -> Result<(), StoreError> {
-        let services: HashMap<String, sekisho_store::Service> =
+        let services: HashMap<sekisho_store::ServiceId, sekisho_store::Service> =
             self.store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let rows = self.store.list_policies_all().await?;
         let mut engine = Engine::new();
@@ -351,17 +351,17 @@ impl State {
         {
             let mut scopes = self.stream_scopes.lock();
             scopes.retain(|id, token| {
-                let alive = topo.routes.contains_key(id) || topo.services.contains_key(id);
+                let alive = topo.routes.contains_key(id.as_str()) || topo.services.contains_key(id.as_str());
                 if !alive {
                     token.cancel();
                 }
                 alive
             });
         }
-        self.route_status.lock().retain(|id, _| topo.routes.contains_key(id));
+        self.route_status.lock().retain(|id, _| topo.routes.contains_key(id.as_str()));
         self.hub.push_configs(&topo);
         for agent in self.hub.online_ids() {
-            if !topo.agents.contains_key(&agent) {
+            if !topo.agents.contains_key(agent.as_str()) {
                 self.hub.disconnect(&agent, "agent revoked by administrator");
             }
         }
@@ -386,7 +386,7 @@ impl State {
         let now = now_ms();
         let row = EnrollmentToken {
             id: new_id("tok"),
-            tenant_id: tenant.to_owned(),
+            tenant_id: tenant.into(),
             token_hash: hash_secret(&secret),
             name: name.to_owned(),
             role,
@@ -395,7 +395,7 @@ impl State {
             expires_at: now + ttl_secs * 1000,
             used_at: None,
             agent_id: None,
-            owner_user_id,
+            owner_user_id: owner_user_id.map(Into::into),
         };
         self.store.insert_token(&row).await?;
         let fp = sekisho_tunnel::tls::parse_fingerprint(&self.ca_fingerprint).unwrap_or_default();

@@ -2,21 +2,21 @@
 
 use std::collections::HashMap;
 
-use sekisho_store::{Agent, Route, Service, Store, StoreError, Tenant};
+use sekisho_store::{Agent, AgentId, Route, RouteId, Service, ServiceId, Store, StoreError, Tenant, TenantId, UserId};
 use sekisho_tunnel::proto::{AgentConfig, RouteConfig, ServiceConfig};
 
 #[derive(Debug, Default)]
 pub struct Topology {
     /// Enrolled, non-revoked agents by id.
-    pub agents: HashMap<String, Agent>,
-    pub services: HashMap<String, Service>,
-    pub routes: HashMap<String, Route>,
-    pub tenants: HashMap<String, Tenant>,
+    pub agents: HashMap<AgentId, Agent>,
+    pub services: HashMap<ServiceId, Service>,
+    pub routes: HashMap<RouteId, Route>,
+    pub tenants: HashMap<TenantId, Tenant>,
     /// Users that own agents (personal devices), by id, with their group names: the principals
     /// of the streams those agents open.
-    pub owners: HashMap<String, Owner>,
+    pub owners: HashMap<UserId, Owner>,
     /// Services published for browsers, by `<service>.<tenant>` (the hostname's first labels).
-    pub browser_hosts: HashMap<String, String>,
+    pub browser_hosts: HashMap<String, ServiceId>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,11 +35,11 @@ impl Topology {
             .filter(|a| a.revoked_at.is_none())
             .map(|a| (a.id.clone(), a))
             .collect();
-        let agents: HashMap<String, Agent> = agents;
-        let services: HashMap<String, Service> =
+        let agents: HashMap<AgentId, Agent> = agents;
+        let services: HashMap<ServiceId, Service> =
             store.list_services_all().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let routes = store.list_routes_all().await?.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let tenants: HashMap<String, Tenant> =
+        let tenants: HashMap<TenantId, Tenant> =
             store.list_tenants().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
         let mut owners = HashMap::new();
         for a in agents_owned(&agents) {
@@ -70,11 +70,11 @@ impl Topology {
                 let svc = self.services.get(&r.service_id)?;
                 let back = self.agents.get(svc.agent_id.as_ref()?)?;
                 Some(RouteConfig {
-                    id: r.id.clone(),
+                    id: r.id.to_string(),
                     listen: r.listen.clone(),
                     service: svc.name.clone(),
                     protocol: svc.protocol.as_str().to_owned(),
-                    peer_agent: back.id.clone(),
+                    peer_agent: back.id.to_string(),
                     peer_key: back.noise_pub.clone(),
                 })
             })
@@ -85,7 +85,7 @@ impl Topology {
             .values()
             .filter(|s| s.agent_id.as_deref() == Some(id))
             .map(|s| ServiceConfig {
-                id: s.id.clone(),
+                id: s.id.to_string(),
                 name: s.name.clone(),
                 target: s.target.clone(),
                 protocol: s.protocol.as_str().to_owned(),
@@ -117,7 +117,10 @@ impl Topology {
     }
 }
 
-fn browser_hosts(services: &HashMap<String, Service>, tenants: &HashMap<String, Tenant>) -> HashMap<String, String> {
+fn browser_hosts(
+    services: &HashMap<ServiceId, Service>,
+    tenants: &HashMap<TenantId, Tenant>,
+) -> HashMap<String, ServiceId> {
     services
         .values()
         .filter(|s| s.browser)
@@ -128,6 +131,6 @@ fn browser_hosts(services: &HashMap<String, Service>, tenants: &HashMap<String, 
         .collect()
 }
 
-fn agents_owned(agents: &HashMap<String, Agent>) -> impl Iterator<Item = &String> {
+fn agents_owned(agents: &HashMap<AgentId, Agent>) -> impl Iterator<Item = &UserId> {
     agents.values().filter_map(|a| a.owner_user_id.as_ref())
 }

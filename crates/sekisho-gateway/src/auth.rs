@@ -69,17 +69,17 @@ async fn lookup(state: &State, hash: &str) -> Result<Authed, (String, String)> {
     let tenant = key.tenant_id.clone();
     let scoped = key.scopes.split_whitespace().any(|s| s == "*" || s == GATEWAY_SCOPE);
     if !scoped {
-        return Err((tenant, format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
+        return Err((tenant.to_string(), format!("forbidden: the API key lacks scope `{GATEWAY_SCOPE}`")));
     }
     let user = match &key.user_id {
         // A store that does not answer is said as such (and refuses), not taken for "no user".
         Some(id) => {
-            state.store.get_user_by_id(id).await.map_err(|e| (tenant.clone(), format!("store_unavailable: {e}")))?
+            state.store.get_user_by_id(id).await.map_err(|e| (tenant.to_string(), format!("store_unavailable: {e}")))?
         }
         None => None,
     };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        return Err((tenant, "unauthenticated: the API key belongs to no enabled user".into()));
+        return Err((tenant.to_string(), "unauthenticated: the API key belongs to no enabled user".into()));
     };
     if key.last_used_at.is_none_or(|t| now_ms() - t > 60_000) {
         // Bookkeeping, not a decision.

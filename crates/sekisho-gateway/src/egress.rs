@@ -181,7 +181,7 @@ pub(super) async fn via_agent(
         return Err(why);
     };
     let open = OpenService {
-        service: svc.id.clone(),
+        service: svc.id.to_string(),
         from_agent: None,
         from_key: None,
         e2e: None,

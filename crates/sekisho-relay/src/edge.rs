@@ -35,7 +35,7 @@ pub(crate) struct Edges {
 /// every reload of the topology).
 pub(crate) async fn sync(state: Arc<State>, edges: Arc<Edges>, topo: Arc<Topology>) {
     let wanted: HashMap<String, String> =
-        topo.services.values().filter_map(|s| s.edge_listen.clone().map(|l| (s.id.clone(), l))).collect();
+        topo.services.values().filter_map(|s| s.edge_listen.clone().map(|l| (s.id.to_string(), l))).collect();
     let to_open: Vec<(String, String)> = {
         let mut open = edges.by_service.lock();
         let mut status = state.edge_status.lock();
@@ -94,7 +94,7 @@ async fn serve(
 ) {
     let denial = {
         let topo = state.topology();
-        let Some(svc) = topo.services.get(&service_id) else {
+        let Some(svc) = topo.services.get(service_id.as_str()) else {
             return;
         };
         // The principal is the unauthenticated `Visitor::"<ip>"`: conditions on
@@ -119,7 +119,7 @@ async fn serve(
                 match svc.agent_id.as_deref().and_then(|id| state.hub.conn(id)) {
                     Some(conn) => {
                         let open = OpenService {
-                            service: svc.id.clone(),
+                            service: svc.id.to_string(),
                             from_agent: None,
                             from_key: None,
                             e2e: None,

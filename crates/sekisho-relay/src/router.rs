@@ -74,7 +74,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
     async {
         tracing::info!(link = protocol, "agent connected");
         let _ = conn.send_control(proto::encode(&RelayMsg::Welcome {
-            agent_id: agent.id.clone(),
+            agent_id: agent.id.to_string(),
             name: agent.name.clone(),
             role: agent.role.into(),
         }));
@@ -90,7 +90,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
                 accepted = conn.accept() => {
                     let Some((stream, payload)) = accepted else { break };
                     let state = state.clone();
-                    let from = agent.id.clone();
+                    let from = agent.id.to_string();
                     tokio::spawn(route_stream(state, from, peer, stream, payload).in_current_span());
                 }
                 msg = conn.recv_control() => {
@@ -141,8 +141,13 @@ async fn authenticate(
             let Some(parsed) = identity::EnrollmentToken::parse(&token) else {
                 return Err(("token_malformed", "enrollment token is malformed".into()));
             };
-            let agent =
-                NewAgent { id: new_id("ag"), sign_pub: hex::encode(sp), noise_pub: hex::encode(np), hostname, version };
+            let agent = NewAgent {
+                id: new_id("ag").into(),
+                sign_pub: hex::encode(sp),
+                noise_pub: hex::encode(np),
+                hostname,
+                version,
+            };
             // A store that does not answer is said as such; the agent retries with its token.
             let outcome = state.store.enroll(&hash_secret(&parsed.secret), &agent).await.map_err(|e| {
                 tracing::error!(error = %e, "enrollment failed");
@@ -209,10 +214,10 @@ async fn on_control(state: &Arc<State>, msg: &Bytes) {
     match serde_json::from_slice::<AgentMsg>(msg) {
         Ok(AgentMsg::RouteStatus { route_id, bound, error }) => {
             // A route made through another relay of the cluster may be news here: look once.
-            if !state.topology().routes.contains_key(&route_id) {
+            if !state.topology().routes.contains_key(route_id.as_str()) {
                 state.catch_up().await;
             }
-            if state.topology().routes.contains_key(&route_id) {
+            if state.topology().routes.contains_key(route_id.as_str()) {
                 state.route_status.lock().insert(route_id, sekisho_door::state::RouteStatus { bound, error });
             }
         }
@@ -264,7 +269,7 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
         Ok(r) => r,
         Err(e) => return Err(refusal("bad_request", format!("malformed open request: {e}"), "")),
     };
-    let Some(route) = topo.routes.get(&req.route) else {
+    let Some(route) = topo.routes.get(req.route.as_str()) else {
         return Err(refusal("route_not_found", format!("no route `{}`", req.route), &req.route));
     };
     let (Some(front), true) = (front, route.front_agent_id == from) else {
@@ -297,7 +302,7 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
         return Err(offline(permit, format!("its agent `{back_name}` is offline")));
     };
     let open = OpenService {
-        service: svc.id.clone(),
+        service: svc.id.to_string(),
         from_agent: Some(from.to_owned()),
         from_key: Some(front.noise_pub.clone()),
         e2e: req.e2e,
@@ -305,7 +310,7 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
     };
     let handshake = matches!(open.e2e, Some(sekisho_tunnel::proto::E2eOpen::Handshake { .. }));
     match back_conn.open(proto::encode(&open)) {
-        Ok(back) => Ok(Admitted { back, permit, route_id: route.id.clone(), handshake }),
+        Ok(back) => Ok(Admitted { back, permit, route_id: route.id.to_string(), handshake }),
         Err(e) => Err(offline(permit, format!("agent `{back_name}`: {e}"))),
     }
 }
@@ -334,7 +339,7 @@ fn relay(state: Arc<State>, stream: MuxStream, admitted: Admitted) -> impl Futur
         let outcome = tokio::select! {
             r = splice(&stream, &back, state.tap.as_ref(), &totals) => r.err().map(|e| e.to_string()),
             () = permit.revoked().cancelled() => {
-                let why = if state.topology().routes.contains_key(&route_id) {
+                let why = if state.topology().routes.contains_key(route_id.as_str()) {
                     "access ended: a change to the policy or the user's groups denies it now"
                 } else {
                     "route removed by administrator"

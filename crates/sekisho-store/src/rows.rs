@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::{Protocol, Role, flag};
+use crate::domain::{AgentId, Protocol, Role, RouteId, ServiceId, TenantId, UserId, flag};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     pub name: String,
     pub max_agents: i64,
     pub retention_days: i64,
@@ -22,8 +22,8 @@ pub struct Tenant {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: UserId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub display_name: String,
     #[serde(skip)]
@@ -41,7 +41,7 @@ pub struct User {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Group {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     pub role: String,
     pub created_at: i64,
@@ -50,7 +50,7 @@ pub struct Group {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiKey {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     #[serde(skip)]
     pub key_hash: String,
@@ -59,7 +59,7 @@ pub struct ApiKey {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     /// The user the key acts for (a login session or a personal key), if any.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// Comma-separated IPs or CIDRs the key may be used from; empty means anywhere.
     pub allowed_ips: String,
     pub last_used_at: Option<i64>,
@@ -78,7 +78,7 @@ pub struct ApiKey {
 #[derive(Debug, Clone)]
 pub struct EnrollmentToken {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub token_hash: String,
     pub name: String,
     pub role: Role,
@@ -86,15 +86,15 @@ pub struct EnrollmentToken {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     /// The user an agent enrolled with this token runs for (a personal device).
-    pub owner_user_id: Option<String>,
+    pub owner_user_id: Option<UserId>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Agent {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: AgentId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub role: Role,
     pub site: String,
@@ -106,7 +106,7 @@ pub struct Agent {
     pub version: Option<String>,
     pub hostname: Option<String>,
     pub revoked_at: Option<i64>,
-    pub owner_user_id: Option<String>,
+    pub owner_user_id: Option<UserId>,
 }
 
 impl Agent {
@@ -123,7 +123,7 @@ impl Agent {
 /// and keys, as it proved them, and what it says it runs.
 #[derive(Debug, Clone)]
 pub struct NewAgent {
-    pub id: String,
+    pub id: AgentId,
     /// Hex Ed25519 public key, whose signature over the TLS exporter enrolled it.
     pub sign_pub: String,
     /// Hex X25519 public key for the agents' end-to-end handshake.
@@ -134,12 +134,12 @@ pub struct NewAgent {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: ServiceId,
+    pub tenant_id: TenantId,
     pub name: String,
     /// The back agent serving it; `None` only for a gateway (protocol `socks`) whose egress is
     /// the relay itself.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     pub target: String,
     pub protocol: Protocol,
     pub edge_listen: Option<String>,
@@ -234,19 +234,19 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for User {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Route {
-    pub id: String,
-    pub tenant_id: String,
-    pub front_agent_id: String,
+    pub id: RouteId,
+    pub tenant_id: TenantId,
+    pub front_agent_id: AgentId,
     pub listen: String,
-    pub service_id: String,
+    pub service_id: ServiceId,
     pub created_at: i64,
 }
 
 /// A service's required and deny conditions, as the admin wrote them (Cedar expressions).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct PolicyRow {
-    pub service_id: String,
-    pub tenant_id: String,
+    pub service_id: ServiceId,
+    pub tenant_id: TenantId,
     /// JSON array of strings.
     pub required: String,
     /// JSON array of strings.
@@ -315,8 +315,8 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SshKey {
     pub id: String,
-    pub tenant_id: String,
-    pub user_id: String,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
     pub name: String,
     pub public_key: String,
     pub fingerprint: String,
@@ -327,8 +327,8 @@ pub struct SshKey {
 /// the relay.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SshTarget {
-    pub service_id: String,
-    pub tenant_id: String,
+    pub service_id: ServiceId,
+    pub tenant_id: TenantId,
     pub login: String,
     /// `password`, `key` or `none`.
     pub secret_kind: String,
@@ -342,7 +342,7 @@ pub struct SshTarget {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Recording {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub session_id: String,
     pub user_name: String,
     pub target: String,
@@ -377,7 +377,7 @@ pub struct RecordingFilter {
 /// A tenant's OpenID Connect provider for web sign-in.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OidcProvider {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub issuer: String,
     pub client_id: String,
     /// Sealed with the relay's master key; never returned by the API.

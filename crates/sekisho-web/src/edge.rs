@@ -40,7 +40,12 @@ const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the edge's own endpoints live on a service host (never proxied).
 const OWN_PREFIX: &str = "/.sekisho/";
 
-pub(crate) async fn serve(state: Arc<WebState>, host: String, service: Option<String>, req: Request) -> Response {
+pub(crate) async fn serve(
+    state: Arc<WebState>,
+    host: String,
+    service: Option<sekisho_store::ServiceId>,
+    req: Request,
+) -> Response {
     let lang = Lang::from_headers(req.headers());
     let peer = super::peer_ip(&req);
     let topo = state.topology();
@@ -378,7 +383,7 @@ async fn proxy(
     let agent_id = svc.agent_id.as_deref().ok_or(("agent_offline", "the service has no agent".to_owned()))?;
     let conn =
         state.hub.conn(agent_id).ok_or_else(|| ("agent_offline", format!("the agent of `{}` is offline", svc.name)))?;
-    let open = OpenService { service: svc.id.clone(), from_agent: None, from_key: None, e2e: None, dest: None };
+    let open = OpenService { service: svc.id.to_string(), from_agent: None, from_key: None, e2e: None, dest: None };
     let stream = conn.open(proto::encode(&open)).map_err(|e| ("agent_offline", e.to_string()))?;
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, Metered<axum::body::Body>>(TokioIo::new(stream))

@@ -126,13 +126,13 @@ pub(crate) async fn issue_edge_key(state: &State, t: &Ticket) -> Result<(String,
         .store
         .insert_api_key(&ApiKey {
             id: id.clone(),
-            tenant_id: t.tenant.clone(),
+            tenant_id: t.tenant.clone().into(),
             name: format!("browser {}", t.host),
             key_hash: hash_secret(&key),
             scopes: String::new(),
             created_at: now_ms(),
             expires_at: t.parent_expires,
-            user_id: Some(t.user_id.clone()),
+            user_id: Some(t.user_id.clone().into()),
             allowed_ips: String::new(),
             last_used_at: None,
             revoked_at: None,
@@ -254,7 +254,7 @@ async fn load(state: &State, hash: &str, host: &str) -> Result<EdgeUser, &'stati
     }
     let groups = state.store.groups_of(&user.id).await.map_err(store_err)?.into_iter().map(|g| g.name).collect();
     let auth_method = web_auth_method(parent.auth_method.as_deref()).ok_or("session_unknown")?;
-    Ok(EdgeUser { key_id: key.id, parent_id, tenant: key.tenant_id, name: user.name, groups, auth_method })
+    Ok(EdgeUser { key_id: key.id, parent_id, tenant: key.tenant_id.to_string(), name: user.name, groups, auth_method })
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
         if open.len() >= MAX_FLOWS {
             return failed(&console, lang, "too many sign-ins are under way; try again in a minute");
         }
-        let pending = Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() };
+        let pending = Pending { tenant_id: tenant.id.to_string(), verifier, nonce, rd: q.rd, at: Instant::now() };
         open.insert(flow_state.clone(), pending);
     }
     // A page that moves on by itself rather than a redirect: the sign-in form's
