@@ -103,7 +103,7 @@ pub(crate) async fn verify(
 ) -> Result<Json<sekisho_audit::Report>, ApiError> {
     // Commit and sign what is pending, so the report covers everything up to now.
     let _ = state.auditor.checkpoint().await;
-    let tenant = if q.all && caller.is_system() { None } else { Some(caller.tenant.as_str()) };
+    let tenant = if q.all && caller.is_system() { None } else { Some(&caller.tenant) };
     let keys = [state.audit_public_key];
     let mut report = sekisho_audit::verify(&state.store, &keys, tenant).await?;
     // Each recording named by a chained event opens to the hash that event states.

@@ -24,7 +24,7 @@ use sekisho_door::secrets::hash_secret;
 /// The authenticated caller, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
-    pub(crate) tenant: String,
+    pub(crate) tenant: sekisho_store::TenantId,
     pub(crate) key_id: String,
     /// Key name, or the user's name for user keys and login sessions.
     pub(crate) name: String,
@@ -220,7 +220,7 @@ pub(crate) async fn authenticate(AxState(state): AxState<S>, mut req: Request, n
         }
     }
     let caller = Caller {
-        tenant: key.tenant_id.to_string(),
+        tenant: key.tenant_id.clone(),
         key_id: key.id.clone(),
         name,
         user_id: key.user_id.clone().map(Into::into),

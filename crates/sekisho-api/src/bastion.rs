@@ -55,7 +55,7 @@ pub(crate) async fn add_ssh_key(
     let (public_key, fingerprint, comment) = parse_public_key(&req.public_key)?;
     let key = SshKey {
         id: new_id("sk"),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         user_id: user.id,
         name: if req.name.is_empty() { comment } else { req.name },
         public_key,
@@ -184,7 +184,7 @@ pub(crate) async fn put_login(
     };
     let target = SshTarget {
         service_id: svc.id.clone(),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         login: req.login,
         secret_kind: kind.into(),
         secret,

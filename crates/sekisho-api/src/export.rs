@@ -162,7 +162,7 @@ pub(crate) async fn export(
     let manifest = Manifest {
         format: archive::FORMAT.into(),
         created_at: now_ms(),
-        tenant,
+        tenant: tenant.to_string(),
         exported_by,
         audit_key: hex::encode(state.audit_public_key.as_bytes()),
         recordings,

@@ -164,7 +164,7 @@ pub(crate) async fn create_user(
     }
     let user = User {
         id: new_id("us").into(),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         name: req.name,
         display_name: req.display_name,
         password_hash: argon2(req.password).await?,
@@ -339,7 +339,7 @@ pub(crate) async fn create_group(
     caller.may_grant(&req.role, &format!("a group of role `{}`", req.role))?;
     let group = Group {
         id: new_id("gr"),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         name: req.name,
         role: req.role,
         created_at: now_ms(),

@@ -217,7 +217,7 @@ pub(crate) async fn session(
     Extension(caller): Extension<super::auth::Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let topo = state.topology();
-    let tenant = topo.tenants.get(caller.tenant.as_str()).map_or(caller.tenant.clone(), |t| t.name.clone());
+    let tenant = topo.tenants.get(caller.tenant.as_str()).map_or(caller.tenant.clone(), |t| t.name.clone().into());
     let auth_method = state.store.get_api_key(&caller.key_id).await?.and_then(|k| k.auth_method);
     Ok(Json(json!({
         "auth_method": auth_method,

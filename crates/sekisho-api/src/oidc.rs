@@ -85,7 +85,7 @@ pub(crate) async fn put(
         return Err(ApiError::bad_request("invalid_client", "client_id and client_secret are required"));
     }
     let p = OidcProvider {
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         issuer: req.issuer.trim_end_matches('/').to_owned(),
         client_id: req.client_id,
         client_secret: state.master.seal(req.client_secret.as_bytes()),

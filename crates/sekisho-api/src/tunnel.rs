@@ -277,7 +277,7 @@ pub(crate) async fn create_service(
     };
     let svc = Service {
         id: new_id("sv").into(),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         name: req.name,
         agent_id: agent.map(|a| a.id.clone()),
         target,
@@ -400,7 +400,7 @@ pub(crate) async fn create_route(
     }
     let route = Route {
         id: new_id("rt").into(),
-        tenant_id: caller.tenant.clone().into(),
+        tenant_id: caller.tenant.clone(),
         front_agent_id: agent.id.clone(),
         listen: req.listen,
         service_id: svc.id.clone(),

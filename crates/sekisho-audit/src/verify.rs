@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use sekisho_store::{Checkpoint, Store, StoreError};
+use sekisho_store::{Checkpoint, Store, StoreError, TenantId};
 use serde::Serialize;
 
 use crate::chain::{GENESIS, checkpoint_message, event_hash};
@@ -158,9 +158,9 @@ pub struct Report {
 
 /// Verifies the chains of `tenant` (or every tenant) against checkpoints signed by one of
 /// `trusted` keys.
-pub async fn verify(store: &Store, trusted: &[VerifyingKey], tenant: Option<&str>) -> Result<Report, StoreError> {
+pub async fn verify(store: &Store, trusted: &[VerifyingKey], tenant: Option<&TenantId>) -> Result<Report, StoreError> {
     let tenants = match tenant {
-        Some(t) => vec![t.to_owned()],
+        Some(t) => vec![t.clone()],
         None => store.audit_tenants().await?,
     };
     let mut reports = Vec::new();
@@ -184,10 +184,10 @@ fn check_signature(c: &Checkpoint, trusted: &[VerifyingKey]) -> Result<(), Strin
     }
 }
 
-async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &str) -> Result<TenantReport, StoreError> {
+async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantId) -> Result<TenantReport, StoreError> {
     let checkpoints = store.list_checkpoints(tenant).await?;
     let mut report = TenantReport {
-        tenant: tenant.to_owned(),
+        tenant: tenant.to_string(),
         events: 0,
         first_seq: None,
         last_seq: None,

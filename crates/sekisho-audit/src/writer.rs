@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, now_ms};
+use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, TenantId, now_ms};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -75,7 +75,7 @@ enum Msg {
     Event(Box<AuditRecord>, Option<Ack>),
     Flush(Ack),
     Checkpoint(Ack),
-    Prune { tenant: String, before: i64, done: oneshot::Sender<Result<u64, AuditError>> },
+    Prune { tenant: TenantId, before: i64, done: oneshot::Sender<Result<u64, AuditError>> },
 }
 
 /// A handle to the audit writer; cheap to clone.
@@ -191,10 +191,10 @@ impl Auditor {
 
     /// Removes a tenant's events older than `before` (ms), leaving a signed anchor so the rest
     /// of the chain still verifies. Returns how many were removed.
-    pub async fn prune(&self, tenant: &str, before: i64) -> Result<u64, AuditError> {
+    pub async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64, AuditError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Prune { tenant: tenant.to_owned(), before, done })
+            .send(Msg::Prune { tenant: tenant.clone(), before, done })
             .map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
         rx.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
     }
@@ -211,11 +211,11 @@ async fn load_heads(store: &Store) -> Result<HashMap<String, (i64, String)>, Sto
         store.audit_heads().await?.into_iter().map(|(t, seq, hash)| (t, (seq, hash))).collect();
     // A tenant whose events were all pruned continues from its newest anchor.
     for tenant in store.audit_tenants().await? {
-        if heads.contains_key(&tenant) {
+        if heads.contains_key(tenant.as_str()) {
             continue;
         }
         if let Some(anchor) = store.list_checkpoints(&tenant).await?.into_iter().rev().find(|c| c.kind == "prune") {
-            heads.insert(tenant, (anchor.seq, anchor.hash));
+            heads.insert(tenant.into_string(), (anchor.seq, anchor.hash));
         }
     }
     Ok(heads)
@@ -397,7 +397,7 @@ impl Writer {
         }
     }
 
-    async fn prune(&mut self, tenant: &str, before: i64) -> Result<u64, AuditError> {
+    async fn prune(&mut self, tenant: &TenantId, before: i64) -> Result<u64, AuditError> {
         let Some(seq) = self.store.audit_seq_before(tenant, before).await? else {
             return Ok(0);
         };
@@ -405,7 +405,7 @@ impl Writer {
             return Ok(0);
         };
         let mut anchor = Checkpoint {
-            tenant_id: tenant.to_owned(),
+            tenant_id: tenant.to_owned().to_string(),
             seq,
             hash: last.hash,
             at: now_ms(),

@@ -59,7 +59,8 @@ async fn sql(f: &Fixture, statement: &str) {
 }
 
 async fn problem(f: &Fixture) -> (ProblemKind, i64) {
-    let report = verify(&f.store, &[f.key.verifying_key()], Some("default")).await.unwrap();
+    let report =
+        verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default"))).await.unwrap();
     assert!(!report.ok, "tampering went unnoticed: {report:?}");
     let p = report.tenants[0].problem.clone().unwrap();
     (p.kind, p.seq)
@@ -109,7 +110,7 @@ async fn reordered_events_are_caught() {
 async fn a_replaced_event_with_a_consistent_hash_is_caught() {
     let f = populated(20).await;
     // Forge event 9 with a correct hash over a made-up predecessor.
-    let rows = f.store.audit_page("default", 8, 1).await.unwrap();
+    let rows = f.store.audit_page(&sekisho_store::TenantId::from("default"), 8, 1).await.unwrap();
     let mut forged = rows[0].clone();
     forged.record.reason = "nothing happened".into();
     forged.prev_hash = "ab".repeat(32);
@@ -123,7 +124,7 @@ async fn a_replaced_event_with_a_consistent_hash_is_caught() {
 async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
     let f = populated(10).await;
     // Rewrite everything from event 4 on with correct hashes: only the signature can tell.
-    let mut rows = f.store.audit_page("default", 0, 100).await.unwrap();
+    let mut rows = f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 100).await.unwrap();
     sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq >= 4").await;
     let mut prev = rows[2].hash.clone();
     for r in rows.iter_mut().skip(3) {
@@ -139,7 +140,10 @@ async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
 #[tokio::test]
 async fn a_checkpoint_from_another_key_is_refused() {
     let f = populated(5).await;
-    let report = verify(&f.store, &[AuditKey::generate().verifying_key()], Some("default")).await.unwrap();
+    let report =
+        verify(&f.store, &[AuditKey::generate().verifying_key()], Some(&sekisho_store::TenantId::from("default")))
+            .await
+            .unwrap();
     assert_eq!(report.tenants[0].problem.as_ref().unwrap().kind, ProblemKind::BadCheckpoint);
     sql(&f, "UPDATE audit_checkpoints SET seq = 4 WHERE tenant_id = 'default'").await;
     assert_eq!(problem(&f).await.0, ProblemKind::BadCheckpoint);
@@ -150,10 +154,10 @@ async fn durable_events_are_committed_before_the_call_returns() {
     let f = fixture().await;
     let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
     auditor.record_durable(event("default", 1).detail("deny")).await.unwrap();
-    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(1));
+    assert_eq!(f.store.audit_head(&sekisho_store::TenantId::from("default")).await.unwrap().map(|h| h.0), Some(1));
     auditor.record(event("default", 2));
     auditor.flush().await.unwrap();
-    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(2));
+    assert_eq!(f.store.audit_head(&sekisho_store::TenantId::from("default")).await.unwrap().map(|h| h.0), Some(2));
 }
 
 #[tokio::test]
@@ -163,7 +167,7 @@ async fn buffered_events_land_within_the_window() {
     let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
     auditor.record(event("default", 1));
     let started = std::time::Instant::now();
-    while f.store.audit_head("default").await.unwrap().is_none() {
+    while f.store.audit_head(&sekisho_store::TenantId::from("default")).await.unwrap().is_none() {
         assert!(started.elapsed() < Duration::from_secs(5), "buffered event never committed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -181,19 +185,20 @@ async fn pruning_keeps_the_rest_verifiable_and_the_chain_goes_on() {
         auditor.record(event("default", i));
     }
     auditor.checkpoint().await.unwrap();
-    assert_eq!(auditor.prune("default", now_ms() - 30 * 86_400_000).await.unwrap(), 10);
+    assert_eq!(auditor.prune(&sekisho_store::TenantId::from("default"), now_ms() - 30 * 86_400_000).await.unwrap(), 10);
     auditor.record_durable(event("default", 16)).await.unwrap();
     auditor.checkpoint().await.unwrap();
-    let report = verify(&f.store, &[f.key.verifying_key()], Some("default")).await.unwrap();
+    let report =
+        verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default"))).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!((report.tenants[0].first_seq, report.tenants[0].last_seq), (Some(11), Some(16)));
     // Pruning everything, then restarting, continues from the anchor.
-    assert_eq!(auditor.prune("default", now_ms() + 1).await.unwrap(), 6);
+    assert_eq!(auditor.prune(&sekisho_store::TenantId::from("default"), now_ms() + 1).await.unwrap(), 6);
     drop(auditor);
     task.await.unwrap();
     let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
     auditor.record_durable(event("default", 17)).await.unwrap();
-    assert_eq!(f.store.audit_head("default").await.unwrap().map(|h| h.0), Some(17));
+    assert_eq!(f.store.audit_head(&sekisho_store::TenantId::from("default")).await.unwrap().map(|h| h.0), Some(17));
     auditor.checkpoint().await.unwrap();
     assert!(verify(&f.store, &[f.key.verifying_key()], None).await.unwrap().ok);
 }
@@ -219,7 +224,7 @@ async fn two_writers_sharing_a_database_keep_one_chain() {
 async fn search_and_export_see_what_was_written() {
     let f = populated(9).await;
     let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
-    let rows = f.store.search_audit("default", &denied).await.unwrap();
+    let rows = f.store.search_audit(&sekisho_store::TenantId::from("default"), &denied).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 6, 3]);
     let csv = sekisho_audit::export::to_csv(&rows);
     assert_eq!(csv.lines().count(), 4);
@@ -258,7 +263,7 @@ async fn a_store_that_fails_for_a_while_loses_no_event() {
     auditor.flush().await.unwrap();
     let health = auditor.health();
     assert!(!health.failing && health.queued == 0, "{health:?}");
-    let rows = f.store.audit_page("default", 0, 100).await.unwrap();
+    let rows = f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 100).await.unwrap();
     let reasons: Vec<String> = rows.iter().map(|r| r.record.reason.clone()).collect();
     assert_eq!(reasons, (1..=51).map(|i| format!("event {i}")).collect::<Vec<_>>());
     auditor.checkpoint().await.unwrap();
@@ -288,7 +293,7 @@ async fn a_full_queue_makes_durable_callers_wait_and_says_so() {
     ddl(&f, "ALTER TABLE audit_events_away RENAME TO audit_events").await;
     waiting.await.unwrap().unwrap();
     assert!(!auditor.saturated());
-    assert_eq!(f.store.audit_page("default", 0, 100).await.unwrap().len(), 11);
+    assert_eq!(f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 100).await.unwrap().len(), 11);
     drop(auditor);
     task.await.unwrap();
 }

@@ -35,7 +35,7 @@ pub(super) fn parse_login(name: &str) -> LoginName {
 #[derive(Debug, Clone)]
 pub(super) struct Candidate {
     pub(super) login: LoginName,
-    pub(super) tenant_id: String,
+    pub(super) tenant_id: sekisho_store::TenantId,
     pub(super) user: User,
 }
 
@@ -93,7 +93,7 @@ pub(super) async fn find_user(state: &State, name: &str) -> Result<Candidate, (S
             format!("locked: user `{}` is locked after repeated failed logins", user.name),
         ));
     }
-    Ok(Candidate { login, tenant_id: tenant.id.to_string(), user })
+    Ok(Candidate { login, tenant_id: tenant.id, user })
 }
 
 #[cfg(test)]

@@ -379,7 +379,7 @@ impl russh::server::Handler for Conn {
         }
         self.logged_in.store(true, std::sync::atomic::Ordering::Relaxed);
         self.authed = Some(Arc::new(Authed {
-            tenant: c.tenant_id.clone(),
+            tenant: c.tenant_id.to_string(),
             user: c.user.name.clone(),
             groups,
             method: if first == "publickey" { AuthMethod::PublicKeyTotp } else { AuthMethod::PasswordTotp },

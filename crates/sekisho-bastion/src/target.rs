@@ -94,7 +94,7 @@ fn attempt(state: &State, authed: &Authed) -> Attempt {
     let topo = state.topology();
     let subject = Subject::User { name: authed.user.clone(), groups: authed.groups.clone(), via_agent: None };
     Attempt {
-        tenant: authed.tenant.clone(),
+        tenant: authed.tenant.clone().into(),
         path: AccessPath::Ssh,
         auth: authed.method,
         subject,

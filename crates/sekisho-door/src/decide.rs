@@ -37,7 +37,7 @@ pub fn attempt(
     source: IpAddr,
 ) -> Attempt {
     Attempt {
-        tenant: tenant.to_owned(),
+        tenant: tenant.to_owned().into(),
         path,
         auth,
         subject,

@@ -73,7 +73,7 @@ impl Subject {
 /// Who, how, by which path, from where and when: what a door knows before it knows the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
-    pub tenant: String,
+    pub tenant: sekisho_store::TenantId,
     pub path: AccessPath,
     pub auth: AuthMethod,
     pub subject: Subject,

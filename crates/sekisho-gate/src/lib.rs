@@ -58,7 +58,7 @@ impl std::fmt::Debug for Gate {
 }
 
 /// Users whose groups were read again for a re-decision: (tenant, user name) → groups.
-pub type FreshGroups = HashMap<(String, String), Result<Vec<String>, Unreadable>>;
+pub type FreshGroups = HashMap<(sekisho_store::TenantId, String), Result<Vec<String>, Unreadable>>;
 
 impl Gate {
     /// A gate with no policies (every decision `default-deny`) that records to `auditor`.
@@ -108,7 +108,7 @@ impl Gate {
         // No access goes ahead whose evidence could not be kept: while the audit queue is full,
         // new accesses are refused (and counted, so the refusals do not fill it further).
         if self.auditor.saturated() {
-            *self.backlog.lock().entry(attempt.tenant.clone()).or_default() += 1;
+            *self.backlog.lock().entry(attempt.tenant.to_string()).or_default() += 1;
             let reason = format!("{AUDIT_BACKLOG}: the audit log cannot keep up; new accesses wait until it does");
             return Verdict::Deny(Denial::counted(AUDIT_BACKLOG.to_owned(), reason, self.auditor.clone()));
         }
@@ -207,12 +207,12 @@ impl Gate {
 
     /// The credentials (API key ids) of open permits, by tenant: whose validity [`Gate::redecide`]
     /// needs.
-    pub fn live_credentials(&self) -> Vec<(String, String)> {
+    pub fn live_credentials(&self) -> Vec<(sekisho_store::TenantId, String)> {
         self.live.credentials()
     }
 
     /// The users with open permits, by (tenant, name): whose groups [`Gate::redecide`] needs.
-    pub fn live_users(&self) -> Vec<(String, String)> {
+    pub fn live_users(&self) -> Vec<(sekisho_store::TenantId, String)> {
         self.live.users()
     }
 
@@ -242,7 +242,7 @@ impl Gate {
             }
         };
         let request = AccessRequest {
-            tenant: attempt.tenant.clone(),
+            tenant: attempt.tenant.to_string(),
             principal,
             via_agent,
             service: resource.service.clone(),

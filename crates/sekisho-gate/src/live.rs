@@ -1,5 +1,6 @@
 //! The open permits, with what each was decided from, for live re-decision.
 
+use sekisho_store::TenantId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +50,8 @@ impl Registry {
         self.entries.lock().values().cloned().collect()
     }
 
-    pub(crate) fn credentials(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
+    pub(crate) fn credentials(&self) -> Vec<(TenantId, String)> {
+        let mut out: Vec<(TenantId, String)> = self
             .entries
             .lock()
             .values()
@@ -61,8 +62,8 @@ impl Registry {
         out
     }
 
-    pub(crate) fn users(&self) -> Vec<(String, String)> {
-        let mut users: Vec<(String, String)> = self
+    pub(crate) fn users(&self) -> Vec<(TenantId, String)> {
+        let mut users: Vec<(TenantId, String)> = self
             .entries
             .lock()
             .values()

@@ -44,7 +44,7 @@ fn wiki() -> Resource {
 
 async fn events(f: &Fixture) -> Vec<AuditRow> {
     f.gate.auditor().flush().await.unwrap();
-    f.store.audit_page("acme", 0, 100).await.unwrap()
+    f.store.audit_page(&sekisho_store::TenantId::from("acme"), 0, 100).await.unwrap()
 }
 
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn no_access_goes_ahead_while_its_evidence_could_not_be_kept() {
     let Verdict::Permit(p) = gate.decide(&alice(&["staff"]), &wiki()) else { panic!("still refused") };
     p.close(0, 0, 0, "");
     auditor.flush().await.unwrap();
-    let rows = store.audit_page("acme", 0, 100).await.unwrap();
+    let rows = store.audit_page(&sekisho_store::TenantId::from("acme"), 0, 100).await.unwrap();
     let reasons: Vec<&str> = rows.iter().map(|r| r.record.reason.as_str()).collect();
     assert_eq!(
         reasons,
@@ -206,7 +206,7 @@ async fn revoking_the_key_of_an_open_access_ends_it() {
     let with_key = Attempt { credential: Some("key_1".into()), ..alice(&["staff"]) };
     let Verdict::Permit(p) = f.gate.decide(&with_key, &wiki()) else { panic!() };
     let Verdict::Permit(other) = f.gate.decide(&alice(&["staff"]), &wiki()) else { panic!() };
-    assert_eq!(f.gate.live_credentials(), vec![("acme".to_owned(), "key_1".to_owned())]);
+    assert_eq!(f.gate.live_credentials(), vec![("acme".into(), "key_1".to_owned())]);
     let dead: std::collections::HashSet<String> = ["key_1".to_owned()].into();
     assert_eq!(f.gate.redecide(&FreshGroups::new(), &dead), 1);
     assert!(p.revoked().is_cancelled() && !other.revoked().is_cancelled());

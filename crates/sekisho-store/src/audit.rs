@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use crate::domain::TenantId;
 use crate::{AuditRow, Checkpoint, Store, StoreError};
 
 /// What to look for in the audit log. Empty fields match everything.
@@ -128,7 +129,7 @@ impl Store {
     }
 
     /// The newest event of one tenant: `(seq, hash)`.
-    pub async fn audit_head(&self, tenant: &str) -> Result<Option<(i64, String)>, StoreError> {
+    pub async fn audit_head(&self, tenant: &TenantId) -> Result<Option<(i64, String)>, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1")
             .bind(tenant)
             .fetch_optional(&self.pool)
@@ -137,16 +138,16 @@ impl Store {
     }
 
     /// Tenants that have audit events or checkpoints.
-    pub async fn audit_tenants(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         let rows =
             sqlx::query("SELECT tenant_id FROM audit_events UNION SELECT tenant_id FROM audit_checkpoints ORDER BY 1")
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter().map(|r| Ok(TenantId::new(r.try_get::<String, _>(0)?))).collect()
     }
 
     /// Up to `limit` events of a tenant with `seq > after`, in stored order of `seq`.
-    pub async fn audit_page(&self, tenant: &str, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_page(&self, tenant: &TenantId, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         Ok(sqlx::query_as::<_, AuditRow>(
             "SELECT * FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -158,7 +159,7 @@ impl Store {
     }
 
     /// The chained event that ended bastion recording `id` (its detail names the recording).
-    pub async fn recording_event(&self, tenant: &str, id: &str) -> Result<Option<AuditRow>, StoreError> {
+    pub async fn recording_event(&self, tenant: &TenantId, id: &str) -> Result<Option<AuditRow>, StoreError> {
         let escaped = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         Ok(sqlx::query_as::<_, AuditRow>(
             "SELECT * FROM audit_events WHERE tenant_id = $1 AND path = 'ssh' AND detail LIKE $2 ESCAPE '\\' \
@@ -172,7 +173,7 @@ impl Store {
 
     /// Searches a tenant's events, newest first.
     /// Access decisions of a tenant since `from` (ms): counts and the top five of each list.
-    pub async fn audit_summary(&self, tenant: &str, from: i64) -> Result<AuditSummary, StoreError> {
+    pub async fn audit_summary(&self, tenant: &TenantId, from: i64) -> Result<AuditSummary, StoreError> {
         let mut out = AuditSummary::default();
         let rows = sqlx::query(
             "SELECT decision, COUNT(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'access' AND at >= $2 \
@@ -207,7 +208,7 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn search_audit(&self, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn search_audit(&self, tenant: &TenantId, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
         let mut n = 1;
         let mut next = |sql: &mut String, clause: &str| {
@@ -279,7 +280,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_checkpoints(&self, tenant: &str) -> Result<Vec<Checkpoint>, StoreError> {
+    pub async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>, StoreError> {
         Ok(sqlx::query_as::<_, Checkpoint>("SELECT * FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY seq, kind")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -287,7 +288,7 @@ impl Store {
     }
 
     /// The highest `seq` of a tenant's events older than `before` (ms).
-    pub async fn audit_seq_before(&self, tenant: &str, before: i64) -> Result<Option<i64>, StoreError> {
+    pub async fn audit_seq_before(&self, tenant: &TenantId, before: i64) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT MAX(seq) FROM audit_events WHERE tenant_id = $1 AND at < $2")
             .bind(tenant)
             .bind(before)

@@ -1,6 +1,7 @@
 //! The SSH bastion's rows: users' SSH keys, target credentials, the TOTP replay guard and
 //! session recordings.
 
+use crate::domain::TenantId;
 use crate::{Recording, RecordingFilter, SshKey, SshTarget, Store, StoreError, conflict, not_found};
 
 impl Store {
@@ -25,7 +26,7 @@ impl Store {
     }
 
     /// A tenant's SSH keys, or one user's.
-    pub async fn list_ssh_keys(&self, tenant: &str, user_id: Option<&str>) -> Result<Vec<SshKey>, StoreError> {
+    pub async fn list_ssh_keys(&self, tenant: &TenantId, user_id: Option<&str>) -> Result<Vec<SshKey>, StoreError> {
         Ok(sqlx::query_as::<_, SshKey>(
             "SELECT * FROM user_ssh_keys WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) ORDER BY created_at, id",
         )
@@ -36,7 +37,7 @@ impl Store {
     }
 
     /// The key with this fingerprint, if a user of the tenant registered it.
-    pub async fn find_ssh_key(&self, tenant: &str, fingerprint: &str) -> Result<Option<SshKey>, StoreError> {
+    pub async fn find_ssh_key(&self, tenant: &TenantId, fingerprint: &str) -> Result<Option<SshKey>, StoreError> {
         Ok(sqlx::query_as::<_, SshKey>("SELECT * FROM user_ssh_keys WHERE tenant_id = $1 AND fingerprint = $2")
             .bind(tenant)
             .bind(fingerprint)
@@ -45,7 +46,7 @@ impl Store {
     }
 
     /// Removes a key by id or fingerprint.
-    pub async fn delete_ssh_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+    pub async fn delete_ssh_key(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM user_ssh_keys WHERE tenant_id = $1 AND (id = $2 OR fingerprint = $2)")
             .bind(tenant)
             .bind(key)
@@ -155,7 +156,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_recording(&self, tenant: &str, id: &str) -> Result<Option<Recording>, StoreError> {
+    pub async fn get_recording(&self, tenant: &TenantId, id: &str) -> Result<Option<Recording>, StoreError> {
         Ok(sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
@@ -171,7 +172,11 @@ impl Store {
     }
 
     /// Searches a tenant's recordings, newest first.
-    pub async fn search_recordings(&self, tenant: &str, f: &RecordingFilter) -> Result<Vec<Recording>, StoreError> {
+    pub async fn search_recordings(
+        &self,
+        tenant: &TenantId,
+        f: &RecordingFilter,
+    ) -> Result<Vec<Recording>, StoreError> {
         let like = |s: &str| {
             let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             format!("%{escaped}%")

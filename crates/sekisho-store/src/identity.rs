@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use crate::domain::TenantId;
 use crate::{ApiKey, Group, OidcProvider, Store, StoreError, Tenant, User, conflict, not_found, now_ms};
 
 impl Store {
@@ -74,7 +75,7 @@ impl Store {
     }
 
     /// A tenant's user by name or id.
-    pub async fn get_user(&self, tenant: &str, key: &str) -> Result<Option<User>, StoreError> {
+    pub async fn get_user(&self, tenant: &TenantId, key: &str) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE (name = $1 OR id = $1) AND tenant_id = $2")
             .bind(key)
             .bind(tenant)
@@ -86,14 +87,14 @@ impl Store {
         Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
     }
 
-    pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>, StoreError> {
+    pub async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
         Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE tenant_id = $1 ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    pub async fn delete_user(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND tenant_id = $2")
             .bind(id)
@@ -209,7 +210,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_group(&self, tenant: &str, key: &str) -> Result<Option<Group>, StoreError> {
+    pub async fn get_group(&self, tenant: &TenantId, key: &str) -> Result<Option<Group>, StoreError> {
         Ok(sqlx::query_as::<_, Group>("SELECT * FROM user_groups WHERE (name = $1 OR id = $1) AND tenant_id = $2")
             .bind(key)
             .bind(tenant)
@@ -217,14 +218,14 @@ impl Store {
             .await?)
     }
 
-    pub async fn list_groups(&self, tenant: &str) -> Result<Vec<Group>, StoreError> {
+    pub async fn list_groups(&self, tenant: &TenantId) -> Result<Vec<Group>, StoreError> {
         Ok(sqlx::query_as::<_, Group>("SELECT * FROM user_groups WHERE tenant_id = $1 ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    pub async fn delete_group(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn delete_group(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM group_members WHERE group_id = $1").bind(id).execute(&mut *tx).await?;
         let r = sqlx::query("DELETE FROM user_groups WHERE id = $1 AND tenant_id = $2")
@@ -272,7 +273,7 @@ impl Store {
     }
 
     /// (group id, user id) for every membership of a tenant.
-    pub async fn list_members(&self, tenant: &str) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn list_members(&self, tenant: &TenantId) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.group_id, m.user_id FROM group_members m JOIN user_groups g ON g.id = m.group_id \
              WHERE g.tenant_id = $1",
@@ -285,7 +286,7 @@ impl Store {
 
     // --- OpenID Connect providers -----------------------------------------------------------
 
-    pub async fn get_oidc(&self, tenant: &str) -> Result<Option<OidcProvider>, StoreError> {
+    pub async fn get_oidc(&self, tenant: &TenantId) -> Result<Option<OidcProvider>, StoreError> {
         Ok(sqlx::query_as::<_, OidcProvider>("SELECT * FROM oidc_providers WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_optional(&self.pool)
@@ -312,7 +313,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_oidc(&self, tenant: &str) -> Result<bool, StoreError> {
+    pub async fn delete_oidc(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM oidc_providers WHERE tenant_id = $1").bind(tenant).execute(&self.pool).await?;
         Ok(r.rows_affected() > 0)
     }
@@ -361,7 +362,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+    pub async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>, StoreError> {
         Ok(sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -369,7 +370,7 @@ impl Store {
     }
 
     /// Revokes a key and the browser sessions minted from it.
-    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
         let now = now_ms();
         let r =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")

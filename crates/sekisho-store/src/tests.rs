@@ -138,7 +138,7 @@ async fn a_row_with_an_unknown_word_fails_to_load_by_name() {
         assert!(e.contains("role") && e.contains("`sideways` is not a known agent role"), "{e}");
         s.insert_service(&service("sv1", "default", "web", "ag1")).await.unwrap();
         sqlx::query("UPDATE services SET protocol = 'gopher' WHERE id = 'sv1'").execute(&s.pool).await.unwrap();
-        let e = s.list_services("default").await.unwrap_err().to_string();
+        let e = s.list_services(&TenantId::from("default")).await.unwrap_err().to_string();
         assert!(e.contains("`gopher` is not a known service protocol"), "{e}");
     }
 }
@@ -152,8 +152,8 @@ async fn enrollment_respects_the_tenants_agent_limit() {
         }
         s.enroll("a1", &agent("ag1")).await.unwrap().unwrap();
         assert_eq!(s.enroll("a2", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::AgentLimit(1));
-        assert_eq!(s.list_agents("acme").await.unwrap().len(), 1);
-        assert!(s.list_agents("default").await.unwrap().is_empty());
+        assert_eq!(s.list_agents(&TenantId::from("acme")).await.unwrap().len(), 1);
+        assert!(s.list_agents(&TenantId::from("default")).await.unwrap().is_empty());
     }
 }
 
@@ -193,7 +193,7 @@ async fn concurrent_enrollments_all_succeed() {
         for t in tasks {
             t.await.unwrap().expect("no store error").expect("token accepted");
         }
-        assert_eq!(s.list_agents("default").await.unwrap().len(), N);
+        assert_eq!(s.list_agents(&TenantId::from("default")).await.unwrap().len(), N);
     }
 }
 
@@ -223,9 +223,9 @@ async fn gateways_need_no_agent_and_keys_still_hold_after_the_rebuild() {
         s.put_policy(&policy).await.unwrap();
         let stored = s.list_policies_all().await.unwrap();
         assert_eq!(stored.iter().map(|p| p.deny_domains.as_str()).collect::<Vec<_>>(), [r#"["deepseek.com"]"#]);
-        let listed = s.list_services("default").await.unwrap();
+        let listed = s.list_services(&TenantId::from("default")).await.unwrap();
         assert_eq!(listed.iter().map(|s| s.agent_id.clone()).collect::<Vec<_>>(), [None]);
-        s.delete_service("default", "internet").await.unwrap();
+        s.delete_service(&TenantId::from("default"), "internet").await.unwrap();
         assert!(s.list_policies_all().await.unwrap().is_empty(), "the policy goes with its service");
     }
 }
@@ -248,15 +248,15 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
             created_at: now_ms(),
         };
         s.insert_route(&route).await.unwrap();
-        assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
-        assert!(matches!(s.revoke_agent("default", "ag1").await, Err(StoreError::InUse { .. })));
-        assert!(matches!(s.delete_route("other", "rt1").await, Err(StoreError::NotFound { .. })));
-        s.delete_route("default", "rt1").await.unwrap();
-        assert!(matches!(s.delete_route("default", "rt1").await, Err(StoreError::NotFound { .. })));
-        assert!(matches!(s.delete_service("other", "wiki").await, Err(StoreError::NotFound { .. })));
-        s.delete_service("default", "wiki").await.unwrap();
-        assert!(matches!(s.revoke_agent("other", "ag1").await, Err(StoreError::NotFound { .. })));
-        s.revoke_agent("default", "ag1").await.unwrap();
+        assert!(matches!(s.delete_service(&TenantId::from("default"), "wiki").await, Err(StoreError::InUse { .. })));
+        assert!(matches!(s.revoke_agent(&TenantId::from("default"), "ag1").await, Err(StoreError::InUse { .. })));
+        assert!(matches!(s.delete_route(&TenantId::from("other"), "rt1").await, Err(StoreError::NotFound { .. })));
+        s.delete_route(&TenantId::from("default"), "rt1").await.unwrap();
+        assert!(matches!(s.delete_route(&TenantId::from("default"), "rt1").await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(s.delete_service(&TenantId::from("other"), "wiki").await, Err(StoreError::NotFound { .. })));
+        s.delete_service(&TenantId::from("default"), "wiki").await.unwrap();
+        assert!(matches!(s.revoke_agent(&TenantId::from("other"), "ag1").await, Err(StoreError::NotFound { .. })));
+        s.revoke_agent(&TenantId::from("default"), "ag1").await.unwrap();
         assert!(s.get_agent("ag1").await.unwrap().unwrap().revoked_at.is_some());
     }
 }
@@ -283,7 +283,10 @@ async fn users_groups_and_lockout() {
             s.insert_user(&User { id: "u2".into(), ..user.clone() }).await,
             Err(StoreError::Conflict { .. })
         ));
-        assert!(s.get_user("default", "alice").await.unwrap().is_none(), "tenants never see each other's users");
+        assert!(
+            s.get_user(&TenantId::from("default"), "alice").await.unwrap().is_none(),
+            "tenants never see each other's users"
+        );
         let g = Group {
             id: "g1".into(),
             tenant_id: "acme".into(),
@@ -295,26 +298,26 @@ async fn users_groups_and_lockout() {
         s.add_member("g1", "u1").await.unwrap();
         assert!(matches!(s.add_member("g1", "u1").await, Err(StoreError::Conflict { .. })));
         assert_eq!(s.groups_of("u1").await.unwrap()[0].name, "ops");
-        assert_eq!(s.list_members("acme").await.unwrap(), [("g1".to_owned(), "u1".to_owned())]);
-        assert!(s.list_members("default").await.unwrap().is_empty());
+        assert_eq!(s.list_members(&TenantId::from("acme")).await.unwrap(), [("g1".to_owned(), "u1".to_owned())]);
+        assert!(s.list_members(&TenantId::from("default")).await.unwrap().is_empty());
 
         let wait = |n: i64| (n >= 3).then_some(n * 10);
         assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 1);
         assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 2);
-        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, None);
+        assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, None);
         assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 3);
-        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(1030));
+        assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, Some(1030));
         // The count goes on growing (the wait with it) until a success or an unlock.
         assert_eq!(s.login_failed("u1", 2000, wait).await.unwrap(), 4);
-        assert_eq!(s.get_user("acme", "alice").await.unwrap().unwrap().locked_until, Some(2040));
+        assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, Some(2040));
         s.login_succeeded("u1").await.unwrap();
-        assert_eq!(s.get_user("acme", "u1").await.unwrap().unwrap().locked_until, None);
+        assert_eq!(s.get_user(&TenantId::from("acme"), "u1").await.unwrap().unwrap().locked_until, None);
 
         s.set_totp("u1", "sealed", &["c1".into(), "c2".into()]).await.unwrap();
         assert!(s.use_recovery_code("u1", "c1").await.unwrap());
         assert!(!s.use_recovery_code("u1", "c1").await.unwrap(), "a recovery code works once");
         assert!(!s.use_recovery_code("u1", "zz").await.unwrap());
-        s.delete_user("acme", "u1").await.unwrap();
+        s.delete_user(&TenantId::from("acme"), "u1").await.unwrap();
         assert!(s.groups_of("u1").await.unwrap().is_empty());
     }
 }
@@ -342,8 +345,8 @@ async fn api_keys_are_found_by_hash_and_revoked_per_tenant() {
         s.insert_api_key(&key).await.unwrap();
         let found = s.find_api_key("abc").await.unwrap().unwrap();
         assert_eq!((found.scopes.as_str(), found.allowed_ips.as_str()), ("agents:read", "10.0.0.0/8"));
-        assert!(matches!(s.revoke_api_key("other", "k1").await, Err(StoreError::NotFound { .. })));
-        s.revoke_api_key("default", "k1").await.unwrap();
+        assert!(matches!(s.revoke_api_key(&TenantId::from("other"), "k1").await, Err(StoreError::NotFound { .. })));
+        s.revoke_api_key(&TenantId::from("default"), "k1").await.unwrap();
         assert!(s.find_api_key("abc").await.unwrap().unwrap().revoked_at.is_some());
     }
 }
@@ -359,20 +362,36 @@ async fn audit_rows_chain_search_and_prune() {
         // A second writer reusing a sequence number loses the whole batch.
         let clash = [row(6, record("default", 60, "allow")), row(5, record("default", 61, "allow"))];
         assert!(matches!(s.insert_audit(&clash).await, Err(StoreError::Conflict { .. })));
-        assert_eq!(s.audit_head("default").await.unwrap(), Some((5, "h5".into())));
+        assert_eq!(s.audit_head(&TenantId::from("default")).await.unwrap(), Some((5, "h5".into())));
         let mut heads = s.audit_heads().await.unwrap();
         heads.sort();
         assert_eq!(heads, [("acme".into(), 1, "h1".into()), ("default".into(), 5, "h5".into())]);
-        assert_eq!(s.audit_page("default", 2, 2).await.unwrap(), rows[2..4].to_vec());
+        assert_eq!(s.audit_page(&TenantId::from("default"), 2, 2).await.unwrap(), rows[2..4].to_vec());
 
         let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
-        assert_eq!(s.search_audit("default", &denied).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 2]);
+        assert_eq!(
+            s.search_audit(&TenantId::from("default"), &denied)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [4, 2]
+        );
         let window = AuditFilter { from: Some(20), to: Some(40), country: Some("JP".into()), ..Default::default() };
-        assert_eq!(s.search_audit("default", &window).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 2]);
-        let other = s.search_audit("acme", &AuditFilter::default()).await.unwrap();
+        assert_eq!(
+            s.search_audit(&TenantId::from("default"), &window)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [3, 2]
+        );
+        let other = s.search_audit(&TenantId::from("acme"), &AuditFilter::default()).await.unwrap();
         assert_eq!(other.len(), 1, "search never crosses tenants");
 
-        assert_eq!(s.audit_seq_before("default", 31).await.unwrap(), Some(3));
+        assert_eq!(s.audit_seq_before(&TenantId::from("default"), 31).await.unwrap(), Some(3));
         let anchor = Checkpoint {
             tenant_id: "default".into(),
             seq: 3,
@@ -383,8 +402,8 @@ async fn audit_rows_chain_search_and_prune() {
             signature: "s".into(),
         };
         assert_eq!(s.prune_audit(&anchor).await.unwrap(), 3);
-        assert_eq!(s.audit_page("default", 0, 100).await.unwrap().first().map(|r| r.seq), Some(4));
-        assert_eq!(s.list_checkpoints("default").await.unwrap(), [anchor]);
+        assert_eq!(s.audit_page(&TenantId::from("default"), 0, 100).await.unwrap().first().map(|r| r.seq), Some(4));
+        assert_eq!(s.list_checkpoints(&TenantId::from("default")).await.unwrap(), [anchor]);
         let mut tenants = s.audit_tenants().await.unwrap();
         tenants.sort();
         assert_eq!(tenants, ["acme", "default"]);
@@ -424,18 +443,18 @@ async fn migration_3_keeps_routes_and_policies_of_an_existing_database() {
     pool.close().await;
 
     let s = Store::open(&db).await.unwrap();
-    let services = s.list_services("default").await.unwrap();
+    let services = s.list_services(&TenantId::from("default")).await.unwrap();
     assert_eq!(
         services.iter().map(|s| (s.id.as_str(), s.agent_id.as_deref())).collect::<Vec<_>>(),
         [("sv1", Some("ag1"))]
     );
-    assert_eq!(s.list_routes("default").await.unwrap().len(), 1);
+    assert_eq!(s.list_routes(&TenantId::from("default")).await.unwrap().len(), 1);
     let policies = s.list_policies_all().await.unwrap();
     assert_eq!(
         policies.iter().map(|p| (p.required.as_str(), p.deny_domains.as_str())).collect::<Vec<_>>(),
         [(r#"["true"]"#, "[]")]
     );
-    assert!(matches!(s.delete_service("default", "wiki").await, Err(StoreError::InUse { .. })));
+    assert!(matches!(s.delete_service(&TenantId::from("default"), "wiki").await, Err(StoreError::InUse { .. })));
 }
 
 #[test]
@@ -459,8 +478,8 @@ async fn a_large_audit_batch_is_stored_whole_and_in_order() {
         // 300 = 2 × 128 + 32 + 8 + 4 × 1: every statement size, in one transaction.
         let rows: Vec<AuditRow> = (1..=300).map(|i| row(i, record("default", i, "allow"))).collect();
         s.insert_audit(&rows).await.unwrap();
-        assert_eq!(s.audit_page("default", 0, 1000).await.unwrap(), rows);
-        assert_eq!(s.audit_head("default").await.unwrap(), Some((300, "h300".into())));
+        assert_eq!(s.audit_page(&TenantId::from("default"), 0, 1000).await.unwrap(), rows);
+        assert_eq!(s.audit_head(&TenantId::from("default")).await.unwrap(), Some((300, "h300".into())));
     }
 }
 
@@ -479,7 +498,12 @@ async fn audit_search_by_domain_finds_the_domain_and_its_subdomains() {
             let f = AuditFilter { domain: Some(d.into()), ..Default::default() };
             let s = &s;
             async move {
-                s.search_audit("default", &f).await.unwrap().into_iter().map(|r| r.record.target).collect::<Vec<_>>()
+                s.search_audit(&TenantId::from("default"), &f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.record.target)
+                    .collect::<Vec<_>>()
             }
         };
         assert_eq!(found("DeepSeek.com").await, ["chat.deepseek.com:80", "deepseek.com:443"]);
@@ -519,10 +543,13 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
             s.insert_ssh_key(&SshKey { id: "k2".into(), ..key.clone() }).await,
             Err(StoreError::Conflict { .. })
         ));
-        assert_eq!(s.find_ssh_key("acme", "SHA256:abc").await.unwrap().unwrap().user_id, "u1");
-        assert!(s.find_ssh_key("default", "SHA256:abc").await.unwrap().is_none(), "keys are per tenant");
-        assert_eq!(s.list_ssh_keys("acme", Some("u1")).await.unwrap().len(), 1);
-        assert_eq!(s.list_ssh_keys("acme", Some("u9")).await.unwrap().len(), 0);
+        assert_eq!(s.find_ssh_key(&TenantId::from("acme"), "SHA256:abc").await.unwrap().unwrap().user_id, "u1");
+        assert!(
+            s.find_ssh_key(&TenantId::from("default"), "SHA256:abc").await.unwrap().is_none(),
+            "keys are per tenant"
+        );
+        assert_eq!(s.list_ssh_keys(&TenantId::from("acme"), Some("u1")).await.unwrap().len(), 1);
+        assert_eq!(s.list_ssh_keys(&TenantId::from("acme"), Some("u9")).await.unwrap().len(), 0);
 
         // A TOTP step is spent once; older steps never again.
         assert!(s.use_totp_step("u1", 100).await.unwrap());
@@ -531,8 +558,8 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         assert!(s.use_totp_step("u1", 101).await.unwrap());
 
         // Deleting the user takes the key with it.
-        s.delete_user("acme", "u1").await.unwrap();
-        assert!(s.find_ssh_key("acme", "SHA256:abc").await.unwrap().is_none());
+        s.delete_user(&TenantId::from("acme"), "u1").await.unwrap();
+        assert!(s.find_ssh_key(&TenantId::from("acme"), "SHA256:abc").await.unwrap().is_none());
 
         let web01 = Service {
             agent_id: None,
@@ -583,7 +610,14 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         s.finish_recording(&done).await.unwrap();
         let find = |f: RecordingFilter| {
             let s = s.clone();
-            async move { s.search_recordings("acme", &f).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+            async move {
+                s.search_recordings(&TenantId::from("acme"), &f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>()
+            }
         };
         assert_eq!(find(RecordingFilter::default()).await, ["r2", "r1"], "newest first");
         let by_cmd = RecordingFilter { command: Some("systemctl restart".into()), ..Default::default() };
@@ -595,7 +629,7 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         let window =
             RecordingFilter { since: Some(15), until: Some(25), user: Some("alice".into()), ..Default::default() };
         assert_eq!(find(window).await, ["r2"]);
-        assert!(s.search_recordings("default", &RecordingFilter::default()).await.unwrap().is_empty());
-        assert_eq!(s.get_recording("acme", "r1").await.unwrap().unwrap().sha256, "ff");
+        assert!(s.search_recordings(&TenantId::from("default"), &RecordingFilter::default()).await.unwrap().is_empty());
+        assert_eq!(s.get_recording(&TenantId::from("acme"), "r1").await.unwrap().unwrap().sha256, "ff");
     }
 }

@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use crate::domain::TenantId;
 use crate::{
     Agent, EnrollmentToken, NewAgent, PolicyRow, Route, Service, Store, StoreError, TokenRejection, conflict,
     not_found, now_ms,
@@ -124,7 +125,7 @@ impl Store {
         Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
-    pub async fn list_agents(&self, tenant: &str) -> Result<Vec<Agent>, StoreError> {
+    pub async fn list_agents(&self, tenant: &TenantId) -> Result<Vec<Agent>, StoreError> {
         Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE tenant_id = $1 ORDER BY created_at, id")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -155,7 +156,7 @@ impl Store {
 
     /// Revokes a tenant's agent: its key is refused from now on. Its services and routes must
     /// be removed first.
-    pub async fn revoke_agent(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn revoke_agent(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
         let used: i64 = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM services WHERE agent_id = $1) + (SELECT COUNT(*) FROM routes WHERE front_agent_id = $1)",
         )
@@ -211,7 +212,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn list_services(&self, tenant: &str) -> Result<Vec<Service>, StoreError> {
+    pub async fn list_services(&self, tenant: &TenantId) -> Result<Vec<Service>, StoreError> {
         Ok(sqlx::query_as::<_, Service>("SELECT * FROM services WHERE tenant_id = $1 ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -219,7 +220,7 @@ impl Store {
     }
 
     /// Deletes a tenant's service by name or id; refuses while routes lead to it.
-    pub async fn delete_service(&self, tenant: &str, name_or_id: &str) -> Result<Service, StoreError> {
+    pub async fn delete_service(&self, tenant: &TenantId, name_or_id: &str) -> Result<Service, StoreError> {
         let Some(svc) =
             sqlx::query_as::<_, Service>("SELECT * FROM services WHERE (name = $1 OR id = $1) AND tenant_id = $2")
                 .bind(name_or_id)
@@ -267,14 +268,14 @@ impl Store {
         Ok(sqlx::query_as::<_, Route>("SELECT * FROM routes ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
-    pub async fn list_routes(&self, tenant: &str) -> Result<Vec<Route>, StoreError> {
+    pub async fn list_routes(&self, tenant: &TenantId) -> Result<Vec<Route>, StoreError> {
         Ok(sqlx::query_as::<_, Route>("SELECT * FROM routes WHERE tenant_id = $1 ORDER BY created_at, id")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    pub async fn delete_route(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn delete_route(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM routes WHERE id = $1 AND tenant_id = $2")
             .bind(id)
             .bind(tenant)
@@ -311,7 +312,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_policy(&self, tenant: &str, service_id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_policy(&self, tenant: &TenantId, service_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM service_policies WHERE service_id = $1 AND tenant_id = $2")
             .bind(service_id)
             .bind(tenant)

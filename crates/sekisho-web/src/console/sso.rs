@@ -34,7 +34,7 @@ pub(super) fn routes() -> axum::Router<C> {
 }
 
 struct Pending {
-    tenant_id: String,
+    tenant_id: sekisho_store::TenantId,
     verifier: String,
     nonce: String,
     rd: Option<String>,
@@ -120,7 +120,7 @@ type Client =
 /// The client for a tenant's provider (discovery each time: one request, and keys rotate).
 async fn client_for(
     console: &Console,
-    tenant_id: &str,
+    tenant_id: &sekisho_store::TenantId,
     http: &Http,
 ) -> Result<(Client, sekisho_store::OidcProvider), String> {
     let state = &console.state;
@@ -206,7 +206,7 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
         if open.len() >= MAX_FLOWS {
             return failed(&console, lang, "too many sign-ins are under way; try again in a minute");
         }
-        let pending = Pending { tenant_id: tenant.id.to_string(), verifier, nonce, rd: q.rd, at: Instant::now() };
+        let pending = Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() };
         open.insert(flow_state.clone(), pending);
     }
     // A page that moves on by itself rather than a redirect: the sign-in form's

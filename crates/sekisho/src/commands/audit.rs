@@ -37,7 +37,8 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     };
     let key_files = if keys.is_empty() { vec![data_dir.join("audit.pub")] } else { keys };
     let trusted = key_files.iter().map(|p| sekisho_audit::load_public_key(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut report = sekisho_audit::verify(&store, &trusted, tenant.as_deref()).await?;
+    let mut report =
+        sekisho_audit::verify(&store, &trusted, tenant.map(sekisho_store::TenantId::from).as_ref()).await?;
     // Recordings are checked with the master key when it is at hand (the relay's own data
     // directory), else against the sealed files' hashes the events carry.
     let key = std::fs::read(data_dir.join("master.key"))
