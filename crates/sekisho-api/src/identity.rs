@@ -381,8 +381,13 @@ pub(crate) async fn delete_group(
 }
 
 /// The ids of a tenant's group and user named in a membership path.
-async fn membership(state: &S, caller: &Caller, group: &str, user: &str) -> Result<(String, String), ApiError> {
-    Ok((find_group(state, caller, group).await?.id, find_user(state, caller, user).await?.id.to_string()))
+async fn membership(
+    state: &S,
+    caller: &Caller,
+    group: &str,
+    user: &str,
+) -> Result<(String, sekisho_store::UserId), ApiError> {
+    Ok((find_group(state, caller, group).await?.id, find_user(state, caller, user).await?.id))
 }
 
 pub(crate) async fn add_member(

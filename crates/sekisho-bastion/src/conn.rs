@@ -158,7 +158,14 @@ impl Conn {
     }
 
     /// Records a refused login and counts it against the address (and the user, if known).
-    async fn refuse(&self, tenant: &str, user: &str, method: &str, reason: &str, user_id: Option<&str>) -> Auth {
+    async fn refuse(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: &str,
+        reason: &str,
+        user_id: Option<&sekisho_store::UserId>,
+    ) -> Auth {
         let state = &self.b.state;
         state.limiter.failed(self.ip());
         if let Some(id) = user_id {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
 use sekisho_gate::{Denial, Permit, Resource, Verdict};
-use sekisho_store::{Agent, NewAgent, TokenRejection};
+use sekisho_store::{Agent, AgentId, NewAgent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::identity;
 use sekisho_tunnel::proto::{self, AgentMsg, Hello, OpenRoute, OpenService, RelayMsg};
@@ -186,6 +186,7 @@ async fn authenticate(
             }
         }
         Hello::Login { agent_id, version, hostname, signature } => {
+            let agent_id = AgentId::from(agent_id);
             // A store that does not answer is said as such, never as "not enrolled".
             let agent = state.store.get_agent(&agent_id).await.map_err(|e| {
                 ("store_unavailable", format!("cannot check agent `{agent_id}` now: {e}; the agent will retry"))

@@ -1,7 +1,7 @@
 //! The SSH bastion's rows: users' SSH keys, target credentials, the TOTP replay guard and
 //! session recordings.
 
-use crate::domain::TenantId;
+use crate::domain::{ServiceId, TenantId, UserId};
 use crate::{Recording, RecordingFilter, SshKey, SshTarget, Store, StoreError, conflict, not_found};
 
 impl Store {
@@ -60,7 +60,7 @@ impl Store {
 
     /// Spends a TOTP time step: true only if it is later than the last one this user spent, so
     /// a code seen once cannot be replayed.
-    pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+    pub async fn use_totp_step(&self, user_id: &UserId, step: i64) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
@@ -94,7 +94,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_ssh_target(&self, service_id: &str) -> Result<Option<SshTarget>, StoreError> {
+    pub async fn get_ssh_target(&self, service_id: &ServiceId) -> Result<Option<SshTarget>, StoreError> {
         Ok(sqlx::query_as::<_, SshTarget>("SELECT * FROM ssh_targets WHERE service_id = $1")
             .bind(service_id)
             .fetch_optional(&self.pool)
@@ -102,7 +102,7 @@ impl Store {
     }
 
     /// Pins a target's host key the first time it is seen; false if another key got there first.
-    pub async fn pin_host_key(&self, service_id: &str, host_key: &str) -> Result<bool, StoreError> {
+    pub async fn pin_host_key(&self, service_id: &ServiceId, host_key: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("UPDATE ssh_targets SET host_key = $1 WHERE service_id = $2 AND host_key = ''")
             .bind(host_key)
             .bind(service_id)

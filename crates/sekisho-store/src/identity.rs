@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::domain::TenantId;
+use crate::domain::{TenantId, UserId};
 use crate::{ApiKey, Group, OidcProvider, Store, StoreError, Tenant, User, conflict, not_found, now_ms};
 
 impl Store {
@@ -83,7 +83,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn get_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+    pub async fn get_user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
     }
 
@@ -115,7 +115,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<(), StoreError> {
+    pub async fn set_password(&self, user_id: &UserId, password_hash: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL WHERE id = $2")
             .bind(password_hash)
             .bind(user_id)
@@ -125,7 +125,12 @@ impl Store {
     }
 
     /// Turns on TOTP with a (sealed) secret and replaces the recovery codes, atomically.
-    pub async fn set_totp(&self, user_id: &str, sealed_secret: &str, code_hashes: &[String]) -> Result<(), StoreError> {
+    pub async fn set_totp(
+        &self,
+        user_id: &UserId,
+        sealed_secret: &str,
+        code_hashes: &[String],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled = 1 WHERE id = $2")
             .bind(sealed_secret)
@@ -145,7 +150,7 @@ impl Store {
     }
 
     /// Spends a recovery code; true if it existed and was unused.
-    pub async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> Result<bool, StoreError> {
+    pub async fn use_recovery_code(&self, user_id: &UserId, code_hash: &str) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
         )
@@ -162,7 +167,7 @@ impl Store {
     /// heard until `now + wait`. Returns the count.
     pub async fn login_failed(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         now: i64,
         wait_ms: impl FnOnce(i64) -> Option<i64>,
     ) -> Result<i64, StoreError> {
@@ -187,7 +192,7 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn login_succeeded(&self, user_id: &str) -> Result<(), StoreError> {
+    pub async fn login_succeeded(&self, user_id: &UserId) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -240,7 +245,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
+    pub async fn add_member(&self, group_id: &str, user_id: &UserId) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)")
             .bind(group_id)
             .bind(user_id)
@@ -250,7 +255,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
+    pub async fn remove_member(&self, group_id: &str, user_id: &UserId) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id)
             .bind(user_id)
@@ -263,7 +268,7 @@ impl Store {
     }
 
     /// The groups a user belongs to.
-    pub async fn groups_of(&self, user_id: &str) -> Result<Vec<Group>, StoreError> {
+    pub async fn groups_of(&self, user_id: &UserId) -> Result<Vec<Group>, StoreError> {
         Ok(sqlx::query_as::<_, Group>(
             "SELECT g.* FROM user_groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name",
         )

@@ -116,12 +116,12 @@ async fn tokens_enroll_once_and_expire() {
         s.insert_token(&token("h2", now_ms() - 1)).await.unwrap();
         let t = s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
         assert_eq!(t.name, "site-a");
-        let a = s.get_agent("ag1").await.unwrap().unwrap();
+        let a = s.get_agent(&AgentId::from("ag1")).await.unwrap().unwrap();
         assert_eq!((a.name.as_str(), a.role.as_str()), ("site-a", "back"));
         assert_eq!(s.enroll("h1", &agent("ag2")).await.unwrap().unwrap_err(), TokenRejection::Used);
         assert_eq!(s.enroll("h2", &agent("ag3")).await.unwrap().unwrap_err(), TokenRejection::Expired);
         assert_eq!(s.enroll("nope", &agent("ag4")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
-        assert!(s.get_agent("ag2").await.unwrap().is_none());
+        assert!(s.get_agent(&AgentId::from("ag2")).await.unwrap().is_none());
     }
 }
 
@@ -132,9 +132,9 @@ async fn a_row_with_an_unknown_word_fails_to_load_by_name() {
     for (_d, s) in stores().await {
         s.insert_token(&token("h1", now_ms() + 60_000)).await.unwrap();
         s.enroll("h1", &agent("ag1")).await.unwrap().unwrap();
-        assert!(s.get_agent("ag1").await.unwrap().unwrap().serves_back());
+        assert!(s.get_agent(&AgentId::from("ag1")).await.unwrap().unwrap().serves_back());
         sqlx::query("UPDATE agents SET role = 'sideways' WHERE id = 'ag1'").execute(&s.pool).await.unwrap();
-        let e = s.get_agent("ag1").await.unwrap_err().to_string();
+        let e = s.get_agent(&AgentId::from("ag1")).await.unwrap_err().to_string();
         assert!(e.contains("role") && e.contains("`sideways` is not a known agent role"), "{e}");
         s.insert_service(&service("sv1", "default", "web", "ag1")).await.unwrap();
         sqlx::query("UPDATE services SET protocol = 'gopher' WHERE id = 'sv1'").execute(&s.pool).await.unwrap();
@@ -257,7 +257,7 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
         s.delete_service(&TenantId::from("default"), "wiki").await.unwrap();
         assert!(matches!(s.revoke_agent(&TenantId::from("other"), "ag1").await, Err(StoreError::NotFound { .. })));
         s.revoke_agent(&TenantId::from("default"), "ag1").await.unwrap();
-        assert!(s.get_agent("ag1").await.unwrap().unwrap().revoked_at.is_some());
+        assert!(s.get_agent(&AgentId::from("ag1")).await.unwrap().unwrap().revoked_at.is_some());
     }
 }
 
@@ -295,30 +295,30 @@ async fn users_groups_and_lockout() {
             created_at: 1,
         };
         s.insert_group(&g).await.unwrap();
-        s.add_member("g1", "u1").await.unwrap();
-        assert!(matches!(s.add_member("g1", "u1").await, Err(StoreError::Conflict { .. })));
-        assert_eq!(s.groups_of("u1").await.unwrap()[0].name, "ops");
+        s.add_member("g1", &UserId::from("u1")).await.unwrap();
+        assert!(matches!(s.add_member("g1", &UserId::from("u1")).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.groups_of(&UserId::from("u1")).await.unwrap()[0].name, "ops");
         assert_eq!(s.list_members(&TenantId::from("acme")).await.unwrap(), [("g1".to_owned(), "u1".to_owned())]);
         assert!(s.list_members(&TenantId::from("default")).await.unwrap().is_empty());
 
         let wait = |n: i64| (n >= 3).then_some(n * 10);
-        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 1);
-        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 2);
+        assert_eq!(s.login_failed(&UserId::from("u1"), 1000, wait).await.unwrap(), 1);
+        assert_eq!(s.login_failed(&UserId::from("u1"), 1000, wait).await.unwrap(), 2);
         assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, None);
-        assert_eq!(s.login_failed("u1", 1000, wait).await.unwrap(), 3);
+        assert_eq!(s.login_failed(&UserId::from("u1"), 1000, wait).await.unwrap(), 3);
         assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, Some(1030));
         // The count goes on growing (the wait with it) until a success or an unlock.
-        assert_eq!(s.login_failed("u1", 2000, wait).await.unwrap(), 4);
+        assert_eq!(s.login_failed(&UserId::from("u1"), 2000, wait).await.unwrap(), 4);
         assert_eq!(s.get_user(&TenantId::from("acme"), "alice").await.unwrap().unwrap().locked_until, Some(2040));
-        s.login_succeeded("u1").await.unwrap();
+        s.login_succeeded(&UserId::from("u1")).await.unwrap();
         assert_eq!(s.get_user(&TenantId::from("acme"), "u1").await.unwrap().unwrap().locked_until, None);
 
-        s.set_totp("u1", "sealed", &["c1".into(), "c2".into()]).await.unwrap();
-        assert!(s.use_recovery_code("u1", "c1").await.unwrap());
-        assert!(!s.use_recovery_code("u1", "c1").await.unwrap(), "a recovery code works once");
-        assert!(!s.use_recovery_code("u1", "zz").await.unwrap());
+        s.set_totp(&UserId::from("u1"), "sealed", &["c1".into(), "c2".into()]).await.unwrap();
+        assert!(s.use_recovery_code(&UserId::from("u1"), "c1").await.unwrap());
+        assert!(!s.use_recovery_code(&UserId::from("u1"), "c1").await.unwrap(), "a recovery code works once");
+        assert!(!s.use_recovery_code(&UserId::from("u1"), "zz").await.unwrap());
         s.delete_user(&TenantId::from("acme"), "u1").await.unwrap();
-        assert!(s.groups_of("u1").await.unwrap().is_empty());
+        assert!(s.groups_of(&UserId::from("u1")).await.unwrap().is_empty());
     }
 }
 
@@ -552,10 +552,10 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
         assert_eq!(s.list_ssh_keys(&TenantId::from("acme"), Some("u9")).await.unwrap().len(), 0);
 
         // A TOTP step is spent once; older steps never again.
-        assert!(s.use_totp_step("u1", 100).await.unwrap());
-        assert!(!s.use_totp_step("u1", 100).await.unwrap(), "replayed step");
-        assert!(!s.use_totp_step("u1", 99).await.unwrap(), "older step");
-        assert!(s.use_totp_step("u1", 101).await.unwrap());
+        assert!(s.use_totp_step(&UserId::from("u1"), 100).await.unwrap());
+        assert!(!s.use_totp_step(&UserId::from("u1"), 100).await.unwrap(), "replayed step");
+        assert!(!s.use_totp_step(&UserId::from("u1"), 99).await.unwrap(), "older step");
+        assert!(s.use_totp_step(&UserId::from("u1"), 101).await.unwrap());
 
         // Deleting the user takes the key with it.
         s.delete_user(&TenantId::from("acme"), "u1").await.unwrap();
@@ -578,9 +578,9 @@ async fn bastion_keys_targets_totp_steps_and_recording_search() {
             updated_at: 1,
         };
         s.put_ssh_target(&target).await.unwrap();
-        assert!(s.pin_host_key("s1", "ssh-ed25519 HOST").await.unwrap());
-        assert!(!s.pin_host_key("s1", "ssh-ed25519 OTHER").await.unwrap(), "first key stays pinned");
-        assert_eq!(s.get_ssh_target("s1").await.unwrap().unwrap().host_key, "ssh-ed25519 HOST");
+        assert!(s.pin_host_key(&ServiceId::from("s1"), "ssh-ed25519 HOST").await.unwrap());
+        assert!(!s.pin_host_key(&ServiceId::from("s1"), "ssh-ed25519 OTHER").await.unwrap(), "first key stays pinned");
+        assert_eq!(s.get_ssh_target(&ServiceId::from("s1")).await.unwrap().unwrap().host_key, "ssh-ed25519 HOST");
 
         let rec = |id: &str, at: i64, commands: &str| Recording {
             id: id.into(),

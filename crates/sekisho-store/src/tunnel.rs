@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use crate::domain::TenantId;
+use crate::domain::{AgentId, ServiceId, TenantId};
 use crate::{
     Agent, EnrollmentToken, NewAgent, PolicyRow, Route, Service, Store, StoreError, TokenRejection, conflict,
     not_found, now_ms,
@@ -116,7 +116,7 @@ impl Store {
 
     // --- Agents ---------------------------------------------------------------------------
 
-    pub async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+    pub async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
         Ok(sqlx::query_as::<_, Agent>("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
     }
 
@@ -133,7 +133,7 @@ impl Store {
     }
 
     /// Records that an agent connected or was last heard from.
-    pub async fn touch_agent(&self, id: &str, addr: &str, version: &str, hostname: &str) -> Result<(), StoreError> {
+    pub async fn touch_agent(&self, id: &AgentId, addr: &str, version: &str, hostname: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen = $1, last_addr = $2, version = $3, hostname = $4 WHERE id = $5")
             .bind(now_ms())
             .bind(addr)
@@ -145,7 +145,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn seen_agent(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn seen_agent(&self, id: &AgentId) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
@@ -312,7 +312,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_policy(&self, tenant: &TenantId, service_id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_policy(&self, tenant: &TenantId, service_id: &ServiceId) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM service_policies WHERE service_id = $1 AND tenant_id = $2")
             .bind(service_id)
             .bind(tenant)

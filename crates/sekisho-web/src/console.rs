@@ -461,7 +461,7 @@ async fn continue_to(c: &Ctx, rd: Option<&str>) -> Response {
     };
     let ticket = state.tickets.mint(Ticket {
         tenant: c.tenant_id.clone(),
-        user_id: parent.user_id.clone().unwrap_or_default().to_string(),
+        user_id: parent.user_id.clone().unwrap_or_default(),
         parent_id: parent.id.clone(),
         parent_expires: parent.expires_at,
         auth_method: auth_method.to_owned(),

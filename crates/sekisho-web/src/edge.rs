@@ -235,7 +235,7 @@ async fn redeem(state: &WebState, host: &str, svc: &Service, peer: IpAddr, lang:
             // cannot be read leaves the event naming the user's id).
             let user = match state.store.get_user_by_id(&ticket.user_id).await {
                 Ok(Some(u)) => u.name,
-                _ => ticket.user_id.clone(),
+                _ => ticket.user_id.to_string(),
             };
             let event = Event::new(&svc.tenant_id, sekisho_audit::EventKind::Login, sekisho_audit::Decision::Allow)
                 .subject(sekisho_audit::SubjectKind::User, user)

@@ -85,7 +85,7 @@ pub(crate) fn web_auth_method(method: Option<&str>) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub(crate) struct Ticket {
     pub(crate) tenant: String,
-    pub(crate) user_id: String,
+    pub(crate) user_id: sekisho_store::UserId,
     pub(crate) parent_id: String,
     pub(crate) parent_expires: Option<i64>,
     /// How the console session was signed in (`password+totp` or `oidc`).
@@ -132,7 +132,7 @@ pub(crate) async fn issue_edge_key(state: &State, t: &Ticket) -> Result<(String,
             scopes: String::new(),
             created_at: now_ms(),
             expires_at: t.parent_expires,
-            user_id: Some(t.user_id.clone().into()),
+            user_id: Some(t.user_id.clone()),
             allowed_ips: String::new(),
             last_used_at: None,
             revoked_at: None,
