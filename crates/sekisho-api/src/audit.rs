@@ -105,7 +105,9 @@ pub(crate) async fn verify(
     let _ = state.auditor.checkpoint().await;
     let tenant = if q.all && caller.is_system() { None } else { Some(&caller.tenant) };
     let keys = [state.audit_public_key];
-    let mut report = sekisho_audit::verify(&state.store, &keys, tenant).await?;
+    let anchors = sekisho_audit::Anchors::read(&state.audit_anchors)
+        .map_err(|why| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "anchors_unreadable", why))?;
+    let mut report = sekisho_audit::verify(&state.store, &keys, tenant, Some(&anchors)).await?;
     // Each recording named by a chained event opens to the hash that event states.
     let (dir, key) = (state.recordings.clone(), state.master.recording_key());
     let report = tokio::task::spawn_blocking(move || {

@@ -110,8 +110,21 @@ pub(crate) async fn update_tenant(
 }
 
 /// Applies every tenant's retention now (normally hourly).
-pub(crate) async fn enforce_retention(AxState(state): AxState<S>) -> Json<serde_json::Value> {
-    Json(json!({ "removed": sekisho_door::events::enforce_retention(&state).await }))
+pub(crate) async fn enforce_retention(AxState(state): AxState<S>) -> Result<Json<serde_json::Value>, ApiError> {
+    let done = sekisho_door::events::enforce_retention(&state).await;
+    if !done.refused.is_empty() {
+        let names: Vec<&str> = done.refused.iter().map(|r| r.tenant.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_unverified",
+            format!(
+                "the audit log of {} does not verify, so it was not pruned; run `ctl audit verify`",
+                names.join(", ")
+            ),
+        )
+        .with_details(json!({ "removed": done.removed, "refused": done.refused })));
+    }
+    Ok(Json(json!({ "removed": done.removed })))
 }
 
 // --- Users --------------------------------------------------------------------------------

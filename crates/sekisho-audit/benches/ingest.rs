@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     task.await?;
 
     let started = Instant::now();
-    let report = verify(&store, &[key.verifying_key()], None).await?;
+    let report = verify(&store, &[key.verifying_key()], None, None).await?;
     let verified = started.elapsed();
     let rate = |k: u64, d: Duration| k as f64 / d.as_secs_f64();
     println!("buffered ingest: {n} events in {:.2} s = {:.0} events/s", buffered.as_secs_f64(), rate(n, buffered));

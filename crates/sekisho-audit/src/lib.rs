@@ -8,6 +8,7 @@
 //! the event is committed (denials, admin actions), [`Auditor::record`] commits within a short
 //! bounded window (stream ends). Storage is `sekisho-store`; this crate never touches payload.
 
+pub mod anchors;
 pub mod archive;
 pub mod chain;
 mod event;
@@ -17,7 +18,8 @@ pub mod recording;
 pub mod verify;
 pub mod writer;
 
+pub use anchors::{AnchorLog, Anchors};
 pub use event::{Decision, Event, EventKind, SubjectKind};
 pub use keys::{AuditKey, KeyError, load_public_key};
 pub use verify::{Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify};
-pub use writer::{AuditConfig, AuditError, AuditHealth, Auditor};
+pub use writer::{AuditConfig, AuditError, AuditHealth, Auditor, CHECKPOINT_EVENTS, Pruned};

@@ -11,8 +11,13 @@
 //!   [`ProblemKind::Altered`];
 //! - a forged or foreign checkpoint → [`ProblemKind::BadCheckpoint`].
 //!
-//! Events after the newest checkpoint are covered by the chain but not yet by a signature; the
-//! report says how many (the relay checkpoints every few seconds and on shutdown).
+//! - events deleted from the end *together with their checkpoints*: the anchor file outside the
+//!   database ([`crate::anchors`]) names a later signed event → [`ProblemKind::Cut`]; a deleted
+//!   or emptied anchor file while the database has checkpoints → [`ProblemKind::AnchorMissing`];
+//! - events after the newest signed checkpoint (the last seconds before a crash, or rows added
+//!   since by someone with database access) → [`ProblemKind::Unsigned`]: reported, never passed.
+//!   The relay signs at least every 5 s and every [`crate::CHECKPOINT_EVENTS`] events of a
+//!   tenant, so a crash leaves at most that many unsigned.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +25,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sekisho_store::{Checkpoint, Store, StoreError, TenantId};
 use serde::Serialize;
 
+use crate::anchors::Anchors;
 use crate::chain::{GENESIS, checkpoint_message, event_hash};
 use crate::keys::parse_public_key;
 
@@ -34,6 +40,12 @@ pub enum ProblemKind {
     RecordingMissing,
     /// A bastion recording's sealed file does not open to the SHA-256 its chained event states.
     RecordingAltered,
+    /// The chain ends before the newest anchor kept outside the database: its tail was cut.
+    Cut,
+    /// The anchor file is gone or holds nothing of a tenant whose database has checkpoints.
+    AnchorMissing,
+    /// Events after the newest signed checkpoint.
+    Unsigned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -158,14 +170,37 @@ pub struct Report {
 
 /// Verifies the chains of `tenant` (or every tenant) against checkpoints signed by one of
 /// `trusted` keys.
-pub async fn verify(store: &Store, trusted: &[VerifyingKey], tenant: Option<&TenantId>) -> Result<Report, StoreError> {
+pub async fn verify(
+    store: &Store,
+    trusted: &[VerifyingKey],
+    tenant: Option<&TenantId>,
+    anchors: Option<&Anchors>,
+) -> Result<Report, StoreError> {
     let tenants = match tenant {
         Some(t) => vec![t.clone()],
         None => store.audit_tenants().await?,
     };
     let mut reports = Vec::new();
     for t in tenants {
-        reports.push(verify_tenant(store, trusted, &t).await?);
+        let mut report = verify_tenant(store, trusted, &t).await?;
+        if report.problem.is_none()
+            && let Some(anchors) = anchors
+        {
+            report.problem = check_anchor(&report, anchors, trusted, store, &t).await?;
+        }
+        if report.problem.is_none() && report.unsigned_tail > 0 {
+            let first = report.last_seq.unwrap_or(0) - report.unsigned_tail as i64 + 1;
+            report.problem = Some(Problem {
+                kind: ProblemKind::Unsigned,
+                seq: first,
+                message: format!(
+                    "events #{first}..#{} are not covered by a signed checkpoint (written just before a crash, \
+                     or added since by someone with access to the database)",
+                    report.last_seq.unwrap_or(0)
+                ),
+            });
+        }
+        reports.push(report);
     }
     Ok(Report { ok: reports.iter().all(|r| r.problem.is_none()), tenants: reports })
 }
@@ -182,6 +217,73 @@ fn check_signature(c: &Checkpoint, trusted: &[VerifyingKey]) -> Result<(), Strin
         Some(sig) if key.verify_strict(&checkpoint_message(c), &sig).is_ok() => Ok(()),
         _ => Err("checkpoint signature does not verify".into()),
     }
+}
+
+/// A time in ms since the epoch as RFC 3339 (UTC), for messages.
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// The tenant's chain against the newest anchor kept outside the database.
+async fn check_anchor(
+    report: &TenantReport,
+    anchors: &Anchors,
+    trusted: &[VerifyingKey],
+    store: &Store,
+    tenant: &TenantId,
+) -> Result<Option<Problem>, StoreError> {
+    let file = anchors.path.display();
+    let Some(anchor) = anchors.newest(tenant) else {
+        // In a cluster each relay keeps its own file, so one file may lack a tenant another
+        // relay wrote; a file that is gone, or holds nothing at all, while the database has
+        // checkpoints was deleted or emptied.
+        if report.checkpoints == 0 || !anchors.checkpoints.is_empty() {
+            return Ok(None);
+        }
+        let message = if anchors.exists {
+            format!(
+                "the anchor file {file} is empty, but the database has {} checkpoints of this tenant: it was emptied or replaced",
+                report.checkpoints
+            )
+        } else {
+            format!(
+                "the anchor file {file} is missing, but the database has {} checkpoints of this tenant: it was deleted",
+                report.checkpoints
+            )
+        };
+        return Ok(Some(Problem { kind: ProblemKind::AnchorMissing, seq: 0, message }));
+    };
+    if let Err(why) = check_signature(anchor, trusted) {
+        let message = format!("the newest anchor of this tenant in {file} (event #{}): {why}", anchor.seq);
+        return Ok(Some(Problem { kind: ProblemKind::BadCheckpoint, seq: anchor.seq, message }));
+    }
+    let last = report.last_seq.unwrap_or(0);
+    if last < anchor.seq {
+        let message = format!(
+            "events #{}..#{} are missing: the anchor file {file} names event #{} (signed {}), the database ends at #{last}; the log was cut short",
+            last + 1,
+            anchor.seq,
+            anchor.seq,
+            rfc3339(anchor.at),
+        );
+        return Ok(Some(Problem { kind: ProblemKind::Cut, seq: last + 1, message }));
+    }
+    // The anchored event is stored (the chain verified up to `last`): it must have the anchored
+    // hash. A pruned anchor names the newest pruned event, which is no longer stored.
+    if anchor.kind != "prune" {
+        let row = store.audit_page(tenant, anchor.seq - 1, 1).await?.into_iter().next();
+        if let Some(row) = row.filter(|r| r.seq == anchor.seq)
+            && row.hash != anchor.hash
+        {
+            let message =
+                format!("event #{} differs from the anchor file {file} (the chain was rewritten)", anchor.seq);
+            return Ok(Some(Problem { kind: ProblemKind::Altered, seq: anchor.seq, message }));
+        }
+    }
+    Ok(None)
 }
 
 async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantId) -> Result<TenantReport, StoreError> {

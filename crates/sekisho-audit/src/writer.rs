@@ -26,6 +26,7 @@ use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, Tenant
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::anchors::AnchorLog;
 use crate::chain::{GENESIS, event_hash};
 use crate::{AuditKey, Event};
 
@@ -33,6 +34,23 @@ use crate::{AuditKey, Event};
 pub enum AuditError {
     #[error("audit log unavailable: {0}")]
     Unavailable(String),
+    /// Pruning refused: the range does not verify, and removing it would launder what is wrong.
+    #[error("{0}")]
+    Unverified(String),
+}
+
+/// A tenant's chain is signed after this many new events even within the checkpoint interval,
+/// so a crash leaves at most this many events (or 5 s of them) unsigned.
+pub const CHECKPOINT_EVENTS: usize = 1000;
+
+/// What a prune removed, for the chained summary event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub count: u64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub first_hash: String,
+    pub last_hash: String,
 }
 
 impl From<StoreError> for AuditError {
@@ -55,6 +73,8 @@ pub struct AuditConfig {
     /// How long a durable caller waits for its event to be committed before it is told the log is
     /// unavailable (the event stays queued and is written when the store is back).
     pub durable_wait: Duration,
+    /// The append-only file every signed checkpoint is also written to (outside the database).
+    pub anchors: Option<std::path::PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -65,6 +85,7 @@ impl Default for AuditConfig {
             max_batch: 4096,
             max_queued: 100_000,
             durable_wait: Duration::from_secs(10),
+            anchors: None,
         }
     }
 }
@@ -75,7 +96,7 @@ enum Msg {
     Event(Box<AuditRecord>, Option<Ack>),
     Flush(Ack),
     Checkpoint(Ack),
-    Prune { tenant: TenantId, before: i64, done: oneshot::Sender<Result<u64, AuditError>> },
+    Prune { tenant: TenantId, before: i64, done: oneshot::Sender<Result<Option<Pruned>, AuditError>> },
 }
 
 /// A handle to the audit writer; cheap to clone.
@@ -117,6 +138,21 @@ impl Auditor {
         config: AuditConfig,
     ) -> Result<(Auditor, JoinHandle<()>), AuditError> {
         let heads = load_heads(&store).await?;
+        // Events found after a tenant's newest signed checkpoint (the relay stopped before the
+        // next one, or rows were added while it was down) are signed by the next checkpoint;
+        // first the chain says that they were found unsigned.
+        let mut unsigned = Vec::new();
+        for (tenant, (seq, _)) in &heads {
+            let signed = store.list_checkpoints(&TenantId::from(tenant.as_str())).await?.iter().map(|c| c.seq).max();
+            if signed.unwrap_or(0) < *seq {
+                unsigned.push((tenant.clone(), signed.unwrap_or(0) + 1, *seq));
+            }
+        }
+        let anchors = config.anchors.clone().map(AnchorLog::at);
+        let created = match &anchors {
+            Some(log) if !log.exists() => Some(bootstrap_anchors(&store, log).await?),
+            _ => None,
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
@@ -125,8 +161,41 @@ impl Auditor {
             failing: AtomicBool::new(false),
             drained: tokio::sync::Notify::new(),
         });
-        let writer = Writer { store, key, config, heads, dirty: HashMap::new(), shared: shared.clone() };
-        Ok((Auditor { tx, shared }, tokio::spawn(writer.run(rx))))
+        let writer = Writer {
+            store,
+            key,
+            config,
+            heads,
+            dirty: HashMap::new(),
+            shared: shared.clone(),
+            anchors,
+            pending_anchors: Vec::new(),
+        };
+        let auditor = Auditor { tx, shared };
+        // A new anchor file is itself evidence: each tenant whose newest checkpoint was copied
+        // into it says so in its chain (a file deleted and re-created leaves this trace).
+        for (tenant, first, last) in unsigned {
+            auditor.record(
+                Event::new(&tenant, crate::EventKind::System, crate::Decision::Deny)
+                    .subject(crate::SubjectKind::System, "audit")
+                    .reason(format!(
+                        "audit_unsigned_at_start: events #{first}..#{last} were not covered by a signed checkpoint when \
+                         the relay started (it stopped before signing them, or they were added while it was down)"
+                    )),
+            );
+        }
+        if let Some((path, tenants)) = created {
+            for t in tenants {
+                auditor.record(
+                    Event::new(&t, crate::EventKind::System, crate::Decision::Allow)
+                        .subject(crate::SubjectKind::System, "audit")
+                        .reason(format!(
+                            "audit anchor file {path} created; this tenant's newest checkpoint was copied into it from the database"
+                        )),
+                );
+            }
+        }
+        Ok((auditor, tokio::spawn(writer.run(rx))))
     }
 
     /// Records an event; it is committed within the batch window (or, while the store refuses,
@@ -190,8 +259,10 @@ impl Auditor {
     }
 
     /// Removes a tenant's events older than `before` (ms), leaving a signed anchor so the rest
-    /// of the chain still verifies. Returns how many were removed.
-    pub async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64, AuditError> {
+    /// of the chain still verifies, and says what was removed. Refuses
+    /// ([`AuditError::Unverified`]) when the tenant's chain does not verify: removing a broken
+    /// range would launder it.
+    pub async fn prune(&self, tenant: &TenantId, before: i64) -> Result<Option<Pruned>, AuditError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Msg::Prune { tenant: tenant.clone(), before, done })
@@ -204,6 +275,23 @@ impl Auditor {
         self.tx.send(msg(ack)).map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?;
         done.await.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?
     }
+}
+
+/// A new anchor file, started with each tenant's newest checkpoint from the database; returns
+/// its path and the tenants copied.
+async fn bootstrap_anchors(store: &Store, log: &AnchorLog) -> Result<(String, Vec<String>), AuditError> {
+    let mut newest = Vec::new();
+    for tenant in store.audit_tenants().await? {
+        if let Some(c) = store.list_checkpoints(&tenant).await?.into_iter().max_by_key(|c| c.seq) {
+            newest.push(c);
+        }
+    }
+    // The file exists from now on, even when there is nothing to copy yet.
+    log.append(&newest)
+        .and_then(|()| if log.exists() { Ok(()) } else { std::fs::File::create(log.path()).map(|_| ()) })
+        .map_err(|e| AuditError::Unavailable(format!("cannot write the anchor file {}: {e}", log.path().display())))?;
+    let tenants = newest.iter().map(|c| c.tenant_id.clone()).collect();
+    Ok((log.path().display().to_string(), tenants))
 }
 
 async fn load_heads(store: &Store) -> Result<HashMap<String, (i64, String)>, StoreError> {
@@ -227,9 +315,12 @@ struct Writer {
     config: AuditConfig,
     /// Per tenant: the newest committed `(seq, hash)`.
     heads: HashMap<String, (i64, String)>,
-    /// Tenants whose chain moved since their last checkpoint.
-    dirty: HashMap<String, ()>,
+    /// Tenants whose chain moved since their last checkpoint, with how many events.
+    dirty: HashMap<String, usize>,
     shared: Arc<Shared>,
+    anchors: Option<AnchorLog>,
+    /// Signed checkpoints not yet in the anchor file (written with the next ones).
+    pending_anchors: Vec<Checkpoint>,
 }
 
 impl Writer {
@@ -270,6 +361,9 @@ impl Writer {
             self.commit_until_done(&mut batch).await;
             for ack in acks.drain(..) {
                 let _ = ack.send(Ok(()));
+            }
+            if self.dirty.values().any(|n| *n >= CHECKPOINT_EVENTS) {
+                self.checkpoint_dirty().await;
             }
         }
         self.commit_until_done(&mut batch).await;
@@ -356,7 +450,7 @@ impl Writer {
             match self.store.insert_audit(&rows).await {
                 Ok(()) => {
                     for r in &rows {
-                        self.dirty.insert(r.record.tenant_id.clone(), ());
+                        *self.dirty.entry(r.record.tenant_id.clone()).or_default() += 1;
                     }
                     self.heads = heads;
                     batch.clear();
@@ -374,8 +468,8 @@ impl Writer {
     }
 
     async fn checkpoint_dirty(&mut self) {
-        let tenants: Vec<String> = self.dirty.drain().map(|(t, ())| t).collect();
-        for tenant in tenants {
+        let tenants: Vec<(String, usize)> = self.dirty.drain().collect();
+        for (tenant, moved) in tenants {
             let Some((seq, hash)) = self.heads.get(&tenant).cloned() else { continue };
             let mut c = Checkpoint {
                 tenant_id: tenant.clone(),
@@ -388,32 +482,79 @@ impl Writer {
             };
             self.key.sign(&mut c);
             match self.store.insert_checkpoint(&c).await {
-                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Ok(()) => self.pending_anchors.push(c),
+                Err(StoreError::Conflict { .. }) => {}
                 Err(e) => {
                     tracing::error!(error = %e, %tenant, "cannot write audit checkpoint");
-                    self.dirty.insert(tenant, ());
+                    self.dirty.insert(tenant, moved);
                 }
             }
         }
+        self.write_anchors();
     }
 
-    async fn prune(&mut self, tenant: &TenantId, before: i64) -> Result<u64, AuditError> {
+    /// Appends the pending checkpoints to the anchor file; kept for the next try on failure.
+    fn write_anchors(&mut self) {
+        let Some(log) = &self.anchors else {
+            self.pending_anchors.clear();
+            return;
+        };
+        if let Err(e) = log.append(&self.pending_anchors) {
+            tracing::error!(
+                error = %e,
+                file = %log.path().display(),
+                pending = self.pending_anchors.len(),
+                "cannot append to the audit anchor file; retrying with the next checkpoint"
+            );
+            return;
+        }
+        self.pending_anchors.clear();
+    }
+
+    async fn prune(&mut self, tenant: &TenantId, before: i64) -> Result<Option<Pruned>, AuditError> {
         let Some(seq) = self.store.audit_seq_before(tenant, before).await? else {
-            return Ok(0);
+            return Ok(None);
         };
         let Some(last) = self.store.audit_page(tenant, seq - 1, 1).await?.into_iter().next() else {
-            return Ok(0);
+            return Ok(None);
+        };
+        // What is removed must verify first (links, hashes, signed checkpoints, and the anchor
+        // file): pruning a broken range would leave a clean-looking chain behind.
+        self.checkpoint_dirty().await;
+        let trusted = [self.key.verifying_key()];
+        let anchors = match &self.anchors {
+            Some(log) => Some(crate::anchors::Anchors::read(log.path()).map_err(AuditError::Unverified)?),
+            None => None,
+        };
+        let report = crate::verify::verify(&self.store, &trusted, Some(tenant), anchors.as_ref()).await?;
+        if let Some(p) = report.tenants.iter().find_map(|t| t.problem.as_ref()) {
+            return Err(AuditError::Unverified(format!(
+                "refusing to prune the audit log of `{tenant}`: it does not verify ({})",
+                p.message
+            )));
+        }
+        let Some(first) = self.store.audit_page(tenant, 0, 1).await?.into_iter().next() else {
+            return Ok(None);
         };
         let mut anchor = Checkpoint {
             tenant_id: tenant.to_owned().to_string(),
             seq,
-            hash: last.hash,
+            hash: last.hash.clone(),
             at: now_ms(),
             kind: "prune".into(),
             key_id: String::new(),
             signature: String::new(),
         };
         self.key.sign(&mut anchor);
-        Ok(self.store.prune_audit(&anchor).await?)
+        let count = self.store.prune_audit(&anchor).await?;
+        self.pending_anchors.push(anchor);
+        self.write_anchors();
+        Ok(Some(Pruned {
+            count,
+            first_seq: first.seq,
+            last_seq: last.seq,
+            first_hash: first.hash,
+            last_hash: last.hash,
+        }))
     }
 }

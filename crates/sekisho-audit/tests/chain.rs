@@ -59,8 +59,9 @@ async fn sql(f: &Fixture, statement: &str) {
 }
 
 async fn problem(f: &Fixture) -> (ProblemKind, i64) {
-    let report =
-        verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default"))).await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default")), None)
+        .await
+        .unwrap();
     assert!(!report.ok, "tampering went unnoticed: {report:?}");
     let p = report.tenants[0].problem.clone().unwrap();
     (p.kind, p.seq)
@@ -69,7 +70,7 @@ async fn problem(f: &Fixture) -> (ProblemKind, i64) {
 #[tokio::test]
 async fn an_untouched_log_verifies() {
     let f = populated(50).await;
-    let report = verify(&f.store, &[f.key.verifying_key()], None).await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.tenants.len(), 2);
     let d = report.tenants.iter().find(|t| t.tenant == "default").unwrap();
@@ -140,10 +141,14 @@ async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
 #[tokio::test]
 async fn a_checkpoint_from_another_key_is_refused() {
     let f = populated(5).await;
-    let report =
-        verify(&f.store, &[AuditKey::generate().verifying_key()], Some(&sekisho_store::TenantId::from("default")))
-            .await
-            .unwrap();
+    let report = verify(
+        &f.store,
+        &[AuditKey::generate().verifying_key()],
+        Some(&sekisho_store::TenantId::from("default")),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.tenants[0].problem.as_ref().unwrap().kind, ProblemKind::BadCheckpoint);
     sql(&f, "UPDATE audit_checkpoints SET seq = 4 WHERE tenant_id = 'default'").await;
     assert_eq!(problem(&f).await.0, ProblemKind::BadCheckpoint);
@@ -185,22 +190,33 @@ async fn pruning_keeps_the_rest_verifiable_and_the_chain_goes_on() {
         auditor.record(event("default", i));
     }
     auditor.checkpoint().await.unwrap();
-    assert_eq!(auditor.prune(&sekisho_store::TenantId::from("default"), now_ms() - 30 * 86_400_000).await.unwrap(), 10);
+    assert_eq!(
+        auditor
+            .prune(&sekisho_store::TenantId::from("default"), now_ms() - 30 * 86_400_000)
+            .await
+            .unwrap()
+            .map(|p| p.count),
+        Some(10)
+    );
     auditor.record_durable(event("default", 16)).await.unwrap();
     auditor.checkpoint().await.unwrap();
-    let report =
-        verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default"))).await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], Some(&sekisho_store::TenantId::from("default")), None)
+        .await
+        .unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!((report.tenants[0].first_seq, report.tenants[0].last_seq), (Some(11), Some(16)));
     // Pruning everything, then restarting, continues from the anchor.
-    assert_eq!(auditor.prune(&sekisho_store::TenantId::from("default"), now_ms() + 1).await.unwrap(), 6);
+    assert_eq!(
+        auditor.prune(&sekisho_store::TenantId::from("default"), now_ms() + 1).await.unwrap().map(|p| p.count),
+        Some(6)
+    );
     drop(auditor);
     task.await.unwrap();
     let (auditor, _task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
     auditor.record_durable(event("default", 17)).await.unwrap();
     assert_eq!(f.store.audit_head(&sekisho_store::TenantId::from("default")).await.unwrap().map(|h| h.0), Some(17));
     auditor.checkpoint().await.unwrap();
-    assert!(verify(&f.store, &[f.key.verifying_key()], None).await.unwrap().ok);
+    assert!(verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap().ok);
 }
 
 #[tokio::test]
@@ -215,7 +231,7 @@ async fn two_writers_sharing_a_database_keep_one_chain() {
     }
     a.checkpoint().await.unwrap();
     b.checkpoint().await.unwrap();
-    let report = verify(&f.store, &[f.key.verifying_key(), key2.verifying_key()], None).await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key(), key2.verifying_key()], None, None).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.tenants[0].events, 20);
 }
@@ -267,7 +283,7 @@ async fn a_store_that_fails_for_a_while_loses_no_event() {
     let reasons: Vec<String> = rows.iter().map(|r| r.record.reason.clone()).collect();
     assert_eq!(reasons, (1..=51).map(|i| format!("event {i}")).collect::<Vec<_>>());
     auditor.checkpoint().await.unwrap();
-    let report = verify(&f.store, &[f.key.verifying_key()], None).await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap();
     assert!(report.ok, "{report:?}");
     drop(auditor);
     task.await.unwrap();
@@ -296,4 +312,145 @@ async fn a_full_queue_makes_durable_callers_wait_and_says_so() {
     assert_eq!(f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 100).await.unwrap().len(), 11);
     drop(auditor);
     task.await.unwrap();
+}
+
+fn anchored(f: &Fixture) -> AuditConfig {
+    AuditConfig { anchors: Some(f.path.with_file_name("audit-anchors.jsonl")), ..config() }
+}
+
+fn read_anchors(f: &Fixture) -> sekisho_audit::Anchors {
+    sekisho_audit::Anchors::read(&f.path.with_file_name("audit-anchors.jsonl")).unwrap()
+}
+
+async fn verify_anchored(f: &Fixture) -> sekisho_audit::Report {
+    verify(&f.store, &[f.key.verifying_key()], None, Some(&read_anchors(f))).await.unwrap()
+}
+
+/// Someone with the database deletes the newest events *and* their checkpoints: the database
+/// alone verifies (that is the gap), the anchor file outside it names the cut.
+#[tokio::test]
+async fn a_tail_cut_with_its_checkpoints_is_found_through_the_anchor_file() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), anchored(&f)).await.unwrap();
+    for i in 1..=20 {
+        auditor.record(event("default", i));
+    }
+    auditor.checkpoint().await.unwrap();
+    for i in 21..=25 {
+        auditor.record(event("default", i));
+    }
+    auditor.checkpoint().await.unwrap();
+    drop(auditor);
+    task.await.unwrap();
+    assert!(verify_anchored(&f).await.ok, "an untouched log verifies with its anchors");
+
+    sql(&f, "DELETE FROM audit_events WHERE tenant_id = 'default' AND seq > 20").await;
+    sql(&f, "DELETE FROM audit_checkpoints WHERE tenant_id = 'default' AND seq > 20").await;
+    let alone = verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap();
+    assert!(alone.ok, "the database alone cannot tell: {alone:?}");
+    let report = verify_anchored(&f).await;
+    let p = report.tenants.iter().find(|t| t.tenant == "default").unwrap().problem.clone().expect("the cut is found");
+    assert_eq!((p.kind, p.seq), (ProblemKind::Cut, 21));
+    assert!(
+        p.message.contains("events #21..#25 are missing") && p.message.contains("audit-anchors.jsonl"),
+        "{}",
+        p.message
+    );
+}
+
+/// The anchor file itself deleted or emptied while the database has checkpoints: said so.
+#[tokio::test]
+async fn a_deleted_or_emptied_anchor_file_is_reported() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), anchored(&f)).await.unwrap();
+    auditor.record_durable(event("default", 1)).await.unwrap();
+    auditor.checkpoint().await.unwrap();
+    drop(auditor);
+    task.await.unwrap();
+    let file = f.path.with_file_name("audit-anchors.jsonl");
+    std::fs::write(&file, "").unwrap();
+    let p = verify_anchored(&f).await.tenants[0].problem.clone().unwrap();
+    assert_eq!(p.kind, ProblemKind::AnchorMissing);
+    assert!(p.message.contains("is empty"), "{}", p.message);
+    std::fs::remove_file(&file).unwrap();
+    let p = verify_anchored(&f).await.tenants[0].problem.clone().unwrap();
+    assert!(p.kind == ProblemKind::AnchorMissing && p.message.contains("is missing"), "{}", p.message);
+    // A relay started without its file makes a new one, and says so in each chain.
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), anchored(&f)).await.unwrap();
+    auditor.checkpoint().await.unwrap();
+    drop(auditor);
+    task.await.unwrap();
+    let rows = f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 10).await.unwrap();
+    assert!(rows.iter().any(|r| r.record.reason.contains("audit anchor file") && r.record.reason.contains("created")));
+    assert!(verify_anchored(&f).await.ok);
+}
+
+/// Events after the newest signed checkpoint (a crash before the next one) are reported, not
+/// passed; the relay signs every `CHECKPOINT_EVENTS` events, which bounds them.
+#[tokio::test]
+async fn unsigned_events_at_the_tail_are_reported_and_bounded() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), config()).await.unwrap();
+    for i in 1..=5 {
+        auditor.record_durable(event("default", i)).await.unwrap();
+    }
+    let p = verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap().tenants[0].problem.clone().unwrap();
+    assert_eq!(p.kind, ProblemKind::Unsigned);
+    let unsigned = format!("events #{}..#5 are not covered by a signed checkpoint", p.seq);
+    assert!(p.message.contains(&unsigned), "{}", p.message);
+    // Past the bound, the writer signs without waiting for its interval (an hour here).
+    for i in 0..sekisho_audit::CHECKPOINT_EVENTS as u64 {
+        auditor.record(event("default", 10 + i));
+    }
+    auditor.flush().await.unwrap();
+    auditor.record_durable(event("default", 0)).await.unwrap();
+    let t = &verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap().tenants[0];
+    assert!(t.unsigned_tail < sekisho_audit::CHECKPOINT_EVENTS as u64, "{t:?}");
+    drop(auditor);
+    task.await.unwrap();
+}
+
+/// An edited event cannot be pruned away: retention refuses a range that does not verify, and
+/// the log still fails verification afterwards.
+#[tokio::test]
+async fn pruning_refuses_a_range_that_does_not_verify() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), anchored(&f)).await.unwrap();
+    let old = now_ms() - 40 * 86_400_000;
+    for i in 1..=10 {
+        auditor.record(event("default", i).at(old + i as i64));
+    }
+    auditor.checkpoint().await.unwrap();
+    sql(&f, "UPDATE audit_events SET reason = 'nothing to see' WHERE tenant_id = 'default' AND seq = 3").await;
+    let tenant = sekisho_store::TenantId::from("default");
+    let err = auditor.prune(&tenant, now_ms() - 30 * 86_400_000).await.unwrap_err();
+    assert!(matches!(err, sekisho_audit::AuditError::Unverified(_)), "{err}");
+    assert!(err.to_string().contains("refusing to prune") && err.to_string().contains("event #3"), "{err}");
+    assert_eq!(f.store.audit_page(&tenant, 0, 100).await.unwrap().len(), 10, "nothing was removed");
+    drop(auditor);
+    task.await.unwrap();
+    assert_eq!(verify_anchored(&f).await.tenants[0].problem.clone().unwrap().kind, ProblemKind::Altered);
+}
+
+/// A clean prune is summarised (count, first and last event) and its signed anchor is also in
+/// the anchor file, so the rest still verifies against it.
+#[tokio::test]
+async fn a_clean_prune_says_what_it_removed_and_is_anchored_outside() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), anchored(&f)).await.unwrap();
+    let old = now_ms() - 40 * 86_400_000;
+    for i in 1..=10 {
+        auditor.record(event("default", i).at(old + i as i64));
+    }
+    auditor.record_durable(event("default", 11)).await.unwrap();
+    let tenant = sekisho_store::TenantId::from("default");
+    let pruned = auditor.prune(&tenant, now_ms() - 30 * 86_400_000).await.unwrap().unwrap();
+    assert_eq!((pruned.count, pruned.first_seq, pruned.last_seq), (10, 1, 10));
+    assert!(
+        read_anchors(&f).checkpoints.iter().any(|c| c.kind == "prune" && c.seq == 10 && c.hash == pruned.last_hash)
+    );
+    auditor.checkpoint().await.unwrap();
+    drop(auditor);
+    task.await.unwrap();
+    assert!(verify_anchored(&f).await.ok);
 }

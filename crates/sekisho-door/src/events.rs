@@ -31,33 +31,62 @@ pub fn spawn_retention(state: &Arc<State>) {
     });
 }
 
-/// Applies every tenant's retention now; returns how many events were removed.
-pub async fn enforce_retention(state: &State) -> u64 {
+/// What a retention pass did: events removed, and tenants whose log was not pruned because it
+/// does not verify (name, why).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Retention {
+    pub removed: u64,
+    pub refused: Vec<RetentionRefusal>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RetentionRefusal {
+    pub tenant: String,
+    pub reason: String,
+}
+
+/// Applies every tenant's retention now. A tenant whose log does not verify is not pruned (that
+/// would launder what is wrong): it is refused, logged, and recorded in its chain. What a prune
+/// removed is recorded as a summary (count, first and last event and hash) next to the signed
+/// prune anchor.
+pub async fn enforce_retention(state: &State) -> Retention {
+    let mut done = Retention::default();
     let tenants = match state.store.list_tenants().await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "retention: cannot list tenants");
-            return 0;
+            return done;
         }
     };
-    let mut removed = 0;
     for t in tenants {
         let before = now_ms() - t.retention_days.max(1) * DAY_MS;
+        let event = |decision, reason: String| {
+            sekisho_audit::Event::new(&t.id, sekisho_audit::EventKind::System, decision)
+                .subject(sekisho_audit::SubjectKind::System, "retention")
+                .reason(reason)
+        };
         match state.auditor.prune(&t.id, before).await {
-            Ok(0) => {}
-            Ok(n) => {
-                removed += n;
-                tracing::info!(tenant = %t.name, removed = n, days = t.retention_days, "audit retention applied");
-                state.auditor.record(
-                    sekisho_audit::Event::new(&t.id, sekisho_audit::EventKind::System, sekisho_audit::Decision::Allow)
-                        .subject(sekisho_audit::SubjectKind::System, "retention")
-                        .reason(format!("removed {n} events older than {} days", t.retention_days)),
-                );
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                done.removed += p.count;
+                tracing::info!(tenant = %t.name, removed = p.count, days = t.retention_days, "audit retention applied");
+                state.auditor.record(event(
+                    sekisho_audit::Decision::Allow,
+                    format!(
+                        "removed {} events older than {} days: #{}..#{} (first hash {}, last hash {})",
+                        p.count, t.retention_days, p.first_seq, p.last_seq, p.first_hash, p.last_hash
+                    ),
+                ));
+            }
+            Err(sekisho_audit::AuditError::Unverified(why)) => {
+                tracing::error!(tenant = %t.name, error = %why, "retention refused: the audit log does not verify");
+                state.auditor.record(event(sekisho_audit::Decision::Deny, format!("audit_unverified: {why}")));
+                done.refused.push(RetentionRefusal { tenant: t.name.clone(), reason: why });
             }
             Err(e) => tracing::error!(tenant = %t.name, error = %e, "retention: prune failed"),
         }
     }
-    removed
+    done
 }
 
 /// Test-only tap: forwards copies of spliced bytes to a TCP listener at `addr`.

@@ -61,6 +61,8 @@ pub struct State {
     pub master: MasterKey,
     /// Verifies this relay's audit checkpoints.
     pub audit_public_key: ed25519_dalek::VerifyingKey,
+    /// The append-only file of signed checkpoints outside the database.
+    pub audit_anchors: std::path::PathBuf,
     pub limiter: crate::credentials::Limiter,
     /// Failed agent authentications per source IP (agents behind one NAT share it, so the limit
     /// is higher than for people).
@@ -98,6 +100,7 @@ pub struct Parts {
     pub geo: Geo,
     pub master: MasterKey,
     pub audit_public_key: ed25519_dalek::VerifyingKey,
+    pub audit_anchors: std::path::PathBuf,
     pub recordings: std::path::PathBuf,
     pub web: crate::names::WebConfig,
     pub egress: Arc<crate::egress::EgressRule>,
@@ -126,6 +129,7 @@ impl State {
             geo: p.geo,
             master: p.master,
             audit_public_key: p.audit_public_key,
+            audit_anchors: p.audit_anchors,
             limiter: crate::credentials::Limiter::default(),
             agent_limiter: crate::credentials::Limiter::new(AGENT_FAILURES_PER_MINUTE),
             live_sessions: crate::recordings::LiveSessions::default(),

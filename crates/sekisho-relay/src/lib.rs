@@ -74,6 +74,8 @@ pub struct RelayConfig {
     pub database: Option<String>,
     /// A MaxMind/DB-IP country database for `context.country`.
     pub geoip: Option<PathBuf>,
+    /// The audit anchor file (default: `audit-anchors.jsonl` in the data directory).
+    pub audit_anchors: Option<PathBuf>,
     /// The country given to loopback and private addresses.
     pub local_country: String,
     /// The SOCKS5 gateway, when it runs.
@@ -163,8 +165,10 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let master = secrets::MasterKey::load_or_create(&config.data_dir)?;
     let audit_key = sekisho_audit::AuditKey::load_or_create(&config.data_dir)?;
     let audit_public_key = audit_key.verifying_key();
-    let (auditor, _audit_task) =
-        sekisho_audit::Auditor::start(store.clone(), audit_key, sekisho_audit::AuditConfig::default()).await?;
+    let audit_anchors = config.audit_anchors.clone().unwrap_or_else(|| config.data_dir.join("audit-anchors.jsonl"));
+    let audit_config =
+        sekisho_audit::AuditConfig { anchors: Some(audit_anchors.clone()), ..sekisho_audit::AuditConfig::default() };
+    let (auditor, _audit_task) = sekisho_audit::Auditor::start(store.clone(), audit_key, audit_config).await?;
     let geo = sekisho_policy::geo::Geo::open(config.geoip.as_deref(), &config.local_country)?;
 
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
@@ -205,6 +209,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         geo,
         master,
         audit_public_key,
+        audit_anchors,
         recordings: config.data_dir.join("recordings"),
         egress: Arc::new(config.egress.clone()),
         noise_window: config.noise_window,

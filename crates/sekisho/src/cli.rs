@@ -54,6 +54,10 @@ pub(crate) enum AuditCmd {
         /// Only this tenant (id).
         #[arg(long)]
         tenant: Option<String>,
+        /// The audit anchor file (a copy shipped elsewhere is best); default:
+        /// DATA_DIR/audit-anchors.jsonl. The chain is checked against its newest signed entries.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -22,6 +22,11 @@ pub(crate) struct RelayArgs {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: DATA_DIR/sekisho.db).
     #[arg(long, env = "SEKISHO_DATABASE_URL")]
     pub database: Option<String>,
+    /// The append-only file every signed audit checkpoint is also written to, outside the
+    /// database, for `audit verify` to find a cut tail (default: DATA_DIR/audit-anchors.jsonl).
+    /// Ship it elsewhere (or point it at storage the database's admins cannot rewrite).
+    #[arg(long, env = "SEKISHO_AUDIT_ANCHORS")]
+    pub audit_anchors: Option<PathBuf>,
     /// GeoIP country database (MaxMind GeoLite2-Country or DB-IP .mmdb) for `context.country`.
     #[arg(long, env = "SEKISHO_GEOIP")]
     pub geoip: Option<PathBuf>,

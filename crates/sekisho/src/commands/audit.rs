@@ -8,7 +8,7 @@ use crate::cli::AuditCmd;
 use crate::i18n::Lang;
 
 pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
-    let AuditCmd::Verify { data_dir, database, keys, tenant, json, archive, passphrase_stdin, identity } = cmd;
+    let AuditCmd::Verify { data_dir, database, keys, tenant, anchors, json, archive, passphrase_stdin, identity } = cmd;
     if let Some(file) = archive {
         let unlock = match identity {
             Some(path) => Unlock::Identities(
@@ -37,8 +37,10 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     };
     let key_files = if keys.is_empty() { vec![data_dir.join("audit.pub")] } else { keys };
     let trusted = key_files.iter().map(|p| sekisho_audit::load_public_key(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut report =
-        sekisho_audit::verify(&store, &trusted, tenant.map(sekisho_store::TenantId::from).as_ref()).await?;
+    let anchors = sekisho_audit::Anchors::read(&anchors.unwrap_or_else(|| data_dir.join("audit-anchors.jsonl")))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let tenant = tenant.map(sekisho_store::TenantId::from);
+    let mut report = sekisho_audit::verify(&store, &trusted, tenant.as_ref(), Some(&anchors)).await?;
     // Recordings are checked with the master key when it is at hand (the relay's own data
     // directory), else against the sealed files' hashes the events carry.
     let key = std::fs::read(data_dir.join("master.key"))

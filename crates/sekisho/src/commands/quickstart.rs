@@ -38,6 +38,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         debug_tap: None,
         database: None,
         geoip: None,
+        audit_anchors: None,
         local_country: "LOCAL".into(),
         gateway: None,
         bastion: None,

@@ -14,6 +14,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         debug_tap: args.debug_tap,
         database: args.database,
         geoip: args.geoip,
+        audit_anchors: args.audit_anchors,
         local_country: args.local_country,
         gateway: args.socks_listen.map(|listen| sekisho_relay::GatewayConfig { listen, hosts_file: args.socks_hosts }),
         bastion: args.ssh_listen.map(|listen| sekisho_relay::BastionConfig {

@@ -265,10 +265,16 @@ async fn a_relay_killed_under_load_leaves_a_chain_without_gaps() {
     }
     let data = relay.dir.path().join("data");
     let (ok, out) = verify(&data).await;
-    assert!(ok, "after SIGKILL: {out}");
-    assert!(out.contains("OK default"), "{out}");
-    // And the relay carries on with the same chain.
+    // The chain has no gaps; what the relay committed after its last signature is reported as
+    // unsigned (never passed as signed), and nothing else is wrong.
+    let unsigned = !ok && out.contains("UNSIGNED default") && out.contains("not covered by a signed checkpoint");
+    assert!(ok && out.contains("OK default") || unsigned, "after SIGKILL: {out}");
+    assert!(!out.contains("TAMPERED"), "{out}");
+    // And the relay carries on with the same chain, saying first what it found unsigned.
     relay.restart().await;
+    if unsigned {
+        relay.wait_event(|e| e["reason"].as_str().unwrap_or("").starts_with("audit_unsigned_at_start")).await;
+    }
     relay.ctl(&["token", "create", "--name", "after", "--role", "back"]).await.unwrap();
     let (_, report) = relay.api("POST", "/api/v1/audit/verify", None, &relay.admin_key).await;
     assert_eq!(report["ok"], true, "{report}");
@@ -295,4 +301,106 @@ async fn a_relay_on_postgresql_routes_decides_and_verifies() {
         .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Runs SQL on the relay's database (SQLite file or PostgreSQL), as someone with access to it.
+async fn sql_on(url: &str, statement: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let r = sqlx::query(statement).execute(&mut c).await.unwrap();
+    assert!(r.rows_affected() > 0, "{statement} changed nothing");
+}
+
+/// `sekisho audit verify` offline, on `--database` when given.
+async fn verify_on(data: &Path, database: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["audit", "verify", "--data-dir"]).arg(data).env("SEKISHO_LANG", "en");
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    let out = cmd.output().await.unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The newest event of the default tenant, as the relay's own verification reports it.
+async fn last_seq(relay: &Relay) -> i64 {
+    let (_, report) = relay.api("POST", "/api/v1/audit/verify", None, &relay.admin_key).await;
+    assert_eq!(report["ok"], true, "{report}");
+    report["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "default").unwrap()["last_seq"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Someone with the database edits old events and asks for retention (which would remove them
+/// and sign what is left): refused with `audit_unverified`, nothing removed, the refusal on
+/// record, the log still failing verification. Then the newest events are deleted together
+/// with their checkpoints: the anchor file outside the database names the cut. Then the anchor
+/// file itself is deleted: said so.
+async fn the_log_cannot_be_laundered_or_cut_short(database: Option<String>) {
+    let extra: Vec<&str> = database.as_deref().map_or(vec![], |u| vec!["--database", u]);
+    let relay = Relay::start_with(&extra).await;
+    let data = relay.dir.path().join("data");
+    let url = database.clone().unwrap_or_else(|| format!("sqlite://{}", data.join("sekisho.db").display()));
+    for i in 0..8 {
+        relay.ctl(&["token", "create", "--name", &format!("t{i}"), "--role", "back"]).await.unwrap();
+    }
+    last_seq(&relay).await;
+
+    // Laundering: old-looking edited events, then retention.
+    let ages = 4000 * 86_400_000i64; // older than any retention (at most 3650 days)
+    sql_on(
+        &url,
+        &format!("UPDATE audit_events SET at = at - {ages}, reason = 'nothing happened' WHERE tenant_id = 'default' AND seq <= 3"),
+    )
+    .await;
+    let (status, body) = relay.api("POST", "/api/v1/tenants/retention", None, &relay.admin_key).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("audit_unverified")), "{body}");
+    assert!(body["error"]["refused"][0]["reason"].as_str().unwrap().contains("refusing to prune"), "{body}");
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").starts_with("audit_unverified")).await;
+    let (_, report) = relay.api("POST", "/api/v1/audit/verify", None, &relay.admin_key).await;
+    let t = report["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "default").unwrap().clone();
+    assert_eq!((report["ok"].as_bool(), t["first_seq"].as_i64()), (Some(false), Some(1)), "nothing pruned: {report}");
+    assert_eq!(t["problem"]["kind"], "altered", "{report}");
+    drop(relay);
+
+    // A fresh relay for the cut: a tail deleted with its checkpoints.
+    let database = match database {
+        Some(_) => crate::harness::pg_database().await,
+        None => None,
+    };
+    let extra: Vec<&str> = database.as_deref().map_or(vec![], |u| vec!["--database", u]);
+    let mut relay = Relay::start_with(&extra).await;
+    let data = relay.dir.path().join("data");
+    let url = database.clone().unwrap_or_else(|| format!("sqlite://{}", data.join("sekisho.db").display()));
+    for i in 0..8 {
+        relay.ctl(&["token", "create", "--name", &format!("a{i}"), "--role", "back"]).await.unwrap();
+    }
+    let kept = last_seq(&relay).await;
+    for i in 0..5 {
+        relay.ctl(&["token", "create", "--name", &format!("b{i}"), "--role", "back"]).await.unwrap();
+    }
+    let newest = last_seq(&relay).await;
+    relay.proc.kill().await;
+    assert!(verify_on(&data, database.as_deref()).await.0, "an untouched log verifies offline");
+    sql_on(&url, &format!("DELETE FROM audit_events WHERE tenant_id = 'default' AND seq > {kept}")).await;
+    sql_on(&url, &format!("DELETE FROM audit_checkpoints WHERE tenant_id = 'default' AND seq > {kept}")).await;
+    let (ok, out) = verify_on(&data, database.as_deref()).await;
+    assert!(!ok, "a cut tail went unnoticed: {out}");
+    let said = format!("events #{}..#{newest} are missing: the anchor file", kept + 1);
+    assert!(out.contains("TAMPERED default") && out.contains("cut") && out.contains(&said), "{out}");
+    std::fs::remove_file(data.join("audit-anchors.jsonl")).unwrap();
+    let (ok, out) = verify_on(&data, database.as_deref()).await;
+    assert!(!ok && out.contains("anchor_missing") && out.contains("is missing"), "{out}");
+}
+
+#[tokio::test]
+async fn the_log_cannot_be_laundered_or_cut_short_on_sqlite() {
+    the_log_cannot_be_laundered_or_cut_short(None).await;
+}
+
+#[tokio::test]
+async fn the_log_cannot_be_laundered_or_cut_short_on_postgresql() {
+    let Some(url) = crate::harness::pg_database().await else { return };
+    the_log_cannot_be_laundered_or_cut_short(Some(url)).await;
 }

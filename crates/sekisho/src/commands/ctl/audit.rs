@@ -148,7 +148,12 @@ pub(crate) fn tenant_line(t: &Value, lang: Lang) -> String {
         ),
         p => format!(
             "{} {tenant}: #{} {}: {}",
-            lang.pick("TAMPERED", "改ざん検出"),
+            // Events after the last signature are not proof of tampering (a crash leaves some).
+            if p["kind"] == "unsigned" {
+                lang.pick("UNSIGNED", "未署名")
+            } else {
+                lang.pick("TAMPERED", "改ざん検出")
+            },
             p["seq"].as_i64().unwrap_or(0),
             p["kind"].as_str().unwrap_or_default(),
             p["message"].as_str().unwrap_or_default()
