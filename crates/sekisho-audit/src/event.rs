@@ -101,6 +101,9 @@ pub struct Event {
     pub detail: String,
     /// An access decision's whole input as JSON (set by the access gate only).
     pub input: String,
+    /// The user the principal acted for, and the agent it came through (or that it is).
+    pub principal_user: String,
+    pub principal_agent: String,
 }
 
 impl Event {
@@ -124,6 +127,8 @@ impl Event {
             duration_ms: None,
             detail: String::new(),
             input: String::new(),
+            principal_user: String::new(),
+            principal_agent: String::new(),
         }
     }
 
@@ -136,6 +141,14 @@ impl Event {
     pub fn subject(mut self, kind: SubjectKind, name: impl Into<String>) -> Self {
         self.subject_kind = kind;
         self.subject = name.into();
+        self
+    }
+
+    /// The principal in its own fields: the user acted for (if any) and the agent (device) it
+    /// came through or that it is (if any), so search finds it under either name.
+    pub fn principal(mut self, user: impl Into<String>, agent: impl Into<String>) -> Self {
+        self.principal_user = user.into();
+        self.principal_agent = agent.into();
         self
     }
 
@@ -209,6 +222,8 @@ impl Event {
             duration_ms: clamp(self.duration_ms),
             detail: self.detail,
             input: self.input,
+            principal_user: self.principal_user,
+            principal_agent: self.principal_agent,
         }
     }
 }

@@ -61,6 +61,20 @@ impl Subject {
         }
     }
 
+    /// The principal's user and agent names for the event's own fields (empty where none).
+    pub(crate) fn principal(&self) -> (String, String) {
+        match self {
+            Subject::User { name, via_agent, .. } => {
+                (name.clone(), via_agent.as_ref().map_or_else(String::new, |a| a.name.clone()))
+            }
+            Subject::Agent(a) => (String::new(), a.name.clone()),
+            Subject::Visitor => (String::new(), String::new()),
+            Subject::Named { kind: SubjectKind::User, name } => (name.clone(), String::new()),
+            Subject::Named { kind: SubjectKind::Agent, name } => (String::new(), name.clone()),
+            Subject::Named { .. } => (String::new(), String::new()),
+        }
+    }
+
     /// The user's name, for users.
     pub fn user_name(&self) -> Option<&str> {
         match self {

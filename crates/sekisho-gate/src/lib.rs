@@ -263,8 +263,10 @@ impl Gate {
         let verdict = if decision.allowed { AuditDecision::Allow } else { AuditDecision::Deny };
         #[expect(clippy::disallowed_methods, reason = "the gate builds every access event")]
         let event = Event::access(&attempt.tenant, verdict);
+        let (user, agent) = attempt.subject.principal();
         let mut event = event
             .subject(kind, name)
+            .principal(user, agent)
             .path(attempt.path.as_str())
             .target(target.to_owned())
             .policy(decision.policy_id.clone())

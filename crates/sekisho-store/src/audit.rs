@@ -37,11 +37,11 @@ pub struct AuditSummary {
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
 /// SQLite, whose driver resolves `$n` names one parameter at a time).
 fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
-    const COLUMNS: usize = 21;
+    const COLUMNS: usize = 23;
     let mut sql = String::from(
         "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
          reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
-         input, prev_hash, hash) VALUES ",
+         input, principal_user, principal_agent, prev_hash, hash) VALUES ",
     );
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -62,7 +62,7 @@ fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
 /// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
 /// most four prepared inserts. (One statement per batch length filled sqlx's cache of 100
 /// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
-/// grew by megabytes under many short connections.) 21 parameters a row keeps 128 rows far below
+/// grew by megabytes under many short connections.) 23 parameters a row keeps 128 rows far below
 /// both backends' parameter limits.
 const INSERT_CHUNKS: [usize; 4] = [128, 32, 8, 1];
 
@@ -104,6 +104,8 @@ impl Store {
                     .bind(e.duration_ms)
                     .bind(&e.detail)
                     .bind(&e.input)
+                    .bind(&e.principal_user)
+                    .bind(&e.principal_agent)
                     .bind(&r.prev_hash)
                     .bind(&r.hash);
             }
@@ -222,7 +224,9 @@ impl Store {
             next(&mut sql, " AND at < ?");
         }
         let texts = [
-            (&f.subject, " AND subject = ?"),
+            // A user's name finds what the user did through their own agents (devices), and an
+            // agent's what was done through it.
+            (&f.subject, " AND (subject = ? OR principal_user = ? OR principal_agent = ?)"),
             (&f.target, " AND target = ?"),
             (&f.decision, " AND decision = ?"),
             (&f.source_ip, " AND source_ip = ?"),

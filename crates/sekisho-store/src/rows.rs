@@ -285,6 +285,14 @@ pub struct AuditRecord {
     /// out of the chain hash's JSON, so events stored before it existed verify unchanged.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub input: String,
+    /// The user the event's principal acted for (also when it came through the user's own
+    /// agent), so a search by user finds it. Empty when there is none; then left out of the chain
+    /// hash's JSON, as `input` is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub principal_user: String,
+    /// The agent (device) the principal came through, or the agent that is the principal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub principal_agent: String,
 }
 
 /// An audit event as stored: its place in the tenant's chain and its hash.

@@ -96,6 +96,17 @@ async fn a_group_or_policy_change_ends_the_open_streams_it_denies() {
         })
         .await;
     assert!(closed["detail"].as_str().unwrap().contains("ended"), "{closed}");
+    // The principal is in its own fields: a search by the user (or by the device) finds what was
+    // done through the user's own agent.
+    assert_eq!(
+        (closed["principal_user"].as_str(), closed["principal_agent"].as_str()),
+        (Some("alice"), Some("alice-pc"))
+    );
+    for who in ["alice", "alice-pc"] {
+        let found = relay.ctl(&["audit", "search", "--user", who, "--format", "json"]).await.unwrap();
+        let found = found.as_array().unwrap();
+        assert!(found.iter().any(|e| e["subject"] == "alice (via agent alice-pc)"), "search --user {who}: {found:?}");
+    }
 }
 
 /// Revoking the API key a gateway connection was made with ends that connection.
