@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use sekisho_gate::{AccessPath, Attempt, AuthMethod, Destination, Resource, ServiceInfo, Subject, Unreadable};
 use sekisho_policy::ServicePolicy;
-use sekisho_store::{PolicyRow, Service, now_ms};
+use sekisho_store::{PolicyLists, PolicyRow, Service, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -26,6 +26,10 @@ pub(crate) struct PolicyView {
     updated_by: String,
     /// The Cedar policies the conditions compile to.
     cedar: String,
+    /// Why the stored lists cannot be read, when they cannot (the service then denies
+    /// everything, `policy_unreadable`, until its policy is set again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable: Option<String>,
 }
 
 fn service(state: &S, caller: &Caller, name: &str) -> Result<Service, ApiError> {
@@ -38,15 +42,20 @@ fn service(state: &S, caller: &Caller, name: &str) -> Result<Service, ApiError> 
 
 fn view(state: &S, svc: &Service, row: &PolicyRow) -> PolicyView {
     let cedar = state.gate.policy(&svc.tenant_id, &svc.name).map(|c| c.cedar_text()).unwrap_or_default();
+    let (lists, unreadable) = match &row.lists {
+        Ok(l) => (l.clone(), None),
+        Err(why) => (PolicyLists::default(), Some(why.clone())),
+    };
     PolicyView {
         service: svc.name.clone(),
-        required: serde_json::from_str(&row.required).unwrap_or_default(),
-        deny: serde_json::from_str(&row.deny).unwrap_or_default(),
-        allow_domains: serde_json::from_str(&row.allow_domains).unwrap_or_default(),
-        deny_domains: serde_json::from_str(&row.deny_domains).unwrap_or_default(),
+        required: lists.required,
+        deny: lists.deny,
+        allow_domains: lists.allow_domains,
+        deny_domains: lists.deny_domains,
         updated_at: row.updated_at,
         updated_by: row.updated_by.clone(),
         cedar,
+        unreadable,
     }
 }
 
@@ -100,17 +109,21 @@ pub(crate) async fn put(
     let compiled = state.gate.compile(&svc.name, &policy).map_err(|e| {
         ApiError::bad_request("invalid_policy", e.to_string()).with_details(json!({ "diagnostics": e.diagnostics }))
     })?;
+    let lists = PolicyLists {
+        required: policy.required.clone(),
+        deny: policy.deny.clone(),
+        allow_domains: policy.allow_domains.clone(),
+        deny_domains: policy.deny_domains.clone(),
+    };
+    let updated_at = now_ms();
+    state.store.put_policy(&svc.id, &svc.tenant_id, &lists, updated_at, &caller.name).await?;
     let row = PolicyRow {
         service_id: svc.id.clone(),
         tenant_id: svc.tenant_id.clone(),
-        required: serde_json::to_string(&policy.required).unwrap_or_default(),
-        deny: serde_json::to_string(&policy.deny).unwrap_or_default(),
-        allow_domains: serde_json::to_string(&policy.allow_domains).unwrap_or_default(),
-        deny_domains: serde_json::to_string(&policy.deny_domains).unwrap_or_default(),
-        updated_at: now_ms(),
+        lists: Ok(lists),
+        updated_at,
         updated_by: caller.name.clone(),
     };
-    state.store.put_policy(&row).await?;
     state.policy_changed(|engine| engine.insert(&svc.tenant_id, &svc.name, compiled)).await;
     Ok((StatusCode::OK, Json(view(&state, &svc, &row))))
 }

@@ -409,13 +409,11 @@ impl State {
 
 /// A stored policy row as the conditions it holds; `Err` says which list cannot be read.
 fn stored_policy(row: &sekisho_store::PolicyRow) -> Result<sekisho_policy::ServicePolicy, String> {
-    let list = |name: &str, text: &str| -> Result<Vec<String>, String> {
-        serde_json::from_str(text).map_err(|e| format!("the stored {name} list is not readable: {e}"))
-    };
+    let lists = row.lists.clone()?;
     Ok(sekisho_policy::ServicePolicy {
-        required: list("required", &row.required)?,
-        deny: list("deny", &row.deny)?,
-        allow_domains: list("allow_domains", &row.allow_domains)?,
-        deny_domains: list("deny_domains", &row.deny_domains)?,
+        required: lists.required,
+        deny: lists.deny,
+        allow_domains: lists.allow_domains,
+        deny_domains: lists.deny_domains,
     })
 }

@@ -242,21 +242,54 @@ pub struct Route {
     pub created_at: i64,
 }
 
-/// A service's required and deny conditions, as the admin wrote them (Cedar expressions).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A service's required and deny conditions, as the admin wrote them (Cedar expressions), and a
+/// gateway's domain lists. Stored as JSON arrays; parsed here, once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyLists {
+    pub required: Vec<String>,
+    pub deny: Vec<String>,
+    /// Domain patterns (gateways).
+    pub allow_domains: Vec<String>,
+    /// Domain patterns (gateways).
+    pub deny_domains: Vec<String>,
+}
+
+/// A service's stored policy.
+#[derive(Debug, Clone)]
 pub struct PolicyRow {
     pub service_id: ServiceId,
     pub tenant_id: TenantId,
-    /// JSON array of strings.
-    pub required: String,
-    /// JSON array of strings.
-    pub deny: String,
-    /// JSON array of domain patterns (gateways).
-    pub allow_domains: String,
-    /// JSON array of domain patterns (gateways).
-    pub deny_domains: String,
+    /// The lists, or why the stored text cannot be read (a bad restore, a hand edit): the relay
+    /// then denies everything for the service (`policy_unreadable`), and the API shows why.
+    pub lists: Result<PolicyLists, String>,
     pub updated_at: i64,
     pub updated_by: String,
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for PolicyRow {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        let list = |name: &str| -> Result<Result<Vec<String>, String>, sqlx::Error> {
+            let text: String = row.try_get(name)?;
+            Ok(serde_json::from_str(&text).map_err(|e| format!("the stored {name} list is not readable: {e}")))
+        };
+        let (required, deny, allow_domains, deny_domains) =
+            (list("required")?, list("deny")?, list("allow_domains")?, list("deny_domains")?);
+        let lists = (|| {
+            Ok(PolicyLists {
+                required: required?,
+                deny: deny?,
+                allow_domains: allow_domains?,
+                deny_domains: deny_domains?,
+            })
+        })();
+        Ok(PolicyRow {
+            service_id: row.try_get("service_id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            lists,
+            updated_at: row.try_get("updated_at")?,
+            updated_by: row.try_get("updated_by")?,
+        })
+    }
 }
 
 /// The content of one audit event, before it is chained. Text fields are empty when they do

@@ -210,19 +210,19 @@ async fn gateways_need_no_agent_and_keys_still_hold_after_the_rebuild() {
         };
         s.insert_service(&gateway).await.unwrap();
         assert!(s.insert_service(&service("sv9", "default", "ghost", "no-such-agent")).await.is_err());
-        let policy = PolicyRow {
-            service_id: "gw1".into(),
-            tenant_id: "default".into(),
-            required: r#"["true"]"#.into(),
-            deny: "[]".into(),
-            allow_domains: "[]".into(),
-            deny_domains: r#"["deepseek.com"]"#.into(),
-            updated_at: now_ms(),
-            updated_by: "test".into(),
+        let lists = PolicyLists {
+            required: vec!["true".into()],
+            deny_domains: vec!["deepseek.com".into()],
+            ..PolicyLists::default()
         };
-        s.put_policy(&policy).await.unwrap();
+        s.put_policy(&"gw1".into(), &"default".into(), &lists, now_ms(), "test").await.unwrap();
         let stored = s.list_policies_all().await.unwrap();
-        assert_eq!(stored.iter().map(|p| p.deny_domains.as_str()).collect::<Vec<_>>(), [r#"["deepseek.com"]"#]);
+        let lists: Vec<PolicyLists> = stored.iter().map(|p| p.lists.clone().unwrap()).collect();
+        assert_eq!(lists.iter().map(|l| l.deny_domains.clone()).collect::<Vec<_>>(), [vec!["deepseek.com".to_owned()]]);
+        // A list the store cannot read is carried as such, with why; the others still load.
+        sqlx::query("UPDATE service_policies SET deny = '[\"principal ==' ").execute(&s.pool).await.unwrap();
+        let why = s.list_policies_all().await.unwrap()[0].lists.clone().unwrap_err();
+        assert!(why.starts_with("the stored deny list is not readable"), "{why}");
         let listed = s.list_services(&TenantId::from("default")).await.unwrap();
         assert_eq!(listed.iter().map(|s| s.agent_id.clone()).collect::<Vec<_>>(), [None]);
         s.delete_service(&TenantId::from("default"), "internet").await.unwrap();
@@ -450,10 +450,8 @@ async fn migration_3_keeps_routes_and_policies_of_an_existing_database() {
     );
     assert_eq!(s.list_routes(&TenantId::from("default")).await.unwrap().len(), 1);
     let policies = s.list_policies_all().await.unwrap();
-    assert_eq!(
-        policies.iter().map(|p| (p.required.as_str(), p.deny_domains.as_str())).collect::<Vec<_>>(),
-        [(r#"["true"]"#, "[]")]
-    );
+    let lists: Vec<PolicyLists> = policies.iter().map(|p| p.lists.clone().unwrap()).collect();
+    assert_eq!(lists, [PolicyLists { required: vec!["true".to_owned()], ..PolicyLists::default() }]);
     assert!(matches!(s.delete_service(&TenantId::from("default"), "wiki").await, Err(StoreError::InUse { .. })));
 }
 

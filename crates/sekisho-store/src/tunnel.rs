@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use crate::domain::{AgentId, ServiceId, TenantId};
 use crate::{
-    Agent, EnrollmentToken, NewAgent, PolicyRow, Route, Service, Store, StoreError, TokenRejection, conflict,
-    not_found, now_ms,
+    Agent, EnrollmentToken, NewAgent, PolicyLists, PolicyRow, Route, Service, Store, StoreError, TokenRejection,
+    conflict, not_found, now_ms,
 };
 
 impl Store {
@@ -290,22 +290,30 @@ impl Store {
     // --- Service policies -----------------------------------------------------------------
 
     /// Sets (replaces) a service's policy.
-    pub async fn put_policy(&self, p: &PolicyRow) -> Result<(), StoreError> {
+    pub async fn put_policy(
+        &self,
+        service_id: &ServiceId,
+        tenant_id: &TenantId,
+        lists: &PolicyLists,
+        updated_at: i64,
+        updated_by: &str,
+    ) -> Result<(), StoreError> {
+        let json = |l: &Vec<String>| serde_json::Value::from(l.clone()).to_string();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM service_policies WHERE service_id = $1").bind(&p.service_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM service_policies WHERE service_id = $1").bind(service_id).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO service_policies \
              (service_id, tenant_id, required, deny, allow_domains, deny_domains, updated_at, updated_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(&p.service_id)
-        .bind(&p.tenant_id)
-        .bind(&p.required)
-        .bind(&p.deny)
-        .bind(&p.allow_domains)
-        .bind(&p.deny_domains)
-        .bind(p.updated_at)
-        .bind(&p.updated_by)
+        .bind(service_id)
+        .bind(tenant_id)
+        .bind(json(&lists.required))
+        .bind(json(&lists.deny))
+        .bind(json(&lists.allow_domains))
+        .bind(json(&lists.deny_domains))
+        .bind(updated_at)
+        .bind(updated_by)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -97,6 +97,9 @@ async fn a_stored_policy_that_cannot_be_read_denies_its_service_on_every_path() 
         "{test}"
     );
 
+    // The API shows why, not empty lists.
+    let (_, shown) = relay.api("GET", "/api/v1/policies/echo", None, &key).await;
+    assert!(shown["unreadable"].as_str().unwrap_or("").contains("the stored deny list is not readable"), "{shown}");
     // Setting the policy again through the API mends it.
     relay.policy("echo", &["true"], &[]).await;
     assert_eq!(targets::roundtrip(addr, b"y").await.unwrap(), b"ok:y");
