@@ -252,13 +252,21 @@ pub(super) async fn run(chan: Arc<Chan>, t: Arc<Connected>, mut channel: Channel
     let pty = chan.pty_size();
     let (cols, rows) = pty.as_ref().map_or((80, 24), |p| (p.cols.min(9999) as u16, p.rows.min(9999) as u16));
     let term = pty.as_ref().map_or("xterm".to_owned(), |p| p.term.clone());
+    // A stored password is unsealed or refused by name, never typed as empty.
+    let password = match cred.secret_kind.as_str() {
+        "password" => match chan.b.state.master.open(&cred.secret) {
+            Some(secret) => Some(String::from_utf8_lossy(&secret).into_owned()),
+            None => {
+                let why = format!(
+                    "bad_credential: the stored login of `{target}` cannot be unsealed with this relay's master key"
+                );
+                return refuse(channel, why).await;
+            }
+        },
+        _ => None,
+    };
     chan.begin_recording(&t, &Kind::Shell).await;
-    let secret = chan.b.state.master.open(&cred.secret).unwrap_or_default();
-    let mut auto = AutoLogin::new(
-        (!cred.login.is_empty()).then(|| cred.login.clone()),
-        (cred.secret_kind == "password").then(|| String::from_utf8_lossy(&secret).into_owned()),
-        Instant::now(),
-    );
+    let mut auto = AutoLogin::new((!cred.login.is_empty()).then(|| cred.login.clone()), password, Instant::now());
     let mut telnet = Telnet::new(&term, cols, rows);
     let (mut rd, wr) = tokio::io::split(io);
     let mut to = ToTarget { wr, gone: false };
