@@ -129,19 +129,23 @@ pub(crate) async fn may_act_as(state: &S, caller: &Caller, user: &User) -> Resul
     may_take_over(state, caller, user, "acting as the user").await
 }
 
-async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
-    // Nobody known: counted as noise, the first few recorded (see `sekisho_door::noise`).
-    if subject.is_empty() && !state.noise.admit("api", ip, err.code) {
-        return err.into_response();
-    }
-    let event = Event::new(tenant, EventKind::Admin, Decision::Deny)
+/// The event of a refused API request.
+fn refusal(state: &S, ip: IpAddr, tenant: &str, subject: String, err: &ApiError, what: String) -> Event {
+    Event::new(tenant, EventKind::Admin, Decision::Deny)
         .subject(if subject.is_empty() { SubjectKind::Anonymous } else { SubjectKind::ApiKey }, subject)
         .path("api")
         .target(what)
         .reason(format!("{}: {}", err.code, err.message))
         .auth("api_key")
-        .source(ip, state.geo.country(ip));
-    if let Err(e) = state.auditor.record_durable(event).await {
+        .source(ip, state.geo.country(ip))
+}
+
+async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiError, what: String) -> Response {
+    // Nobody known: counted as noise, the first few recorded (see `sekisho_door::noise`).
+    if subject.is_empty() && !state.noise.admit("api", ip, err.code) {
+        return err.into_response();
+    }
+    if let Err(e) = state.auditor.record_durable(refusal(state, ip, tenant, subject, &err, what)).await {
         tracing::error!(error = %e, "cannot record API refusal");
     }
     err.into_response()
@@ -153,14 +157,7 @@ async fn refuse(state: &S, ip: IpAddr, tenant: &str, subject: String, err: ApiEr
 /// store is back.
 fn unavailable(state: &S, ip: IpAddr, tenant: &str, subject: String, e: StoreError, what: String) -> Response {
     let err = ApiError::from(e);
-    let event = Event::new(tenant, EventKind::Admin, Decision::Deny)
-        .subject(if subject.is_empty() { SubjectKind::Anonymous } else { SubjectKind::ApiKey }, subject)
-        .path("api")
-        .target(what)
-        .reason(format!("{}: {}", err.code, err.message))
-        .auth("api_key")
-        .source(ip, state.geo.country(ip));
-    state.auditor.record(event);
+    state.auditor.record(refusal(state, ip, tenant, subject, &err, what));
     err.into_response()
 }
 

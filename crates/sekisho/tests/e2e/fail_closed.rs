@@ -196,24 +196,9 @@ async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_eve
     assert!(curl(used.clone()).await, "the gateway works before the outage");
 
     postgres(&["halt", cluster.0.to_str().unwrap()]).unwrap();
-    let bastion = relay.ssh.unwrap();
-    let ssh = async {
-        let code = crate::ssh_util::totp_now(&totp, 0);
-        let opts = crate::ssh_util::ssh_opts(&dir, bastion, &ssh_key, &code, None);
-        let args = [opts, vec!["alice+internet@127.0.0.1".to_owned(), "true".to_owned()]].concat();
-        crate::ssh_util::run("ssh", &args, &dir, &code, b"").await
-    };
-    let sign_in = async {
-        let mut v = crate::web::Visitor::new(&relay, &[]);
-        let code = crate::ssh_util::totp_now(&totp, 0);
-        let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
-        v.post(&v.url("localhost", "/login"), &form).await
-    };
-    let enrol = async {
-        let mut late = crate::harness::Agent::start(&relay, &token, &[]).await;
-        let refused = late.proc.wait_for("enrolment refused", |e| e["event"] == "disconnected").await;
-        (late, refused)
-    };
+    let ssh = ssh_login(&relay, &totp, &ssh_key, "alice+internet@127.0.0.1");
+    let sign_in = console_sign_in(&relay, &totp);
+    let enrol = enrolment_refused(&relay, &token);
     let (gateway, api, policy_test, ssh, page, (mut late, refused)) = tokio::join!(
         curl(fresh.clone()),
         relay.api("GET", "/api/v1/agents", None, &reader),
@@ -322,24 +307,9 @@ async fn sqlite_held_exclusive_refuses_what_needs_a_write_and_loses_no_event() {
     let streams_before = tunnel_events(&relay).await;
 
     let hold = ExclusiveHold::take(&dir.join("data").join("sekisho.db")).await;
-    let bastion = relay.ssh.unwrap();
-    let ssh = async {
-        let code = crate::ssh_util::totp_now(&totp, 0);
-        let opts = crate::ssh_util::ssh_opts(&dir, bastion, &ssh_key, &code, None);
-        let args = [opts, vec!["alice+echo@127.0.0.1".to_owned(), "true".to_owned()]].concat();
-        crate::ssh_util::run("ssh", &args, &dir, &code, b"").await
-    };
-    let sign_in = async {
-        let mut v = crate::web::Visitor::new(&relay, &[]);
-        let code = crate::ssh_util::totp_now(&totp, 0);
-        let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
-        v.post(&v.url("localhost", "/login"), &form).await
-    };
-    let enrol = async {
-        let mut late = crate::harness::Agent::start(&relay, &token, &[]).await;
-        let refused = late.proc.wait_for("enrolment refused", |e| e["event"] == "disconnected").await;
-        (late, refused)
-    };
+    let ssh = ssh_login(&relay, &totp, &ssh_key, "alice+echo@127.0.0.1");
+    let sign_in = console_sign_in(&relay, &totp);
+    let enrol = enrolment_refused(&relay, &token);
     let (stream, ssh, page, (mut late, refused), change) = tokio::join!(
         targets::roundtrip(addr, b"during"),
         ssh,
@@ -443,4 +413,28 @@ async fn a_read_only_data_directory_stops_the_relay_at_start_with_the_reason() {
     drop(ro);
     relay.restart().await;
     assert_eq!(relay.health().await["status"], "ok");
+}
+
+/// An OpenSSH login to the bastion as `target` with alice's key and TOTP: (exit code, out, err).
+async fn ssh_login(relay: &Relay, totp: &str, key: &std::path::Path, target: &str) -> (i32, String, String) {
+    let dir = relay.dir.path();
+    let code = crate::ssh_util::totp_now(totp, 0);
+    let opts = crate::ssh_util::ssh_opts(dir, relay.ssh.unwrap(), key, &code, None);
+    let args = [opts, vec![target.to_owned(), "true".to_owned()]].concat();
+    crate::ssh_util::run("ssh", &args, dir, &code, b"").await
+}
+
+/// alice's console sign-in form, sent once: the page the relay answers.
+async fn console_sign_in(relay: &Relay, totp: &str) -> crate::web::Page {
+    let mut v = crate::web::Visitor::new(relay, &[]);
+    let code = crate::ssh_util::totp_now(totp, 0);
+    let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
+    v.post(&v.url("localhost", "/login"), &form).await
+}
+
+/// An agent enrolling with `token`, and the first refusal it reports (it keeps retrying).
+async fn enrolment_refused(relay: &Relay, token: &str) -> (crate::harness::Agent, serde_json::Value) {
+    let mut late = crate::harness::Agent::start(relay, token, &[]).await;
+    let refused = late.proc.wait_for("enrolment refused", |e| e["event"] == "disconnected").await;
+    (late, refused)
 }
