@@ -398,7 +398,11 @@ async fn login_submit(
     let (status, _, resp_body) = call_api(&console, None, peer, Method::POST, "/api/v1/login", Some(body)).await;
     let answer = json_of(status, resp_body).await;
     let Some(key) = answer.body["key"].as_str().filter(|_| answer.ok()).map(str::to_owned) else {
-        let msg = answer.body["error"]["message"].as_str().unwrap_or("sign-in failed").to_owned();
+        let msg = match answer.body["error"]["code"].as_str() {
+            // Said in the visitor's language: nothing they typed was wrong.
+            Some("store_unavailable") => lang.t("login.store_unavailable").to_owned(),
+            _ => answer.body["error"]["message"].as_str().unwrap_or("sign-in failed").to_owned(),
+        };
         return login_page(&console, lang, rd.as_deref(), Some(&msg), &f);
     };
     login_with_key(&console, &headers, peer, &key, rd.as_deref()).await

@@ -70,6 +70,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("signed_in_as", "Signed in as", "ログイン中"),
     // Login
     ("login.title", "Sign in", "サインイン"),
+    (
+        "login.store_unavailable",
+        "The relay cannot read or write its database now, so nobody can be signed in. Try again shortly.",
+        "中継サーバーが現在データベースを読み書きできないため、サインインできません。しばらくしてから再度お試しください。",
+    ),
     ("login.tenant", "Organisation", "組織"),
     ("login.user", "User name", "ユーザー名"),
     ("login.password", "Password", "パスワード"),

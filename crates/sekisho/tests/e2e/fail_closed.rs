@@ -197,7 +197,7 @@ async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_eve
 
     postgres(&["halt", cluster.0.to_str().unwrap()]).unwrap();
     let ssh = ssh_login(&relay, &totp, &ssh_key, "alice+internet@127.0.0.1");
-    let sign_in = console_sign_in(&relay, &totp);
+    let sign_in = console_sign_in(&relay, &totp, "ja");
     let enrol = enrolment_refused(&relay, &token);
     let (gateway, api, policy_test, ssh, page, (mut late, refused)) = tokio::join!(
         curl(fresh.clone()),
@@ -213,7 +213,11 @@ async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_eve
     let policy_test = policy_test.expect_err("a dry run without the store has no answer");
     assert!(policy_test.contains("store_unavailable"), "{policy_test}");
     assert_ne!(ssh.0, 0, "an ssh login that could not be checked was let in: {} {}", ssh.1, ssh.2);
-    assert!(page.body.contains("cannot read or write its database"), "the sign-in page says why: {}", page.body);
+    assert!(
+        page.body.contains("データベースを読み書きできない"),
+        "the sign-in page says why, in Japanese: {}",
+        page.body
+    );
     assert!(page.set_cookies.iter().all(|c| !c.starts_with("__Host-sekisho=")), "no session without the store");
     let why = refused["reason"].as_str().unwrap();
     assert!(why.contains("store_unavailable"), "the agent hears why, not `token_unknown`: {refused}");
@@ -308,7 +312,7 @@ async fn sqlite_held_exclusive_refuses_what_needs_a_write_and_loses_no_event() {
 
     let hold = ExclusiveHold::take(&dir.join("data").join("sekisho.db")).await;
     let ssh = ssh_login(&relay, &totp, &ssh_key, "alice+echo@127.0.0.1");
-    let sign_in = console_sign_in(&relay, &totp);
+    let sign_in = console_sign_in(&relay, &totp, "en");
     let enrol = enrolment_refused(&relay, &token);
     let (stream, ssh, page, (mut late, refused), change) = tokio::join!(
         targets::roundtrip(addr, b"during"),
@@ -424,9 +428,10 @@ async fn ssh_login(relay: &Relay, totp: &str, key: &std::path::Path, target: &st
     crate::ssh_util::run("ssh", &args, dir, &code, b"").await
 }
 
-/// alice's console sign-in form, sent once: the page the relay answers.
-async fn console_sign_in(relay: &Relay, totp: &str) -> crate::web::Page {
+/// alice's console sign-in form, sent once in `lang`: the page the relay answers.
+async fn console_sign_in(relay: &Relay, totp: &str, lang: &'static str) -> crate::web::Page {
     let mut v = crate::web::Visitor::new(relay, &[]);
+    v.lang = lang;
     let code = crate::ssh_util::totp_now(totp, 0);
     let form = [("tenant", "default"), ("user", "alice"), ("password", crate::web::PASSWORD), ("totp", &code)];
     v.post(&v.url("localhost", "/login"), &form).await
