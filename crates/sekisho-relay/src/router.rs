@@ -292,13 +292,15 @@ fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<
             return Err(Box::new(StreamRefusal { code: "policy_denied".into(), message, denial }));
         }
     };
-    let back_id = svc.agent_id.as_deref().unwrap_or_default();
-    let back_name = topo.agents.get(back_id).map_or(back_id, |a| a.name.as_str());
     // Policy allowed it, but it cannot happen: the permit is withdrawn and the refusal says why.
     let offline = |permit: Permit, detail: String| {
         permit.withdraw();
         refusal("agent_offline", format!("service `{}` is unavailable: {detail}", svc.name), &svc.name)
     };
+    let Some(back_id) = svc.agent_id.as_deref() else {
+        return Err(offline(permit, "it has no back agent (a gateway is reached at the relay's SOCKS port)".into()));
+    };
+    let back_name = topo.agents.get(back_id).map_or(back_id, |a| a.name.as_str());
     let Some(back_conn) = state.hub.conn(back_id) else {
         return Err(offline(permit, format!("its agent `{back_name}` is offline")));
     };
