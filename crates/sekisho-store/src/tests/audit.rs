@@ -1,0 +1,116 @@
+//! The audit log's rows: chaining, search, pruning, batch inserts.
+
+use super::*;
+
+#[tokio::test]
+async fn audit_rows_chain_search_and_prune() {
+    for (_d, s) in stores().await {
+        let rows: Vec<AuditRow> =
+            (1..=5).map(|i| row(i, record("default", i * 10, if i % 2 == 0 { "deny" } else { "allow" }))).collect();
+        s.insert_audit(&rows[..3]).await.unwrap();
+        s.insert_audit(&rows[3..]).await.unwrap();
+        s.insert_audit(&[row(1, record("acme", 5, "allow"))]).await.unwrap();
+        // A second writer reusing a sequence number loses the whole batch.
+        let clash = [row(6, record("default", 60, "allow")), row(5, record("default", 61, "allow"))];
+        assert!(matches!(s.insert_audit(&clash).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.audit_head(&TenantId::from("default")).await.unwrap(), Some((5, "h5".into())));
+        let mut heads = s.audit_heads().await.unwrap();
+        heads.sort();
+        assert_eq!(heads, [("acme".into(), 1, "h1".into()), ("default".into(), 5, "h5".into())]);
+        assert_eq!(s.audit_page(&TenantId::from("default"), 2, 2).await.unwrap(), rows[2..4].to_vec());
+
+        let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
+        assert_eq!(
+            s.search_audit(&TenantId::from("default"), &denied)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [4, 2]
+        );
+        let window = AuditFilter { from: Some(20), to: Some(40), country: Some("JP".into()), ..Default::default() };
+        assert_eq!(
+            s.search_audit(&TenantId::from("default"), &window)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [3, 2]
+        );
+        let other = s.search_audit(&TenantId::from("acme"), &AuditFilter::default()).await.unwrap();
+        assert_eq!(other.len(), 1, "search never crosses tenants");
+
+        assert_eq!(s.audit_seq_before(&TenantId::from("default"), 31).await.unwrap(), Some(3));
+        let anchor = Checkpoint {
+            tenant_id: "default".into(),
+            seq: 3,
+            hash: "h3".into(),
+            at: 100,
+            kind: "prune".into(),
+            key_id: "k".into(),
+            signature: "s".into(),
+        };
+        assert_eq!(s.prune_audit(&anchor).await.unwrap(), 3);
+        assert_eq!(s.audit_page(&TenantId::from("default"), 0, 100).await.unwrap().first().map(|r| r.seq), Some(4));
+        assert_eq!(s.list_checkpoints(&TenantId::from("default")).await.unwrap(), [anchor]);
+        let mut tenants = s.audit_tenants().await.unwrap();
+        tenants.sort();
+        assert_eq!(tenants, ["acme", "default"]);
+    }
+}
+
+#[test]
+fn audit_inserts_use_four_statement_sizes() {
+    for n in 1..=1000 {
+        let (mut rest, mut sizes) = (n, Vec::new());
+        while rest > 0 {
+            let c = crate::audit::insert_chunk(rest);
+            sizes.push(c);
+            rest -= c;
+        }
+        assert!(sizes.iter().all(|c| [128, 32, 8, 1].contains(c)), "{n}: {sizes:?}");
+        // At most three 32s, three 8s and seven single rows after the 128s.
+        assert!(sizes.len() <= n / 128 + 3 + 3 + 7, "{n} rows take {} statements", sizes.len());
+    }
+}
+
+#[tokio::test]
+async fn a_large_audit_batch_is_stored_whole_and_in_order() {
+    for (_d, s) in stores().await {
+        // 300 = 2 × 128 + 32 + 8 + 4 × 1: every statement size, in one transaction.
+        let rows: Vec<AuditRow> = (1..=300).map(|i| row(i, record("default", i, "allow"))).collect();
+        s.insert_audit(&rows).await.unwrap();
+        assert_eq!(s.audit_page(&TenantId::from("default"), 0, 1000).await.unwrap(), rows);
+        assert_eq!(s.audit_head(&TenantId::from("default")).await.unwrap(), Some((300, "h300".into())));
+    }
+}
+
+#[tokio::test]
+async fn audit_search_by_domain_finds_the_domain_and_its_subdomains() {
+    for (_d, s) in stores().await {
+        let targets =
+            ["deepseek.com:443", "chat.deepseek.com:80", "notdeepseek.com:443", "deepseek.com.evil:443", "wiki"];
+        let rows: Vec<AuditRow> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| row(i as i64 + 1, AuditRecord { target: (*t).into(), ..record("default", 10, "allow") }))
+            .collect();
+        s.insert_audit(&rows).await.unwrap();
+        let found = |d: &str| {
+            let f = AuditFilter { domain: Some(d.into()), ..Default::default() };
+            let s = &s;
+            async move {
+                s.search_audit(&TenantId::from("default"), &f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.record.target)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(found("DeepSeek.com").await, ["chat.deepseek.com:80", "deepseek.com:443"]);
+        assert!(found("%").await.is_empty(), "LIKE wildcards in the filter are literal");
+    }
+}
