@@ -80,6 +80,22 @@ fn service(id: &str, tenant: &str, name: &str, agent: &str) -> Service {
     }
 }
 
+fn user(id: &str, tenant: &str, name: &str) -> User {
+    User {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        name: name.into(),
+        display_name: String::new(),
+        password_hash: "$argon2id$x".into(),
+        totp_secret: None,
+        totp_enabled: false,
+        failed_logins: 0,
+        locked_until: None,
+        disabled_at: None,
+        created_at: 1,
+    }
+}
+
 fn tenant(id: &str, max_agents: i64) -> Tenant {
     Tenant { id: id.into(), name: id.into(), max_agents, retention_days: 30, utc_offset_minutes: 540, created_at: 1 }
 }
@@ -268,19 +284,7 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
 async fn users_groups_and_lockout() {
     for (_d, s) in stores().await {
         s.insert_tenant(&tenant("acme", 5)).await.unwrap();
-        let user = User {
-            id: "u1".into(),
-            tenant_id: "acme".into(),
-            name: "alice".into(),
-            display_name: "Alice".into(),
-            password_hash: "$argon2id$x".into(),
-            totp_secret: None,
-            totp_enabled: false,
-            failed_logins: 0,
-            locked_until: None,
-            disabled_at: None,
-            created_at: 1,
-        };
+        let user = User { display_name: "Alice".into(), ..user("u1", "acme", "alice") };
         s.insert_user(&user).await.unwrap();
         assert!(matches!(
             s.insert_user(&User { id: "u2".into(), ..user.clone() }).await,

@@ -6,19 +6,7 @@ use super::*;
 async fn bastion_keys_targets_totp_steps_and_recording_search() {
     for (_d, s) in stores().await {
         s.insert_tenant(&tenant("acme", 5)).await.unwrap();
-        let user = User {
-            id: "u1".into(),
-            tenant_id: "acme".into(),
-            name: "alice".into(),
-            display_name: String::new(),
-            password_hash: "$argon2id$x".into(),
-            totp_secret: None,
-            totp_enabled: false,
-            failed_logins: 0,
-            locked_until: None,
-            disabled_at: None,
-            created_at: 1,
-        };
+        let user = user("u1", "acme", "alice");
         s.insert_user(&user).await.unwrap();
         let key = SshKey {
             id: "k1".into(),
