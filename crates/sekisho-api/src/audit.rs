@@ -118,3 +118,44 @@ pub(crate) async fn verify(
     .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(report))
 }
+
+/// One stream opened and not closed, as `GET /audit/streams` lists it.
+#[derive(serde::Serialize)]
+pub(crate) struct OpenStreamView {
+    stream_id: String,
+    /// The relay forwarding it (the first part of its id).
+    relay: String,
+    /// Its `opened` event.
+    seq: i64,
+    at: i64,
+    path: String,
+    subject: String,
+    target: String,
+    source_ip: String,
+}
+
+/// `GET /audit/streams`: the caller's streams whose `opened` event has no `closed` event yet:
+/// open now, or on a relay that stopped and has not started again (which then closes them as
+/// `open_at_crash`). Oldest first, at most 1,000.
+pub(crate) async fn open_streams(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<OpenStreamView>>, ApiError> {
+    let open = state.store.open_streams(Some(&caller.tenant), None, 1000).await?;
+    let mut out = Vec::with_capacity(open.len());
+    for s in open {
+        let row = state.store.audit_page(&caller.tenant, s.seq - 1, 1).await?.into_iter().find(|r| r.seq == s.seq);
+        let e = row.map(|r| r.record).unwrap_or_default();
+        out.push(OpenStreamView {
+            stream_id: s.stream_id,
+            relay: s.relay,
+            seq: s.seq,
+            at: s.at,
+            path: e.path,
+            subject: e.subject,
+            target: e.target,
+            source_ip: e.source_ip,
+        });
+    }
+    Ok(Json(out))
+}

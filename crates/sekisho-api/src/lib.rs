@@ -101,6 +101,7 @@ fn router(state: S) -> Router {
         .route("/audit", get(audit::search))
         .route("/audit/verify", post(audit::verify))
         .route("/audit/summary", get(audit::summary))
+        .route("/audit/streams", get(audit::open_streams))
         .route("/oidc", get(oidc::get).put(oidc::put).delete(oidc::delete))
         .route("/session", get(login::session))
         .route("/logout", post(login::logout))

@@ -104,6 +104,31 @@ pub struct Event {
     /// The user the principal acted for, and the agent it came through (or that it is).
     pub principal_user: String,
     pub principal_agent: String,
+    /// The stream this access event belongs to, and which of its events it is.
+    pub stream_id: String,
+    pub phase: Phase,
+}
+
+/// Which of a stream's events this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// An event that stands alone (a refusal, a login, a part of a bastion session).
+    #[default]
+    Single,
+    /// The stream was allowed and is about to be forwarded: committed before its first byte.
+    Opened,
+    /// The stream ended: its bytes and duration.
+    Closed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Single => "",
+            Phase::Opened => sekisho_store::PHASE_OPENED,
+            Phase::Closed => sekisho_store::PHASE_CLOSED,
+        }
+    }
 }
 
 impl Event {
@@ -129,6 +154,8 @@ impl Event {
             input: String::new(),
             principal_user: String::new(),
             principal_agent: String::new(),
+            stream_id: String::new(),
+            phase: Phase::Single,
         }
     }
 
@@ -149,6 +176,13 @@ impl Event {
     pub fn principal(mut self, user: impl Into<String>, agent: impl Into<String>) -> Self {
         self.principal_user = user.into();
         self.principal_agent = agent.into();
+        self
+    }
+
+    /// Marks the event as one of stream `id`'s.
+    pub fn stream(mut self, id: impl Into<String>, phase: Phase) -> Self {
+        self.stream_id = id.into();
+        self.phase = phase;
         self
     }
 
@@ -224,6 +258,8 @@ impl Event {
             input: self.input,
             principal_user: self.principal_user,
             principal_agent: self.principal_agent,
+            stream_id: self.stream_id,
+            phase: self.phase.as_str().to_owned(),
         }
     }
 }

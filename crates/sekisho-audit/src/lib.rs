@@ -19,7 +19,9 @@ pub mod verify;
 pub mod writer;
 
 pub use anchors::{AnchorLog, Anchors};
-pub use event::{Decision, Event, EventKind, SubjectKind};
+pub use event::{Decision, Event, EventKind, Phase, SubjectKind};
 pub use keys::{AuditKey, KeyError, load_public_key};
-pub use verify::{Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify};
+pub use verify::{
+    OPEN_AT_CRASH, OpenStreamRef, Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify,
+};
 pub use writer::{AuditConfig, AuditError, AuditHealth, Auditor, CHECKPOINT_EVENTS, Pruned};

@@ -74,7 +74,42 @@ pub struct TenantReport {
     /// Recordings named by chained events, for [`check_recordings`].
     #[serde(skip)]
     pub recording_refs: Vec<RecordingRef>,
+    /// Streams whose `opened` event has no `closed` event: open now, or on a relay that stopped
+    /// (killed, crashed) and has not started again to close them. Not a fault of the log.
+    pub open_streams: Vec<OpenStreamRef>,
+    /// Streams a relay closed as `open_at_crash` when it started again.
+    pub closed_at_crash: u64,
     pub problem: Option<Problem>,
+}
+
+/// The reason code of a stream's `closed` event written by a relay that found it open when it
+/// started (it was killed or crashed while forwarding it).
+pub const OPEN_AT_CRASH: &str = "open_at_crash";
+
+/// A stream opened and not closed, as its `opened` event describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenStreamRef {
+    pub stream_id: String,
+    /// Its `opened` event.
+    pub seq: i64,
+    pub at: i64,
+    pub path: String,
+    pub subject: String,
+    pub target: String,
+}
+
+impl OpenStreamRef {
+    pub fn of(row: &sekisho_store::AuditRow) -> OpenStreamRef {
+        let e = &row.record;
+        OpenStreamRef {
+            stream_id: e.stream_id.clone(),
+            seq: row.seq,
+            at: e.at,
+            path: e.path.clone(),
+            subject: e.subject.clone(),
+            target: e.target.clone(),
+        }
+    }
 }
 
 /// A bastion recording as its chained event describes it.
@@ -298,6 +333,8 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantI
         recordings_checked: 0,
         recordings_unchecked: 0,
         recording_refs: Vec::new(),
+        open_streams: Vec::new(),
+        closed_at_crash: 0,
         problem: None,
     };
     let problem = |kind, seq, message: String| Some(Problem { kind, seq, message });
@@ -319,6 +356,7 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantI
     let newest_pin = pins.keys().next_back().copied().or(anchor.map(|a| a.seq)).unwrap_or(0);
 
     let mut after = expect_seq - 1;
+    let mut open: std::collections::HashMap<String, OpenStreamRef> = std::collections::HashMap::new();
     loop {
         let page = store.audit_page(tenant, after, 10_000).await?;
         if page.is_empty() {
@@ -369,10 +407,23 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantI
             if let Some(r) = RecordingRef::of(&row) {
                 report.recording_refs.push(r);
             }
+            let e = &row.record;
+            if !e.stream_id.is_empty() {
+                if e.phase == sekisho_store::PHASE_OPENED {
+                    open.insert(e.stream_id.clone(), OpenStreamRef::of(&row));
+                } else if e.phase == sekisho_store::PHASE_CLOSED {
+                    open.remove(&e.stream_id);
+                    if e.reason.starts_with(OPEN_AT_CRASH) {
+                        report.closed_at_crash += 1;
+                    }
+                }
+            }
             prev = row.hash;
             expect_seq += 1;
         }
     }
+    report.open_streams = open.into_values().collect();
+    report.open_streams.sort_by_key(|s| s.seq);
     if newest_pin >= expect_seq {
         report.problem = problem(
             ProblemKind::Deleted,

@@ -234,6 +234,56 @@ impl Auditor {
         }
     }
 
+    /// Closes the streams `relay` left open (it was killed or crashed while they were forwarded):
+    /// each gets its `closed` event, reason `open_at_crash`, with the time the relay found it, and
+    /// is committed before this returns. Returns how many. Called once at start, before the relay
+    /// forwards anything, so none of them can still be open.
+    pub async fn close_streams_left_open(&self, store: &Store, relay: &str) -> Result<usize, AuditError> {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let open = store.open_streams(None, Some(relay), 1000).await?;
+            if open.is_empty() {
+                return Ok(seen.len());
+            }
+            for s in &open {
+                if !seen.insert(s.stream_id.clone()) {
+                    return Err(AuditError::Unavailable(format!(
+                        "stream {} stays open after its closing",
+                        s.stream_id
+                    )));
+                }
+                let tenant = TenantId::from(s.tenant_id.as_str());
+                let opened = store.audit_page(&tenant, s.seq - 1, 1).await?.into_iter().find(|r| r.seq == s.seq);
+                let mut rec = match opened {
+                    Some(row) => row.record,
+                    // Its `opened` event was pruned: the closing names what is known.
+                    None => AuditRecord {
+                        tenant_id: s.tenant_id.clone(),
+                        kind: crate::EventKind::Access.as_str().into(),
+                        decision: crate::Decision::Allow.as_str().into(),
+                        ..AuditRecord::default()
+                    },
+                };
+                rec.at = now_ms();
+                rec.phase = sekisho_store::PHASE_CLOSED.into();
+                rec.stream_id = s.stream_id.clone();
+                rec.input = String::new();
+                rec.reason = format!(
+                    "{}: the relay stopped (killed or crashed) while this stream was open; it was opened at \
+                     event #{}, its bytes and end are unknown",
+                    crate::OPEN_AT_CRASH,
+                    s.seq
+                );
+                rec.detail = String::new();
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                if self.tx.send(Msg::Event(Box::new(rec), None)).is_err() {
+                    return Err(AuditError::Unavailable("audit writer stopped".into()));
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
     /// Whether the queue is full: the access gate refuses new accesses until it drains.
     pub fn saturated(&self) -> bool {
         self.shared.queued.load(Ordering::Relaxed) >= self.shared.max_queued

@@ -145,7 +145,7 @@ impl Recorder {
             live,
             error,
             via: target.via.clone(),
-            reporter: target.permit.as_ref().map(sekisho_gate::Permit::reporter),
+            reporter: target.permit.as_ref().map(sekisho_gate::Opened::reporter),
         }
     }
 

@@ -12,7 +12,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::Handle;
-use sekisho_gate::{AccessPath, Attempt, Denial, Permit, Resource, Subject, Verdict};
+use sekisho_gate::{AccessPath, Attempt, Denial, Opened, Resource, Subject, Verdict};
 use sekisho_store::{Protocol, Service, SshTarget};
 use sekisho_tunnel::proto::{self, OpenService};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -36,7 +36,7 @@ pub(super) struct Connected {
     pub(super) via: String,
     link: Link,
     /// The gate's permit for this target; each channel's end is reported through it.
-    pub(super) permit: Option<Permit>,
+    pub(super) permit: Option<Opened>,
 }
 
 enum Link {
@@ -153,10 +153,19 @@ pub(super) async fn open(b: &Bastion, agent: UserAgent<'_>, name: &str) -> Resul
         }
     };
     match connect(state, &svc, agent).await {
-        Ok(mut c) => {
-            c.permit = Some(permit);
-            Ok(c)
-        }
+        // Logged in to the target with the relay's credential; on record as opened before a
+        // byte of the user's is forwarded.
+        Ok(mut c) => match permit.open().await {
+            Ok(opened) => {
+                c.permit = Some(opened);
+                Ok(c)
+            }
+            Err(denial) => {
+                let why = denial.message();
+                record_refusal(denial).await;
+                Err(why)
+            }
+        },
         Err(why) => {
             permit.withdraw();
             let code = why.split(':').next().unwrap_or_default().to_owned();

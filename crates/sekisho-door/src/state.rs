@@ -92,6 +92,8 @@ pub struct State {
 /// What [`State::new`] is built from.
 pub struct Parts {
     pub store: Store,
+    /// This relay's lasting id (the first part of its stream ids).
+    pub relay_id: String,
     pub ca_fingerprint: String,
     pub public_addr: String,
     pub tap: Option<Tap>,
@@ -125,7 +127,7 @@ impl State {
             reload_hook: std::sync::OnceLock::new(),
             credential_epoch: std::sync::atomic::AtomicU64::new(0),
             auditor: p.auditor.clone(),
-            gate: Arc::new(sekisho_gate::Gate::new(p.auditor.clone())),
+            gate: Arc::new(sekisho_gate::Gate::new(p.auditor.clone(), &p.relay_id)),
             geo: p.geo,
             master: p.master,
             audit_public_key: p.audit_public_key,

@@ -5,7 +5,9 @@
 //! [`AuthMethod`], [`Subject`], source, time; [`Resource`]: service and destination) and asks
 //! [`Gate::decide`]. The gate alone builds the policy engine's request, asks the tenant's Cedar
 //! policy, and builds the access event; the door gets a [`Verdict`] (`#[must_use]`): a [`Permit`],
-//! whose event is recorded when the door closes it (with bytes and duration) or drops it, or a
+//! which the door opens ([`Permit::open`]: the stream's `opened` event is committed) before it
+//! forwards a byte, and whose `closed` event is recorded when the door closes the [`Opened`]
+//! access (with bytes and duration) or drops it, or a
 //! [`Denial`], recorded when the door records it (durably, before telling the client) or drops it.
 //! Refusals before policy (no such route, agent offline, a fact the store could not give) go
 //! through [`Gate::refuse`], so every access event on every path has one shape.
@@ -17,7 +19,7 @@
 //!
 //! **Live re-decision.** Every open permit is registered with what it was decided from; when a
 //! policy or a user's groups change, [`Gate::redecide`] decides them again and ends those now
-//! denied (their [`Permit::revoked`] fires), with an event naming the new reason.
+//! denied (their [`Opened::revoked`] fires), with an event naming the new reason.
 //!
 //! This crate does no network or database I/O: doors read the store, the gate decides and records.
 
@@ -36,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use input::{Attempt, Resource, Subject, Unreadable};
 use input::{Kept, KeptPrincipal};
-pub use verdict::{Denial, Permit, Reporter, Verdict};
+pub use verdict::{Denial, Opened, Permit, Reporter, Verdict};
 
 /// The access gate of one relay. Shared by every front door (`Arc<Gate>`).
 pub struct Gate {
@@ -46,6 +48,9 @@ pub struct Gate {
     /// Accesses refused because the audit queue was full, per tenant: counted while it is full,
     /// recorded as one event per tenant once it drains.
     backlog: parking_lot::Mutex<HashMap<String, u64>>,
+    /// `<relay>:<run>:`, the prefix of this relay's stream ids, and the next number.
+    stream_prefix: String,
+    next_stream: std::sync::atomic::AtomicU64,
 }
 
 /// The code of a refusal because the audit log cannot keep up.
@@ -61,14 +66,25 @@ impl std::fmt::Debug for Gate {
 pub type FreshGroups = HashMap<(sekisho_store::TenantId, String), Result<Vec<String>, Unreadable>>;
 
 impl Gate {
-    /// A gate with no policies (every decision `default-deny`) that records to `auditor`.
-    pub fn new(auditor: Auditor) -> Self {
+    /// A gate with no policies (every decision `default-deny`) that records to `auditor`. Its
+    /// streams are named `<relay>:<run>:<n>`: `relay` is this relay's lasting id (it closes its
+    /// own streams left open by a crash when it starts again), `<run>` this process's start.
+    pub fn new(auditor: Auditor, relay: &str) -> Self {
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         Gate {
             engine: RwLock::new(Engine::new()),
             auditor,
             live: live::Registry::default(),
             backlog: parking_lot::Mutex::new(HashMap::new()),
+            stream_prefix: format!("{relay}:{run:x}:"),
+            next_stream: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// A new stream id of this relay.
+    fn stream_id(&self) -> String {
+        let n = self.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}{n}", self.stream_prefix)
     }
 
     /// The audit writer the gate records to.
@@ -97,12 +113,12 @@ impl Gate {
     }
 
     /// Decides one access and returns the verdict, whose event is recorded when the door is done
-    /// with it. The permit is registered for live re-decision until it is closed or dropped.
+    /// with it. The permit is registered for live re-decision until it (or its open access) is closed or dropped.
     pub fn decide(&self, attempt: &Attempt, resource: &Resource) -> Verdict {
         self.decide_within(attempt, resource, None)
     }
 
-    /// [`Gate::decide`], with the permit's [`Permit::revoked`] also firing when `scope` is
+    /// [`Gate::decide`], with the open access's [`Opened::revoked`] also firing when `scope` is
     /// cancelled (a route or service removed).
     pub fn decide_within(&self, attempt: &Attempt, resource: &Resource, scope: Option<&CancellationToken>) -> Verdict {
         // No access goes ahead whose evidence could not be kept: while the audit queue is full,
@@ -125,7 +141,8 @@ impl Gate {
         if decision.allowed {
             let revoked = scope.map_or_else(CancellationToken::new, CancellationToken::child_token);
             let id = self.live.add(attempt.clone(), resource.clone(), revoked.clone());
-            Verdict::Permit(Permit::new(event, decision, self.auditor.clone(), revoked, Some((self.live.handle(), id))))
+            let live = Some((self.live.handle(), id));
+            Verdict::Permit(Permit::new(event, decision, self.auditor.clone(), revoked, live, self.stream_id()))
         } else {
             Verdict::Deny(Denial::new(event, decision.policy_id, decision.reason, self.auditor.clone()))
         }

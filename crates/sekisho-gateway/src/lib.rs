@@ -498,11 +498,17 @@ async fn connect(
     let resource = Resource { service, destination: Some(Destination { domain, ip: dest_ip, port: target.port() }) };
     let cancel = state.stream_scope(&svc.id);
     let permit = match state.gate.decide_within(&client.attempt, &resource, Some(&cancel)) {
-        Verdict::Permit(p) => p,
-        Verdict::Deny(denial) => {
+        // On record as opened before anything is dialled or forwarded.
+        Verdict::Permit(p) => p.open().await,
+        Verdict::Deny(denial) => Err(denial),
+    };
+    let permit = match permit {
+        Ok(p) => p,
+        Err(denial) => {
             let shown = denial.message();
+            let reply = if denial.code == "audit_unavailable" { Reply::GeneralFailure } else { Reply::NotAllowed };
             let record = Record::Denial(denial.detail(gateway_detail));
-            refuse(state, &mut sock, &dialect.reply(Reply::NotAllowed, None, &shown), record).await;
+            refuse(state, &mut sock, &dialect.reply(reply, None, &shown), record).await;
             return;
         }
     };

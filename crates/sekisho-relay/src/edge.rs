@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sekisho_gate::{AccessPath, AuthMethod, Permit, Resource, Subject, Verdict};
+use sekisho_gate::{AccessPath, AuthMethod, Opened, Resource, Subject, Verdict};
 use sekisho_tunnel::MuxStream;
 use sekisho_tunnel::proto::{self, OpenService};
 use sekisho_tunnel::pump::{Seal, Totals, abort, bridge};
@@ -92,7 +92,7 @@ async fn serve(
     peer: SocketAddr,
     cancel: CancellationToken,
 ) {
-    let denial = {
+    let admitted = {
         let topo = state.topology();
         let Some(svc) = topo.services.get(service_id.as_str()) else {
             return;
@@ -110,7 +110,7 @@ async fn serve(
         );
         let resource = Resource::service(svc.name.clone(), svc.protocol);
         match state.gate.decide_within(&attempt, &resource, Some(&cancel)) {
-            Verdict::Deny(denial) => denial,
+            Verdict::Deny(denial) => Err(denial),
             Verdict::Permit(permit) => {
                 let offline = |permit: sekisho_gate::Permit, why: String| {
                     permit.withdraw();
@@ -126,17 +126,30 @@ async fn serve(
                             dest: None,
                         };
                         match conn.open(proto::encode(&open)) {
-                            Ok(stream) => {
-                                tokio::spawn(forward((sock, slot), peer, stream, permit));
-                                return;
-                            }
-                            Err(e) => offline(permit, e.to_string()),
+                            Ok(stream) => Ok((stream, permit)),
+                            Err(e) => Err(offline(permit, e.to_string())),
                         }
                     }
-                    None => offline(permit, format!("service `{}` is unavailable: its agent is offline", svc.name)),
+                    None => {
+                        Err(offline(permit, format!("service `{}` is unavailable: its agent is offline", svc.name)))
+                    }
                 }
             }
         }
+    };
+    let denial = match admitted {
+        // On record as opened before a byte is forwarded.
+        Ok((stream, permit)) => match permit.open().await {
+            Ok(opened) => {
+                tokio::spawn(forward((sock, slot), peer, stream, opened));
+                return;
+            }
+            Err(denial) => {
+                stream.reset(sekisho_wire::ResetCode::REFUSED, &denial.message());
+                denial
+            }
+        },
+        Err(denial) => denial,
     };
     // The refusal is on disk before the connection is reset.
     if let Err(e) = denial.record().await {
@@ -155,7 +168,7 @@ fn forward(
     (mut sock, slot): (TcpStream, Slot),
     peer: SocketAddr,
     stream: MuxStream,
-    permit: Permit,
+    permit: Opened,
 ) -> impl Future<Output = ()> {
     async move {
         let _slot = slot;

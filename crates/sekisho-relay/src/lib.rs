@@ -169,6 +169,13 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let audit_config =
         sekisho_audit::AuditConfig { anchors: Some(audit_anchors.clone()), ..sekisho_audit::AuditConfig::default() };
     let (auditor, _audit_task) = sekisho_audit::Auditor::start(store.clone(), audit_key, audit_config).await?;
+    // Streams this relay had open when it last stopped without closing them (kill -9, a crash,
+    // power loss) get their `closed` event now, before anything is forwarded.
+    let relay_id = relay_id(&config.data_dir).map_err(data_dir)?;
+    let crashed = auditor.close_streams_left_open(&store, &relay_id).await?;
+    if crashed > 0 {
+        tracing::warn!(streams = crashed, relay = %relay_id, "streams left open by the last run were closed as open_at_crash");
+    }
     let geo = sekisho_policy::geo::Geo::open(config.geoip.as_deref(), &config.local_country)?;
 
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
@@ -200,6 +207,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let tap = config.debug_tap.map(events::start_tap);
     let state = State::new(sekisho_door::state::Parts {
         store,
+        relay_id,
         ca_fingerprint: ca_fingerprint.clone(),
         public_addr,
         web: WebConfig { domain: config.web_domain.clone(), port: addr.port() },
@@ -261,6 +269,25 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         shutdown,
         tasks,
     })
+}
+
+/// This relay's lasting id, kept in `relay-id` in its data directory (created on first start):
+/// the first part of its stream ids, so that after a crash it closes its own open streams and
+/// not those of another relay sharing the database.
+fn relay_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("relay-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() && id.trim().chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Ok(id.trim().to_owned())
+        }
+        Ok(_) => Err(std::io::Error::other(format!("{} does not hold a relay id", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = hex::encode(rand::random::<[u8; 6]>());
+            std::fs::write(&path, format!("{id}\n"))?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The data directory and everything in it are the relay user's alone: the directory 0700, files

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sekisho_audit::{Decision as AuditDecision, Event, EventKind, SubjectKind};
-use sekisho_gate::{Denial, Permit, Resource, Verdict};
+use sekisho_gate::{Denial, Opened, Permit, Resource, Verdict};
 use sekisho_store::{Agent, AgentId, NewAgent, TokenRejection};
 use sekisho_tunnel::conn::Heartbeat;
 use sekisho_tunnel::identity;
@@ -233,19 +233,27 @@ async fn on_control(state: &Arc<State>, msg: &Bytes) {
 /// stream for as long as the stream lives, so it holds only what relaying needs (see [`relay`]).
 async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream: MuxStream, payload: Bytes) {
     match admit(&state, &from, peer, &payload) {
-        Ok(admitted) => {
-            tokio::spawn(relay(state, stream, admitted).in_current_span());
-        }
+        Ok(Admitted { back, permit, route_id, handshake }) => match permit.open().await {
+            // On record as opened: only now is a byte forwarded.
+            Ok(permit) => {
+                tokio::spawn(relay(state, stream, Admitted { back, permit, route_id, handshake }).in_current_span());
+            }
+            Err(denial) => {
+                let message = denial.message();
+                back.reset(ResetCode::REFUSED, &message);
+                refuse(&stream, StreamRefusal { code: denial.code.clone(), message, denial }).await;
+            }
+        },
         Err(refusal) => refuse(&stream, *refusal).await,
     }
 }
 
 /// A stream the relay lets through: the back stream it was joined to and the gate's permit
-/// (which records the stream when it is closed, and is revoked when its route is removed or a
-/// change denies it).
-struct Admitted {
+/// ([`Permit`] as decided; [`Opened`] once its `opened` event is committed: that one records the
+/// stream when it is closed, and is revoked when its route is removed or a change denies it).
+struct Admitted<P = Opened> {
     back: MuxStream,
-    permit: Permit,
+    permit: P,
     route_id: String,
     handshake: bool,
 }
@@ -258,7 +266,7 @@ struct StreamRefusal {
 }
 
 /// Decides one stream: opens its back stream, or says why not.
-fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<Admitted, Box<StreamRefusal>> {
+fn admit(state: &State, from: &str, peer: SocketAddr, payload: &[u8]) -> Result<Admitted<Permit>, Box<StreamRefusal>> {
     let topo = state.topology();
     let front = topo.agents.get(from);
     let attempt = sekisho_door::decide::tunnel(state, &topo, front, from, peer.ip());

@@ -6,6 +6,11 @@ use sqlx::Row;
 use crate::domain::TenantId;
 use crate::{AuditRow, Checkpoint, Store, StoreError};
 
+/// The phase of a stream's first event: committed before its first byte is forwarded.
+pub const PHASE_OPENED: &str = "opened";
+/// The phase of a stream's last event: its bytes and duration.
+pub const PHASE_CLOSED: &str = "closed";
+
 /// What to look for in the audit log. Empty fields match everything.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -37,11 +42,11 @@ pub struct AuditSummary {
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
 /// SQLite, whose driver resolves `$n` names one parameter at a time).
 fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
-    const COLUMNS: usize = 23;
+    const COLUMNS: usize = 25;
     let mut sql = String::from(
         "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
          reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
-         input, principal_user, principal_agent, prev_hash, hash) VALUES ",
+         input, principal_user, principal_agent, stream_id, phase, prev_hash, hash) VALUES ",
     );
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -62,7 +67,7 @@ fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
 /// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
 /// most four prepared inserts. (One statement per batch length filled sqlx's cache of 100
 /// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
-/// grew by megabytes under many short connections.) 23 parameters a row keeps 128 rows far below
+/// grew by megabytes under many short connections.) 25 parameters a row keeps 128 rows far below
 /// both backends' parameter limits.
 const INSERT_CHUNKS: [usize; 4] = [128, 32, 8, 1];
 
@@ -106,6 +111,8 @@ impl Store {
                     .bind(&e.input)
                     .bind(&e.principal_user)
                     .bind(&e.principal_agent)
+                    .bind(&e.stream_id)
+                    .bind(&e.phase)
                     .bind(&r.prev_hash)
                     .bind(&r.hash);
             }
@@ -114,8 +121,69 @@ impl Store {
                 crate::conflict(err, "audit event", &format!("{}#{}", first.record.tenant_id, first.seq))
             })?;
         }
+        // The index of open streams, in the same transaction: a stream opened and closed within
+        // this batch never enters it.
+        let closed: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter(|r| r.record.phase == PHASE_CLOSED && !r.record.stream_id.is_empty())
+            .map(|r| r.record.stream_id.as_str())
+            .collect();
+        let mut opened_here = std::collections::HashSet::new();
+        for r in rows.iter().filter(|r| r.record.phase == PHASE_OPENED && !r.record.stream_id.is_empty()) {
+            let e = &r.record;
+            opened_here.insert(e.stream_id.as_str());
+            if closed.contains(e.stream_id.as_str()) {
+                continue;
+            }
+            let relay = e.stream_id.split(':').next().unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO audit_open_streams (stream_id, relay, tenant_id, seq, at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&e.stream_id)
+            .bind(relay)
+            .bind(&e.tenant_id)
+            .bind(r.seq)
+            .bind(e.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| crate::conflict(err, "open stream", &e.stream_id))?;
+        }
+        for id in closed.iter().filter(|id| !opened_here.contains(*id)) {
+            sqlx::query("DELETE FROM audit_open_streams WHERE stream_id = $1").bind(*id).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Streams opened and not closed: of one relay (`relay`), or of one tenant, oldest first.
+    pub async fn open_streams(
+        &self,
+        tenant: Option<&TenantId>,
+        relay: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::OpenStream>, StoreError> {
+        let rows = sqlx::query_as::<_, crate::OpenStream>(
+            "SELECT stream_id, relay, tenant_id, seq, at FROM audit_open_streams \
+             WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR relay = $2) ORDER BY at, stream_id LIMIT $3",
+        )
+        .bind(tenant.map(TenantId::as_str))
+        .bind(relay)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The stored events of streams (their `opened` events, to describe open streams).
+    pub async fn stream_events(&self, tenant: &TenantId, stream_id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM audit_events WHERE tenant_id = $1 AND stream_id = $2 ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .bind(stream_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// The newest stored event of each tenant: `(tenant, seq, hash)`.
@@ -178,7 +246,7 @@ impl Store {
     pub async fn audit_summary(&self, tenant: &TenantId, from: i64) -> Result<AuditSummary, StoreError> {
         let mut out = AuditSummary::default();
         let rows = sqlx::query(
-            "SELECT decision, COUNT(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'access' AND at >= $2 \
+            "SELECT decision, COUNT(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'access' AND phase <> 'closed' AND at >= $2 \
              GROUP BY decision",
         )
         .bind(tenant)
@@ -195,7 +263,7 @@ impl Store {
         let top = |decision: &'static str, column: &'static str, users_only: bool| {
             let users = if users_only { " AND subject_kind = 'user'" } else { "" };
             format!(
-                "SELECT {column}, COUNT(*) AS n FROM audit_events WHERE tenant_id = $1 AND kind = 'access' \
+                "SELECT {column}, COUNT(*) AS n FROM audit_events WHERE tenant_id = $1 AND kind = 'access' AND phase <> 'closed' \
                  AND at >= $2 AND decision = '{decision}'{users} GROUP BY {column} ORDER BY n DESC, {column} LIMIT 5"
             )
         };

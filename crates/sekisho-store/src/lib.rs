@@ -20,7 +20,7 @@ mod tunnel;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use audit::{AuditFilter, AuditSummary};
+pub use audit::{AuditFilter, AuditSummary, PHASE_CLOSED, PHASE_OPENED};
 pub use domain::{AgentId, Protocol, Role, RouteId, ServiceId, TenantId, UnknownWord, UserId};
 pub use rows::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

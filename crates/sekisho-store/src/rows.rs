@@ -326,6 +326,26 @@ pub struct AuditRecord {
     /// The agent (device) the principal came through, or the agent that is the principal.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub principal_agent: String,
+    /// The stream an access event belongs to (`<relay>:<run>:<n>`): its `opened` and `closed`
+    /// events carry the same id. Empty for other events; then left out of the chain hash's JSON.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stream_id: String,
+    /// `opened` (committed before the stream's first byte was forwarded), `closed` (with its
+    /// bytes and duration), or empty for an event that stands alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phase: String,
+}
+
+/// A stream whose `opened` event is stored and whose `closed` event is not (yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct OpenStream {
+    pub stream_id: String,
+    /// The relay that forwards it (the first part of its id).
+    pub relay: String,
+    pub tenant_id: String,
+    /// Its `opened` event.
+    pub seq: i64,
+    pub at: i64,
 }
 
 /// An audit event as stored: its place in the tenant's chain and its hash.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use sekisho_audit::Event;
-use sekisho_gate::{AccessPath, AuthMethod, Denial, Permit, Resource, Subject, Verdict};
+use sekisho_gate::{AccessPath, AuthMethod, Denial, Opened, Permit, Resource, Subject, Verdict};
 use sekisho_store::Service;
 use sekisho_tunnel::proto::{self, OpenService};
 use serde_json::json;
@@ -129,12 +129,18 @@ pub(crate) async fn serve(
             if let Some(p) = permit {
                 p.withdraw();
             }
-            let refused = state.gate.refuse(&attempt, &svc.name, code, format!("{code}: {why}"));
-            if let Err(e) = refused.detail(detail(502)).record().await {
-                tracing::error!(error = %e, "cannot record a browser failure");
+            // A request the audit log could not open is already on record (by the gate).
+            if code != AUDIT_UNAVAILABLE {
+                let refused = state.gate.refuse(&attempt, &svc.name, code, format!("{code}: {why}"));
+                if let Err(e) = refused.detail(detail(502)).record().await {
+                    tracing::error!(error = %e, "cannot record a browser failure");
+                }
             }
-            let status =
-                if code == "agent_offline" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+            let status = if matches!(code, "agent_offline" | AUDIT_UNAVAILABLE) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
             page::message(lang, status, "edge.unavailable", "edge.unavailable_text", Some((code, &why)), None)
         }
     }
@@ -343,7 +349,7 @@ where
 /// One request's evidence: written when the last of its bodies (or its upgraded connection) is
 /// done with.
 struct Meter {
-    permit: Mutex<Option<Permit>>,
+    permit: Mutex<Option<Opened>>,
     method: String,
     path: String,
     session: String,
@@ -371,6 +377,9 @@ impl Drop for Meter {
 
 type Failure = (&'static str, String);
 
+/// The code of an access refused because its `opened` event could not be committed.
+const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+
 async fn proxy(
     state: &Arc<WebState>,
     svc: &Service,
@@ -395,11 +404,21 @@ async fn proxy(
         }
     });
 
+    // The request's decision is on record (its `opened` event committed) before the request
+    // reaches the backend.
+    let opened = match permit.take() {
+        Some(p) => match p.open().await {
+            Ok(o) => Some(o),
+            // Already queued by the gate, with the refusal's reason.
+            Err(denial) => return Err((AUDIT_UNAVAILABLE, denial.reason.clone())),
+        },
+        None => None,
+    };
     let target = svc.target.split_once("://").map_or(svc.target.as_str(), |(_, r)| r).trim_end_matches('/');
     let websocket = req.headers().get(header::UPGRADE).cloned();
     let client_upgrade = websocket.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let meter = Arc::new(Meter {
-        permit: Mutex::new(permit.take()),
+        permit: Mutex::new(opened),
         method: req.method().to_string(),
         path: req.uri().path().to_owned(),
         session: user.parent_id.clone(),

@@ -208,6 +208,15 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("audit.export_jsonl", "Export JSON lines", "JSON Lines を書き出す"),
     ("audit.any", "any", "すべて"),
     ("audit.detail", "Detail", "詳細"),
+    ("audit.open_streams", "Streams opened and not closed", "開始後まだ終了していないストリーム"),
+    (
+        "audit.open_streams_help",
+        "Open now, or forwarded by a relay that stopped (killed or crashed) and has not started again; a relay that starts again closes its own as open_at_crash.",
+        "現在接続中か、停止（強制終了・クラッシュ）したまま再起動していないリレーが中継していたものです。リレーは再起動時に自分のものを open_at_crash として終了させます。"
+    ),
+    ("audit.stream", "Stream", "ストリーム"),
+    ("audit.phase.opened", "opened", "開始"),
+    ("audit.phase.closed", "closed", "終了"),
     // Recordings
     ("rec.command", "Command", "コマンド"),
     ("rec.live", "in progress", "接続中"),

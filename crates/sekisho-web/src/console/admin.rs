@@ -402,9 +402,32 @@ async fn audit(
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let a = c.get(&format!("/api/v1/audit?{}", q.api_query("", 200))).await;
     let rows = list(&a);
+    let open = c.get("/api/v1/audit/streams").await;
+    let open_rows = list(&open);
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    let phase = |r: &serde_json::Value| match r["phase"].as_str() {
+        Some("opened") => c.t("audit.phase.opened"),
+        Some("closed") => c.t("audit.phase.closed"),
+        _ => "",
+    };
     let body = html! {
         @if !a.ok() { (flash(c.lang, Some(&a))) }
+        @if !open_rows.is_empty() {
+            section.box #open-streams {
+                h2 { (c.t("audit.open_streams")) " (" (open_rows.len()) ")" }
+                p.muted { (c.t("audit.open_streams_help")) }
+                div.scroll { table {
+                    thead { tr {
+                        th { (c.t("time")) } th { (c.t("audit.stream")) } th { (c.t("audit.subject")) }
+                        th { (c.t("audit.path")) } th { (c.t("audit.target")) } th { (c.t("audit.source")) }
+                    } }
+                    tbody { @for r in &open_rows { tr {
+                        td { (r["at"].as_i64().map(when).unwrap_or_default()) } td { code { (s(&r["stream_id"])) } }
+                        td { (s(&r["subject"])) } td { (s(&r["path"])) } td { (s(&r["target"])) } td { (s(&r["source_ip"])) }
+                    } } }
+                } }
+            }
+        }
         form.box method="get" action="/audit" {
             div.row {
                 div { label for="f-subject" { (c.t("audit.subject")) } input #f-subject type="text" name="subject" value=(v(&q.subject)); }
@@ -434,7 +457,9 @@ async fn audit(
                     th { (c.t("audit.detail")) }
                 } }
                 tbody { @for r in &rows { tr {
-                    td { (r["at"].as_i64().map(when).unwrap_or_default()) } td { (s(&r["kind"])) } td { (s(&r["subject"])) }
+                    td { (r["at"].as_i64().map(when).unwrap_or_default()) }
+                    td { (s(&r["kind"])) @if !phase(r).is_empty() { " " span.muted title=(s(&r["stream_id"])) { (phase(r)) } } }
+                    td { (s(&r["subject"])) }
                     td { (s(&r["path"])) } td { (s(&r["target"])) }
                     td { @if r["decision"].as_str() == Some("allow") { span.ok { "allow" } } @else { span.bad { (s(&r["decision"])) } } }
                     td { code { (s(&r["policy_id"])) } " " (s(&r["reason"])) }

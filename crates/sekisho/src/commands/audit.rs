@@ -52,7 +52,11 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for t in &report.tenants {
-            println!("{}", super::ctl::audit::tenant_line(&serde_json::to_value(t)?, lang));
+            let t = serde_json::to_value(t)?;
+            println!("{}", super::ctl::audit::tenant_line(&t, lang));
+            for line in super::ctl::audit::stream_lines(&t, lang, super::ctl::audit::JST) {
+                println!("{line}");
+            }
         }
     }
     store.close().await;

@@ -108,6 +108,9 @@ async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
     } else {
         for t in report["tenants"].as_array().into_iter().flatten() {
             println!("{}", tenant_line(t, lang));
+            for line in stream_lines(t, lang, JST) {
+                println!("{line}");
+            }
         }
     }
     if report["ok"] == true {
@@ -118,6 +121,43 @@ async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
             "監査ログの検証に失敗しました: イベントが改ざん・挿入・削除されています"
         )))
     }
+}
+
+/// Japan's offset (minutes), in which verification reports give times until tenants have zones.
+pub(crate) const JST: i64 = 540;
+
+/// The streams a verification report found open (opened, never closed) and those closed as
+/// open at a crash, one line each after the tenant's line.
+pub(crate) fn stream_lines(t: &Value, lang: Lang, offset: i64) -> Vec<String> {
+    let mut lines = Vec::new();
+    let crashed = t["closed_at_crash"].as_i64().unwrap_or(0);
+    if crashed > 0 {
+        lines.push(format!(
+            "  {crashed} {}",
+            lang.pick(
+                "streams were open when a relay stopped (killed or crashed); it closed them as open_at_crash when it started again",
+                "件のストリームはリレー停止時（強制終了・クラッシュ）に開いたままで、再起動時に open_at_crash として閉じられました"
+            )
+        ));
+    }
+    for s in t["open_streams"].as_array().into_iter().flatten() {
+        let at = s["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, offset));
+        lines.push(format!(
+            "  {} {} #{} {} {} {} → {} ({})",
+            lang.pick("OPEN", "開いたまま"),
+            s["stream_id"].as_str().unwrap_or_default(),
+            s["seq"].as_i64().unwrap_or(0),
+            at,
+            s["path"].as_str().unwrap_or_default(),
+            s["subject"].as_str().unwrap_or_default(),
+            s["target"].as_str().unwrap_or_default(),
+            lang.pick(
+                "opened and not closed: open now, or its relay stopped and has not started again",
+                "開始後に終了の記録なし: 現在も接続中か、リレーが停止したまま"
+            ),
+        ));
+    }
+    lines
 }
 
 /// One tenant of a verification report, as `ctl`'s offline twin (`sekisho audit verify`) prints it.
