@@ -7,8 +7,8 @@ use sekisho_store::AuditRecord;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// A policy decision on a path (tunnel, browser, ssh, socks). Allowed streams are recorded
-    /// once, when they end, with bytes and duration.
+    /// A policy decision on a path (tunnel, browser, ssh, socks). An allowed stream has two:
+    /// `opened` (committed before its first byte is forwarded) and `closed` (bytes, duration).
     Access,
     /// An agent enrolled with a token.
     AgentEnroll,

@@ -236,6 +236,7 @@ async fn route_stream(state: Arc<State>, from: String, peer: SocketAddr, stream:
         Ok(Admitted { back, permit, route_id, handshake }) => match permit.open().await {
             // On record as opened: only now is a byte forwarded.
             Ok(permit) => {
+                tracing::debug!(stream = permit.stream_id(), route = %route_id, "stream opened");
                 tokio::spawn(relay(state, stream, Admitted { back, permit, route_id, handshake }).in_current_span());
             }
             Err(denial) => {
@@ -362,6 +363,7 @@ fn relay(state: Arc<State>, stream: MuxStream, admitted: Admitted) -> impl Futur
             }
         };
         let (up, down) = totals.get();
+        tracing::debug!(stream = permit.stream_id(), up, down, ?outcome, "stream ended");
         let mut detail = format!("route {route_id}");
         if handshake {
             detail.push_str("; end-to-end key exchange");

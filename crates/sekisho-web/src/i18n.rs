@@ -212,7 +212,7 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     (
         "audit.open_streams_help",
         "Open now, or forwarded by a relay that stopped (killed or crashed) and has not started again; a relay that starts again closes its own as open_at_crash.",
-        "現在接続中か、停止（強制終了・クラッシュ）したまま再起動していないリレーが中継していたものです。リレーは再起動時に自分のものを open_at_crash として終了させます。"
+        "現在接続中か、停止（強制終了・クラッシュ）したまま再起動していないリレーが中継していたものです。リレーは再起動時に自分のものを open_at_crash として終了させます。",
     ),
     ("audit.stream", "Stream", "ストリーム"),
     ("audit.phase.opened", "opened", "開始"),

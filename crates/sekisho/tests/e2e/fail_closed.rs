@@ -289,9 +289,10 @@ impl ExclusiveHold {
     }
 }
 
-/// SQLite held by another process in `BEGIN EXCLUSIVE`: what can be decided from what the relay
-/// reads still works (an open route's stream), and every decision that needs a write is refused
-/// by name — the console sign-in (its TOTP step must be spent), the SSH bastion (the same), an
+/// SQLite held by another process in `BEGIN EXCLUSIVE`: a route's new stream is decided from what
+/// the relay holds but not forwarded, because its `opened` event cannot be committed
+/// (`audit_unavailable`, on record once the lock is gone), and every decision that needs a write is
+/// refused by name — the console sign-in (its TOTP step must be spent), the SSH bastion (the same), an
 /// agent's enrolment, an admin change (its evidence cannot be committed: `audit_unavailable`,
 /// nothing changed). Once the lock is gone, nothing recorded meanwhile is missing and the chain
 /// verifies.
@@ -321,7 +322,11 @@ async fn sqlite_held_exclusive_refuses_what_needs_a_write_and_loses_no_event() {
         enrol,
         relay.api("POST", "/api/v1/groups", Some(json!({"name": "during", "role": "member"})), &key),
     );
-    assert_eq!(stream.unwrap(), b"ok:during", "a route decided from what the relay holds keeps working");
+    // Decided from what the relay holds, but not forwarded: its opening could not be put on record.
+    assert!(
+        !matches!(&stream, Ok(r) if r == b"ok:during"),
+        "a stream was forwarded while its opened event could not be committed: {stream:?}"
+    );
     assert_ne!(ssh.0, 0, "an ssh login whose TOTP step could not be spent was let in: {} {}", ssh.1, ssh.2);
     assert!(page.body.contains("cannot read or write its database"), "the sign-in page says why: {}", page.body);
     assert!(page.set_cookies.iter().all(|c| !c.starts_with("__Host-sekisho=")), "no session without the store");
@@ -337,12 +342,16 @@ async fn sqlite_held_exclusive_refuses_what_needs_a_write_and_loses_no_event() {
     relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "ssh")).await;
     relay.wait_event(|e| e["kind"] == "login" && unavailable(e, "api") && e["subject"] == "alice").await;
     relay.wait_event(|e| e["kind"] == "agent_auth" && unavailable(e, "agent")).await;
-    // The stream made while the store was held is on record too.
+    // The stream refused while the store was held is on record too, with why.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while tunnel_events(&relay).await <= streams_before {
         assert!(tokio::time::Instant::now() < deadline, "the stream made during the hold left no event");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    let e = relay.wait_event(|e| e["path"] == "tunnel" && e["policy_id"] == "audit_unavailable").await;
+    assert_eq!((e["decision"].as_str(), e["phase"].as_str()), (Some("deny"), Some("closed")), "{e}");
+    assert!(e["reason"].as_str().unwrap().starts_with("audit_unavailable: the access was not forwarded"), "{e}");
+    assert_eq!(targets::roundtrip(addr, b"after").await.unwrap(), b"ok:after");
     // Nothing was changed by the refused admin request; each path works again.
     let (_, groups) = relay.api("GET", "/api/v1/groups", None, &key).await;
     assert!(!groups.to_string().contains("\"during\""), "a change without evidence was applied: {groups}");

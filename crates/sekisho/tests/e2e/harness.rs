@@ -188,8 +188,13 @@ impl Relay {
 
     /// Kills the relay (SIGKILL) and starts it again on the same port and data directory.
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// [`Relay::restart`] with `extra` arguments (the same fixed ports for its other doors).
+    pub async fn restart_with(&mut self, extra: &[&str]) {
         self.proc.kill().await;
-        let (proc, ready) = Self::launch(self.dir.path(), &self.addr.to_string(), &[]).await;
+        let (proc, ready) = Self::launch(self.dir.path(), &self.addr.to_string(), extra).await;
         assert!(ready["admin_key"].is_null(), "the admin key is only shown on first start");
         self.proc = proc;
     }

@@ -15,6 +15,7 @@ mod bastion_edges;
 mod bastion_telnet;
 mod browser;
 mod cluster;
+mod crash;
 mod deep_input;
 mod egress;
 mod evidence;
