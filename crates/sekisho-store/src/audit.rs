@@ -39,24 +39,31 @@ pub struct AuditSummary {
     pub top_denied_users: Vec<(String, i64)>,
 }
 
-/// `INSERT INTO audit_events (…) VALUES ($1, …, $20), ($21, …)` for `rows` rows (plain `?` on
+/// `INSERT INTO audit_events (…) VALUES ($1, …, $25), ($26, …)` for `rows` rows (plain `?` on
 /// SQLite, whose driver resolves `$n` names one parameter at a time).
 fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
-    const COLUMNS: usize = 25;
-    let mut sql = String::from(
+    values_sql(
         "INSERT INTO audit_events (tenant_id, seq, at, kind, subject_kind, subject, path, target, decision, \
          reason, policy_id, auth_method, source_ip, country, bytes_in, bytes_out, duration_ms, detail, \
          input, principal_user, principal_agent, stream_id, phase, prev_hash, hash) VALUES ",
-    );
+        rows,
+        25,
+        backend,
+    )
+}
+
+/// `head` followed by `rows` groups of `columns` placeholders: `($1, $2), ($3, $4)`.
+fn values_sql(head: &str, rows: usize, columns: usize, backend: crate::Backend) -> String {
+    let mut sql = String::from(head);
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..COLUMNS {
+        for c in 0..columns {
             if c > 0 {
                 sql.push_str(", ");
             }
             match backend {
                 crate::Backend::Sqlite => sql.push('?'),
-                crate::Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
+                crate::Backend::Postgres => sql.push_str(&format!("${}", r * columns + c + 1)),
             }
         }
         sql.push(')');
@@ -64,8 +71,8 @@ fn audit_insert_sql(rows: usize, backend: crate::Backend) -> String {
     sql
 }
 
-/// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
-/// most four prepared inserts. (One statement per batch length filled sqlx's cache of 100
+/// Rows per INSERT statement (and per DELETE of open streams). Only these sizes are used, so each
+/// database connection caches at most four prepared statements of each kind. (One statement per batch length filled sqlx's cache of 100
 /// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
 /// grew by megabytes under many short connections.) 25 parameters a row keeps 128 rows far below
 /// both backends' parameter limits.
@@ -122,34 +129,56 @@ impl Store {
             })?;
         }
         // The index of open streams, in the same transaction: a stream opened and closed within
-        // this batch never enters it.
+        // this batch never enters it. Multi-row statements, as for the events.
         let closed: std::collections::HashSet<&str> = rows
             .iter()
             .filter(|r| r.record.phase == PHASE_CLOSED && !r.record.stream_id.is_empty())
             .map(|r| r.record.stream_id.as_str())
             .collect();
-        let mut opened_here = std::collections::HashSet::new();
-        for r in rows.iter().filter(|r| r.record.phase == PHASE_OPENED && !r.record.stream_id.is_empty()) {
-            let e = &r.record;
-            opened_here.insert(e.stream_id.as_str());
-            if closed.contains(e.stream_id.as_str()) {
-                continue;
+        let opened: Vec<&AuditRow> =
+            rows.iter().filter(|r| r.record.phase == PHASE_OPENED && !r.record.stream_id.is_empty()).collect();
+        let opened_here: std::collections::HashSet<&str> = opened.iter().map(|r| r.record.stream_id.as_str()).collect();
+        let still_open: Vec<&AuditRow> =
+            opened.into_iter().filter(|r| !closed.contains(r.record.stream_id.as_str())).collect();
+        let mut rest = still_open.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
+            rest = tail;
+            let sql = values_sql(
+                "INSERT INTO audit_open_streams (stream_id, relay, tenant_id, seq, at) VALUES ",
+                chunk.len(),
+                5,
+                self.backend,
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let e = &r.record;
+                let relay = e.stream_id.split(':').next().unwrap_or_default();
+                q = q.bind(&e.stream_id).bind(relay).bind(&e.tenant_id).bind(r.seq).bind(e.at);
             }
-            let relay = e.stream_id.split(':').next().unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO audit_open_streams (stream_id, relay, tenant_id, seq, at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&e.stream_id)
-            .bind(relay)
-            .bind(&e.tenant_id)
-            .bind(r.seq)
-            .bind(e.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| crate::conflict(err, "open stream", &e.stream_id))?;
+            q.execute(&mut *tx).await.map_err(|err| crate::conflict(err, "open stream", &chunk[0].record.stream_id))?;
         }
-        for id in closed.iter().filter(|id| !opened_here.contains(*id)) {
-            sqlx::query("DELETE FROM audit_open_streams WHERE stream_id = $1").bind(*id).execute(&mut *tx).await?;
+        let gone: Vec<&str> = closed.into_iter().filter(|id| !opened_here.contains(id)).collect();
+        let mut rest = gone.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
+            rest = tail;
+            let mut sql = String::from("DELETE FROM audit_open_streams WHERE stream_id IN (");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match self.backend {
+                    crate::Backend::Sqlite => sql.push('?'),
+                    crate::Backend::Postgres => sql.push_str(&format!("${}", i + 1)),
+                }
+            }
+            sql.push(')');
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

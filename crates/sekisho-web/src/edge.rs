@@ -69,6 +69,28 @@ pub(crate) async fn serve(
     let user = match user {
         Ok(u) if u.tenant == svc.tenant_id => u,
         Ok(_) => return login_needed(&state, &host, &svc, peer, lang, &req, "session_unknown"),
+        // The session could not be checked: refused by name, and the visitor keeps the cookie
+        // (an outage is no sign-out, and the sign-in page could not help).
+        Err(why @ "store_unavailable") => {
+            let detail = json!({ "method": method, "path": path, "status": 503 }).to_string();
+            anonymous_refusal(
+                &state,
+                &svc,
+                peer,
+                why,
+                format!("{why}: the browser session cannot be checked now"),
+                detail,
+            )
+            .record_soon();
+            return page::message(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "edge.unavailable",
+                "edge.unavailable_text",
+                Some((why, "")),
+                None,
+            );
+        }
         Err(why) => return login_needed(&state, &host, &svc, peer, lang, &req, why),
     };
     // Another site's page (a sibling service host too: they share the domain, so SameSite does
@@ -158,7 +180,7 @@ fn redirect(to: &str) -> Response {
 /// No valid session: a page load goes to the sign-in and comes back; anything else (a script's
 /// request, a form post, a WebSocket) gets 401 and the reason.
 /// A refusal of someone not signed in (yet), for the audit log.
-fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, reason: String, detail: String) -> Denial {
+fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, code: &str, reason: String, detail: String) -> Denial {
     let attempt = sekisho_door::decide::attempt(
         state,
         &state.topology(),
@@ -168,7 +190,7 @@ fn anonymous_refusal(state: &State, svc: &Service, peer: IpAddr, reason: String,
         Subject::Visitor,
         peer,
     );
-    state.gate.refuse(&attempt, &svc.name, "login_required", reason).detail(detail)
+    state.gate.refuse(&attempt, &svc.name, code, reason).detail(detail)
 }
 
 fn login_needed(
@@ -193,7 +215,8 @@ fn login_needed(
     } else {
         let detail = json!({ "method": req.method().as_str(), "path": req.uri().path(), "status": 401 });
         if state.noise.admit("browser", peer, why) {
-            anonymous_refusal(state, svc, peer, format!("login_required: {why}"), detail.to_string()).record_soon();
+            anonymous_refusal(state, svc, peer, "login_required", format!("login_required: {why}"), detail.to_string())
+                .record_soon();
         }
         page::message(
             lang,
@@ -223,7 +246,7 @@ async fn redeem(state: &WebState, host: &str, svc: &Service, peer: IpAddr, lang:
     let Some(ticket) = ticket else {
         let detail = json!({ "method": "GET", "path": uri.path(), "status": 400 }).to_string();
         if state.noise.admit("browser", peer, "ticket_invalid") {
-            anonymous_refusal(state, svc, peer, "ticket_invalid".into(), detail).record_soon();
+            anonymous_refusal(state, svc, peer, "login_required", "ticket_invalid".into(), detail).record_soon();
         }
         let login = format!("{}/login", state.web.console_origin());
         return page::message(

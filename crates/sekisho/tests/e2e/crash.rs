@@ -109,9 +109,8 @@ async fn long_stream(way: Way, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
         tally.alive.fetch_add(1, Ordering::Relaxed);
         let mut buf = [0u8; 64];
         while !stop.load(Ordering::Relaxed) {
-            match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => break,
-                _ => {}
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+                break;
             }
         }
         tally.alive.fetch_sub(1, Ordering::Relaxed);

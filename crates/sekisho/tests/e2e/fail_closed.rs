@@ -123,7 +123,8 @@ fn postgres(args: &[&str]) -> Result<String, String> {
 /// A relay on its own PostgreSQL, which is stopped mid-test (`pg_ctl stop -m immediate`): every
 /// front door refuses what it cannot check, by name (`store_unavailable`), never letting it
 /// through and never calling it "not valid" — the SOCKS gateway, the admin API, `ctl policy
-/// test`, the console sign-in, the SSH bastion and an agent's enrolment; the relay says it is
+/// test`, the console sign-in, the SSH bastion, an agent's enrolment and a browser-edge request
+/// with a session (503, not forwarded, not signed out); the relay says it is
 /// degraded; once the database is back every refusal made during the outage is in the log, which
 /// verifies, and each path works again.
 #[tokio::test]
@@ -194,19 +195,42 @@ async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_eve
         }
     };
     assert!(curl(used.clone()).await, "the gateway works before the outage");
+    // A browser with a session on a service of the browser edge.
+    let back = relay.agent("site", "back").await;
+    let app = crate::web::app().await;
+    let app_target = format!("http://{app}");
+    relay.ctl(&["service", "create", "wiki", "--agent", &back.id, "--target", &app_target, "--browser"]).await.unwrap();
+    relay.policy("wiki", &["principal in Group::\"staff\""], &[]).await;
+    let wiki = "wiki.default.localhost";
+    let mut browser = crate::web::Visitor::new(&relay, &[wiki]);
+    let first = browser.get(&browser.url(wiki, "/headers")).await;
+    let (page, _) = browser.sign_in(first.location.as_deref().unwrap(), "alice", &totp, -1).await;
+    assert_eq!(page.status, 200, "the browser edge works before the outage: {}", page.body);
+    let headers_url = browser.url(wiki, "/headers");
 
     postgres(&["halt", cluster.0.to_str().unwrap()]).unwrap();
     let ssh = ssh_login(&relay, &totp, &ssh_key, "alice+internet@127.0.0.1");
     let sign_in = console_sign_in(&relay, &totp, "ja");
     let enrol = enrolment_refused(&relay, &token);
-    let (gateway, api, policy_test, ssh, page, (mut late, refused)) = tokio::join!(
+    let (gateway, api, policy_test, ssh, page, (mut late, refused), during) = tokio::join!(
         curl(fresh.clone()),
         relay.api("GET", "/api/v1/agents", None, &reader),
         relay.ctl(&["policy", "test", "--service", "internet", "--user", "alice", "--ip", "203.0.113.7"]),
         ssh,
         sign_in,
         enrol,
+        browser.get(&headers_url),
     );
+    // A browser request whose session cannot be checked, or whose opening cannot be recorded,
+    // does not reach the service, and says why; the visitor is not signed out.
+    assert_eq!(during.status, 503, "{}", during.body);
+    assert!(
+        during.body.contains("store_unavailable") || during.body.contains("audit_unavailable"),
+        "the browser is told why: {}",
+        during.body
+    );
+    assert!(!during.body.contains("x-sekisho-user"), "the request reached the service: {}", during.body);
+    assert!(during.set_cookies.iter().all(|c| !c.starts_with("__Host-sekisho-edge=")), "{:?}", during.set_cookies);
     // A key the relay has not seen must be read from the store: refused, not let through.
     assert!(!gateway, "a gateway login that could not be checked was let through");
     assert_eq!((api.0, api.1["error"]["code"].as_str()), (503, Some("store_unavailable")), "{}", api.1);
@@ -251,6 +275,9 @@ async fn postgres_stopped_mid_test_denies_on_every_path_by_name_and_loses_no_eve
         panic!("the gateway does not work after the outage: {events:#}");
     }
     assert_eq!(relay.api("GET", "/api/v1/agents", None, &reader).await.0, 200);
+    let after = browser.get(&headers_url).await;
+    assert_eq!(after.status, 200, "the browser session outlived the outage: {}", after.body);
+    assert!(after.body.contains("x-sekisho-user"), "{}", after.body);
     let verified = ok(relay.api("POST", "/api/v1/audit/verify", None, &key).await);
     assert_eq!(verified["ok"], true, "{verified}");
 }
