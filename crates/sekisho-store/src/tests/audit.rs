@@ -114,3 +114,41 @@ async fn audit_search_by_domain_finds_the_domain_and_its_subdomains() {
         assert!(found("%").await.is_empty(), "LIKE wildcards in the filter are literal");
     }
 }
+
+#[tokio::test]
+async fn open_streams_follow_their_opened_and_closed_events_in_the_same_transaction() {
+    for (_d, s) in stores().await {
+        let event = |seq: i64, stream: &str, phase: &str| {
+            let mut r = record("default", seq * 10, "allow");
+            r.stream_id = stream.into();
+            r.phase = phase.into();
+            row(seq, r)
+        };
+        let open = |relay: Option<&'static str>| {
+            let s = s.clone();
+            async move {
+                let rows = s.open_streams(Some(&TenantId::from("default")), relay, 100).await.unwrap();
+                rows.into_iter().map(|o| (o.stream_id, o.relay, o.seq)).collect::<Vec<_>>()
+            }
+        };
+        // Opened in one batch: listed, with its relay; opened and closed in one batch: never.
+        s.insert_audit(&[event(1, "r1:a:1", "opened"), event(2, "r2:a:1", "opened"), event(3, "r1:a:2", "opened")])
+            .await
+            .unwrap();
+        s.insert_audit(&[event(4, "r1:a:3", "opened"), event(5, "r1:a:3", "closed"), event(6, "r1:a:1", "closed")])
+            .await
+            .unwrap();
+        assert_eq!(
+            open(None).await,
+            [("r2:a:1".into(), "r2".into(), 2), ("r1:a:2".into(), "r1".into(), 3)],
+            "closed streams leave the index"
+        );
+        assert_eq!(open(Some("r1")).await, [("r1:a:2".into(), "r1".into(), 3)]);
+        // A batch whose events conflict leaves the index as it was.
+        let clash = [event(7, "r1:a:4", "opened"), event(6, "r1:a:2", "closed")];
+        assert!(matches!(s.insert_audit(&clash).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(open(Some("r1")).await, [("r1:a:2".into(), "r1".into(), 3)]);
+        assert!(s.open_streams(Some(&TenantId::from("acme")), None, 100).await.unwrap().is_empty());
+        assert_eq!(s.stream_events(&TenantId::from("default"), "r1:a:3").await.unwrap().len(), 2);
+    }
+}
