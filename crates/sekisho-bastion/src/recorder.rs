@@ -83,7 +83,16 @@ impl Recorder {
         let (kind_name, command, tracker, with_cast) = match kind {
             Kind::Shell => ("shell", String::new(), Tracker::None, true),
             Kind::Exec(cmd) => match ScpTracker::new(cmd) {
-                Some(t) => ("scp", cmd.clone(), Tracker::Scp(t), false),
+                Some(mut t) => {
+                    // Where a legacy upload's files land depends on whether its target is a
+                    // directory there: asked before the channel starts.
+                    if let Some(path) = t.unknown_target().map(str::to_owned)
+                        && let Some(is_dir) = target.is_dir(&path).await
+                    {
+                        t.set_target_is_dir(is_dir);
+                    }
+                    ("scp", cmd.clone(), Tracker::Scp(t), false)
+                }
                 None => ("exec", cmd.clone(), Tracker::None, true),
             },
             Kind::Subsystem(name) if name == "sftp" => {

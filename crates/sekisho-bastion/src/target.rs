@@ -53,6 +53,23 @@ impl Connected {
         }
     }
 
+    /// Whether `path` is a directory on an SSH target: `test -d` through the login's shell there
+    /// (the shell that runs `scp -t`, so `~` and relative paths mean the same). `None` when it
+    /// cannot be asked (a Telnet target, a refused channel, no answer within 5 s).
+    pub(super) async fn is_dir(&self, path: &str) -> Option<bool> {
+        let ask = async {
+            let mut channel = self.open_channel().await.ok()?;
+            channel.exec(true, format!("test -d {}", shell_word(path))).await.ok()?;
+            while let Some(msg) = channel.wait().await {
+                if let russh::ChannelMsg::ExitStatus { exit_status } = msg {
+                    return Some(exit_status == 0);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(5), ask).await.ok().flatten()
+    }
+
     /// The Telnet byte stream and login, taken once.
     pub(super) async fn take_telnet(&self) -> Option<(Box<dyn Io>, SshTarget)> {
         match &self.link {
@@ -63,6 +80,16 @@ impl Connected {
 
     pub(super) fn is_telnet(&self) -> bool {
         matches!(self.link, Link::Telnet(..))
+    }
+}
+
+/// `path` as one `sh` word: single-quoted, with a leading `~/` left for the shell to expand.
+fn shell_word(path: &str) -> String {
+    let quote = |p: &str| format!("'{}'", p.replace('\'', r"'\''"));
+    match path.strip_prefix("~/") {
+        Some(rest) => format!("~/{}", quote(rest)),
+        None if path == "~" => "~".to_owned(),
+        None => quote(path),
     }
 }
 
@@ -367,7 +394,16 @@ fn split_host_port(addr: &str) -> Option<(&str, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{shell_word, split_host_port};
+
+    #[test]
+    fn paths_become_one_shell_word() {
+        assert_eq!(shell_word("/srv/a b"), "'/srv/a b'");
+        assert_eq!(shell_word("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        assert_eq!(shell_word("~/up $(x)"), "~/'up $(x)'");
+        assert_eq!(shell_word("~"), "~");
+        assert_eq!(shell_word("~alice/x"), "'~alice/x'");
+    }
 
     #[test]
     fn targets_split_into_host_and_port() {

@@ -92,6 +92,31 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
         assert_eq!(rc, 0, "scp {proto} download: {err} dir={}", dir.display());
         assert_eq!(std::fs::read(&down_to).unwrap(), content, "scp {proto} round trip");
     }
+    // Directory copies to a new name, and a file into an existing directory, both protocols:
+    // the evidence names where each file landed (legacy scp asks the target what the path is).
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(tree.join("sub/b.txt"), b"beta").unwrap();
+    for (proto, flag) in [("legacy", "-O"), ("sftp", "-s")] {
+        let remote = remote_dir.display();
+        let copy = [
+            opts.clone(),
+            s(&[flag, "-r"]),
+            vec![tree.display().to_string(), format!("{target}:{remote}/tree-{proto}")],
+        ]
+        .concat();
+        let (rc, _, err) = run("scp", &copy, &dir, &code, b"").await;
+        assert_eq!(rc, 0, "scp {proto} -r: {err}");
+        assert_eq!(std::fs::read(remote_dir.join(format!("tree-{proto}/sub/b.txt"))).unwrap(), b"beta");
+        std::fs::create_dir_all(remote_dir.join(format!("into-{proto}"))).unwrap();
+        let into =
+            [opts.clone(), s(&[flag]), vec![local.display().to_string(), format!("{target}:{remote}/into-{proto}")]]
+                .concat();
+        let (rc, _, err) = run("scp", &into, &dir, &code, b"").await;
+        assert_eq!(rc, 0, "scp {proto} into a directory: {err}");
+        assert_eq!(std::fs::read(remote_dir.join(format!("into-{proto}/up.bin"))).unwrap(), content);
+    }
     let _ = run("ssh", &[opts.clone(), s(&["-O", "exit"]), vec![target.clone()]].concat(), &dir, &code, b"").await;
 
     // A spent code is refused, and so is a user the policy denies (who is told why).
@@ -138,7 +163,31 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
     let writes = files.iter().filter(|f| f["op"] == "write" && f["sha256"] == sha.as_str()).count();
     let reads = files.iter().filter(|f| f["op"] == "read" && f["sha256"] == sha.as_str()).count();
-    assert_eq!((writes, reads), (3, 3), "sftp + scp both protocols, each way: {files:?}");
+    assert_eq!((writes, reads), (5, 3), "sftp + scp both protocols, each way, and into directories: {files:?}");
+    // Each file is named where it was written or read, in every form.
+    let paths = |op: &str| -> std::collections::BTreeSet<String> {
+        files.iter().filter(|f| f["op"] == op).map(|f| f["path"].as_str().unwrap().to_owned()).collect()
+    };
+    let r = remote_dir.display();
+    let want_writes: std::collections::BTreeSet<String> = [
+        format!("{r}/sftp.bin"),
+        format!("{r}/scp-legacy.bin"),
+        format!("{r}/scp-sftp.bin"),
+        format!("{r}/tree-legacy/a.txt"),
+        format!("{r}/tree-legacy/sub/b.txt"),
+        format!("{r}/tree-sftp/a.txt"),
+        format!("{r}/tree-sftp/sub/b.txt"),
+        format!("{r}/into-legacy/up.bin"),
+        format!("{r}/into-sftp/up.bin"),
+    ]
+    .into();
+    assert_eq!(paths("write"), want_writes, "{files:#?}");
+    let want_reads: std::collections::BTreeSet<String> =
+        [format!("{r}/sftp.bin"), format!("{r}/scp-legacy.bin"), format!("{r}/scp-sftp.bin")].into();
+    assert_eq!(paths("read"), want_reads, "{files:#?}");
+    for made in ["tree-legacy", "tree-legacy/sub", "tree-sftp", "tree-sftp/sub"] {
+        assert!(paths("mkdir").contains(&format!("{r}/{made}")), "mkdir {made}: {files:#?}");
+    }
     assert!(files.iter().any(|f| f["op"] == "mkdir" && f["path"].as_str().unwrap().ends_with("/made")));
     assert!(files.iter().any(|f| f["op"] == "rename" && f["to"].as_str().unwrap().ends_with("/moved.bin")));
     let ended = relay.wait_event(|e| e["path"] == "ssh" && e["detail"].as_str().unwrap_or("").contains(id)).await;

@@ -6,8 +6,11 @@
 //! bytes and one status byte. The receiving side answers each record and each file with `\0`,
 //! or `\x01`/`\x02` and a message line. Where a file landed is reconstructed from the target
 //! and the `D`/`E` nesting. One case is ambiguous without looking at the server's disk:
-//! `scp -t /dir/x` receiving a file not named `x` writes `/dir/x` if `x` is a plain name and
-//! `/dir/x/name` if it is a directory; this tracker reports the latter.
+//! `scp -t /dir/x` (no `-d`, no trailing `/`) receiving a file writes `/dir/x` if `x` is not a
+//! directory and `/dir/x/name` if it is. The bastion looks (it asks the target, before the
+//! channel starts, whether the target is a directory) and says so with
+//! [`ScpTracker::set_target_is_dir`]; a tracker that was not told reports the latter when the name
+//! differs.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -36,8 +39,14 @@ pub struct ScpTracker {
 
 #[derive(Debug)]
 enum Mode {
-    Upload { target: String, target_is_dir: bool },
-    Download { sources: Vec<String> },
+    /// `target_is_dir`: `Some` once known (`-d`, a trailing `/`, or the target's answer).
+    Upload {
+        target: String,
+        target_is_dir: Option<bool>,
+    },
+    Download {
+        sources: Vec<String>,
+    },
 }
 
 /// Where the sending side's stream is.
@@ -122,7 +131,7 @@ impl ScpTracker {
         }
         let mode = match (sink, source, args) {
             (true, false, [target]) => {
-                Mode::Upload { target: target.clone(), target_is_dir: dir || target.ends_with('/') }
+                Mode::Upload { target: target.clone(), target_is_dir: (dir || target.ends_with('/')).then_some(true) }
             }
             (false, true, [_, ..]) => Mode::Download { sources: args.to_vec() },
             _ => return None,
@@ -136,6 +145,23 @@ impl ScpTracker {
             ops: Vec::new(),
             stopped: false,
         })
+    }
+
+    /// An upload's target whose kind is not known yet (no `-d`, no trailing `/`): whether it is a
+    /// directory decides where the files land.
+    pub fn unknown_target(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Upload { target, target_is_dir: None } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Says whether an upload's target is a directory on the server (asked there before the
+    /// channel started).
+    pub fn set_target_is_dir(&mut self, is_dir: bool) {
+        if let Mode::Upload { target_is_dir, .. } = &mut self.mode {
+            *target_is_dir = Some(is_dir);
+        }
     }
 
     /// Client-to-server bytes at `t` seconds into the session.
@@ -347,13 +373,12 @@ impl ScpTracker {
     /// Where a top-level file or directory called `name` goes (upload) or comes from (download).
     fn top_level(&self, name: &str) -> String {
         match &self.mode {
-            Mode::Upload { target, target_is_dir } => {
-                if !target_is_dir && basename(target) == name {
-                    target.clone()
-                } else {
-                    join(target, name)
-                }
-            }
+            Mode::Upload { target, target_is_dir } => match target_is_dir {
+                Some(true) => join(target, name),
+                Some(false) => target.clone(),
+                None if basename(target) == name => target.clone(),
+                None => join(target, name),
+            },
             Mode::Download { sources } => match sources.iter().find(|s| basename(s) == name) {
                 Some(source) => source.clone(),
                 // A glob the remote shell expanded: the file is beside the pattern.

@@ -203,10 +203,10 @@ fn malformed_streams_stop() {
 #[test]
 fn command_lines() {
     let mode = |c: &str| ScpTracker::new(c).map(|s| s.mode);
-    assert!(matches!(mode("scp -t /tmp"), Some(Mode::Upload { target, target_is_dir: false }) if target == "/tmp"));
+    assert!(matches!(mode("scp -t /tmp"), Some(Mode::Upload { target, target_is_dir: None }) if target == "/tmp"));
     assert!(matches!(mode("scp -rt ."), Some(Mode::Upload { target, .. }) if target == "."));
     assert!(
-        matches!(mode("scp -v -d -t -- -odd"), Some(Mode::Upload { target, target_is_dir: true }) if target == "-odd")
+        matches!(mode("scp -v -d -t -- -odd"), Some(Mode::Upload { target, target_is_dir: Some(true) }) if target == "-odd")
     );
     assert!(matches!(mode("scp -t \"/a \\\"b\\\"\""), Some(Mode::Upload { target, .. }) if target == "/a \"b\""));
     assert!(matches!(mode("scp -t /a\\ b"), Some(Mode::Upload { target, .. }) if target == "/a b"));
@@ -227,6 +227,43 @@ fn command_lines() {
     ] {
         assert!(mode(bad).is_none(), "{bad}");
     }
+}
+
+/// `scp -O up.bin host:/srv/x`: the file lands as `/srv/x` when `x` is not a directory there, as
+/// `/srv/x/up.bin` when it is; the tracker says what the server's disk says.
+#[test]
+fn a_single_file_lands_where_the_target_kind_says() {
+    let turns: &[(By, &[u8])] = &[
+        (By::Server, b"\0"),
+        (By::Client, b"C0644 2 up.bin\n"),
+        (By::Server, b"\0"),
+        (By::Client, b"hi\0"),
+        (By::Server, b"\0"),
+    ];
+    for (is_dir, want) in [(Some(false), "/srv/x"), (Some(true), "/srv/x/up.bin"), (None, "/srv/x/up.bin")] {
+        let mut scp = ScpTracker::new("scp -t /srv/x").unwrap();
+        assert_eq!(scp.unknown_target(), Some("/srv/x"));
+        if let Some(d) = is_dir {
+            scp.set_target_is_dir(d);
+            assert_eq!(scp.unknown_target(), None);
+        }
+        for (by, bytes) in turns {
+            match by {
+                By::Client => scp.client(1.0, bytes),
+                By::Server => scp.server(1.0, bytes),
+            }
+        }
+        let ops = scp.take();
+        assert_eq!(
+            ops.iter().map(|o| o.path.as_str()).collect::<Vec<_>>(),
+            [want],
+            "target is a directory: {is_dir:?}"
+        );
+    }
+    // `-d` and a trailing `/` say it already; a download has no target to ask about.
+    assert_eq!(ScpTracker::new("scp -d -t /srv/x").unwrap().unknown_target(), None);
+    assert_eq!(ScpTracker::new("scp -t /srv/x/").unwrap().unknown_target(), None);
+    assert_eq!(ScpTracker::new("scp -f /srv/x").unwrap().unknown_target(), None);
 }
 
 proptest! {
