@@ -176,6 +176,7 @@ async fn kill_9_under_load_on_every_path_loses_no_opened_stream_and_closes_every
     let key_file = target_key.to_str().unwrap();
     relay.ctl(&["service", "login", "web01", "--login", me.trim(), "--key-file", key_file]).await.unwrap();
     relay.policy("web01", &["true"], &[]).await;
+    let auditor = crate::web::web_user(&relay, "auditor", "auditors", "admin", "監査担当").await;
     let mut ssh_users = Vec::new();
     for r in 0..4 {
         for kind in ["long", "short"] {
@@ -252,6 +253,19 @@ async fn kill_9_under_load_on_every_path_loses_no_opened_stream_and_closes_every
         let ms = rand::thread_rng().gen_range(700..2000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if round == 3 {
+            // The console lists the streams open now, in Japanese.
+            let mut console = crate::web::Visitor::new(&relay, &[]);
+            console.lang = "ja";
+            let login = console.url("localhost", "/login");
+            console.sign_in(&login, "auditor", &auditor, 0).await;
+            let page = console.get(&console.url("localhost", "/audit")).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let section = page.body.split_once("id=\"open-streams\"").map(|(_, rest)| rest).unwrap_or_default();
+            assert!(section.contains("開始後まだ終了していないストリーム"), "{}", page.body);
+            assert!(
+                section.contains("tunnel") && section.contains("echo") && section.contains("ops3long"),
+                "{section}"
+            );
             break;
         }
         // What was acknowledged and is still held is open at the kill (the SSH session too).
