@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sekisho_audit::{AuditConfig, AuditKey, Auditor, Decision, Event, EventKind, SubjectKind, verify};
+use sekisho_audit::{AuditConfig, AuditKey, Auditor, Decision, Event, EventKind, Phase, SubjectKind, verify};
 use sekisho_store::Store;
 
 fn event(i: u64) -> Event {
@@ -60,6 +60,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         w.await??;
     }
     let durable = started.elapsed();
+
+    // Streams as the doors open them: 64 at a time, each an `opened` event waited for (committed
+    // before its first byte) and a `closed` one buffered; the wait is what a new connection pays.
+    let (tasks, per_task) = (64u64, 400u64);
+    let started = Instant::now();
+    let openers: Vec<_> = (0..tasks)
+        .map(|t| {
+            let a = auditor.clone();
+            tokio::spawn(async move {
+                let mut waited = Duration::ZERO;
+                for i in 0..per_task {
+                    let id = format!("bench:1:{}", t * per_task + i);
+                    let at = Instant::now();
+                    a.record_durable(event(i).stream(id.clone(), if std::env::var("NOPH").is_ok() { Phase::Single } else { Phase::Opened })).await?;
+                    waited += at.elapsed();
+                    a.record(event(i).stream(id, if std::env::var("NOPH").is_ok() { Phase::Single } else { Phase::Closed }));
+                }
+                Ok::<_, sekisho_audit::AuditError>(waited)
+            })
+        })
+        .collect();
+    let mut waited = Duration::ZERO;
+    for o in openers {
+        waited += o.await??;
+    }
+    let streams = started.elapsed();
+    let opened_n = tasks * per_task;
     auditor.checkpoint().await?;
     drop(auditor);
     task.await?;
@@ -71,8 +98,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("buffered ingest: {n} events in {:.2} s = {:.0} events/s", buffered.as_secs_f64(), rate(n, buffered));
     println!("durable ingest (2,000 concurrent waiters): {:.0} events/s", rate(durable_n, durable));
     println!(
+        "streams ({tasks} concurrent, opened durable + closed buffered): {:.0} streams/s, mean wait for the opening {:.2} ms",
+        rate(opened_n, streams),
+        waited.as_secs_f64() * 1000.0 / opened_n as f64
+    );
+    println!(
         "verify: {} events in {:.2} s = {:.0} events/s; ok = {}",
-        n + durable_n,
+        n + durable_n + 2 * opened_n,
         verified.as_secs_f64(),
         rate(n + durable_n, verified),
         report.ok

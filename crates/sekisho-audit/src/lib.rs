@@ -13,12 +13,14 @@ pub mod archive;
 pub mod chain;
 mod event;
 pub mod export;
+pub mod journal;
 mod keys;
 pub mod recording;
 pub mod verify;
 pub mod writer;
 
 pub use anchors::{AnchorLog, Anchors};
+pub use journal::JournalConfig;
 pub use event::{Decision, Event, EventKind, Phase, SubjectKind};
 pub use keys::{AuditKey, KeyError, load_public_key};
 pub use verify::{

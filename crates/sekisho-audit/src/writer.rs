@@ -1,8 +1,10 @@
 //! The audit writer: one task per relay owns the tenants' chain heads, groups events into
 //! transactions, and signs checkpoints.
 //!
-//! Durable events ([`Auditor::record_durable`]) are committed before the call returns: the writer
-//! takes whatever else is queued and commits at once (group commit). Buffered events
+//! Durable events ([`Auditor::record_durable`]) are on disk before the call returns: appended to
+//! the relay's journal ([`crate::journal`]; committed later in the ordinary batches, and at start
+//! after a crash), or, without a journal or when it cannot be written, committed by the writer,
+//! which takes whatever else is queued and commits at once (group commit). Buffered events
 //! ([`Auditor::record`]) wait at most [`AuditConfig::batch_window`] for company. If another
 //! relay sharing the database took a sequence number first, the batch is re-chained on the new
 //! head and retried. Checkpoints are signed every [`AuditConfig::checkpoint_every`] for each
@@ -28,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::anchors::AnchorLog;
 use crate::chain::{GENESIS, event_hash};
+use crate::journal::Journal;
 use crate::{AuditKey, Event};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,6 +78,8 @@ pub struct AuditConfig {
     pub durable_wait: Duration,
     /// The append-only file every signed checkpoint is also written to (outside the database).
     pub anchors: Option<std::path::PathBuf>,
+    /// Where durable events are written ahead of the database (none: they wait for a commit).
+    pub journal: Option<crate::journal::JournalConfig>,
 }
 
 impl Default for AuditConfig {
@@ -86,6 +91,7 @@ impl Default for AuditConfig {
             max_queued: 100_000,
             durable_wait: Duration::from_secs(10),
             anchors: None,
+            journal: None,
         }
     }
 }
@@ -93,7 +99,8 @@ impl Default for AuditConfig {
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
 enum Msg {
-    Event(Box<AuditRecord>, Option<Ack>),
+    /// An event; who waits for its commit; its number in the journal, if it was journaled.
+    Event(Box<AuditRecord>, Option<Ack>, Option<u64>),
     Flush(Ack),
     Checkpoint(Ack),
     Prune { tenant: TenantId, before: i64, done: oneshot::Sender<Result<Option<Pruned>, AuditError>> },
@@ -116,6 +123,25 @@ struct Shared {
     failing: AtomicBool,
     /// Woken whenever events are committed (room for waiting durable callers).
     drained: tokio::sync::Notify,
+    /// The journal durable events are appended to; `Msg::Event`s with numbers are sent while it
+    /// is locked, so the writer sees them in the journal's order.
+    journal: Option<parking_lot::Mutex<Journal>>,
+    /// A journal write failed (said once; durable events wait for commits meanwhile).
+    journal_failing: AtomicBool,
+}
+
+impl Shared {
+    fn new(config: &AuditConfig) -> Shared {
+        Shared {
+            queued: AtomicUsize::new(0),
+            max_queued: config.max_queued.max(1),
+            durable_wait: config.durable_wait,
+            failing: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
+            journal: None,
+            journal_failing: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The writer's state, for the relay's health answer and metrics.
@@ -154,24 +180,40 @@ impl Auditor {
             _ => None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            queued: AtomicUsize::new(0),
-            max_queued: config.max_queued.max(1),
-            durable_wait: config.durable_wait,
-            failing: AtomicBool::new(false),
-            drained: tokio::sync::Notify::new(),
-        });
-        let writer = Writer {
+        let mut shared = Shared::new(&config);
+        // Replaced by the handles' once the journal is replayed (below).
+        let placeholder = Arc::new(Shared::new(&config));
+        let journal_config = config.journal.clone();
+        let mut writer = Writer {
             store,
             key,
             config,
             heads,
             dirty: HashMap::new(),
-            shared: shared.clone(),
+            shared: placeholder,
             anchors,
             pending_anchors: Vec::new(),
+            mark: None,
         };
+        // Events a crash left in the journal are committed before anything else is recorded.
+        let mut replayed = None;
+        if let Some(jc) = &journal_config {
+            let (journal, report) = writer.replay_journal(jc).await?;
+            shared.journal = Some(parking_lot::Mutex::new(journal));
+            replayed = report;
+        }
+        let shared = Arc::new(shared);
+        writer.shared = shared.clone();
         let auditor = Auditor { tx, shared };
+        if let Some((tenants, text)) = replayed {
+            for t in tenants {
+                auditor.record(
+                    Event::new(&t, crate::EventKind::System, crate::Decision::Allow)
+                        .subject(crate::SubjectKind::System, "audit")
+                        .reason(text.clone()),
+                );
+            }
+        }
         // A new anchor file is itself evidence: each tenant whose newest checkpoint was copied
         // into it says so in its chain (a file deleted and re-created leaves this trace).
         for (tenant, first, last) in unsigned {
@@ -202,7 +244,7 @@ impl Auditor {
     /// as soon as it accepts again). Never dropped.
     pub fn record(&self, event: Event) {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None)).is_err() {
+        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None, None)).is_err() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("audit writer stopped; an event could not be queued");
         }
@@ -220,9 +262,32 @@ impl Auditor {
                 return Err(AuditError::Unavailable("the audit queue is full and the store is not keeping up".into()));
             }
         }
+        let record = Box::new(event.into_record(now_ms()));
+        // On disk once its line is in the journal; the writer commits it with its batch.
+        if let Some(journal) = &shared.journal {
+            let mut j = journal.lock();
+            match j.append(&record) {
+                Ok(number) => {
+                    shared.queued.fetch_add(1, Ordering::Relaxed);
+                    if self.tx.send(Msg::Event(record, None, Some(number))).is_err() {
+                        shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        return Err(AuditError::Unavailable("audit writer stopped".into()));
+                    }
+                    if shared.journal_failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("the audit journal can be written again");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if !shared.journal_failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %e, "cannot write the audit journal; durable events wait for database commits");
+                    }
+                }
+            }
+        }
         let (ack, done) = oneshot::channel();
         shared.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), Some(ack))).is_err() {
+        if self.tx.send(Msg::Event(record, Some(ack), None)).is_err() {
             shared.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(AuditError::Unavailable("audit writer stopped".into()));
         }
@@ -276,7 +341,7 @@ impl Auditor {
                 );
                 rec.detail = String::new();
                 self.shared.queued.fetch_add(1, Ordering::Relaxed);
-                if self.tx.send(Msg::Event(Box::new(rec), None)).is_err() {
+                if self.tx.send(Msg::Event(Box::new(rec), None, None)).is_err() {
                     return Err(AuditError::Unavailable("audit writer stopped".into()));
                 }
             }
@@ -371,6 +436,8 @@ struct Writer {
     anchors: Option<AnchorLog>,
     /// Signed checkpoints not yet in the anchor file (written with the next ones).
     pending_anchors: Vec<Checkpoint>,
+    /// The highest journal number in the batch being gathered (committed with it).
+    mark: Option<u64>,
 }
 
 impl Writer {
@@ -450,8 +517,11 @@ impl Writer {
     /// are served at once (after committing what is queued, so they see it).
     async fn take(&mut self, m: Msg, batch: &mut Vec<AuditRecord>, acks: &mut Vec<Ack>) -> bool {
         match m {
-            Msg::Event(record, ack) => {
+            Msg::Event(record, ack, journaled) => {
                 batch.push(*record);
+                if journaled.is_some() {
+                    self.mark = journaled;
+                }
                 match ack {
                     Some(a) => {
                         acks.push(a);
@@ -497,8 +567,13 @@ impl Writer {
                     row
                 })
                 .collect();
-            match self.store.insert_audit(&rows).await {
+            let relay = self.config.journal.as_ref().map(|j| j.relay.as_str());
+            let mark = relay.zip(self.mark.map(|m| m as i64));
+            match self.store.insert_audit_journaled(&rows, mark).await {
                 Ok(()) => {
+                    if let (Some(upto), Some(journal)) = (self.mark.take(), &self.shared.journal) {
+                        journal.lock().committed(upto);
+                    }
                     for r in &rows {
                         *self.dirty.entry(r.record.tenant_id.clone()).or_default() += 1;
                     }
@@ -515,6 +590,54 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Commits the events a crash left in the journal of `jc` (those above the committed mark),
+    /// deletes its segments and starts it again; says what it found, for the chains of the
+    /// tenants concerned.
+    async fn replay_journal(
+        &mut self,
+        jc: &crate::journal::JournalConfig,
+    ) -> Result<(Journal, Option<(Vec<String>, String)>), AuditError> {
+        let unavailable = |e: std::io::Error| {
+            AuditError::Unavailable(format!("cannot read the audit journal {}: {e}", jc.dir.display()))
+        };
+        let found = crate::journal::read(&jc.dir).map_err(unavailable)?;
+        let committed = self.store.journal_mark(&jc.relay).await?.max(0) as u64;
+        let pending: Vec<(u64, AuditRecord)> = found.records.into_iter().filter(|(j, _)| *j > committed).collect();
+        let last = pending.last().map(|(j, _)| *j).unwrap_or(committed);
+        let mut tenants: Vec<String> = pending.iter().map(|(_, r)| r.tenant_id.clone()).collect();
+        tenants.sort();
+        tenants.dedup();
+        let count = pending.len();
+        for chunk in pending.chunks(self.config.max_batch.max(1)) {
+            let mut batch: Vec<AuditRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            self.mark = chunk.last().map(|(j, _)| *j);
+            self.commit(&mut batch).await?;
+        }
+        for path in &found.segments {
+            if let Err(e) = std::fs::remove_file(path) {
+                return Err(unavailable(e));
+            }
+        }
+        let journal = Journal::start(&jc.dir, last + 1).map_err(unavailable)?;
+        if !found.unreadable.is_empty() {
+            tracing::warn!(lines = ?found.unreadable, "audit journal lines that could not be read (cut short by a crash: never acknowledged)");
+        }
+        let report = (count > 0 || !found.unreadable.is_empty()).then(|| {
+            (
+                tenants,
+                format!(
+                    "audit journal: {count} event(s) written to the journal before the relay stopped were committed at start{}",
+                    if found.unreadable.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} line(s) cut short were skipped (never acknowledged)", found.unreadable.len())
+                    }
+                ),
+            )
+        });
+        Ok((journal, report))
     }
 
     async fn checkpoint_dirty(&mut self) {

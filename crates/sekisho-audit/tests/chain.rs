@@ -454,3 +454,106 @@ async fn a_clean_prune_says_what_it_removed_and_is_anchored_outside() {
     task.await.unwrap();
     assert!(verify_anchored(&f).await.ok);
 }
+
+fn journaled(f: &Fixture) -> AuditConfig {
+    AuditConfig {
+        // Nothing is committed by the clock: only a flush, a full batch or the next start.
+        batch_window: Duration::from_secs(60),
+        journal: Some(sekisho_audit::JournalConfig { dir: f.path.with_file_name("journal"), relay: "r1".into() }),
+        ..config()
+    }
+}
+
+fn journal_segments(f: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f.path.with_file_name("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn reasons(f: &Fixture) -> Vec<String> {
+    let rows = f.store.audit_page(&sekisho_store::TenantId::from("default"), 0, 100).await.unwrap();
+    rows.iter().map(|r| r.record.reason.clone()).collect()
+}
+
+#[tokio::test]
+async fn journaled_events_return_before_their_commit_and_a_crash_loses_none() {
+    let f = fixture().await;
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), journaled(&f)).await.unwrap();
+    auditor.record_durable(event("default", 1)).await.unwrap();
+    auditor.flush().await.unwrap();
+    // On disk in the journal, not yet in the database (the batch waits a minute for company).
+    auditor.record_durable(event("default", 2)).await.unwrap();
+    auditor.record_durable(event("default", 3)).await.unwrap();
+    assert_eq!(reasons(&f).await, ["event 1"]);
+    let segments = journal_segments(&f);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    // The relay dies before the writer commits them.
+    task.abort();
+    let _ = task.await;
+    drop(auditor);
+
+    // The next start commits what the journal holds above the committed mark (event 1 was
+    // committed with its mark: not again), says so in the chain, and starts an empty journal.
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), journaled(&f)).await.unwrap();
+    assert_eq!(reasons(&f).await, ["event 1", "event 2", "event 3"]);
+    auditor.flush().await.unwrap();
+    let all = reasons(&f).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(all[3].starts_with("audit journal: 2 event(s)"), "{all:?}");
+    let now = journal_segments(&f);
+    assert_eq!(now.len(), 1, "the replayed segment is deleted: {now:?}");
+    assert_ne!(now, segments, "a new segment is started past the replayed numbers");
+    auditor.checkpoint().await.unwrap();
+    let report = verify(&f.store, &[f.key.verifying_key()], None, None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+
+    // Committed events left in the live segment (a kill after the commit) are not replayed.
+    auditor.record_durable(event("default", 4)).await.unwrap();
+    auditor.flush().await.unwrap();
+    task.abort();
+    let _ = task.await;
+    drop(auditor);
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), journaled(&f)).await.unwrap();
+    auditor.flush().await.unwrap();
+    let all = reasons(&f).await;
+    assert_eq!(all.iter().filter(|r| *r == "event 4").count(), 1, "{all:?}");
+    let said = all.iter().filter(|r| r.starts_with("audit journal:")).count();
+    assert_eq!(said, 1, "nothing replayed the second time, nothing said: {all:?}");
+    drop(auditor);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn journaled_events_go_on_while_the_store_is_away_and_land_in_order() {
+    let f = fixture().await;
+    let cfg = AuditConfig {
+        batch_window: Duration::from_millis(20),
+        max_queued: 20,
+        durable_wait: Duration::from_millis(300),
+        ..journaled(&f)
+    };
+    let (auditor, task) = Auditor::start(f.store.clone(), f.key.clone(), cfg).await.unwrap();
+    ddl(&f, "ALTER TABLE audit_events RENAME TO audit_events_away").await;
+    // On disk without the database, in order with the buffered events between them.
+    for i in 1..=10 {
+        if i % 2 == 0 {
+            auditor.record_durable(event("default", i)).await.unwrap();
+        } else {
+            auditor.record(event("default", i));
+        }
+    }
+    // The queue still bounds them: past max_queued a durable caller waits, then is refused.
+    for i in 11..=20 {
+        auditor.record(event("default", i));
+    }
+    let refused = auditor.record_durable(event("default", 21)).await;
+    assert!(matches!(refused, Err(sekisho_audit::AuditError::Unavailable(_))), "{refused:?}");
+    ddl(&f, "ALTER TABLE audit_events_away RENAME TO audit_events").await;
+    auditor.flush().await.unwrap();
+    assert_eq!(reasons(&f).await, (1..=20).map(|i| format!("event {i}")).collect::<Vec<_>>());
+    drop(auditor);
+    task.await.unwrap();
+}

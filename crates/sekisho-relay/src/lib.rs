@@ -166,12 +166,19 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let audit_key = sekisho_audit::AuditKey::load_or_create(&config.data_dir)?;
     let audit_public_key = audit_key.verifying_key();
     let audit_anchors = config.audit_anchors.clone().unwrap_or_else(|| config.data_dir.join("audit-anchors.jsonl"));
-    let audit_config =
-        sekisho_audit::AuditConfig { anchors: Some(audit_anchors.clone()), ..sekisho_audit::AuditConfig::default() };
+    let relay_id = relay_id(&config.data_dir).map_err(data_dir)?;
+    // Durable events (a stream's opening, a refusal) are appended to this journal before the
+    // caller goes on and committed in batches; a crash's leftovers are committed at start.
+    let journal =
+        sekisho_audit::JournalConfig { dir: config.data_dir.join("audit-journal"), relay: relay_id.clone() };
+    let audit_config = sekisho_audit::AuditConfig {
+        anchors: Some(audit_anchors.clone()),
+        journal: Some(journal),
+        ..sekisho_audit::AuditConfig::default()
+    };
     let (auditor, _audit_task) = sekisho_audit::Auditor::start(store.clone(), audit_key, audit_config).await?;
     // Streams this relay had open when it last stopped without closing them (kill -9, a crash,
     // power loss) get their `closed` event now, before anything is forwarded.
-    let relay_id = relay_id(&config.data_dir).map_err(data_dir)?;
     let crashed = auditor.close_streams_left_open(&store, &relay_id).await?;
     if crashed > 0 {
         tracing::warn!(streams = crashed, relay = %relay_id, "streams left open by the last run were closed as open_at_crash");

@@ -71,12 +71,15 @@ fn values_sql(head: &str, rows: usize, columns: usize, backend: crate::Backend) 
     sql
 }
 
-/// Rows per INSERT statement (and per DELETE of open streams). Only these sizes are used, so each
-/// database connection caches at most four prepared statements of each kind. (One statement per batch length filled sqlx's cache of 100
-/// statements per connection, and a 200-row insert is some 150 KB of SQLite program: the relay
-/// grew by megabytes under many short connections.) 25 parameters a row keeps 128 rows far below
-/// both backends' parameter limits.
-const INSERT_CHUNKS: [usize; 4] = [128, 32, 8, 1];
+/// Rows per INSERT statement. Only these sizes are used, so each database connection caches at
+/// most eight prepared statements for events. (One statement per batch length filled sqlx's cache
+/// of 100 statements per connection, and a 200-row insert is some 150 KB of SQLite program: the
+/// relay grew by megabytes under many short connections.) Powers of two, so a batch of n < 256
+/// events takes as many statements as n has one-bits (each statement is a round trip to the
+/// database's thread that new connections wait for while their opening commits; with 128, 32,
+/// 8 and 1 a batch of 70 took eight). 25 parameters a row keeps 128 rows far below both
+/// backends' parameter limits.
+const INSERT_CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 
 /// How many of `rest` rows the next INSERT takes: the largest size in [`INSERT_CHUNKS`] that fits.
 pub(crate) fn insert_chunk(rest: usize) -> usize {
@@ -87,6 +90,12 @@ impl Store {
     /// Appends chained events in one transaction. A duplicate `(tenant, seq)` (another writer got
     /// there first) fails the whole batch with [`StoreError::Conflict`].
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        self.insert_audit_journaled(rows, None).await
+    }
+
+    /// [`Store::insert_audit`], also moving relay `mark.0`'s journal mark to `mark.1` in the same
+    /// transaction: every journaled event up to that number is committed.
+    pub async fn insert_audit_journaled(&self, rows: &[AuditRow], mark: Option<(&str, i64)>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let mut rest = rows;
         while !rest.is_empty() {
@@ -128,60 +137,27 @@ impl Store {
                 crate::conflict(err, "audit event", &format!("{}#{}", first.record.tenant_id, first.seq))
             })?;
         }
-        // The index of open streams, in the same transaction: a stream opened and closed within
-        // this batch never enters it. Multi-row statements, as for the events.
-        let closed: std::collections::HashSet<&str> = rows
-            .iter()
-            .filter(|r| r.record.phase == PHASE_CLOSED && !r.record.stream_id.is_empty())
-            .map(|r| r.record.stream_id.as_str())
-            .collect();
-        let opened: Vec<&AuditRow> =
-            rows.iter().filter(|r| r.record.phase == PHASE_OPENED && !r.record.stream_id.is_empty()).collect();
-        let opened_here: std::collections::HashSet<&str> = opened.iter().map(|r| r.record.stream_id.as_str()).collect();
-        let still_open: Vec<&AuditRow> =
-            opened.into_iter().filter(|r| !closed.contains(r.record.stream_id.as_str())).collect();
-        let mut rest = still_open.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
-            rest = tail;
-            let sql = values_sql(
-                "INSERT INTO audit_open_streams (stream_id, relay, tenant_id, seq, at) VALUES ",
-                chunk.len(),
-                5,
-                self.backend,
-            );
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                let e = &r.record;
-                let relay = e.stream_id.split(':').next().unwrap_or_default();
-                q = q.bind(&e.stream_id).bind(relay).bind(&e.tenant_id).bind(r.seq).bind(e.at);
-            }
-            q.execute(&mut *tx).await.map_err(|err| crate::conflict(err, "open stream", &chunk[0].record.stream_id))?;
-        }
-        let gone: Vec<&str> = closed.into_iter().filter(|id| !opened_here.contains(id)).collect();
-        let mut rest = gone.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
-            rest = tail;
-            let mut sql = String::from("DELETE FROM audit_open_streams WHERE stream_id IN (");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                match self.backend {
-                    crate::Backend::Sqlite => sql.push('?'),
-                    crate::Backend::Postgres => sql.push_str(&format!("${}", i + 1)),
-                }
-            }
-            sql.push(')');
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
+        // The index of open streams follows in the same statements (the database's triggers,
+        // migration 10): a stream opened and closed within this batch leaves no row.
+        if let Some((relay, upto)) = mark {
+            sqlx::query(
+                "INSERT INTO audit_journal (relay, upto) VALUES ($1, $2) \
+                 ON CONFLICT (relay) DO UPDATE SET upto = excluded.upto",
+            )
+            .bind(relay)
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The highest journal number of relay `relay` whose event is committed (0: none yet).
+    pub async fn journal_mark(&self, relay: &str) -> Result<i64, StoreError> {
+        let upto: Option<i64> =
+            sqlx::query_scalar("SELECT upto FROM audit_journal WHERE relay = $1").bind(relay).fetch_optional(&self.pool).await?;
+        Ok(upto.unwrap_or(0))
     }
 
     /// Streams opened and not closed: of one relay (`relay`), or of one tenant, oldest first.
