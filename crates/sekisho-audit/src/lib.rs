@@ -20,8 +20,8 @@ pub mod verify;
 pub mod writer;
 
 pub use anchors::{AnchorLog, Anchors};
-pub use journal::JournalConfig;
 pub use event::{Decision, Event, EventKind, Phase, SubjectKind};
+pub use journal::JournalConfig;
 pub use keys::{AuditKey, KeyError, load_public_key};
 pub use verify::{
     OPEN_AT_CRASH, OpenStreamRef, Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify,

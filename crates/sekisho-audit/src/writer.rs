@@ -103,7 +103,11 @@ enum Msg {
     Event(Box<AuditRecord>, Option<Ack>, Option<u64>),
     Flush(Ack),
     Checkpoint(Ack),
-    Prune { tenant: TenantId, before: i64, done: oneshot::Sender<Result<Option<Pruned>, AuditError>> },
+    Prune {
+        tenant: TenantId,
+        before: i64,
+        done: oneshot::Sender<Result<Option<Pruned>, AuditError>>,
+    },
 }
 
 /// A handle to the audit writer; cheap to clone.

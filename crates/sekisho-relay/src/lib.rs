@@ -169,8 +169,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let relay_id = relay_id(&config.data_dir).map_err(data_dir)?;
     // Durable events (a stream's opening, a refusal) are appended to this journal before the
     // caller goes on and committed in batches; a crash's leftovers are committed at start.
-    let journal =
-        sekisho_audit::JournalConfig { dir: config.data_dir.join("audit-journal"), relay: relay_id.clone() };
+    let journal = sekisho_audit::JournalConfig { dir: config.data_dir.join("audit-journal"), relay: relay_id.clone() };
     let audit_config = sekisho_audit::AuditConfig {
         anchors: Some(audit_anchors.clone()),
         journal: Some(journal),

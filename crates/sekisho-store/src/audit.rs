@@ -155,8 +155,10 @@ impl Store {
 
     /// The highest journal number of relay `relay` whose event is committed (0: none yet).
     pub async fn journal_mark(&self, relay: &str) -> Result<i64, StoreError> {
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT upto FROM audit_journal WHERE relay = $1").bind(relay).fetch_optional(&self.pool).await?;
+        let upto: Option<i64> = sqlx::query_scalar("SELECT upto FROM audit_journal WHERE relay = $1")
+            .bind(relay)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(upto.unwrap_or(0))
     }
 
