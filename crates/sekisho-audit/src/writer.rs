@@ -523,16 +523,15 @@ impl Writer {
         match m {
             Msg::Event(record, ack, journaled) => {
                 batch.push(*record);
+                // A journaled event's caller has gone on, but it is committed as promptly as one
+                // waited for (group commit with whatever is queued), so the log shows refusals and
+                // admin actions at once.
+                let urgent = journaled.is_some() || ack.is_some();
                 if journaled.is_some() {
                     self.mark = journaled;
                 }
-                match ack {
-                    Some(a) => {
-                        acks.push(a);
-                        true
-                    }
-                    None => false,
-                }
+                acks.extend(ack);
+                urgent
             }
             Msg::Flush(ack) => {
                 acks.push(ack);
