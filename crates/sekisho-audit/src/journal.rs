@@ -4,8 +4,8 @@
 //! be on disk before the caller goes on. Waiting for a database commit made every new connection
 //! wait for a transaction (and, on a busy two-core relay, for the database's thread to be
 //! scheduled); appending one line to a file is a single `write` on the caller's task. The line
-//! holds the event as it will be chained, numbered; the writer commits journaled events in its
-//! ordinary batches and records, in the same transaction, the highest number it committed (table
+//! holds the event as it will be chained, numbered; the writer commits journaled events at once
+//! with whatever else is queued (the caller does not wait for that) and records, in the same transaction, the highest number it committed (table
 //! `audit_journal`, one row per relay). A segment whose events are all committed is deleted.
 //!
 //! **Durability** is the database's own: the file is written without `fsync`, as SQLite's WAL
