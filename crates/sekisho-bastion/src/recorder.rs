@@ -119,7 +119,7 @@ impl Recorder {
         };
         let (cols, rows, term) = pty.map_or((80, 24, "xterm".to_owned()), |p| (p.cols, p.rows, p.term.clone()));
         let title = format!("{}@{} ({})", row.user_name, row.target, kind_name);
-        let writer = CastWriter::new(clamp16(cols), clamp16(rows), row.started_at / 1000, &title, &term);
+        let writer = CastWriter::new(cells(cols, 80), cells(rows, 24), row.started_at / 1000, &title, &term);
         let header = writer.header_line();
         let mut error = None;
         let cast = if with_cast {
@@ -206,7 +206,7 @@ impl Recorder {
 
     pub(super) fn resize(&mut self, cols: u32, rows: u32) {
         let t = self.t();
-        let line = self.cast.as_mut().map(|c| c.writer.resize(t, clamp16(cols), clamp16(rows))).unwrap_or_default();
+        let line = self.cast.as_mut().map(|c| c.writer.resize(t, cells(cols, 80), cells(rows, 24))).unwrap_or_default();
         self.emit(line);
     }
 
@@ -347,8 +347,11 @@ fn open_cast(b: &Bastion, id: &str, writer: CastWriter, header: &[u8]) -> std::i
     })
 }
 
-fn clamp16(v: u32) -> u16 {
-    v.clamp(1, 10_000) as u16
+/// A terminal dimension for the recording: 0 (a client with no terminal to measure, such as
+/// `ssh -tt` from a pipe, asks for a 0×0 pty) is recorded as the usual default, so a player shows
+/// the session in 80×24 rather than in one cell.
+fn cells(v: u32, default: u16) -> u16 {
+    if v == 0 { default } else { v.min(10_000) as u16 }
 }
 
 fn round_ms(t: f64) -> f64 {

@@ -51,6 +51,11 @@ pub(crate) fn router(state: Arc<WebState>, api: Router) -> Router {
         .route("/lang", get(set_lang))
         .route("/static/sekisho.css", get(|| async { asset("text/css; charset=utf-8", page::CSS) }))
         .route("/static/sekisho.js", get(|| async { asset("text/javascript; charset=utf-8", page::JS) }))
+        .route(
+            "/static/asciinema-player.min.js",
+            get(|| async { asset("text/javascript; charset=utf-8", page::PLAYER_JS) }),
+        )
+        .route("/static/asciinema-player.css", get(|| async { asset("text/css; charset=utf-8", page::PLAYER_CSS) }))
         .merge(pages::routes())
         .merge(admin::routes())
         .merge(recordings::routes())
@@ -217,6 +222,14 @@ impl Ctx {
     pub(crate) fn page(&self, active: &str, title: &str, body: Markup) -> Response {
         let who = Who { name: &self.name, tenant: &self.tenant, csrf: &self.csrf, scopes: &self.scopes };
         page::html_response(StatusCode::OK, page::layout(self.lang, &who, active, title, body), "")
+    }
+
+    /// A page with the recording player (its terminal is WebAssembly: the page's policy allows
+    /// compiling it; scripts still come only from the relay).
+    pub(crate) fn player_page(&self, active: &str, title: &str, body: Markup) -> Response {
+        let who = Who { name: &self.name, tenant: &self.tenant, csrf: &self.csrf, scopes: &self.scopes };
+        let markup = page::layout(self.lang, &who, active, title, body);
+        page::html_response_scripts(StatusCode::OK, markup, "", "'wasm-unsafe-eval'")
     }
 
     /// A one-button form in a table row: posts `do=<what>` and `<key>=<value>` to `action`

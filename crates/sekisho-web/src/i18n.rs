@@ -221,8 +221,6 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("rec.command", "Command", "コマンド"),
     ("rec.live", "in progress", "接続中"),
     ("rec.replay", "Replay", "再生"),
-    ("rec.play", "Play", "再生"),
-    ("rec.all", "Show all", "すべて表示"),
     ("rec.download", "Download .cast", ".cast をダウンロード"),
     ("rec.commands", "Commands", "コマンド一覧"),
     ("rec.files", "File operations", "ファイル操作"),

@@ -12,6 +12,9 @@ use super::i18n::Lang;
 
 pub(crate) const CSS: &str = include_str!("sekisho.css");
 pub(crate) const JS: &str = include_str!("sekisho.js");
+/// The recording player (asciinema-player, vendored: `vendor/asciinema-player/README.md`).
+pub(crate) const PLAYER_JS: &str = include_str!("../vendor/asciinema-player/asciinema-player.min.js");
+pub(crate) const PLAYER_CSS: &str = include_str!("../vendor/asciinema-player/asciinema-player.css");
 
 /// The signed-in visitor, as the layout shows them.
 pub(crate) struct Who<'a> {
@@ -121,6 +124,12 @@ pub(crate) fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
 /// An HTML response with the console's security headers. `edge_origins` is the form-action
 /// source for the service hosts (a sign-in form ends with a redirect to one).
 pub(crate) fn html_response(status: StatusCode, markup: Markup, edge_origins: &str) -> Response {
+    html_response_scripts(status, markup, edge_origins, "")
+}
+
+/// [`html_response`] whose scripts may also do `extra` (`'wasm-unsafe-eval'` for the recording
+/// player's terminal, which is WebAssembly; still only the relay's own scripts).
+pub(crate) fn html_response_scripts(status: StatusCode, markup: Markup, edge_origins: &str, extra: &str) -> Response {
     let mut resp = (status, markup.into_string()).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -129,8 +138,9 @@ pub(crate) fn html_response(status: StatusCode, markup: Markup, edge_origins: &s
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; \
-         base-uri 'none'; frame-ancestors 'none'; form-action 'self' {edge_origins}"
+        "default-src 'self'; script-src 'self'{extra}; style-src 'self'; img-src 'self' data:; object-src 'none'; \
+         base-uri 'none'; frame-ancestors 'none'; form-action 'self' {edge_origins}",
+        extra = if extra.is_empty() { String::new() } else { format!(" {extra}") }
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);

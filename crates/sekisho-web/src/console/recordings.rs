@@ -1,6 +1,7 @@
 //! Bastion recordings: search (user, target, source, protocol, command text), one recording's
-//! commands and file operations, and a player for its asciicast (the script in `sekisho.js`
-//! replays it in the page; the cast is fetched through the API like everything else).
+//! commands and file operations, and a player for its asciicast (asciinema-player, vendored and
+//! served by the relay; `sekisho.js` starts it, and seeks to a command's time when one is clicked;
+//! the cast is fetched through the API like everything else).
 
 use axum::Router;
 use axum::extract::{Path, Query, State as AxState};
@@ -100,27 +101,37 @@ async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Pa
         }
         @if terminal {
             h2 { (c.t("rec.replay")) }
+            link rel="stylesheet" href="/static/asciinema-player.css";
+            script src="/static/asciinema-player.min.js" defer {}
             div.player #player data-cast={ "/recordings/" (enc(&id)) "/cast" } {
                 div.controls {
-                    button.small type="button" data-play { (c.t("rec.play")) } " "
-                    button.small type="button" data-speed="4" { "4×" } " "
-                    button.small type="button" data-all { (c.t("rec.all")) } " "
+                    @for speed in ["1", "2", "4", "8"] {
+                        button.small type="button" data-speed=(speed) { (speed) "×" } " "
+                    }
                     a href={ "/recordings/" (enc(&id)) "/cast" } download { (c.t("rec.download")) }
                 }
-                pre.screen aria-live="off" {}
+                div.screen {}
             }
         }
         h2 { (c.t("rec.commands")) }
         @if commands.is_empty() { p.muted { (c.t("none")) } } @else {
             table #commands { thead { tr { th { "t (s)" } th { (c.t("rec.command")) } } }
-                tbody { @for cmd in &commands { tr { td { (s(&cmd["t"])) } td { code { (s(&cmd["cmd"])) } } } } } }
+                tbody { @for cmd in &commands { tr {
+                    td { @if terminal { button.small.seek type="button" data-seek=(s(&cmd["t"])) { (s(&cmd["t"])) } }
+                         @else { (s(&cmd["t"])) } }
+                    td { code { (s(&cmd["cmd"])) } }
+                } } } }
         }
         @if !files.is_empty() {
             h2 { (c.t("rec.files")) }
             table #files { tbody { @for f in &files { tr { td { code { (f.to_string()) } } } } } }
         }
     };
-    c.page("/recordings", c.t("nav.recordings"), body)
+    if terminal {
+        c.player_page("/recordings", c.t("nav.recordings"), body)
+    } else {
+        c.page("/recordings", c.t("nav.recordings"), body)
+    }
 }
 
 /// The asciicast, passed through from the API (for the player and for download).

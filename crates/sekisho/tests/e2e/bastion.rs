@@ -321,4 +321,45 @@ async fn console_shows_the_recording(relay: &Relay, id: &str) {
     let cast = v.get(&v.url("localhost", &format!("/recordings/{id}/cast"))).await;
     assert_eq!(cast.status, 200);
     assert!(cast.body.contains("pty-marker-42"));
+    player_shows_the_session(relay, id).await;
+}
+
+/// The replay as an auditor sees it in Chromium: the player's screen shows what the session
+/// printed for what was typed (`pty-marker-42` is only ever output: the typed command was
+/// `echo pty-marker-$((40+2))`; the pty of `ssh -tt` from a pipe does not echo the typing).
+async fn player_shows_the_session(relay: &Relay, id: &str) {
+    use crate::browser_util::Browser;
+    use crate::web::{PASSWORD, web_user};
+    let secret = web_user(relay, "kenji", "auditors", "auditor", "Kenji").await;
+    let b = Browser::start("ja").await;
+    let origin = format!("https://localhost:{}", relay.addr.port());
+    b.goto(&format!("{origin}/recordings/{id}")).await;
+    b.wait_url("/login").await;
+    b.fill("#user", "kenji").await.fill("#password", PASSWORD).await;
+    b.fill("#totp", &totp_now(&secret, 0)).await.click("#login").await;
+    b.wait_url(&format!("/recordings/{id}")).await;
+    b.wait_css("#player .ap-term").await;
+    let screen = "return document.querySelector('#player .screen').innerText;";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let shown = loop {
+        let text = b.execute(screen).await.as_str().unwrap_or("").to_owned();
+        if text.contains("pty-marker-42") || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    b.screenshot("recording-ja").await;
+    if !shown.contains("pty-marker-42") {
+        let player = b.execute("return document.querySelector('#player').outerHTML.slice(0, 3000);").await;
+        panic!("the player's screen: {shown:?}; the player: {player}");
+    }
+    assert!(!shown.contains("ooooo"), "the player shows the data, not the event type: {shown:?}");
+    // `ssh -tt` from a pipe asks for a 0×0 terminal: recorded, and shown, as 80 columns.
+    let cols = b
+        .execute("return getComputedStyle(document.querySelector('#player .ap-term')).getPropertyValue('--term-cols');")
+        .await;
+    assert_eq!(cols.as_str().map(str::trim), Some("80"), "the player's terminal width");
+    // Seeking by a command's time in the table.
+    b.click("[data-seek]").await;
+    b.close().await;
 }
