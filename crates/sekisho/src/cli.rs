@@ -9,11 +9,21 @@ mod relay;
 pub(crate) use bastion::{RecordingCmd, SshKeyCmd};
 pub(crate) use relay::RelayArgs;
 
+/// `--lang`: `ja` or `en`, with a region or encoding (`ja_JP.UTF-8`, `en-US`); anything else is
+/// refused rather than silently shown in English.
+fn parse_lang(s: &str) -> Result<String, String> {
+    let base = s.split(['_', '-', '.']).next().unwrap_or("").to_ascii_lowercase();
+    match base.as_str() {
+        "ja" | "en" => Ok(base),
+        _ => Err(format!("unknown language `{s}`: use ja or en (言語は ja か en を指定してください)")),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "sekisho", version, about = "Sekisho (関所): zero-trust access without open ports or VPNs")]
 pub(crate) struct Cli {
     /// Language of messages: ja or en (default: from LANG).
-    #[arg(long, global = true, env = "SEKISHO_LANG")]
+    #[arg(long, global = true, env = "SEKISHO_LANG", value_parser = parse_lang)]
     pub lang: Option<String>,
     /// Log level or filter for stderr logs (e.g. info, debug, sekisho_relay=debug).
     #[arg(long, global = true)]
@@ -557,4 +567,24 @@ pub(crate) enum OidcCmd {
     },
     Show,
     Rm,
+}
+
+#[cfg(test)]
+mod lang_tests {
+    use clap::Parser;
+
+    use super::{Cli, parse_lang};
+
+    #[test]
+    fn lang_is_ja_or_en_and_anything_else_is_refused() {
+        assert_eq!(parse_lang("ja").as_deref(), Ok("ja"));
+        assert_eq!(parse_lang("ja_JP.UTF-8").as_deref(), Ok("ja"));
+        assert_eq!(parse_lang("EN-us").as_deref(), Ok("en"));
+        for bad in ["fr", "", "japanese", "c"] {
+            let err = parse_lang(bad).unwrap_err();
+            assert!(err.contains("use ja or en") && err.contains("言語は"), "{bad}: {err}");
+        }
+        let refused = Cli::try_parse_from(["sekisho", "--lang", "fr", "ctl", "agent", "list"]).unwrap_err();
+        assert!(refused.to_string().contains("unknown language `fr`"), "{refused}");
+    }
 }
