@@ -436,6 +436,8 @@ pub(crate) struct NewKey {
     scopes: Vec<String>,
     /// Days until it expires; none means never.
     expires_in_days: Option<i64>,
+    /// Or seconds (a key for an hour's work), one minute to 3650 days.
+    expires_in_secs: Option<i64>,
     #[serde(default)]
     allowed_ips: Vec<String>,
     /// Make it a personal key of this user.
@@ -469,10 +471,22 @@ pub(crate) async fn create_key(
     if let Some(bad) = req.allowed_ips.iter().find(|e| !valid_ip_entry(e)) {
         return Err(ApiError::bad_request("invalid_ip", format!("`{bad}` is not an IP address or CIDR")));
     }
-    let expires_at = match req.expires_in_days {
-        Some(d) if (1..=3650).contains(&d) => Some(now_ms() + d * 86_400_000),
-        Some(_) => return Err(ApiError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650")),
-        None => None,
+    let expires_at = match (req.expires_in_days, req.expires_in_secs) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("invalid_expiry", "give expires_in_days or expires_in_secs, not both"));
+        }
+        (Some(d), None) if (1..=3650).contains(&d) => Some(now_ms() + d * 86_400_000),
+        (Some(_), None) => {
+            return Err(ApiError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650"));
+        }
+        (None, Some(s)) if (60..=3650 * 86_400).contains(&s) => Some(now_ms() + s * 1000),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                "expires_in_secs must be between 60 (one minute) and 315360000 (3650 days)",
+            ));
+        }
+        (None, None) => None,
     };
     let user_id = match &req.user {
         Some(u) => {

@@ -307,9 +307,9 @@ pub(crate) enum ApiKeyCmd {
         /// Scope, e.g. agents:read (repeatable or comma separated; `*` is every scope you hold).
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
-        /// Lifetime: 30d, 2w, or 12h (rounded up to whole days); a bare number is days. Default: never.
-        #[arg(long)]
-        expires: Option<String>,
+        /// Lifetime: 30m, 12h, 30d or 2w (a unit is required). Default: never.
+        #[arg(long, visible_alias = "expires")]
+        ttl: Option<String>,
         /// Address or CIDR the key may be used from (repeatable; default anywhere).
         #[arg(long = "allow-ip")]
         allow_ips: Vec<String>,

@@ -342,6 +342,20 @@ async fn the_readme_identity_commands_work_through_ctl() {
     assert_eq!(users[0]["groups"], json!(["ops"]), "{users}");
     let key = run(&["apikey", "create", "ci", "--scope", "routes:read", "--expires", "30d"], "").await.unwrap();
     assert!(key["key"].as_str().unwrap().starts_with("sk_"), "{key}");
+    // An hour is an hour (it used to be rounded up to a day); a lifetime without a unit is refused.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let hour = run(&["apikey", "create", "hour", "--scope", "routes:read", "--ttl", "1h"], "").await.unwrap();
+    let left = hour["expires_at"].as_i64().expect("expires_at in ms") - now;
+    assert!((3_500_000..=3_700_000).contains(&left), "a 1h key expires in {left} ms: {hour}");
+    let bare = run(&["apikey", "create", "bare", "--scope", "routes:read", "--ttl", "30"], "").await.unwrap_err();
+    assert!(bare.contains("30m") && bare.contains("2w"), "{bare}");
+    for body in [
+        json!({"name": "both", "scopes": ["routes:read"], "expires_in_days": 1, "expires_in_secs": 3600}),
+        json!({"name": "short", "scopes": ["routes:read"], "expires_in_secs": 59}),
+    ] {
+        let (status, v) = relay.api("POST", "/api/v1/api-keys", Some(body), &acme).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_expiry")), "{v}");
+    }
     let code = totp_now(&secret);
     let login = ctl_with_stdin(
         &relay,

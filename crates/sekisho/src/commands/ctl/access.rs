@@ -38,14 +38,14 @@ fn member_path(group: &str, user: &str) -> String {
 pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
     let lang = ctx.lang;
     match cmd {
-        ApiKeyCmd::Create { name, scopes, expires, allow_ips, user } => {
-            let days = match &expires {
-                Some(text) => Some(parse::parse_expires_days(text).ok_or_else(|| {
+        ApiKeyCmd::Create { name, scopes, ttl, allow_ips, user } => {
+            let secs = match &ttl {
+                Some(text) => Some(parse::parse_lifetime(text).ok_or_else(|| {
                     anyhow!(
                         "{} `{text}`",
                         lang.pick(
-                            "expiry must look like 30d, 2w or 12h:",
-                            "有効期限は 30d、2w、12h のような形式で指定してください:"
+                            "a lifetime needs a unit: 30m, 12h, 30d or 2w:",
+                            "有効期間は単位を付けて 30m、12h、30d、2w のように指定してください:"
                         )
                     )
                 })?),
@@ -53,7 +53,7 @@ pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             };
             let scopes: Vec<&str> = scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
             let body = json!({
-                "name": name, "scopes": scopes, "expires_in_days": days, "allowed_ips": allow_ips, "user": user,
+                "name": name, "scopes": scopes, "expires_in_secs": secs, "allowed_ips": allow_ips, "user": user,
             });
             let v = ctx.client.post("/api/v1/api-keys", &body).await?;
             if ctx.json {

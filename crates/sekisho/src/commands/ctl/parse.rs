@@ -19,17 +19,18 @@ pub(crate) fn parse_duration(s: &str) -> Option<i64> {
     num.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
 }
 
-/// An API key lifetime → whole days, rounded up: `30d`, `2w`, `12h` (→ 1), `30` (days).
-pub(crate) fn parse_expires_days(s: &str) -> Option<i64> {
+/// A credential's lifetime → seconds: `30m`, `12h`, `30d`, `2w`. A unit is required (a bare
+/// number once meant days for keys and seconds for tokens).
+pub(crate) fn parse_lifetime(s: &str) -> Option<i64> {
     let s = s.trim();
-    let secs = match s.strip_suffix('w') {
-        Some(weeks) => weeks.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(7 * 86_400)?,
-        None if s.chars().all(|c| c.is_ascii_digit()) => {
-            s.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(86_400)?
+    match s.strip_suffix('w') {
+        Some(weeks) if weeks.chars().all(|c| c.is_ascii_digit()) => {
+            weeks.parse::<i64>().ok().filter(|n| *n > 0)?.checked_mul(7 * 86_400)
         }
-        None => parse_duration(s)?,
-    };
-    Some((secs + 86_399) / 86_400)
+        Some(_) => None,
+        None if s.ends_with(['m', 'h', 'd']) => parse_duration(s),
+        None => None,
+    }
 }
 
 /// `+09:00`, `-05:30`, `+0900`, `+9`, `Z` → minutes east of UTC, within −12:00 … +14:00.
@@ -176,15 +177,13 @@ mod tests {
     }
 
     #[test]
-    fn expiry_rounds_up_to_days() {
-        assert_eq!(parse_expires_days("30d"), Some(30));
-        assert_eq!(parse_expires_days("30"), Some(30));
-        assert_eq!(parse_expires_days("2w"), Some(14));
-        assert_eq!(parse_expires_days("12h"), Some(1));
-        assert_eq!(parse_expires_days("25h"), Some(2));
-        assert_eq!(parse_expires_days("24h"), Some(1));
-        for bad in ["", "0d", "-3d", "d", "3y", "1.5d"] {
-            assert_eq!(parse_expires_days(bad), None, "{bad}");
+    fn lifetimes_need_a_unit_and_keep_hours() {
+        assert_eq!(parse_lifetime("30m"), Some(1800));
+        assert_eq!(parse_lifetime("1h"), Some(3600));
+        assert_eq!(parse_lifetime("30d"), Some(30 * 86_400));
+        assert_eq!(parse_lifetime("2w"), Some(14 * 86_400));
+        for bad in ["", "30", "0d", "-3d", "d", "3y", "1.5d", "90s", "w", "-1w"] {
+            assert_eq!(parse_lifetime(bad), None, "{bad}");
         }
     }
 
