@@ -25,6 +25,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # And Debian's telnetd (inetutils), started by the Telnet bastion test for each connection.
 [ -x /usr/sbin/telnetd ] || missing+=(inetutils-telnetd)
+# Japanese glyphs for Chromium (the console's ja pages and their screenshots, not boxes).
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
