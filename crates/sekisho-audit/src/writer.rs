@@ -247,16 +247,25 @@ impl Auditor {
     /// Records an event; it is committed within the batch window (or, while the store refuses,
     /// as soon as it accepts again). Never dropped.
     pub fn record(&self, event: Event) {
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(Box::new(event.into_record(now_ms())), None, None)).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.enqueue(Msg::Event(Box::new(event.into_record(now_ms())), None, None)).is_err() {
             tracing::error!("audit writer stopped; an event could not be queued");
         }
     }
 
-    /// Records an event and returns once it is committed. Waits for room while the queue is full;
-    /// after [`AuditConfig::durable_wait`] without a commit it returns
-    /// [`AuditError::Unavailable`], and the event stays queued.
+    /// Queues one event for the writer, counted until it is committed.
+    fn enqueue(&self, msg: Msg) -> Result<(), AuditError> {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(msg).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(AuditError::Unavailable("audit writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Records an event and returns once it is on disk: appended to the journal (committed right
+    /// after), or, without one, committed. Waits for room while the queue is full; after
+    /// [`AuditConfig::durable_wait`] without room or a commit it returns
+    /// [`AuditError::Unavailable`], and a queued event stays queued.
     pub async fn record_durable(&self, event: Event) -> Result<(), AuditError> {
         let shared = &self.shared;
         let give_up = tokio::time::Instant::now() + shared.durable_wait;
@@ -267,16 +276,12 @@ impl Auditor {
             }
         }
         let record = Box::new(event.into_record(now_ms()));
-        // On disk once its line is in the journal; the writer commits it with its batch.
+        // On disk once its line is in the journal; the writer commits it at once, unwaited.
         if let Some(journal) = &shared.journal {
             let mut j = journal.lock();
             match j.append(&record) {
                 Ok(number) => {
-                    shared.queued.fetch_add(1, Ordering::Relaxed);
-                    if self.tx.send(Msg::Event(record, None, Some(number))).is_err() {
-                        shared.queued.fetch_sub(1, Ordering::Relaxed);
-                        return Err(AuditError::Unavailable("audit writer stopped".into()));
-                    }
+                    self.enqueue(Msg::Event(record, None, Some(number)))?;
                     if shared.journal_failing.swap(false, Ordering::Relaxed) {
                         tracing::warn!("the audit journal can be written again");
                     }
@@ -290,11 +295,7 @@ impl Auditor {
             }
         }
         let (ack, done) = oneshot::channel();
-        shared.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Msg::Event(record, Some(ack), None)).is_err() {
-            shared.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(AuditError::Unavailable("audit writer stopped".into()));
-        }
+        self.enqueue(Msg::Event(record, Some(ack), None))?;
         match tokio::time::timeout_at(give_up, done).await {
             Ok(answer) => answer.map_err(|_| AuditError::Unavailable("audit writer stopped".into()))?,
             Err(_) => Err(AuditError::Unavailable(
@@ -344,10 +345,7 @@ impl Auditor {
                     s.seq
                 );
                 rec.detail = String::new();
-                self.shared.queued.fetch_add(1, Ordering::Relaxed);
-                if self.tx.send(Msg::Event(Box::new(rec), None, None)).is_err() {
-                    return Err(AuditError::Unavailable("audit writer stopped".into()));
-                }
+                self.enqueue(Msg::Event(Box::new(rec), None, None))?;
             }
             self.flush().await?;
         }

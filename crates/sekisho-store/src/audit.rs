@@ -75,9 +75,9 @@ fn values_sql(head: &str, rows: usize, columns: usize, backend: crate::Backend) 
 /// most eight prepared statements for events. (One statement per batch length filled sqlx's cache
 /// of 100 statements per connection, and a 200-row insert is some 150 KB of SQLite program: the
 /// relay grew by megabytes under many short connections.) Powers of two, so a batch of n < 256
-/// events takes as many statements as n has one-bits (each statement is a round trip to the
-/// database's thread that new connections wait for while their opening commits; with 128, 32,
-/// 8 and 1 a batch of 70 took eight). 25 parameters a row keeps 128 rows far below both
+/// events takes as many statements as n has one-bits (with 128, 32, 8 and 1 a batch of 70 took
+/// eight round trips to the database's thread; measured alone, the change made no difference to
+/// new connections, see bench/README). 25 parameters a row keeps 128 rows far below both
 /// backends' parameter limits.
 const INSERT_CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 

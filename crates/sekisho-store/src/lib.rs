@@ -130,9 +130,8 @@ impl Store {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(4)
-                    // A file the process holds open cannot go away between uses: the ping before
-                    // each use was one more round trip to the database's thread for every query
-                    // (and every audit batch that a new connection waits for).
+                    // A file the process holds open cannot go away between uses: no ping (one
+                    // more round trip to the database's thread) before each query.
                     .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
