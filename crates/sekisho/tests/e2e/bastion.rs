@@ -349,6 +349,8 @@ async fn player_shows_the_session(relay: &Relay, id: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     b.screenshot("recording-ja").await;
+    let page = b.page_text().await;
+    assert!(page.contains("再生") && page.contains(".cast をダウンロード"), "the page in Japanese: {page}");
     if !shown.contains("pty-marker-42") {
         let player = b.execute("return document.querySelector('#player').outerHTML.slice(0, 3000);").await;
         panic!("the player's screen: {shown:?}; the player: {player}");
