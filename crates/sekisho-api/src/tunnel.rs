@@ -1,9 +1,10 @@
 //! Agents, enrollment tokens, services and routes of the caller's tenant.
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use sekisho_audit::{Decision, EventKind};
 use sekisho_store::{Agent, Protocol, Role, Route, Service, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -111,15 +112,42 @@ pub(crate) async fn list_agents(
     ))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RevokeQuery {
+    /// Also while it has routes and services (incident response): its routes are deleted, its
+    /// services left without an agent, its streams ended.
+    #[serde(default)]
+    force: bool,
+}
+
 pub(crate) async fn revoke_agent(
     AxState(state): AxState<S>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    Query(q): Query<RevokeQuery>,
+) -> Result<Response, ApiError> {
     let agent = state.topology().find_agent(&caller.tenant, &id).map(|a| a.id.clone()).map_err(ApiError::not_found)?;
-    state.store.revoke_agent(&caller.tenant, &agent).await?;
+    let detached = state.store.revoke_agent(&caller.tenant, &agent, q.force).await?;
+    // The new topology disconnects the agent, which ends every stream on its link.
     state.refresh().await?;
-    Ok(StatusCode::NO_CONTENT)
+    if !q.force {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let detail =
+        json!({ "agent": agent, "routes_deleted": detached.routes, "services_without_agent": detached.services });
+    let event = caller
+        .event(EventKind::Admin, Decision::Allow, &state)
+        .target(format!("agent {agent}"))
+        .reason(format!(
+            "agent revoked by force: {} route(s) deleted, {} service(s) left without an agent, its streams ended",
+            detached.routes.len(),
+            detached.services.len()
+        ))
+        .detail(detail.to_string());
+    if let Err(e) = state.auditor.record_durable(event).await {
+        tracing::error!(error = %e, "cannot record a forced agent revocation");
+    }
+    Ok(Json(detail).into_response())
 }
 
 #[derive(Deserialize)]

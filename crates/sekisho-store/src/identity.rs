@@ -318,6 +318,12 @@ impl Store {
         Ok(())
     }
 
+    /// How many tenants sign in through an OpenID Connect provider (the sign-in page offers
+    /// single sign-on only when some do).
+    pub async fn oidc_provider_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM oidc_providers").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
     pub async fn delete_oidc(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM oidc_providers WHERE tenant_id = $1").bind(tenant).execute(&self.pool).await?;
         Ok(r.rows_affected() > 0)

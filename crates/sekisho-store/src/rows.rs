@@ -242,6 +242,14 @@ pub struct Route {
     pub created_at: i64,
 }
 
+/// What a forced agent revocation took with it: the routes it fronted (deleted) and the services
+/// it served (left without a usable agent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Detached {
+    pub routes: Vec<String>,
+    pub services: Vec<String>,
+}
+
 /// A service's required and deny conditions, as the admin wrote them (Cedar expressions), and a
 /// gateway's domain lists. Stored as JSON arrays; parsed here, once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

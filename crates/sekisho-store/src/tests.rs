@@ -268,15 +268,36 @@ async fn services_in_use_cannot_be_deleted_and_names_are_unique() {
         };
         s.insert_route(&route).await.unwrap();
         assert!(matches!(s.delete_service(&TenantId::from("default"), "wiki").await, Err(StoreError::InUse { .. })));
-        assert!(matches!(s.revoke_agent(&TenantId::from("default"), "ag1").await, Err(StoreError::InUse { .. })));
+        assert!(matches!(
+            s.revoke_agent(&TenantId::from("default"), "ag1", false).await,
+            Err(StoreError::InUse { .. })
+        ));
         assert!(matches!(s.delete_route(&TenantId::from("other"), "rt1").await, Err(StoreError::NotFound { .. })));
         s.delete_route(&TenantId::from("default"), "rt1").await.unwrap();
         assert!(matches!(s.delete_route(&TenantId::from("default"), "rt1").await, Err(StoreError::NotFound { .. })));
         assert!(matches!(s.delete_service(&TenantId::from("other"), "wiki").await, Err(StoreError::NotFound { .. })));
         s.delete_service(&TenantId::from("default"), "wiki").await.unwrap();
-        assert!(matches!(s.revoke_agent(&TenantId::from("other"), "ag1").await, Err(StoreError::NotFound { .. })));
-        s.revoke_agent(&TenantId::from("default"), "ag1").await.unwrap();
+        assert!(matches!(
+            s.revoke_agent(&TenantId::from("other"), "ag1", false).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(s.revoke_agent(&TenantId::from("default"), "ag1", false).await.unwrap(), Detached::default());
         assert!(s.get_agent(&AgentId::from("ag1")).await.unwrap().unwrap().revoked_at.is_some());
+
+        // Forced (incident response): its routes go with it, its services stay, named.
+        s.insert_token(&token("h2", now_ms() + 60_000)).await.unwrap();
+        s.enroll("h2", &agent("ag2")).await.unwrap().unwrap();
+        s.insert_service(&service("sv3", "default", "files", "ag2")).await.unwrap();
+        s.insert_route(&Route { id: "rt2".into(), front_agent_id: "ag2".into(), service_id: "sv3".into(), ..route })
+            .await
+            .unwrap();
+        let other = s.revoke_agent(&TenantId::from("other"), "ag2", true).await;
+        assert!(matches!(other, Err(StoreError::NotFound { .. })), "{other:?}");
+        assert!(s.list_routes(&TenantId::from("default")).await.unwrap().iter().any(|r| r.id == "rt2"));
+        let detached = s.revoke_agent(&TenantId::from("default"), "ag2", true).await.unwrap();
+        assert_eq!(detached, Detached { routes: vec!["rt2".into()], services: vec!["files".into()] });
+        assert!(s.list_routes(&TenantId::from("default")).await.unwrap().is_empty());
+        assert!(s.get_agent(&AgentId::from("ag2")).await.unwrap().unwrap().revoked_at.is_some());
     }
 }
 

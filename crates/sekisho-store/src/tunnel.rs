@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use crate::domain::{AgentId, ServiceId, TenantId};
 use crate::{
-    Agent, EnrollmentToken, NewAgent, PolicyLists, PolicyRow, Route, Service, Store, StoreError, TokenRejection,
-    conflict, not_found, now_ms,
+    Agent, Detached, EnrollmentToken, NewAgent, PolicyLists, PolicyRow, Route, Service, Store, StoreError,
+    TokenRejection, conflict, not_found, now_ms,
 };
 
 impl Store {
@@ -156,19 +156,36 @@ impl Store {
 
     /// Revokes a tenant's agent: its key is refused from now on. Its services and routes must
     /// be removed first.
-    pub async fn revoke_agent(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
-        let used: i64 = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM services WHERE agent_id = $1) + (SELECT COUNT(*) FROM routes WHERE front_agent_id = $1)",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        if used > 0 {
+    /// Revokes agent `id`. Refused (`InUse`) while it serves services or fronts routes, unless
+    /// `force`: then, in the same transaction, the routes it fronts are deleted and the services
+    /// it serves are left without a usable agent (every stream to them is refused until they are
+    /// deleted or re-created on another agent). Returns what was detached.
+    pub async fn revoke_agent(&self, tenant: &TenantId, id: &str, force: bool) -> Result<Detached, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let routes: Vec<String> =
+            sqlx::query("SELECT id FROM routes WHERE front_agent_id = $1 AND tenant_id = $2 ORDER BY id")
+                .bind(id)
+                .bind(tenant)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        let services: Vec<String> =
+            sqlx::query("SELECT name FROM services WHERE agent_id = $1 AND tenant_id = $2 ORDER BY name")
+                .bind(id)
+                .bind(tenant)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        let in_use = !routes.is_empty() || !services.is_empty();
+        if in_use && !force {
             return Err(StoreError::InUse {
                 kind: "agent",
                 name: id.to_owned(),
-                used_by: format!("{used} services or routes"),
+                used_by: format!("{} services or routes", routes.len() + services.len()),
             });
         }
         let r =
@@ -176,12 +193,18 @@ impl Store {
                 .bind(now_ms())
                 .bind(id)
                 .bind(tenant)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         if r.rows_affected() == 0 {
             return Err(not_found("agent", id));
         }
-        Ok(())
+        sqlx::query("DELETE FROM routes WHERE front_agent_id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Detached { routes, services })
     }
 
     // --- Services -------------------------------------------------------------------------

@@ -329,7 +329,10 @@ fn peer_of(req_ext: &axum::http::Extensions) -> Option<sekisho_door::credentials
     req_ext.get::<sekisho_door::credentials::PeerAddr>().copied()
 }
 
-fn login_page(console: &Console, lang: Lang, rd: Option<&str>, error: Option<&str>, fields: &Fields) -> Response {
+async fn login_page(console: &Console, lang: Lang, rd: Option<&str>, error: Option<&str>, fields: &Fields) -> Response {
+    // Single sign-on only where a tenant has a provider (a store error hides it: the password
+    // form still works, and the provider's flow would need the store anyway).
+    let sso = console.state.store.oidc_provider_count().await.is_ok_and(|n| n > 0);
     let v = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let tenant = fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned());
     let target = rd.and_then(|r| r.strip_prefix("https://")).map(|r| r.split('/').next().unwrap_or(r).to_owned());
@@ -352,12 +355,14 @@ fn login_page(console: &Console, lang: Lang, rd: Option<&str>, error: Option<&st
             input #totp type="text" name="totp" inputmode="numeric" autocomplete="one-time-code" required;
             button #login type="submit" { (lang.t("login.submit")) }
         }
-        h2 { (lang.t("login.sso")) }
-        form method="get" action="/oidc/start" {
-            @if let Some(r) = rd { input type="hidden" name="rd" value=(r); }
-            label for="sso-tenant" { (lang.t("login.tenant")) }
-            input #sso-tenant type="text" name="tenant" value=(fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned())) required;
-            button #sso type="submit" { (lang.t("login.sso_submit")) }
+        @if sso {
+            h2 { (lang.t("login.sso")) }
+            form method="get" action="/oidc/start" {
+                @if let Some(r) = rd { input type="hidden" name="rd" value=(r); }
+                label for="sso-tenant" { (lang.t("login.tenant")) }
+                input #sso-tenant type="text" name="tenant" value=(fields.get("tenant").cloned().unwrap_or_else(|| "default".to_owned())) required;
+                button #sso type="submit" { (lang.t("login.sso_submit")) }
+            }
         }
     };
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
@@ -379,7 +384,7 @@ async fn login_form(AxState(console): AxState<C>, Query(q): Query<Rd>, req: Requ
     if let Ok(c) = Ctx::load(&console, req.headers(), peer, "/").await {
         return continue_to(&c, q.rd.as_deref()).await;
     }
-    login_page(&console, lang, q.rd.as_deref(), None, &Fields::new())
+    login_page(&console, lang, q.rd.as_deref(), None, &Fields::new()).await
 }
 
 async fn login_submit(
@@ -416,7 +421,7 @@ async fn login_submit(
             Some("store_unavailable") => lang.t("login.store_unavailable").to_owned(),
             _ => answer.body["error"]["message"].as_str().unwrap_or("sign-in failed").to_owned(),
         };
-        return login_page(&console, lang, rd.as_deref(), Some(&msg), &f);
+        return login_page(&console, lang, rd.as_deref(), Some(&msg), &f).await;
     };
     login_with_key(&console, &headers, peer, &key, rd.as_deref()).await
 }

@@ -40,6 +40,13 @@ const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the edge's own endpoints live on a service host (never proxied).
 const OWN_PREFIX: &str = "/.sekisho/";
 
+/// The edge pages' stylesheet or script (`/.sekisho/static/<name>`), from the relay itself.
+fn own_asset(own: &str) -> Option<Response> {
+    let name = own.strip_prefix("static/")?;
+    let (_, kind, body) = page::ASSETS.iter().find(|(n, _, _)| *n == name)?;
+    Some(([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "public, max-age=3600")], *body).into_response())
+}
+
 pub(crate) async fn serve(
     state: Arc<WebState>,
     host: String,
@@ -50,7 +57,7 @@ pub(crate) async fn serve(
     let peer = super::peer_ip(&req);
     let topo = state.topology();
     let Some(svc) = service.and_then(|id| topo.services.get(&id).cloned()) else {
-        return page::message(lang, StatusCode::NOT_FOUND, "edge.unknown", "edge.unknown_text", None, None);
+        return page::edge_message(lang, StatusCode::NOT_FOUND, "edge.unknown", "edge.unknown_text", None, None);
     };
     drop(topo);
     let path = req.uri().path().to_owned();
@@ -59,7 +66,9 @@ pub(crate) async fn serve(
         return match own {
             "auth" => redeem(&state, &host, &svc, peer, lang, req.uri()).await,
             "logout" => redirect(&format!("{}/logout", state.web.console_origin())),
-            _ => page::message(lang, StatusCode::NOT_FOUND, "not_found", "edge.unknown_text", None, None),
+            _ => own_asset(own).unwrap_or_else(|| {
+                page::edge_message(lang, StatusCode::NOT_FOUND, "not_found", "edge.unknown_text", None, None)
+            }),
         };
     }
     let user = match super::cookie(req.headers(), EDGE_COOKIE) {
@@ -82,7 +91,7 @@ pub(crate) async fn serve(
                 detail,
             )
             .record_soon();
-            return page::message(
+            return page::edge_message(
                 lang,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "edge.unavailable",
@@ -117,7 +126,7 @@ pub(crate) async fn serve(
         if let Err(e) = refused.detail(detail(403)).record().await {
             tracing::error!(error = %e, "cannot record a cross-site refusal");
         }
-        return page::message(
+        return page::edge_message(
             lang,
             StatusCode::FORBIDDEN,
             "edge.denied",
@@ -134,7 +143,7 @@ pub(crate) async fn serve(
             if let Err(e) = denial.detail(detail(403)).record().await {
                 tracing::error!(error = %e, "cannot record a browser refusal");
             }
-            return page::message(
+            return page::edge_message(
                 lang,
                 StatusCode::FORBIDDEN,
                 "edge.denied",
@@ -163,7 +172,7 @@ pub(crate) async fn serve(
             } else {
                 StatusCode::BAD_GATEWAY
             };
-            page::message(lang, status, "edge.unavailable", "edge.unavailable_text", Some((code, &why)), None)
+            page::edge_message(lang, status, "edge.unavailable", "edge.unavailable_text", Some((code, &why)), None)
         }
     }
 }
@@ -218,7 +227,7 @@ fn login_needed(
             anonymous_refusal(state, svc, peer, "login_required", format!("login_required: {why}"), detail.to_string())
                 .record_soon();
         }
-        page::message(
+        page::edge_message(
             lang,
             StatusCode::UNAUTHORIZED,
             "edge.login_needed",
@@ -249,7 +258,7 @@ async fn redeem(state: &WebState, host: &str, svc: &Service, peer: IpAddr, lang:
             anonymous_refusal(state, svc, peer, "login_required", "ticket_invalid".into(), detail).record_soon();
         }
         let login = format!("{}/login", state.web.console_origin());
-        return page::message(
+        return page::edge_message(
             lang,
             StatusCode::BAD_REQUEST,
             "edge.login_needed",
@@ -281,7 +290,7 @@ async fn redeem(state: &WebState, host: &str, svc: &Service, peer: IpAddr, lang:
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot store a browser session");
-            page::message(
+            page::edge_message(
                 lang,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "edge.unavailable",

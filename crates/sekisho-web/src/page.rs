@@ -45,14 +45,27 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/settings", "nav.settings", ""),
 ];
 
-fn head(lang: Lang, title: &str) -> Markup {
+/// Where the console's own stylesheet and script are served on the console's host.
+pub(crate) const CONSOLE_ASSETS: &str = "/static/";
+/// Where they are served on a service host: the edge's reserved path, answered by the relay
+/// itself, never decided by the service's policy nor sent to the service (so a refusal page
+/// leaves one audit event, not one more for each file it loads).
+pub(crate) const EDGE_ASSETS: &str = "/.sekisho/static/";
+
+/// The file names under either asset root: (name, content type, body).
+pub(crate) const ASSETS: &[(&str, &str, &str)] =
+    &[("sekisho.css", "text/css; charset=utf-8", CSS), ("sekisho.js", "text/javascript; charset=utf-8", JS)];
+
+fn head(lang: Lang, title: &str, assets: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · " (lang.t("app")) }
-            link rel="stylesheet" href="/static/sekisho.css";
-            script src="/static/sekisho.js" defer {}
+            // No icon: a browser would otherwise ask the service host for /favicon.ico.
+            link rel="icon" href="data:,";
+            link rel="stylesheet" href={ (assets) "sekisho.css" };
+            script src={ (assets) "sekisho.js" } defer {}
         }
     }
 }
@@ -69,7 +82,7 @@ pub(crate) fn layout(lang: Lang, who: &Who<'_>, active: &str, title: &str, body:
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(lang, title))
+            (head(lang, title, CONSOLE_ASSETS))
             body {
                 a.skip href="#main" { (title) }
                 header.top {
@@ -101,12 +114,17 @@ pub(crate) fn layout(lang: Lang, who: &Who<'_>, active: &str, title: &str, body:
     }
 }
 
-/// A page without navigation (sign-in, messages).
+/// A page without navigation (sign-in, messages) on the console's host.
 pub(crate) fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
+    bare_at(lang, title, body, CONSOLE_ASSETS)
+}
+
+/// [`bare`] with its assets at `assets` ([`CONSOLE_ASSETS`] or [`EDGE_ASSETS`]).
+fn bare_at(lang: Lang, title: &str, body: Markup, assets: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(lang, title))
+            (head(lang, title, assets))
             body.bare {
                 header.top {
                     span.brand { "関所 " span { "Sekisho" } }
@@ -148,8 +166,32 @@ pub(crate) fn html_response_scripts(status: StatusCode, markup: Markup, edge_ori
     resp
 }
 
-/// A message page of the edge: a title, a sentence, and the reason id when there is one.
+/// A message page on the console's host: a title, a sentence, and the reason id when there is one.
 pub(crate) fn message(
+    lang: Lang,
+    status: StatusCode,
+    title: &'static str,
+    text: &'static str,
+    reason: Option<(&str, &str)>,
+    link: Option<(&str, &'static str)>,
+) -> Response {
+    message_at(CONSOLE_ASSETS, lang, status, title, text, reason, link)
+}
+
+/// [`message`] on a service host: its assets come from the edge's reserved path.
+pub(crate) fn edge_message(
+    lang: Lang,
+    status: StatusCode,
+    title: &'static str,
+    text: &'static str,
+    reason: Option<(&str, &str)>,
+    link: Option<(&str, &'static str)>,
+) -> Response {
+    message_at(EDGE_ASSETS, lang, status, title, text, reason, link)
+}
+
+fn message_at(
+    assets: &str,
     lang: Lang,
     status: StatusCode,
     title: &'static str,
@@ -173,7 +215,7 @@ pub(crate) fn message(
             p { a.button href=(href) { (lang.t(label)) } }
         }
     };
-    html_response(status, bare(lang, lang.t(title), body), "")
+    html_response(status, bare_at(lang, lang.t(title), body, assets), "")
 }
 
 /// `time_ms` as `YYYY-MM-DD HH:MM` (UTC).

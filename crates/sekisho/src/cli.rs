@@ -461,7 +461,13 @@ pub(crate) enum AgentCmd {
     /// List agents with their online state.
     List,
     /// Revoke an agent (by id or name): its key is refused from now on.
-    Revoke { agent: String },
+    Revoke {
+        agent: String,
+        /// Also while it has routes or services (incident response): its streams end, the routes
+        /// it fronts are deleted, the services it serves are left without an agent.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

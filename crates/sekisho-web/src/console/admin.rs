@@ -1,6 +1,8 @@
 //! The identity, policy and evidence pages: users, groups, API keys, policies, audit log,
 //! settings.
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::extract::{Form, Query, State as AxState};
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, header};
@@ -199,7 +201,16 @@ async fn keys_post(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Form(f
 }
 
 async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) -> Response {
-    let keys = list(&c.get("/api/v1/api-keys").await);
+    let all = list(&c.get("/api/v1/api-keys").await);
+    // Sign-in sessions (console, and the browser sessions minted from them) are keys too, but
+    // nobody made them by hand: listed apart, under who they belong to.
+    let (sessions, keys): (Vec<Value>, Vec<Value>) =
+        all.into_iter().filter(|k| k["revoked_at"].is_null()).partition(|k| !k["auth_method"].is_null());
+    let users: HashMap<String, String> = if c.may("users:read") {
+        list(&c.get("/api/v1/users").await).iter().map(|u| (s(&u["id"]), s(&u["name"]))).collect()
+    } else {
+        HashMap::new()
+    };
     let write = c.may("apikeys:write");
     let body = html! {
         (flash(c.lang, answer))
@@ -213,13 +224,35 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
                 th { (c.t("name")) } th { (c.t("keys.scopes")) } th { (c.t("keys.created")) } th { (c.t("keys.expires")) }
                 th { (c.t("keys.last_used")) } th { (c.t("actions")) }
             } }
-            tbody { @for k in keys.iter().filter(|k| k["revoked_at"].is_null()) { tr {
+            tbody { @for k in &keys { tr {
                 td { (s(&k["name"])) } td { code { (s(&k["scopes"])) } }
                 td { (k["created_at"].as_i64().map(when).unwrap_or_default()) }
                 td { (k["expires_at"].as_i64().map(when).unwrap_or_default()) }
                 td { (k["last_used_at"].as_i64().map(when).unwrap_or_default()) }
                 td { @if write {
                     (c.row_action("/api-keys", "revoke", "id", &s(&k["id"]), "revoke", true))
+                } }
+            } } }
+        } }
+        h2 { (c.t("keys.sessions")) }
+        p.hint { (c.t("keys.sessions_text")) }
+        div.scroll { table #sessions {
+            thead { tr {
+                th { (c.t("keys.user")) } th { (c.t("keys.kind")) } th { (c.t("keys.method")) }
+                th { (c.t("keys.signed_in")) } th { (c.t("keys.last_used")) } th { (c.t("actions")) }
+            } }
+            tbody { @for k in &sessions { tr {
+                @let user = s(&k["user_id"]);
+                td { (users.get(&user).cloned().unwrap_or(user)) }
+                td { @match k["bound_host"].as_str() {
+                    Some(host) => { (c.t("keys.kind_browser")) " " code { (host) } }
+                    None => { (c.t("keys.kind_console")) }
+                } }
+                td { (c.t(auth_method_key(k["auth_method"].as_str().unwrap_or_default()))) }
+                td { (k["created_at"].as_i64().map(when).unwrap_or_default()) }
+                td { (k["last_used_at"].as_i64().map(when).unwrap_or_default()) }
+                td { @if write {
+                    (c.row_action("/api-keys", "revoke", "id", &s(&k["id"]), "keys.end_session", true))
                 } }
             } } }
         } }
@@ -237,6 +270,16 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
         }
     };
     c.page("/api-keys", c.t("nav.keys"), body)
+}
+
+/// The catalogue key of how a session's user signed in.
+fn auth_method_key(method: &str) -> &'static str {
+    match method {
+        "password" => "auth.password",
+        "password+totp" => "auth.password_totp",
+        "oidc" => "auth.oidc",
+        _ => "auth.other",
+    }
 }
 
 // --- Policies -------------------------------------------------------------------------------

@@ -94,9 +94,9 @@ fn default_tenant() -> String {
     "default".into()
 }
 
-fn failed(console: &Console, lang: Lang, why: &str) -> Response {
+async fn failed(console: &Console, lang: Lang, why: &str) -> Response {
     let fields = super::Fields::new();
-    super::login_page(console, lang, None, Some(why), &fields)
+    super::login_page(console, lang, None, Some(why), &fields).await
 }
 
 async fn audit(console: &Console, tenant: &str, user: &str, ip: std::net::IpAddr, decision: Decision, reason: &str) {
@@ -187,27 +187,31 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
     let state = &console.state;
     let tenant = match state.store.get_tenant(q.tenant.trim()).await {
         Ok(Some(t)) => t,
-        _ => return failed(&console, lang, "no such organisation"),
+        _ => return failed(&console, lang, "no such organisation").await,
     };
     let http = match http_client(&console.state) {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e),
+        Err(e) => return failed(&console, lang, &e).await,
     };
     let (client, _) = match client_for(&console, &tenant.id, &http).await {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e),
+        Err(e) => return failed(&console, lang, &e).await,
     };
     let (url, flow_state, nonce, verifier) = authorize(&client);
-    {
+    let admitted = {
         let mut open = console.flows.open.lock();
         if open.len() >= MAX_FLOWS {
             open.retain(|_, p| p.at.elapsed() < FLOW_TTL);
         }
-        if open.len() >= MAX_FLOWS {
-            return failed(&console, lang, "too many sign-ins are under way; try again in a minute");
+        let admitted = open.len() < MAX_FLOWS;
+        if admitted {
+            let pending = Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() };
+            open.insert(flow_state.clone(), pending);
         }
-        let pending = Pending { tenant_id: tenant.id, verifier, nonce, rd: q.rd, at: Instant::now() };
-        open.insert(flow_state.clone(), pending);
+        admitted
+    };
+    if !admitted {
+        return failed(&console, lang, "too many sign-ins are under way; try again in a minute").await;
     }
     // A page that moves on by itself rather than a redirect: the sign-in form's
     // `form-action` policy would stop a redirect to the provider's origin.
@@ -245,7 +249,7 @@ async fn callback(
         let console = console.clone();
         async move {
             audit(&console, "default", "", ip, Decision::Deny, &format!("oidc_failed: {why}")).await;
-            failed(&console, lang, &why)
+            failed(&console, lang, &why).await
         }
     };
     if let Some(err) = &q.error {
@@ -263,7 +267,7 @@ async fn callback(
     };
     let http = match http_client(&console.state) {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e),
+        Err(e) => return failed(&console, lang, &e).await,
     };
     let verified = async {
         let (client, provider) = client_for(&console, &pending.tenant_id, &http).await?;
@@ -283,7 +287,7 @@ async fn callback(
         Ok(n) => n,
         Err(why) => {
             audit(&console, &pending.tenant_id, "", ip, Decision::Deny, &format!("oidc_failed: {why}")).await;
-            return failed(&console, lang, &why);
+            return failed(&console, lang, &why).await;
         }
     };
     let user = match state.store.get_user(&pending.tenant_id, &name).await {
@@ -291,21 +295,21 @@ async fn callback(
         Err(e) => {
             let why = format!("store_unavailable: cannot read user `{name}`: {e}");
             audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, &why).await;
-            return failed(&console, lang, "the relay cannot read its database now; try again shortly");
+            return failed(&console, lang, "the relay cannot read its database now; try again shortly").await;
         }
     };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         let why = format!("the provider signed in `{name}`, who is not a user here; ask an admin");
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "oidc_unknown_user").await;
-        return failed(&console, lang, &why);
+        return failed(&console, lang, &why).await;
     };
     if user.locked_until.is_some_and(|t| t > sekisho_store::now_ms()) {
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "locked").await;
-        return failed(&console, lang, "this account is locked after repeated failed logins; try again later");
+        return failed(&console, lang, "this account is locked after repeated failed logins; try again later").await;
     }
     let issued = match sekisho_door::sessions::issue_session(state, &user, "oidc", Some(IDLE_MS)).await {
         Ok(i) => i,
-        Err(e) => return failed(&console, lang, &e.to_string()),
+        Err(e) => return failed(&console, lang, &e.to_string()).await,
     };
     audit(&console, &pending.tenant_id, &user.name, ip, Decision::Allow, "login succeeded").await;
     let mut resp = login_with_key(&console, &h, peer, &issued.key, pending.rd.as_deref()).await;

@@ -54,7 +54,8 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
 
     let demo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let demo_addr = demo.local_addr()?;
-    let page = axum::Router::new().route("/", axum::routing::get(|| async { axum::response::Html(DEMO_PAGE) }));
+    let page =
+        axum::Router::new().route("/", axum::routing::get(|h: axum::http::HeaderMap| async move { demo_page(&h) }));
     tokio::spawn(async move { axum::serve(demo, page).await });
 
     let shutdown = CancellationToken::new();
@@ -144,6 +145,33 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
 struct DemoLogin {
     password: String,
     totp_secret: String,
+}
+
+/// The demo page, saying what is true of the path it came by: through a front agent's route the
+/// two agents encrypt end to end and the relay forwards ciphertext; through the browser edge the
+/// relay ends the browser's TLS (it must read the request to check the sign-in and the policy).
+fn demo_page(headers: &axum::http::HeaderMap) -> axum::response::Html<String> {
+    // Set by the edge on every request it forwards (and stripped from what the browser sent).
+    let edge = headers.contains_key("x-sekisho-user") && headers.contains_key("x-forwarded-host");
+    let (ja, en, path) = if edge {
+        (
+            "ブラウザーエッジ経由で届きました。ブラウザーとの TLS はリレーで終端され、リレーがサインインとポリシーを確かめてから、\
+             バックエンドエージェントへの TLS 接続で転送しています。この経路ではリレーが内容を読めます (エンドツーエンド暗号化ではありません)。",
+            "it came through the browser edge. Your browser's TLS ends at the relay, which checks your sign-in and \
+             the policy, then forwards the request over the back agent's TLS link. On this path the relay can read the \
+             content (it is not end-to-end encrypted).",
+            "browser ⇄ relay (TLS ends here: sign-in, policy) ⇄ back agent → demo server",
+        )
+    } else {
+        (
+            "フロントエージェント → リレー → バックエンドエージェントの経路を通り、エージェント間はエンドツーエンドで暗号化されています。\
+             リレーが見たのは暗号文だけです。",
+            "it travelled front agent → relay → back agent, encrypted end to end between the two agents. The relay \
+             only saw ciphertext.",
+            "browser → front agent (127.0.0.1) ⇄ relay ⇄ back agent → demo server",
+        )
+    };
+    axum::response::Html(DEMO_PAGE.replace("{{JA}}", ja).replace("{{EN}}", en).replace("{{PATH}}", path))
 }
 
 /// The console's demo user, an admin with a fresh password and TOTP secret on every start.

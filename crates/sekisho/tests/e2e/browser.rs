@@ -119,7 +119,20 @@ async fn browser_console_walkthrough() {
     b.goto(&wiki).await;
     let denied = b.wait_text("Access denied").await;
     assert!(denied.contains("wiki/deny/0"), "{denied}");
+    // Styled, from the edge's reserved path on the service host (not through the policy).
+    let styled = b.execute("return [...document.styleSheets].map(s => s.href + ' ' + s.cssRules.length).join();").await;
+    let styled = styled.as_str().unwrap_or_default().to_owned();
+    assert!(styled.contains("/.sekisho/static/sekisho.css") && !styled.ends_with(" 0"), "{styled}");
+    let display = b.execute("return getComputedStyle(document.querySelector('header.top')).display;").await;
+    assert_eq!(display, "flex", "the edge page's header is laid out by the stylesheet");
     b.screenshot("edge-denied").await;
+    // One refusal, one audit event: the page's files and icon asked for nothing more.
+    relay.wait_event(|e| e["policy_id"] == "wiki/deny/0").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, events) = relay.api("GET", "/api/v1/audit?limit=500", None, &relay.admin_key).await;
+    let denials: Vec<_> =
+        events.as_array().unwrap().iter().filter(|e| e["target"] == "wiki" && e["decision"] == "deny").collect();
+    assert_eq!(denials.len(), 1, "{denials:#?}");
 
     // Both decisions in the audit page.
     b.goto(&format!("{origin}/audit?path=browser")).await;
@@ -131,8 +144,16 @@ async fn browser_console_walkthrough() {
         b.screenshot(page).await;
     }
     b.goto(&format!("{origin}/")).await.screenshot("dashboard").await;
+    // Sign-in sessions are listed apart from the keys people made.
+    b.goto(&format!("{origin}/api-keys")).await;
+    let sessions = b.text("#sessions").await;
+    assert!(sessions.contains("hanako") && sessions.contains("Console"), "{sessions}");
+    assert!(sessions.contains("wiki.default.localhost") && sessions.contains("Password and TOTP"), "{sessions}");
+    let keys = b.text("#api-keys").await;
+    assert!(!keys.contains("browser wiki") && !keys.contains("hanako"), "{keys}");
 
     // Japanese, by the switch.
+    b.goto(&format!("{origin}/")).await;
     b.click("a.lang").await;
     let ja = b.wait_text("ダッシュボード").await;
     assert!(ja.contains("監査ログ") && ja.contains("オンラインのエージェント"), "{ja}");

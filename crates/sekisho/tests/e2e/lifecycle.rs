@@ -82,6 +82,49 @@ async fn a_revoked_agent_is_disconnected_and_refused() {
     assert_eq!(agents[0]["online"], false);
 }
 
+/// Incident response: an agent with a route and a live stream is revoked only when forced; then
+/// its stream ends, its route is deleted, the service it served is named, all on record.
+#[tokio::test]
+async fn a_forced_revocation_ends_streams_and_detaches_routes() {
+    let relay = Relay::start().await;
+    let back = relay.agent("site", "back").await;
+    let mut front = relay.agent("stolen-pc", "front").await;
+    let echo = targets::echo_stream().await;
+    relay.service("echo", &back, &format!("tcp://{echo}")).await;
+    let (route, addr) = relay.route(&mut front, "echo").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+
+    let refused = relay.ctl(&["agent", "revoke", "stolen-pc"]).await.unwrap_err();
+    assert!(refused.contains("in_use") || refused.contains("in use"), "{refused}");
+    let out = relay.ctl(&["agent", "revoke", "stolen-pc", "--force"]).await.unwrap();
+    assert_eq!(out["routes_deleted"], serde_json::json!([route]), "{out}");
+    assert_eq!(out["services_without_agent"], serde_json::json!([]), "{out}");
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("the stream ends");
+    assert!(r.is_err() || rest.is_empty(), "{r:?}");
+    let (ok, err) = front.proc.exit().await;
+    assert!(!ok && err.contains("revoked"), "{err}");
+    assert_eq!(relay.ctl(&["route", "list"]).await.unwrap(), serde_json::json!([]));
+    relay.wait_event(|e| e["reason"].as_str().unwrap_or("").starts_with("agent revoked by force: 1 route(s)")).await;
+
+    // A back agent: the service stays, named, and refuses every access.
+    let out = relay.ctl(&["agent", "revoke", "site", "--force"]).await.unwrap();
+    assert_eq!(out["services_without_agent"], serde_json::json!(["echo"]), "{out}");
+    // The human-readable answer names it too (in Japanese here).
+    let back2 = relay.agent("site-2", "back").await;
+    relay.service("files", &back2, &format!("tcp://{echo}")).await;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ctl", "--lang", "ja", "agent", "revoke", "site-2", "--force"])
+        .env("SEKISHO_URL", &relay.api_url)
+        .env("SEKISHO_CA", &relay.ca_file)
+        .env("SEKISHO_API_KEY", &relay.admin_key);
+    let text = String::from_utf8(cmd.output().await.unwrap().stdout).unwrap();
+    assert!(text.contains("失効させ") && text.contains("エージェントのないサービス: files"), "{text}");
+}
+
 #[tokio::test]
 async fn an_agent_behind_an_http_connect_proxy_works() {
     let relay = Relay::start().await;
@@ -125,7 +168,17 @@ async fn quickstart_serves_the_demo_page() {
         .unwrap();
     let resp = client.get(browser).send().await.unwrap();
     assert_eq!(resp.status(), 303, "no session yet: to the sign-in");
-    assert!(!ready["password"].as_str().unwrap().is_empty() && !ready["totp_secret"].as_str().unwrap().is_empty());
+    // Each path says what is true of it: ciphertext through the route, TLS ended at the relay
+    // through the edge.
+    assert!(page.contains("The relay only saw ciphertext") && page.contains("front agent (127.0.0.1)"), "{page}");
+    let mut visitor = crate::web::Visitor::at(ready["ca_file"].as_str().unwrap(), relay, &["demo.default.localhost"]);
+    let first = visitor.get(browser).await;
+    let login = first.location.clone().expect("to the sign-in");
+    let (password, secret) = (ready["password"].as_str().unwrap(), ready["totp_secret"].as_str().unwrap());
+    let (edge, url) = visitor.sign_in_with(&login, "demo", password, secret, 0).await;
+    assert!(url.starts_with(browser), "{url}");
+    assert!(edge.body.contains("SEKISHO-DEMO-OK") && edge.body.contains("browser edge"), "{}", edge.body);
+    assert!(edge.body.contains("ブラウザーエッジ経由") && !edge.body.contains("ciphertext"), "{}", edge.body);
 }
 
 #[tokio::test]

@@ -155,6 +155,10 @@ fn base64_std(s: &str) -> String {
 async fn single_sign_on_with_an_openid_connect_provider() {
     let (relay, _back, _) = setup_with(&["--egress-allow", "127.0.0.1/32"]).await;
     let (idp, _) = start_provider(relay.dir.path()).await;
+    // No provider yet: the sign-in page offers no single sign-on.
+    let mut plain = Visitor::new(&relay, &[]);
+    let form = plain.get(&plain.url("localhost", "/login")).await;
+    assert!(form.body.contains("id=\"login\"") && !form.body.contains("/oidc/start"), "{}", form.body);
     // The Sekisho user the provider's `preferred_username` names; no TOTP needed with SSO.
     let _ = web_user(&relay, "sso-alice", "staff", "member", "Alice (SSO)").await;
     let cfg =
@@ -165,6 +169,8 @@ async fn single_sign_on_with_an_openid_connect_provider() {
     let bad = json!({"issuer": "http://idp.example.com", "client_id": "x", "client_secret": "y"});
     assert_eq!(relay.api("PUT", "/api/v1/oidc", Some(bad), &relay.admin_key).await.0, 400, "plain http off loopback");
 
+    let form = plain.get(&plain.url("localhost", "/login")).await;
+    assert!(form.body.contains("/oidc/start"), "a tenant has a provider: single sign-on is offered");
     let wiki = "wiki.default.localhost";
     let mut v = Visitor::new(&relay, &[wiki]);
     let (page, at) = sso(&mut v, &relay, "/oidc/start?tenant=default&rd=%2Fsettings").await;

@@ -32,14 +32,19 @@ pub struct Page {
 
 impl Visitor {
     pub fn new(relay: &Relay, hosts: &[&str]) -> Visitor {
-        let pem = std::fs::read(&relay.ca_file).unwrap();
+        Self::at(&relay.ca_file, relay.addr, hosts)
+    }
+
+    /// A visitor of the relay at `addr` whose CA is in `ca_file`.
+    pub fn at(ca_file: &str, addr: SocketAddr, hosts: &[&str]) -> Visitor {
+        let pem = std::fs::read(ca_file).unwrap();
         let mut b = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
             .redirect(reqwest::redirect::Policy::none());
         for h in hosts.iter().chain(["localhost"].iter()) {
-            b = b.resolve(h, relay.addr);
+            b = b.resolve(h, addr);
         }
-        Visitor { client: b.build().unwrap(), port: relay.addr.port(), jar: HashMap::new(), lang: "en" }
+        Visitor { client: b.build().unwrap(), port: addr.port(), jar: HashMap::new(), lang: "en" }
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -104,11 +109,23 @@ impl Visitor {
 
     /// Signs in on the console form at `login_url` with the TOTP code `offset` steps from now.
     pub async fn sign_in(&mut self, login_url: &str, user: &str, secret: &str, offset: i64) -> (Page, String) {
+        self.sign_in_with(login_url, user, PASSWORD, secret, offset).await
+    }
+
+    /// [`Self::sign_in`] with `password`.
+    pub async fn sign_in_with(
+        &mut self,
+        login_url: &str,
+        user: &str,
+        password: &str,
+        secret: &str,
+        offset: i64,
+    ) -> (Page, String) {
         let form = self.get(login_url).await;
         assert_eq!(form.status, 200, "{}", form.body);
         let rd = login_url.split_once("rd=").map(|(_, r)| urldecode(r)).unwrap_or_default();
         let code = totp_now(secret, offset);
-        let mut fields = vec![("tenant", "default"), ("user", user), ("password", PASSWORD), ("totp", code.as_str())];
+        let mut fields = vec![("tenant", "default"), ("user", user), ("password", password), ("totp", code.as_str())];
         if !rd.is_empty() {
             fields.push(("rd", rd.as_str()));
         }
@@ -313,6 +330,18 @@ async fn browser_access_signs_in_decides_each_request_and_leaves_evidence() {
     assert_eq!(refused["policy_id"], "wiki/deny/0");
     let d2: Value = serde_json::from_str(refused["detail"].as_str().unwrap()).unwrap();
     assert_eq!(d2["session"], detail["session"], "grouped by session");
+    // The CLI's table shows each browser request as method, path and status.
+    let out = tokio::process::Command::new(crate::harness::BIN)
+        .args(["ctl", "audit", "search", "--path", "browser", "--limit", "50"])
+        .env("SEKISHO_URL", &relay.api_url)
+        .env("SEKISHO_CA", &relay.ca_file)
+        .env("SEKISHO_API_KEY", &relay.admin_key)
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().unwrap_or_default().contains("REQUEST"), "{table}");
+    assert!(table.contains("POST /upload 200") && table.contains("GET / 403"), "{table}");
 
     // Logging out of the console ends the service host's session too.
     relay.policy("wiki", &["principal in Group::\"staff\""], &[]).await;

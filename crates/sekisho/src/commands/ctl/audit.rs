@@ -90,13 +90,28 @@ pub(super) fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Optio
 }
 
 fn render_table(rows: &Value, offset: i64) -> String {
-    let headers = ["AT", "KIND", "DECISION", "SUBJECT", "TARGET", "POLICY", "REASON", "SOURCE", "COUNTRY"];
+    let headers = ["AT", "KIND", "DECISION", "SUBJECT", "TARGET", "REQUEST", "POLICY", "REASON", "SOURCE", "COUNTRY"];
     let cells = table::rows_of(rows, |e| {
         let at = e["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, offset));
-        let rest = ["kind", "decision", "subject", "target", "policy_id", "reason", "source_ip", "country"];
-        [at].into_iter().chain(rest.iter().map(|k| table::cell(&e[*k]))).collect()
+        let mut row = vec![at];
+        row.extend(["kind", "decision", "subject", "target"].iter().map(|k| table::cell(&e[*k])));
+        row.push(request_cell(e));
+        row.extend(["policy_id", "reason", "source_ip", "country"].iter().map(|k| table::cell(&e[*k])));
+        row
     });
     table::render(&headers, &cells)
+}
+
+/// A browser request's `METHOD /path STATUS` from the event's detail; `-` for other events.
+fn request_cell(e: &Value) -> String {
+    let detail: Value = e["detail"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+    match (detail["method"].as_str(), detail["path"].as_str()) {
+        (Some(method), Some(path)) => match detail["status"].as_u64() {
+            Some(status) => format!("{method} {path} {status}"),
+            None => format!("{method} {path}"),
+        },
+        _ => "-".to_owned(),
+    }
 }
 
 async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
@@ -222,5 +237,13 @@ mod tests {
             "policy_id": "web/deny/0", "reason": "r", "source_ip": "10.0.0.1", "country": "JP"}]);
         let text = render_table(&rows, 540);
         assert!(text.lines().nth(1).unwrap_or_default().starts_with("1970-01-01 09:00:00+09:00  access  deny"));
+    }
+
+    #[test]
+    fn browser_requests_show_method_path_and_status() {
+        let e = json!({"detail": "{\"method\":\"GET\",\"path\":\"/a b\",\"status\":403,\"session\":\"s\"}"});
+        assert_eq!(request_cell(&e), "GET /a b 403");
+        assert_eq!(request_cell(&json!({"detail": "{\"host\":\"x\"}"})), "-");
+        assert_eq!(request_cell(&json!({"detail": "not json"})), "-");
     }
 }

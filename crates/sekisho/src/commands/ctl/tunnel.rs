@@ -57,9 +57,35 @@ pub(super) async fn agent(ctx: &Ctx, cmd: AgentCmd) -> anyhow::Result<()> {
             )
             .await
         }
-        AgentCmd::Revoke { agent } => {
+        AgentCmd::Revoke { agent, force: false } => {
             ctx.client.delete(&format!("/api/v1/agents/{}", seg(&agent))).await?;
             ctx.done();
+            Ok(())
+        }
+        AgentCmd::Revoke { agent, force: true } => {
+            let detached = ctx.client.delete(&format!("/api/v1/agents/{}?force=true", seg(&agent))).await?;
+            if ctx.json {
+                print_json(&detached);
+                return Ok(());
+            }
+            let names = |k: &str| -> Vec<String> {
+                detached[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            };
+            let lang = ctx.lang;
+            println!("{}", lang.pick("revoked; its streams were ended", "失効させ、ストリームを終了しました"));
+            for id in names("routes_deleted") {
+                println!("  {} {id}", lang.pick("route deleted:", "削除したルート:"));
+            }
+            for name in names("services_without_agent") {
+                println!(
+                    "  {} {name} ({})",
+                    lang.pick("service without an agent:", "エージェントのないサービス:"),
+                    lang.pick(
+                        "every access is refused until it is deleted or created on another agent",
+                        "削除するか別のエージェントで作り直すまで、すべてのアクセスが拒否されます"
+                    )
+                );
+            }
             Ok(())
         }
     }
