@@ -55,14 +55,16 @@ pub(crate) async fn search(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let rows = state.store.search_audit(&caller.tenant, &q.filter()).await?;
+    let zone = state.topology().zone(caller.tenant.as_str());
     Ok(match q.format.as_deref() {
         None | Some("json") => Json(rows).into_response(),
         Some("jsonl") => {
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], sekisho_audit::export::to_json_lines(&rows))
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], sekisho_audit::export::to_json_lines(&rows, &zone))
                 .into_response()
         }
         Some("csv") => {
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], sekisho_audit::export::to_csv(&rows)).into_response()
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], sekisho_audit::export::to_csv(&rows, &zone))
+                .into_response()
         }
         Some(other) => {
             return Err(ApiError::bad_request(

@@ -28,8 +28,10 @@ pub(crate) struct NewTenant {
     max_agents: i64,
     #[serde(default = "default_retention")]
     retention_days: i64,
-    #[serde(default = "default_offset")]
-    utc_offset_minutes: i64,
+    /// The old way to give the tenant's clock: a fixed offset. `time_zone` is the one to use.
+    utc_offset_minutes: Option<i64>,
+    /// An IANA zone (`Asia/Tokyo`, the default) or a fixed offset (`+05:30`).
+    time_zone: Option<String>,
 }
 
 fn default_max_agents() -> i64 {
@@ -38,19 +40,30 @@ fn default_max_agents() -> i64 {
 fn default_retention() -> i64 {
     90
 }
-fn default_offset() -> i64 {
-    540
+/// The zone a tenant asks for: `time_zone` (checked, spelled as the database does), else the
+/// fixed `utc_offset_minutes`, else `fallback`. Returns the name and its offset now.
+fn tenant_zone(time_zone: Option<&str>, offset: Option<i64>, fallback: &str) -> Result<(String, i64), ApiError> {
+    let name = match (time_zone, offset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("invalid_plan", "give time_zone or utc_offset_minutes, not both"));
+        }
+        (Some(name), None) => sekisho_store::zone::canonical(name).ok_or_else(|| crate::login::invalid_zone(name))?,
+        (None, Some(m)) if (-720..=840).contains(&m) => sekisho_store::zone::offset_name(m),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request("invalid_plan", "utc_offset_minutes must be between -720 and 840"));
+        }
+        (None, None) => fallback.to_owned(),
+    };
+    let zone = sekisho_store::zone::parse(&name).ok_or_else(|| crate::login::invalid_zone(&name))?;
+    Ok((name, sekisho_store::zone::offset_at(&zone, now_ms())))
 }
 
-fn check_plan(max_agents: i64, retention_days: i64, offset: i64) -> Result<(), ApiError> {
+fn check_plan(max_agents: i64, retention_days: i64) -> Result<(), ApiError> {
     if !(1..=100_000).contains(&max_agents) {
         return Err(ApiError::bad_request("invalid_plan", "max_agents must be between 1 and 100000"));
     }
     if !(1..=3650).contains(&retention_days) {
         return Err(ApiError::bad_request("invalid_plan", "retention_days must be between 1 and 3650"));
-    }
-    if !(-720..=840).contains(&offset) {
-        return Err(ApiError::bad_request("invalid_plan", "utc_offset_minutes must be between -720 and 840"));
     }
     Ok(())
 }
@@ -62,14 +75,17 @@ pub(crate) async fn create_tenant(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
     check_name(&req.name)?;
-    check_plan(req.max_agents, req.retention_days, req.utc_offset_minutes)?;
+    check_plan(req.max_agents, req.retention_days)?;
+    let (time_zone, utc_offset_minutes) =
+        tenant_zone(req.time_zone.as_deref(), req.utc_offset_minutes, sekisho_store::zone::DEFAULT)?;
     let tenant = Tenant {
         id: new_id("tn").into(),
         name: req.name,
         max_agents: req.max_agents,
         retention_days: req.retention_days,
-        utc_offset_minutes: req.utc_offset_minutes,
+        utc_offset_minutes,
         created_at: now_ms(),
+        time_zone,
     };
     state.store.insert_tenant(&tenant).await?;
     let (_, key) = store_key(&state.store, &tenant.id, "tenant-admin", "*", None, None, "").await?;
@@ -78,7 +94,11 @@ pub(crate) async fn create_tenant(
 }
 
 pub(crate) async fn list_tenants(AxState(state): AxState<S>) -> Result<Json<Vec<Tenant>>, ApiError> {
-    Ok(Json(state.store.list_tenants().await?))
+    let mut tenants = state.store.list_tenants().await?;
+    for t in &mut tenants {
+        t.time_zone = t.zone_name();
+    }
+    Ok(Json(tenants))
 }
 
 #[derive(Deserialize)]
@@ -87,6 +107,7 @@ pub(crate) struct TenantChange {
     max_agents: Option<i64>,
     retention_days: Option<i64>,
     utc_offset_minutes: Option<i64>,
+    time_zone: Option<String>,
 }
 
 pub(crate) async fn update_tenant(
@@ -102,8 +123,9 @@ pub(crate) async fn update_tenant(
         .ok_or_else(|| ApiError::not_found(format!("tenant `{name}` not found")))?;
     t.max_agents = req.max_agents.unwrap_or(t.max_agents);
     t.retention_days = req.retention_days.unwrap_or(t.retention_days);
-    t.utc_offset_minutes = req.utc_offset_minutes.unwrap_or(t.utc_offset_minutes);
-    check_plan(t.max_agents, t.retention_days, t.utc_offset_minutes)?;
+    check_plan(t.max_agents, t.retention_days)?;
+    (t.time_zone, t.utc_offset_minutes) =
+        tenant_zone(req.time_zone.as_deref(), req.utc_offset_minutes, &t.zone_name())?;
     state.store.update_tenant(&t).await?;
     state.refresh().await?;
     Ok(Json(t))
@@ -187,6 +209,7 @@ pub(crate) async fn create_user(
         locked_until: None,
         disabled_at: None,
         created_at: now_ms(),
+        time_zone: String::new(),
     };
     state.store.insert_user(&user).await?;
     for g in &groups {

@@ -103,7 +103,7 @@ fn router(state: S) -> Router {
         .route("/audit/summary", get(audit::summary))
         .route("/audit/streams", get(audit::open_streams))
         .route("/oidc", get(oidc::get).put(oidc::put).delete(oidc::delete))
-        .route("/session", get(login::session))
+        .route("/session", get(login::session).patch(login::update_session))
         .route("/logout", post(login::logout))
         // Inside authentication, so a panic is recorded in the caller's tenant.
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::catch_panic))

@@ -216,9 +216,18 @@ pub(crate) async fn session(
     AxState(state): AxState<S>,
     Extension(caller): Extension<super::auth::Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let topo = state.topology();
-    let tenant = topo.tenants.get(caller.tenant.as_str()).map_or(caller.tenant.clone(), |t| t.name.clone().into());
+    let (tenant, tenant_zone) = {
+        let topo = state.topology();
+        match topo.tenants.get(caller.tenant.as_str()) {
+            Some(t) => (t.name.clone(), t.zone_name()),
+            None => (caller.tenant.to_string(), sekisho_store::zone::DEFAULT.to_owned()),
+        }
+    };
     let auth_method = state.store.get_api_key(&caller.key_id).await?.and_then(|k| k.auth_method);
+    let own_zone = match &caller.user_id {
+        Some(id) => state.store.get_user(&caller.tenant, id.as_ref()).await?.map(|u| u.time_zone).unwrap_or_default(),
+        None => String::new(),
+    };
     Ok(Json(json!({
         "auth_method": auth_method,
         "name": caller.name,
@@ -227,5 +236,43 @@ pub(crate) async fn session(
         "tenant": tenant,
         "tenant_id": caller.tenant,
         "scopes": caller.scopes,
+        // The zone times are shown in: the user's own, else the tenant's.
+        "time_zone": if own_zone.is_empty() { tenant_zone.clone() } else { own_zone.clone() },
+        "user_time_zone": own_zone,
+        "tenant_time_zone": tenant_zone,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionChange {
+    /// The signed-in user's own zone for what they are shown; `""` for the tenant's.
+    time_zone: String,
+}
+
+/// `PATCH /session`: the caller's own preferences (its user's time zone). Any key acting for a
+/// user may set its user's; it changes what that user is shown, never a decision.
+pub(crate) async fn update_session(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<super::auth::Caller>,
+    body: Body<SessionChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
+    let Some(user) = &caller.user_id else {
+        return Err(ApiError::bad_request("not_a_user", "this key acts for no user, so it has no time zone"));
+    };
+    let zone = match req.time_zone.as_str() {
+        "" => String::new(),
+        name => sekisho_store::zone::canonical(name).ok_or_else(|| invalid_zone(name))?,
+    };
+    state.store.set_user_time_zone(&caller.tenant, &user.clone().into(), &zone).await?;
+    session(AxState(state), Extension(caller)).await
+}
+
+/// The refusal of a name that is no time zone.
+pub(crate) fn invalid_zone(name: &str) -> ApiError {
+    ApiError::bad_request(
+        "invalid_time_zone",
+        format!("`{name}` is not a time zone: use an IANA name such as Asia/Tokyo, or a fixed offset such as +09:00"),
+    )
 }

@@ -224,14 +224,16 @@ pub(crate) async fn test(
     };
     let now = sekisho_door::decide::tenant_now(&topo, &caller.tenant);
     let at = match &req.at {
-        Some(text) => parse_time(text)
-            .ok_or_else(|| {
+        Some(text) => {
+            let at = parse_time(text).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_time",
                     format!("`{text}` is not an RFC 3339 time like 2026-11-23T09:00+09:00"),
                 )
-            })?
-            .to_offset(now.offset()),
+            })?;
+            // On the tenant's clock as it was then (daylight saving included).
+            sekisho_door::decide::tenant_time(&topo, &caller.tenant, at)
+        }
         None => now,
     };
     let country = state.geo.country(req.ip);

@@ -1,13 +1,18 @@
 //! Audit export formats: JSON lines and CSV (RFC 4180 quoting), one event per line, chain
-//! fields included so an export can be re-verified.
+//! fields included so an export can be re-verified. Each event also carries `time`, its `at`
+//! as ISO 8601 with the offset of the tenant's zone (`2026-12-07T09:00:00+09:00`), for people and
+//! spreadsheets; `at` (ms since the epoch, what the hash covers) stays.
 
+use jiff::tz::TimeZone;
 use sekisho_store::AuditRow;
+use sekisho_store::zone;
 
 /// The CSV header, in column order.
-pub const CSV_COLUMNS: [&str; 20] = [
+pub const CSV_COLUMNS: [&str; 21] = [
     "tenant",
     "seq",
     "at",
+    "time",
     "kind",
     "subject_kind",
     "subject",
@@ -37,8 +42,8 @@ fn field(out: &mut String, v: &str) {
     }
 }
 
-/// Rows as CSV with a header line.
-pub fn to_csv(rows: &[AuditRow]) -> String {
+/// Rows as CSV with a header line, times also in `zone`.
+pub fn to_csv(rows: &[AuditRow], zone: &TimeZone) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push('\n');
     let num = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -48,6 +53,7 @@ pub fn to_csv(rows: &[AuditRow]) -> String {
             e.tenant_id.clone(),
             r.seq.to_string(),
             e.at.to_string(),
+            zone::iso(zone, e.at),
             e.kind.clone(),
             e.subject_kind.clone(),
             e.subject.clone(),
@@ -77,7 +83,16 @@ pub fn to_csv(rows: &[AuditRow]) -> String {
     out
 }
 
-/// Rows as JSON lines.
-pub fn to_json_lines(rows: &[AuditRow]) -> String {
-    rows.iter().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect()
+/// Rows as JSON lines, each with `time` in `zone` beside `at`.
+pub fn to_json_lines(rows: &[AuditRow], zone: &TimeZone) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let Ok(mut v) = serde_json::to_value(r) else { continue };
+        if let Some(o) = v.as_object_mut() {
+            o.insert("time".into(), zone::iso(zone, r.record.at).into());
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    out
 }

@@ -242,13 +242,19 @@ async fn search_and_export_see_what_was_written() {
     let denied = AuditFilter { decision: Some("deny".into()), ..Default::default() };
     let rows = f.store.search_audit(&sekisho_store::TenantId::from("default"), &denied).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 6, 3]);
-    let csv = sekisho_audit::export::to_csv(&rows);
+    let tokyo = sekisho_store::zone::parse("Asia/Tokyo").unwrap();
+    let csv = sekisho_audit::export::to_csv(&rows, &tokyo);
     assert_eq!(csv.lines().count(), 4);
-    assert!(csv.lines().nth(1).unwrap().starts_with("default,9,"), "{csv}");
-    let json = sekisho_audit::export::to_json_lines(&rows);
+    assert!(csv.lines().next().unwrap().starts_with("tenant,seq,at,time,kind"), "{csv}");
+    let first_row = csv.lines().nth(1).unwrap();
+    assert!(first_row.starts_with("default,9,"), "{csv}");
+    let time = sekisho_store::zone::iso(&tokyo, rows[0].record.at);
+    assert!(time.ends_with("+09:00") && first_row.contains(&format!(",{time},")), "{first_row}");
+    let json = sekisho_audit::export::to_json_lines(&rows, &tokyo);
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(first["reason"], "event 9");
     assert_eq!(first["seq"], 9);
+    assert_eq!(first["time"], time.as_str());
 }
 
 /// Runs one statement that may change nothing (schema changes).

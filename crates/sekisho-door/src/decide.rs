@@ -16,10 +16,18 @@ use time::{OffsetDateTime, UtcOffset};
 use crate::state::State;
 use crate::topology::Topology;
 
-/// The tenant's local time now.
+/// The tenant's local time now, in its zone (with the offset that zone has today: daylight
+/// saving included).
 pub fn tenant_now(topo: &Topology, tenant: &str) -> OffsetDateTime {
-    let offset = UtcOffset::from_whole_seconds(topo.utc_offset(tenant) as i32 * 60).unwrap_or(UtcOffset::UTC);
-    OffsetDateTime::now_utc().to_offset(offset)
+    tenant_time(topo, tenant, OffsetDateTime::now_utc())
+}
+
+/// `at` on the tenant's clock: the offset its zone had at that instant.
+pub fn tenant_time(topo: &Topology, tenant: &str, at: OffsetDateTime) -> OffsetDateTime {
+    let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let minutes = sekisho_store::zone::offset_at(&topo.zone(tenant), ms);
+    let offset = UtcOffset::from_whole_seconds(minutes as i32 * 60).unwrap_or(UtcOffset::UTC);
+    at.to_offset(offset)
 }
 
 pub fn agent_info(a: &Agent) -> AgentInfo {

@@ -55,9 +55,12 @@ impl Topology {
         Ok(Topology { agents, services, routes, tenants, owners, browser_hosts })
     }
 
-    /// The tenant's UTC offset for time-of-day conditions (Japan's +09:00 if unknown).
-    pub fn utc_offset(&self, tenant: &str) -> i64 {
-        self.tenants.get(tenant).map_or(540, |t| t.utc_offset_minutes)
+    /// The tenant's time zone for time-of-day conditions (Japan's if the tenant is unknown).
+    pub fn zone(&self, tenant: &str) -> jiff::tz::TimeZone {
+        match self.tenants.get(tenant) {
+            Some(t) => t.zone(),
+            None => sekisho_store::zone::parse(sekisho_store::zone::DEFAULT).unwrap_or(jiff::tz::TimeZone::UTC),
+        }
     }
 
     /// The configuration agent `id` needs: the routes it fronts and the services it serves.

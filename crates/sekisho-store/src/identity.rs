@@ -10,8 +10,8 @@ impl Store {
 
     pub async fn insert_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO tenants (id, name, max_agents, retention_days, utc_offset_minutes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tenants (id, name, max_agents, retention_days, utc_offset_minutes, created_at, time_zone) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -19,6 +19,7 @@ impl Store {
         .bind(t.retention_days)
         .bind(t.utc_offset_minutes)
         .bind(t.created_at)
+        .bind(&t.time_zone)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "tenant", &t.name))?;
@@ -27,11 +28,13 @@ impl Store {
 
     pub async fn update_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
         let r = sqlx::query(
-            "UPDATE tenants SET max_agents = $1, retention_days = $2, utc_offset_minutes = $3 WHERE id = $4",
+            "UPDATE tenants SET max_agents = $1, retention_days = $2, utc_offset_minutes = $3, time_zone = $4 \
+             WHERE id = $5",
         )
         .bind(t.max_agents)
         .bind(t.retention_days)
         .bind(t.utc_offset_minutes)
+        .bind(&t.time_zone)
         .bind(&t.id)
         .execute(&self.pool)
         .await?;
@@ -57,8 +60,8 @@ impl Store {
 
     pub async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, tenant_id, name, display_name, password_hash, totp_secret, totp_enabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, tenant_id, name, display_name, password_hash, totp_secret, totp_enabled, created_at, \
+             time_zone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&u.id)
         .bind(&u.tenant_id)
@@ -68,9 +71,24 @@ impl Store {
         .bind(&u.totp_secret)
         .bind(i64::from(u.totp_enabled))
         .bind(u.created_at)
+        .bind(&u.time_zone)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "user", &u.name))?;
+        Ok(())
+    }
+
+    /// Sets a user's own time zone (`""`: the tenant's). The caller checked the name.
+    pub async fn set_user_time_zone(&self, tenant: &TenantId, user: &UserId, zone: &str) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE users SET time_zone = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(zone)
+            .bind(user)
+            .bind(tenant)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(not_found("user", user.as_ref()));
+        }
         Ok(())
     }
 

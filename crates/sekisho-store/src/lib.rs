@@ -16,6 +16,7 @@ pub mod domain;
 mod identity;
 mod rows;
 mod tunnel;
+pub mod zone;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

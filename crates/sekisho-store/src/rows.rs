@@ -15,9 +15,34 @@ pub struct Tenant {
     pub name: String,
     pub max_agents: i64,
     pub retention_days: i64,
-    /// The tenant's clock for time-of-day policy conditions, e.g. 540 for Japan (+09:00).
+    /// The fixed offset used before tenants had zones (e.g. 540 for +09:00); read only when
+    /// `time_zone` is empty. Kept current (the zone's offset now) when a zone is set.
     pub utc_offset_minutes: i64,
     pub created_at: i64,
+    /// The tenant's IANA zone (`Asia/Tokyo`) or a fixed offset (`+05:30`), for policy time
+    /// conditions and what the console shows; see [`Tenant::zone_name`].
+    pub time_zone: String,
+}
+
+impl Tenant {
+    /// The zone in force: `time_zone`, else the legacy offset as `±HH:MM` (Japan's as `Asia/Tokyo`).
+    pub fn zone_name(&self) -> String {
+        if !self.time_zone.is_empty() {
+            return self.time_zone.clone();
+        }
+        match self.utc_offset_minutes {
+            540 => crate::zone::DEFAULT.to_owned(),
+            m => crate::zone::offset_name(m),
+        }
+    }
+
+    /// The zone in force, parsed; a name that no longer parses (edited in the database) falls
+    /// back to the tenant's fixed offset, never to another country's clock.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        crate::zone::parse(&self.zone_name())
+            .or_else(|| crate::zone::parse(&crate::zone::offset_name(self.utc_offset_minutes)))
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +61,8 @@ pub struct User {
     pub locked_until: Option<i64>,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// The user's own zone for what the console shows them; empty: the tenant's.
+    pub time_zone: String,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -228,6 +255,7 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for User {
             locked_until: row.try_get("locked_until")?,
             disabled_at: row.try_get("disabled_at")?,
             created_at: row.try_get("created_at")?,
+            time_zone: row.try_get("time_zone")?,
         })
     }
 }

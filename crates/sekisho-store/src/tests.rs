@@ -93,11 +93,20 @@ fn user(id: &str, tenant: &str, name: &str) -> User {
         locked_until: None,
         disabled_at: None,
         created_at: 1,
+        time_zone: String::new(),
     }
 }
 
 fn tenant(id: &str, max_agents: i64) -> Tenant {
-    Tenant { id: id.into(), name: id.into(), max_agents, retention_days: 30, utc_offset_minutes: 540, created_at: 1 }
+    Tenant {
+        id: id.into(),
+        name: id.into(),
+        max_agents,
+        retention_days: 30,
+        utc_offset_minutes: 540,
+        created_at: 1,
+        time_zone: "Asia/Tokyo".into(),
+    }
 }
 
 fn record(tenant: &str, at: i64, decision: &str) -> AuditRecord {

@@ -9,6 +9,7 @@
 mod admin;
 mod pages;
 mod recordings;
+mod settings;
 mod sso;
 
 use std::collections::HashMap;
@@ -59,6 +60,7 @@ pub(crate) fn router(state: Arc<WebState>, api: Router) -> Router {
         .merge(pages::routes())
         .merge(admin::routes())
         .merge(recordings::routes())
+        .merge(settings::routes())
         .merge(sso::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .with_state(console)
@@ -80,6 +82,12 @@ pub(crate) struct Ctx {
     key_id: String,
     pub(crate) scopes: Vec<String>,
     pub(crate) csrf: String,
+    /// Where times are shown: the user's own zone, else the tenant's.
+    pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) zone_name: String,
+    /// The user's own zone (empty: the tenant's) and the tenant's.
+    pub(crate) user_zone: String,
+    pub(crate) tenant_zone: String,
 }
 
 /// What the API answered.
@@ -182,9 +190,17 @@ impl Ctx {
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
+        let zone_name = s("time_zone");
+        let zone = sekisho_store::zone::parse(&zone_name)
+            .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
+            .unwrap_or(jiff::tz::TimeZone::UTC);
         Ok(Ctx {
             console: console.clone(),
             lang,
+            zone,
+            zone_name,
+            user_zone: s("user_time_zone"),
+            tenant_zone: s("tenant_time_zone"),
             csrf: session::csrf_token(&key),
             key,
             peer,
@@ -198,6 +214,22 @@ impl Ctx {
 
     pub(crate) fn t(&self, key: &'static str) -> &'static str {
         self.lang.t(key)
+    }
+
+    /// `time_ms` in the visitor's zone: `2026-12-07 09:00:00 JST`.
+    pub(crate) fn when(&self, time_ms: i64) -> String {
+        sekisho_store::zone::human(&self.zone, time_ms)
+    }
+
+    /// `time_ms` as people say it (「5分前」, "in 3 days"), the exact time on hover and in the
+    /// `datetime` attribute (ISO 8601 with the offset).
+    pub(crate) fn ago(&self, time_ms: i64) -> Markup {
+        let now = sekisho_store::now_ms();
+        html! {
+            time datetime=(sekisho_store::zone::iso(&self.zone, time_ms)) title=(self.when(time_ms)) {
+                (self.lang.relative(now, time_ms).unwrap_or_else(|| self.when(time_ms)))
+            }
+        }
     }
 
     pub(crate) fn may(&self, scope: &str) -> bool {

@@ -37,6 +37,28 @@ impl Lang {
         }
     }
 
+    /// How long ago (or how soon) `then` is from `now`, both in ms, as people say it; `None`
+    /// beyond 30 days (the date says it better).
+    pub(crate) fn relative(self, now: i64, then: i64) -> Option<String> {
+        let (secs, past) = if then <= now { ((now - then) / 1000, true) } else { ((then - now) / 1000, false) };
+        let (n, unit) = match secs {
+            0..60 => return Some(self.t(if past { "ago.now" } else { "ago.soon" }).to_owned()),
+            60..3600 => (secs / 60, "min"),
+            3600..86_400 => (secs / 3600, "hour"),
+            86_400..2_592_000 => (secs / 86_400, "day"),
+            _ => return None,
+        };
+        let key = match (unit, past) {
+            ("min", true) => "ago.min",
+            ("hour", true) => "ago.hour",
+            ("day", true) => "ago.day",
+            ("min", false) => "in.min",
+            ("hour", false) => "in.hour",
+            _ => "in.day",
+        };
+        Some(self.t(key).replace("{n}", &n.to_string()))
+    }
+
     /// The text of `key`; the key itself if the table lacks it (a test keeps that from happening).
     pub(crate) fn t(self, key: &'static str) -> &'static str {
         match MESSAGES.iter().find(|(k, _, _)| *k == key) {
@@ -68,6 +90,15 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("nav.menu", "Main menu", "メインメニュー"),
     ("lang.switch", "日本語", "English"),
     ("signed_in_as", "Signed in as", "ログイン中"),
+    // Relative times ({n}: a number)
+    ("ago.now", "just now", "たった今"),
+    ("ago.soon", "in a moment", "まもなく"),
+    ("ago.min", "{n} min ago", "{n}分前"),
+    ("ago.hour", "{n} h ago", "{n}時間前"),
+    ("ago.day", "{n} days ago", "{n}日前"),
+    ("in.min", "in {n} min", "{n}分後"),
+    ("in.hour", "in {n} h", "{n}時間後"),
+    ("in.day", "in {n} days", "{n}日後"),
     // Login
     ("login.title", "Sign in", "サインイン"),
     (
@@ -242,6 +273,14 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("rec.commands", "Commands", "コマンド一覧"),
     ("rec.files", "File operations", "ファイル操作"),
     // Settings
+    ("settings.time_zone", "Time zone", "タイムゾーン"),
+    ("settings.tz_tenant", "The organisation's", "組織の設定"),
+    (
+        "settings.tz_text",
+        "Times in the console are shown in this zone. The organisation's zone also decides the policies' time conditions; the operator sets it.",
+        "コンソールの時刻はこのタイムゾーンで表示されます。組織のタイムゾーンはポリシーの時間条件にも使われ、運用者が設定します。",
+    ),
+    ("settings.tz_save", "Save time zone", "タイムゾーンを保存"),
     ("settings.language", "Language", "言語"),
     ("settings.tenant", "Organisation", "組織"),
     ("settings.session", "Session", "セッション"),
@@ -294,6 +333,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn relative_times_read_as_people_say_them() {
+        let now = 1_796_601_600_000;
+        assert_eq!(Lang::Ja.relative(now, now - 5 * 60_000).as_deref(), Some("5分前"));
+        assert_eq!(Lang::En.relative(now, now - 5 * 60_000).as_deref(), Some("5 min ago"));
+        assert_eq!(Lang::Ja.relative(now, now - 20_000).as_deref(), Some("たった今"));
+        assert_eq!(Lang::Ja.relative(now, now - 3 * 3_600_000).as_deref(), Some("3時間前"));
+        assert_eq!(Lang::En.relative(now, now + 2 * 86_400_000).as_deref(), Some("in 2 days"));
+        assert_eq!(Lang::Ja.relative(now, now + 2 * 86_400_000).as_deref(), Some("2日後"));
+        assert_eq!(Lang::Ja.relative(now, now - 40 * 86_400_000), None, "a date says it better");
+    }
+
     /// Every `t("…")` in the web module names a key of the table.
     #[test]
     fn every_key_used_is_translated() {
@@ -303,6 +354,7 @@ mod tests {
             include_str!("console/admin.rs"),
             include_str!("console/recordings.rs"),
             include_str!("console/sso.rs"),
+            include_str!("console/settings.rs"),
             include_str!("edge.rs"),
             include_str!("page.rs"),
         ];

@@ -217,11 +217,3 @@ fn message_at(
     };
     html_response(status, bare_at(lang, lang.t(title), body, assets), "")
 }
-
-/// `time_ms` as `YYYY-MM-DD HH:MM` (UTC).
-pub(crate) fn when(time_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(time_ms / 1000)
-        .ok()
-        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok())
-        .map_or_else(String::new, |s| format!("{s} UTC"))
-}

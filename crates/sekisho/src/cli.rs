@@ -215,7 +215,11 @@ pub(crate) struct TenantPlan {
     /// Days audit events are kept (relay default 90).
     #[arg(long)]
     pub retention_days: Option<i64>,
-    /// The tenant's clock for time conditions, e.g. +09:00 or -05:30 (relay default +09:00).
+    /// The tenant's time zone for policy time conditions and what its console shows: an IANA
+    /// name such as Asia/Tokyo (the relay's default) or Europe/Berlin, or an offset such as +05:30.
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "utc_offset")]
+    pub time_zone: Option<String>,
+    /// A fixed offset instead of a zone, e.g. +09:00 or -05:30 (no daylight saving).
     #[arg(long, allow_hyphen_values = true)]
     pub utc_offset: Option<String>,
 }
@@ -444,7 +448,8 @@ pub(crate) enum CtlAuditCmd {
         /// Write to this file instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Show table times at this UTC offset, e.g. +09:00 (default UTC).
+        /// Show table times in this zone (Asia/Tokyo, Europe/Berlin) or at this offset (+09:00);
+        /// default: your own zone, else your tenant's.
         #[arg(long, allow_hyphen_values = true)]
         tz: Option<String>,
     },

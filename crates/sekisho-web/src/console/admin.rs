@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::pages::{enc, f, list, posted, s, signed_in};
 use super::{Answer, C, Ctx, Fields, ctx_post, flash, peer_of};
-use crate::page::when;
 
 pub(super) fn routes() -> Router<C> {
     Router::new()
@@ -23,7 +22,6 @@ pub(super) fn routes() -> Router<C> {
         .route("/policies", get(policies).post(policies_post))
         .route("/audit", get(audit))
         .route("/audit/export", get(audit_export))
-        .route("/settings", get(settings))
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -226,9 +224,9 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
             } }
             tbody { @for k in &keys { tr {
                 td { (s(&k["name"])) } td { code { (s(&k["scopes"])) } }
-                td { (k["created_at"].as_i64().map(when).unwrap_or_default()) }
-                td { (k["expires_at"].as_i64().map(when).unwrap_or_default()) }
-                td { (k["last_used_at"].as_i64().map(when).unwrap_or_default()) }
+                td { (k["created_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
+                td { @if let Some(t) = k["expires_at"].as_i64() { (c.ago(t)) } }
+                td { @if let Some(t) = k["last_used_at"].as_i64() { (c.ago(t)) } }
                 td { @if write {
                     (c.row_action("/api-keys", "revoke", "id", &s(&k["id"]), "revoke", true))
                 } }
@@ -249,8 +247,8 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
                     None => { (c.t("keys.kind_console")) }
                 } }
                 td { (c.t(auth_method_key(k["auth_method"].as_str().unwrap_or_default()))) }
-                td { (k["created_at"].as_i64().map(when).unwrap_or_default()) }
-                td { (k["last_used_at"].as_i64().map(when).unwrap_or_default()) }
+                td { (k["created_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
+                td { @if let Some(t) = k["last_used_at"].as_i64() { (c.ago(t)) } }
                 td { @if write {
                     (c.row_action("/api-keys", "revoke", "id", &s(&k["id"]), "keys.end_session", true))
                 } }
@@ -465,7 +463,7 @@ async fn audit(
                         th { (c.t("audit.path")) } th { (c.t("audit.target")) } th { (c.t("audit.source")) }
                     } }
                     tbody { @for r in &open_rows { tr {
-                        td { (r["at"].as_i64().map(when).unwrap_or_default()) } td { code { (s(&r["stream_id"])) } }
+                        td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } td { code { (s(&r["stream_id"])) } }
                         td { (s(&r["subject"])) } td { (s(&r["path"])) } td { (s(&r["target"])) } td { (s(&r["source_ip"])) }
                     } } }
                 } }
@@ -500,7 +498,7 @@ async fn audit(
                     th { (c.t("audit.detail")) }
                 } }
                 tbody { @for r in &rows { tr {
-                    td { (r["at"].as_i64().map(when).unwrap_or_default()) }
+                    td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
                     td { (s(&r["kind"])) @if !phase(r).is_empty() { " " span.muted title=(s(&r["stream_id"])) { (phase(r)) } } }
                     td { (s(&r["subject"])) }
                     td { (s(&r["path"])) } td { (s(&r["target"])) }
@@ -557,23 +555,4 @@ async fn audit_export(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Que
         }
     }
     resp
-}
-
-// --- Settings -------------------------------------------------------------------------------
-
-async fn settings(AxState(con): AxState<C>, h: HeaderMap, e: Extensions) -> Response {
-    let c = signed_in!(con, h, e, "/settings");
-    let ja = c.lang == crate::i18n::Lang::Ja;
-    let body = html! {
-        dl.reason {
-            dt { (c.t("settings.language")) }
-            dd { a href="/lang?to=en" aria-current=[(!ja).then_some("true")] { "English" } " · "
-                 a href="/lang?to=ja" aria-current=[ja.then_some("true")] { "日本語" } }
-            dt { (c.t("settings.tenant")) } dd { (c.tenant) }
-            dt { (c.t("settings.session")) } dd { (c.name) }
-            dt { (c.t("settings.scopes")) } dd { code { (c.scopes.join(" ")) } }
-            dt { (c.t("settings.version")) } dd { (env!("CARGO_PKG_VERSION")) }
-        }
-    };
-    c.page("/settings", c.t("nav.settings"), body)
 }

@@ -9,7 +9,6 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::{Answer, C, Ctx, Fields, ctx_post, flash, peer_of};
-use crate::page::when;
 
 pub(super) fn routes() -> Router<C> {
     Router::new()
@@ -150,7 +149,7 @@ async fn agents_view(c: &Ctx, answer: Option<&Answer>, command: Option<String>) 
                         td { (s(&a["name"])) } td { (s(&a["role"])) } td { (s(&a["site"])) }
                         td { (status_badge(c, a["online"] == Value::Bool(true))) }
                         td { (s(&a["version"])) } td { (s(&a["address"])) }
-                        td { (a["last_seen"].as_i64().map(when).unwrap_or_default()) }
+                        td { @if let Some(t) = a["last_seen"].as_i64() { (c.ago(t)) } }
                         td { @if c.may("agents:write") {
                             (c.row_action("/agents", "revoke", "id", &s(&a["id"]), "revoke", true))
                         } }

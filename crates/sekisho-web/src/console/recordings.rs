@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use super::pages::{enc, list, s, signed_in};
 use super::{C, flash, peer_of};
-use crate::page::when;
 
 pub(super) fn routes() -> Router<C> {
     Router::new()
@@ -68,7 +67,7 @@ async fn search(
                     th { (c.t("rec.command")) } th { (c.t("audit.source")) } th { (c.t("status")) }
                 } }
                 tbody { @for r in &rows { tr {
-                    td { a href={ "/recordings/" (enc(&s(&r["id"]))) } { (r["started_at"].as_i64().map(when).unwrap_or_default()) } }
+                    td { a href={ "/recordings/" (enc(&s(&r["id"]))) } { (r["started_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } }
                     td { (s(&r["user_name"])) } td { (s(&r["target"])) } td { (s(&r["kind"])) }
                     td { code { (s(&r["command"])) } } td { (s(&r["source_ip"])) }
                     td { @if r["live"] == Value::Bool(true) { span.bad { (c.t("rec.live")) } } }
@@ -95,8 +94,8 @@ async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Pa
         dl.reason {
             dt { (c.t("audit.subject")) } dd { (s(&r["user_name"])) " · " (s(&r["source_ip"])) }
             dt { (c.t("audit.target")) } dd { (s(&r["target"])) " (" (s(&r["protocol"])) ", " (s(&r["kind"])) ")" }
-            dt { (c.t("time")) } dd { (r["started_at"].as_i64().map(when).unwrap_or_default()) " → "
-                (r["ended_at"].as_i64().map(when).unwrap_or_else(|| c.t("rec.live").to_owned())) }
+            dt { (c.t("time")) } dd { (r["started_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) " → "
+                (r["ended_at"].as_i64().map(|t| c.when(t)).unwrap_or_else(|| c.t("rec.live").to_owned())) }
             dt { "SHA-256" } dd { code { (s(&r["sha256"])) } }
         }
         @if terminal {

@@ -51,10 +51,18 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        // Times in each tenant's own zone.
+        let zones: std::collections::HashMap<String, jiff::tz::TimeZone> =
+            store.list_tenants().await?.iter().map(|t| (t.id.to_string(), t.zone())).collect();
         for t in &report.tenants {
             let t = serde_json::to_value(t)?;
             println!("{}", super::ctl::audit::tenant_line(&t, lang));
-            for line in super::ctl::audit::stream_lines(&t, lang, super::ctl::audit::JST) {
+            let zone = t["tenant"]
+                .as_str()
+                .and_then(|id| zones.get(id).cloned())
+                .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
+                .unwrap_or(jiff::tz::TimeZone::UTC);
+            for line in super::ctl::audit::stream_lines(&t, lang, &zone) {
                 println!("{line}");
             }
         }

@@ -23,6 +23,8 @@ struct Ctx {
     client: ApiClient,
     json: bool,
     lang: Lang,
+    /// The zone table times are shown in, asked of the relay once (see [`Ctx::zone`]).
+    zone: tokio::sync::OnceCell<jiff::tz::TimeZone>,
 }
 
 pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
@@ -31,7 +33,7 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
         CtlCommand::Login { .. } => ApiClient::anonymous(&args, lang)?,
         _ => ApiClient::from_args(&args, lang)?,
     };
-    let ctx = Ctx { client, json: args.json, lang };
+    let ctx = Ctx { client, json: args.json, lang, zone: tokio::sync::OnceCell::new() };
     match args.command {
         CtlCommand::Token(cmd) => tunnel::token(&ctx, cmd).await,
         CtlCommand::Agent(cmd) => tunnel::agent(&ctx, cmd).await,
@@ -53,6 +55,27 @@ pub(crate) async fn run(args: CtlArgs, lang: Lang) -> anyhow::Result<()> {
 }
 
 impl Ctx {
+    /// The zone times are shown in: the signed-in user's own, else the tenant's (the relay's
+    /// `/session` says which); Japan's if the relay cannot say.
+    async fn zone(&self) -> jiff::tz::TimeZone {
+        if self.json {
+            // JSON keeps times as ms since the epoch; no need to ask.
+            return jiff::tz::TimeZone::UTC;
+        }
+        self.zone
+            .get_or_init(|| async {
+                let named = match self.client.get("/api/v1/session").await {
+                    Ok(v) => v["time_zone"].as_str().and_then(sekisho_store::zone::parse),
+                    Err(_) => None,
+                };
+                named
+                    .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
+                    .unwrap_or(jiff::tz::TimeZone::UTC)
+            })
+            .await
+            .clone()
+    }
+
     /// Prints a listing as JSON or as a table of (header, key) columns.
     async fn list(&self, path: &str, columns: &[(&str, &str)]) -> anyhow::Result<()> {
         let v = self.client.get(path).await?;
@@ -97,9 +120,9 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-/// An optional millisecond timestamp as a table cell (UTC).
-fn time_cell(v: &Value) -> String {
-    v.as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, 0))
+/// An optional millisecond timestamp as a table cell, in `zone`.
+fn time_cell(v: &Value, zone: &jiff::tz::TimeZone) -> String {
+    v.as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time(ms, zone))
 }
 
 /// A path segment, percent-encoded so names cannot change the path.

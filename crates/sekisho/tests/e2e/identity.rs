@@ -376,7 +376,7 @@ async fn the_readme_identity_commands_work_through_ctl() {
     let out =
         relay.ctl_command(&acme).args(["audit", "search", "--format", "csv", "--limit", "100"]).output().await.unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(csv.starts_with("tenant,seq,at,kind"), "{csv}");
+    assert!(csv.starts_with("tenant,seq,at,time,kind"), "{csv}");
     assert!(csv.contains("POST /users") && csv.contains("login succeeded"), "{csv}");
     let verify = ctl_with_stdin(&relay, &acme, &["audit", "verify"], "").await.unwrap();
     assert_eq!(verify["ok"], true, "{verify}");

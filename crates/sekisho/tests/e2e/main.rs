@@ -29,3 +29,4 @@ mod oidc;
 mod scopes;
 mod tunnel;
 mod web;
+mod zones;

@@ -39,6 +39,7 @@ pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
     let lang = ctx.lang;
     match cmd {
         ApiKeyCmd::Create { name, scopes, ttl, allow_ips, user } => {
+            let zone = ctx.zone().await;
             let secs = match &ttl {
                 Some(text) => Some(parse::parse_lifetime(text).ok_or_else(|| {
                     anyhow!(
@@ -63,7 +64,7 @@ pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             println!("{}", v["key"].as_str().unwrap_or_default());
             let expiry = match v["expires_at"] {
                 Value::Null => lang.pick("never expires", "無期限").to_owned(),
-                ref t => format!("{} {}", lang.pick("expires at", "有効期限:"), time_cell(t)),
+                ref t => format!("{} {}", lang.pick("expires at", "有効期限:"), time_cell(t, &zone)),
             };
             eprintln!(
                 "{} ({expiry}). {}",
@@ -75,16 +76,17 @@ pub(super) async fn apikey(ctx: &Ctx, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             );
         }
         ApiKeyCmd::List => {
+            let zone = ctx.zone().await;
             let headers = ["ID", "NAME", "SCOPES", "EXPIRES", "ALLOWED IPS", "LAST USED", "REVOKED"];
             ctx.list_with("/api/v1/api-keys", &headers, |k| {
                 vec![
                     table::cell(&k["id"]),
                     table::cell(&k["name"]),
                     table::cell(&k["scopes"]),
-                    time_cell(&k["expires_at"]),
+                    time_cell(&k["expires_at"], &zone),
                     table::cell(&k["allowed_ips"]),
-                    time_cell(&k["last_used_at"]),
-                    time_cell(&k["revoked_at"]),
+                    time_cell(&k["last_used_at"], &zone),
+                    time_cell(&k["revoked_at"], &zone),
                 ]
             })
             .await?;

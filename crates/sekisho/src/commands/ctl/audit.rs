@@ -31,11 +31,17 @@ async fn search(
 ) -> anyhow::Result<()> {
     let lang = ctx.lang;
     let format = if ctx.json && format == AuditFormat::Table { AuditFormat::Json } else { format };
-    let offset = match &tz {
-        Some(text) => parse::parse_utc_offset(text).ok_or_else(|| {
-            anyhow!("{} `{text}`", lang.pick("--tz must look like +09:00:", "--tz は +09:00 の形式で指定してください:"))
+    let zone = match &tz {
+        Some(text) => parse::parse_zone(text).ok_or_else(|| {
+            anyhow!(
+                "{} `{text}`",
+                lang.pick(
+                    "--tz must be a time zone such as Asia/Tokyo, or an offset such as +09:00:",
+                    "--tz には Asia/Tokyo のようなタイムゾーンか、+09:00 のようなオフセットを指定してください:"
+                )
+            )
         })?,
-        None => 0,
+        None => ctx.zone().await,
     };
     let (from, to) = (time_param(q.from.as_deref(), lang)?, time_param(q.to.as_deref(), lang)?);
     let wire_format = match format {
@@ -63,7 +69,7 @@ async fn search(
             let v = ctx.client.get_query("/api/v1/audit", &query).await?;
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
-        AuditFormat::Table => render_table(&ctx.client.get_query("/api/v1/audit", &query).await?, offset),
+        AuditFormat::Table => render_table(&ctx.client.get_query("/api/v1/audit", &query).await?, &zone),
     };
     match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display())),
@@ -89,10 +95,10 @@ pub(super) fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Optio
     Ok(Some(ms.to_string()))
 }
 
-fn render_table(rows: &Value, offset: i64) -> String {
+fn render_table(rows: &Value, zone: &jiff::tz::TimeZone) -> String {
     let headers = ["AT", "KIND", "DECISION", "SUBJECT", "TARGET", "REQUEST", "POLICY", "REASON", "SOURCE", "COUNTRY"];
     let cells = table::rows_of(rows, |e| {
-        let at = e["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, offset));
+        let at = e["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time(ms, zone));
         let mut row = vec![at];
         row.extend(["kind", "decision", "subject", "target"].iter().map(|k| table::cell(&e[*k])));
         row.push(request_cell(e));
@@ -116,6 +122,7 @@ fn request_cell(e: &Value) -> String {
 
 async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
     let lang = ctx.lang;
+    let zone = ctx.zone().await;
     let path = if all { "/api/v1/audit/verify?all=true" } else { "/api/v1/audit/verify" };
     let report = ctx.client.post(path, &serde_json::json!({})).await?;
     if ctx.json {
@@ -123,7 +130,7 @@ async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
     } else {
         for t in report["tenants"].as_array().into_iter().flatten() {
             println!("{}", tenant_line(t, lang));
-            for line in stream_lines(t, lang, JST) {
+            for line in stream_lines(t, lang, &zone) {
                 println!("{line}");
             }
         }
@@ -138,12 +145,9 @@ async fn verify(ctx: &Ctx, all: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Japan's offset (minutes), in which verification reports give times until tenants have zones.
-pub(crate) const JST: i64 = 540;
-
 /// The streams a verification report found open (opened, never closed) and those closed as
 /// open at a crash, one line each after the tenant's line.
-pub(crate) fn stream_lines(t: &Value, lang: Lang, offset: i64) -> Vec<String> {
+pub(crate) fn stream_lines(t: &Value, lang: Lang, zone: &jiff::tz::TimeZone) -> Vec<String> {
     let mut lines = Vec::new();
     let crashed = t["closed_at_crash"].as_i64().unwrap_or(0);
     if crashed > 0 {
@@ -156,7 +160,7 @@ pub(crate) fn stream_lines(t: &Value, lang: Lang, offset: i64) -> Vec<String> {
         ));
     }
     for s in t["open_streams"].as_array().into_iter().flatten() {
-        let at = s["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time_ms(ms, offset));
+        let at = s["at"].as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time(ms, zone));
         lines.push(format!(
             "  {} {} #{} {} {} {} → {} ({})",
             lang.pick("OPEN", "開いたまま"),
@@ -235,7 +239,7 @@ mod tests {
     fn event_tables_format_times() {
         let rows = json!([{"at": 0, "kind": "access", "decision": "deny", "subject": "alice", "target": "web",
             "policy_id": "web/deny/0", "reason": "r", "source_ip": "10.0.0.1", "country": "JP"}]);
-        let text = render_table(&rows, 540);
+        let text = render_table(&rows, &parse::parse_zone("Asia/Tokyo").unwrap());
         assert!(text.lines().nth(1).unwrap_or_default().starts_with("1970-01-01 09:00:00+09:00  access  deny"));
     }
 

@@ -117,13 +117,19 @@ fn parse_clock(s: &str) -> Option<i64> {
     Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
 }
 
-/// ms since the epoch → `2026-11-23 09:00:00+09:00` (`…Z` at offset 0).
-pub(crate) fn format_time_ms(ms: i64, offset_minutes: i64) -> String {
-    let local = ms + offset_minutes * 60_000;
-    let (days, in_day) = (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY) / 1000);
-    let (y, mo, d) = civil_from_days(days);
-    let zone = if offset_minutes == 0 { "Z".to_owned() } else { format_utc_offset(offset_minutes) };
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}{zone}", in_day / 3600, in_day / 60 % 60, in_day % 60)
+/// ms since the epoch → `2026-11-23 09:00:00+09:00` in `zone` (with the offset it had then:
+/// daylight saving included; `…Z` at offset 0).
+pub(crate) fn format_time(ms: i64, zone: &jiff::tz::TimeZone) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(ms) else { return ms.to_string() };
+    let zoned = at.to_zoned(zone.clone());
+    let offset = i64::from(zoned.offset().seconds()) / 60;
+    let suffix = if offset == 0 { "Z".to_owned() } else { format_utc_offset(offset) };
+    format!("{}{suffix}", zoned.strftime("%Y-%m-%d %H:%M:%S"))
+}
+
+/// `--tz`: an IANA zone (`Asia/Tokyo`, `Europe/Berlin`) or a fixed offset (`+09:00`, `UTC`).
+pub(crate) fn parse_zone(text: &str) -> Option<jiff::tz::TimeZone> {
+    sekisho_store::zone::parse(text)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -148,19 +154,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 #[cfg(test)]
@@ -219,9 +212,14 @@ mod tests {
 
     #[test]
     fn times_format_at_an_offset() {
-        assert_eq!(format_time_ms(0, 0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time_ms(1_795_392_000_000, 540), "2026-11-23 09:00:00+09:00");
-        assert_eq!(format_time_ms(1_709_227_800_999, -330), "2024-02-29 12:00:00-05:30");
-        assert_eq!(format_time_ms(-1000, 0), "1969-12-31 23:59:59Z");
+        let utc = parse_zone("UTC").unwrap();
+        assert_eq!(format_time(0, &utc), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_795_392_000_000, &parse_zone("Asia/Tokyo").unwrap()), "2026-11-23 09:00:00+09:00");
+        assert_eq!(format_time(1_709_227_800_999, &parse_zone("-05:30").unwrap()), "2024-02-29 12:00:00-05:30");
+        assert_eq!(format_time(-1000, &utc), "1969-12-31 23:59:59Z");
+        // Daylight saving: Berlin is +01:00 in winter, +02:00 in summer.
+        let berlin = parse_zone("Europe/Berlin").unwrap();
+        assert!(format_time(1_795_392_000_000, &berlin).ends_with("+01:00"));
+        assert!(format_time(1_783_000_000_000, &berlin).ends_with("+02:00"));
     }
 }

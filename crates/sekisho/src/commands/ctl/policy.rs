@@ -48,10 +48,11 @@ pub(super) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
             if ctx.json {
                 print_json(&v);
             } else {
-                show(&v, lang);
+                show(&v, lang, &ctx.zone().await);
             }
         }
         PolicyCmd::List => {
+            let zone = ctx.zone().await;
             let conditions = |v: &Value| {
                 let all: Vec<&str> = v.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 if all.is_empty() { "-".to_owned() } else { all.join(" | ") }
@@ -61,7 +62,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
                     table::cell(&p["service"]),
                     conditions(&p["required"]),
                     conditions(&p["deny"]),
-                    time_cell(&p["updated_at"]),
+                    time_cell(&p["updated_at"], &zone),
                     table::cell(&p["updated_by"]),
                 ]
             })
@@ -204,7 +205,7 @@ fn format_diagnostics(error: &Value, lang: Lang) -> Vec<String> {
     out
 }
 
-fn show(v: &Value, lang: Lang) {
+fn show(v: &Value, lang: Lang, zone: &jiff::tz::TimeZone) {
     println!("{} {}", lang.pick("service:", "サービス:"), table::cell(&v["service"]));
     let list = |title: &str, items: &Value| {
         println!("{title}");
@@ -226,7 +227,12 @@ fn show(v: &Value, lang: Lang) {
             list(title, &v[key]);
         }
     }
-    println!("{} {} ({})", lang.pick("updated:", "更新:"), time_cell(&v["updated_at"]), table::cell(&v["updated_by"]));
+    println!(
+        "{} {} ({})",
+        lang.pick("updated:", "更新:"),
+        time_cell(&v["updated_at"], zone),
+        table::cell(&v["updated_by"])
+    );
     println!("{}", lang.pick("cedar:", "Cedar:"));
     print_cedar(v);
 }

@@ -12,6 +12,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
     let lang = ctx.lang;
     match cmd {
         RecordingCmd::List { user, target, source_ip, protocol, command, since, until, limit } => {
+            let zone = ctx.zone().await;
             let query: &super::client::Query<'_> = &[
                 ("user", user),
                 ("target", target),
@@ -46,7 +47,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
                 };
                 vec![
                     table::cell(&r["id"]),
-                    time_cell(&r["started_at"]),
+                    time_cell(&r["started_at"], &zone),
                     table::cell(&r["user_name"]),
                     table::cell(&r["target"]),
                     kind,
@@ -57,6 +58,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             print!("{}", table::render(&headers, &rows));
         }
         RecordingCmd::Show { id } => {
+            let zone = ctx.zone().await;
             let v = ctx.client.get(&format!("/api/v1/recordings/{}", seg(&id))).await?;
             if ctx.json {
                 print_json(&v);
@@ -65,7 +67,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             for k in ["id", "session_id", "user_name", "target", "protocol", "kind", "command", "source_ip", "sha256"] {
                 println!("{k:11} {}", v[k].as_str().unwrap_or_default());
             }
-            println!("{:11} {} .. {}", "time", time_cell(&v["started_at"]), time_cell(&v["ended_at"]));
+            println!("{:11} {} .. {}", "time", time_cell(&v["started_at"], &zone), time_cell(&v["ended_at"], &zone));
             let parse = |k: &str| serde_json::from_str::<Value>(v[k].as_str().unwrap_or("[]")).unwrap_or_default();
             println!("{}", lang.pick("commands:", "コマンド:"));
             for c in parse("commands").as_array().into_iter().flatten() {

@@ -30,17 +30,18 @@ pub(super) async fn run(ctx: &Ctx, cmd: TenantCmd) -> anyhow::Result<()> {
             );
         }
         TenantCmd::List => {
+            let zone = ctx.zone().await;
             ctx.list_with(
                 "/api/v1/tenants",
-                &["ID", "NAME", "MAX AGENTS", "RETENTION DAYS", "UTC OFFSET", "CREATED"],
+                &["ID", "NAME", "MAX AGENTS", "RETENTION DAYS", "TIME ZONE", "CREATED"],
                 |t| {
                     vec![
                         super::table::cell(&t["id"]),
                         super::table::cell(&t["name"]),
                         super::table::cell(&t["max_agents"]),
                         super::table::cell(&t["retention_days"]),
-                        t["utc_offset_minutes"].as_i64().map_or_else(|| "-".into(), parse::format_utc_offset),
-                        time_cell(&t["created_at"]),
+                        super::table::cell(&t["time_zone"]),
+                        time_cell(&t["created_at"], &zone),
                     ]
                 },
             )
@@ -50,8 +51,8 @@ pub(super) async fn run(ctx: &Ctx, cmd: TenantCmd) -> anyhow::Result<()> {
             let body = plan_body(&plan, lang)?;
             if body.is_empty() {
                 return Err(anyhow!(lang.pick(
-                    "nothing to change: give --max-agents, --retention-days or --utc-offset",
-                    "変更内容がありません: --max-agents、--retention-days、--utc-offset のいずれかを指定してください"
+                    "nothing to change: give --max-agents, --retention-days or --time-zone",
+                    "変更内容がありません: --max-agents、--retention-days、--time-zone のいずれかを指定してください"
                 )));
             }
             let v = ctx.client.patch(&format!("/api/v1/tenants/{}", seg(&name)), &Value::Object(body)).await?;
@@ -73,6 +74,9 @@ fn plan_body(plan: &TenantPlan, lang: Lang) -> anyhow::Result<Map<String, Value>
     }
     if let Some(d) = plan.retention_days {
         body.insert("retention_days".into(), json!(d));
+    }
+    if let Some(zone) = &plan.time_zone {
+        body.insert("time_zone".into(), json!(zone));
     }
     if let Some(text) = &plan.utc_offset {
         let minutes = parse::parse_utc_offset(text).ok_or_else(|| {

@@ -42,19 +42,16 @@ pub(super) async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
 pub(super) async fn agent(ctx: &Ctx, cmd: AgentCmd) -> anyhow::Result<()> {
     match cmd {
         AgentCmd::List => {
-            ctx.list(
-                "/api/v1/agents",
-                &[
-                    ("ID", "id"),
-                    ("NAME", "name"),
-                    ("ROLE", "role"),
-                    ("ONLINE", "online"),
-                    ("VERSION", "version"),
-                    ("LINK", "link"),
-                    ("ADDRESS", "address"),
-                    ("LAST SEEN", "last_seen"),
-                ],
-            )
+            let zone = ctx.zone().await;
+            let headers = ["ID", "NAME", "ROLE", "ONLINE", "VERSION", "LINK", "ADDRESS", "LAST SEEN"];
+            ctx.list_with("/api/v1/agents", &headers, |a| {
+                let mut row: Vec<String> = ["id", "name", "role", "online", "version", "link", "address"]
+                    .iter()
+                    .map(|k| super::table::cell(&a[*k]))
+                    .collect();
+                row.push(super::time_cell(&a["last_seen"], &zone));
+                row
+            })
             .await
         }
         AgentCmd::Revoke { agent, force: false } => {

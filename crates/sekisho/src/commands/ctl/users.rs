@@ -116,13 +116,15 @@ pub(super) async fn login(
     }
     let key = v["key"].as_str().unwrap_or_default();
     println!("{key}");
+    // Not signed in until now: the relay's default zone (Japan's).
+    let zone = sekisho_store::zone::parse(sekisho_store::zone::DEFAULT).unwrap_or(jiff::tz::TimeZone::UTC);
     eprintln!(
         "{} `{}` ({}); {} {}. {}",
         lang.pick("Logged in as", "ログインしました:"),
         v["user"].as_str().unwrap_or(user),
         v["auth_method"].as_str().unwrap_or_default(),
         lang.pick("the session key expires at", "セッションキーの有効期限は"),
-        time_cell(&v["expires_at"]),
+        time_cell(&v["expires_at"], &zone),
         lang.pick("To use it:", "使うには:")
     );
     eprintln!("  export SEKISHO_API_KEY={key}");
