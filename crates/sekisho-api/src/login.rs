@@ -224,10 +224,13 @@ pub(crate) async fn session(
         }
     };
     let auth_method = state.store.get_api_key(&caller.key_id).await?.and_then(|k| k.auth_method);
-    let own_zone = match &caller.user_id {
-        Some(id) => state.store.get_user(&caller.tenant, id.as_ref()).await?.map(|u| u.time_zone).unwrap_or_default(),
-        None => String::new(),
+    // A store error is an error (the `?`); a key without a user, or a user gone, has no zone of
+    // its own.
+    let user = match &caller.user_id {
+        Some(id) => state.store.get_user(&caller.tenant, id.as_ref()).await?,
+        None => None,
     };
+    let own_zone = user.map(|u| u.time_zone).unwrap_or_default();
     Ok(Json(json!({
         "auth_method": auth_method,
         "name": caller.name,
