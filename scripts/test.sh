@@ -14,6 +14,7 @@ needs=(
   "openssl:openssl" # the RSA key of the test's OpenID Connect provider
   "chromium:chromium"             # headless Chromium for the browser tests (web console, browser edge)
   "chromedriver:chromium-driver"  # and the WebDriver server that drives it
+  "sqlite3:sqlite3"               # to alter an audit event behind the relay's back (tamper tests)
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -1,7 +1,7 @@
 //! The audit log through the API: search (JSON, JSON lines or CSV) and verification of the
 //! caller's chain (every tenant's for the relay operator).
 
-use axum::extract::{Query, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -26,6 +26,8 @@ pub(crate) struct SearchQuery {
     kind: Option<String>,
     path: Option<String>,
     domain: Option<String>,
+    /// Paging: events before this `seq` (the last `seq` of the page before).
+    before: Option<i64>,
     limit: Option<i64>,
     format: Option<String>,
 }
@@ -43,9 +45,54 @@ impl SearchQuery {
             kind: self.kind.clone(),
             path: self.path.clone(),
             domain: self.domain.clone(),
+            before: self.before,
             limit: self.limit,
         }
     }
+}
+
+/// `GET /audit/events/{seq}`: one event with its place in the chain: its hash checked against the
+/// previous event's, the neighbours' `seq`, its time in the tenant's zone, and the recording it
+/// names (bastion sessions).
+pub(crate) async fn event(
+    AxState(state): AxState<S>,
+    Extension(caller): Extension<Caller>,
+    Path(seq): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = state
+        .store
+        .get_audit_event(&caller.tenant, seq)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no audit event #{seq}")))?;
+    let next = state.store.get_audit_event(&caller.tenant, seq + 1).await?;
+    let previous = match seq {
+        1 => None,
+        _ => state.store.get_audit_event(&caller.tenant, seq - 1).await?,
+    };
+    // Its own hash, and its link to the one before (the full proof is `POST /audit/verify`).
+    let hash_ok = sekisho_audit::chain::event_hash(&row.prev_hash, row.seq, &row.record) == row.hash;
+    // Unknown (null) when the events before it were pruned by retention (archived first).
+    let linked = match &previous {
+        Some(p) => Some(p.hash == row.prev_hash),
+        None if seq == 1 => Some(row.prev_hash == sekisho_audit::chain::GENESIS),
+        None => None,
+    };
+    let zone = state.topology().zone(caller.tenant.as_str());
+    let detail: serde_json::Value = serde_json::from_str(&row.record.detail).unwrap_or(serde_json::Value::Null);
+    Ok(Json(serde_json::json!({
+        "time": sekisho_store::zone::iso(&zone, row.record.at),
+        "chain": {
+            "seq": row.seq,
+            "prev_hash": row.prev_hash,
+            "hash": row.hash,
+            "hash_ok": hash_ok,
+            "linked": linked,
+            "previous_seq": previous.map(|p| p.seq),
+            "next_seq": next.map(|n| n.seq),
+        },
+        "recording": detail["recording"].as_str(),
+        "event": row,
+    })))
 }
 
 pub(crate) async fn search(

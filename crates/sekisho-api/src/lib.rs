@@ -102,6 +102,7 @@ fn router(state: S) -> Router {
         .route("/audit/verify", post(audit::verify))
         .route("/audit/summary", get(audit::summary))
         .route("/audit/streams", get(audit::open_streams))
+        .route("/audit/events/{seq}", get(audit::event))
         .route("/oidc", get(oidc::get).put(oidc::put).delete(oidc::delete))
         .route("/session", get(login::session).patch(login::update_session))
         .route("/logout", post(login::logout))

@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub path: Option<String>,
     /// Gateway connections to this domain or its subdomains (targets `domain:port`).
     pub domain: Option<String>,
+    /// Paging: only events before this one (`seq`), i.e. the page after one ending at it.
+    pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
@@ -285,6 +287,15 @@ impl Store {
         Ok(out)
     }
 
+    /// One event of a tenant's chain by its place in it.
+    pub async fn get_audit_event(&self, tenant: &TenantId, seq: i64) -> Result<Option<AuditRow>, StoreError> {
+        Ok(sqlx::query_as::<_, AuditRow>("SELECT * FROM audit_events WHERE tenant_id = $1 AND seq = $2")
+            .bind(tenant)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     pub async fn search_audit(&self, tenant: &TenantId, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
         let mut n = 1;
@@ -297,6 +308,9 @@ impl Store {
         }
         if f.to.is_some() {
             next(&mut sql, " AND at < ?");
+        }
+        if f.before.is_some() {
+            next(&mut sql, " AND seq < ?");
         }
         let texts = [
             // A user's name finds what the user did through their own agents (devices), and an
@@ -326,7 +340,7 @@ impl Store {
         }
         next(&mut sql, " ORDER BY seq DESC LIMIT ?");
         let mut q = sqlx::query_as::<_, AuditRow>(&sql).bind(tenant);
-        for t in [f.from, f.to].into_iter().flatten() {
+        for t in [f.from, f.to, f.before].into_iter().flatten() {
             q = q.bind(t);
         }
         for (v, _) in texts {

@@ -7,6 +7,7 @@
 //! token and are refused from another origin.
 
 mod admin;
+mod audit;
 mod pages;
 mod recordings;
 mod settings;
@@ -59,6 +60,7 @@ pub(crate) fn router(state: Arc<WebState>, api: Router) -> Router {
         .route("/static/asciinema-player.css", get(|| async { asset("text/css; charset=utf-8", page::PLAYER_CSS) }))
         .merge(pages::routes())
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(recordings::routes())
         .merge(settings::routes())
         .merge(sso::routes())

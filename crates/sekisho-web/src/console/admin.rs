@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Form, Query, State as AxState};
-use axum::http::{Extensions, HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Extensions, HeaderMap, Method};
+use axum::response::Response;
 use axum::routing::get;
 use maud::html;
 use serde_json::{Value, json};
@@ -20,8 +20,6 @@ pub(super) fn routes() -> Router<C> {
         .route("/groups", get(groups).post(groups_post))
         .route("/api-keys", get(keys).post(keys_post))
         .route("/policies", get(policies).post(policies_post))
-        .route("/audit", get(audit))
-        .route("/audit/export", get(audit_export))
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -380,179 +378,4 @@ async fn policies_view(
         } @else { p.muted { (c.t("none")) } }
     };
     c.page("/policies", c.t("nav.policies"), body)
-}
-
-// --- Audit log ------------------------------------------------------------------------------
-
-#[derive(serde::Deserialize, Default)]
-struct AuditQuery {
-    subject: Option<String>,
-    target: Option<String>,
-    decision: Option<String>,
-    path: Option<String>,
-    domain: Option<String>,
-    hours: Option<i64>,
-}
-
-impl AuditQuery {
-    /// The API query string for these filters.
-    fn api_query(&self, format: &str, limit: i64) -> String {
-        let hours = self.hours.unwrap_or(24).clamp(1, 24 * 400);
-        let from = sekisho_store::now_ms() - hours * 3600 * 1000;
-        let mut q: Vec<(&str, String)> = vec![("from", from.to_string()), ("limit", limit.to_string())];
-        for (k, v) in [
-            ("subject", &self.subject),
-            ("target", &self.target),
-            ("decision", &self.decision),
-            ("path", &self.path),
-            ("domain", &self.domain),
-        ] {
-            if let Some(v) = v.as_ref().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-                q.push((k, v.to_owned()));
-            }
-        }
-        if !format.is_empty() {
-            q.push(("format", format.to_owned()));
-        }
-        serde_urlencoded::to_string(q).unwrap_or_default()
-    }
-
-    fn console_query(&self) -> String {
-        let q: Vec<(&str, String)> = [
-            ("subject", &self.subject),
-            ("target", &self.target),
-            ("decision", &self.decision),
-            ("path", &self.path),
-            ("domain", &self.domain),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().filter(|v| !v.is_empty()).map(|v| (k, v)))
-        .chain(self.hours.map(|h| ("hours", h.to_string())))
-        .collect();
-        serde_urlencoded::to_string(q).unwrap_or_default()
-    }
-}
-
-async fn audit(
-    AxState(con): AxState<C>,
-    h: HeaderMap,
-    e: Extensions,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let c = signed_in!(con, h, e, "/audit");
-    let q = q.map(|Query(q)| q).unwrap_or_default();
-    let a = c.get(&format!("/api/v1/audit?{}", q.api_query("", 200))).await;
-    let rows = list(&a);
-    let open = c.get("/api/v1/audit/streams").await;
-    let open_rows = list(&open);
-    let v = |o: &Option<String>| o.clone().unwrap_or_default();
-    let phase = |r: &serde_json::Value| match r["phase"].as_str() {
-        Some("opened") => c.t("audit.phase.opened"),
-        Some("closed") => c.t("audit.phase.closed"),
-        _ => "",
-    };
-    let body = html! {
-        @if !a.ok() { (flash(c.lang, Some(&a))) }
-        @if !open_rows.is_empty() {
-            section.box #open-streams {
-                h2 { (c.t("audit.open_streams")) " (" (open_rows.len()) ")" }
-                p.muted { (c.t("audit.open_streams_help")) }
-                div.scroll { table {
-                    thead { tr {
-                        th { (c.t("time")) } th { (c.t("audit.stream")) } th { (c.t("audit.subject")) }
-                        th { (c.t("audit.path")) } th { (c.t("audit.target")) } th { (c.t("audit.source")) }
-                    } }
-                    tbody { @for r in &open_rows { tr {
-                        td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } td { code { (s(&r["stream_id"])) } }
-                        td { (s(&r["subject"])) } td { (s(&r["path"])) } td { (s(&r["target"])) } td { (s(&r["source_ip"])) }
-                    } } }
-                } }
-            }
-        }
-        form.box method="get" action="/audit" {
-            div.row {
-                div { label for="f-subject" { (c.t("audit.subject")) } input #f-subject type="text" name="subject" value=(v(&q.subject)); }
-                div { label for="f-target" { (c.t("audit.target")) } input #f-target type="text" name="target" value=(v(&q.target)); }
-                div { label for="f-domain" { (c.t("audit.domain")) } input #f-domain type="text" name="domain" value=(v(&q.domain)); }
-                div { label for="f-decision" { (c.t("audit.decision")) }
-                    select #f-decision name="decision" {
-                        option value="" { (c.t("audit.any")) }
-                        @for d in ["allow", "deny"] { option value=(d) selected[q.decision.as_deref() == Some(d)] { (d) } }
-                    } }
-                div { label for="f-path" { (c.t("audit.path")) }
-                    select #f-path name="path" {
-                        option value="" { (c.t("audit.any")) }
-                        @for p in ["browser", "tunnel", "edge", "ssh", "socks", "api"] { option value=(p) selected[q.path.as_deref() == Some(p)] { (p) } }
-                    } }
-                div { label for="f-hours" { (c.t("audit.since_hours")) } input #f-hours type="number" name="hours" min="1" value=(q.hours.unwrap_or(24)); }
-            }
-            button #filter type="submit" { (c.t("audit.filter")) }
-            " " a.button href={ "/audit/export?format=csv&" (q.console_query()) } { (c.t("audit.export_csv")) }
-            " " a.button href={ "/audit/export?format=jsonl&" (q.console_query()) } { (c.t("audit.export_jsonl")) }
-        }
-        @if rows.is_empty() { p.muted { (c.t("none")) } } @else {
-            div.scroll { table #audit {
-                thead { tr {
-                    th { (c.t("time")) } th { (c.t("audit.kind")) } th { (c.t("audit.subject")) } th { (c.t("audit.path")) }
-                    th { (c.t("audit.target")) } th { (c.t("audit.decision")) } th { (c.t("reason")) } th { (c.t("audit.source")) }
-                    th { (c.t("audit.detail")) }
-                } }
-                tbody { @for r in &rows { tr {
-                    td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
-                    td { (s(&r["kind"])) @if !phase(r).is_empty() { " " span.muted title=(s(&r["stream_id"])) { (phase(r)) } } }
-                    td { (s(&r["subject"])) }
-                    td { (s(&r["path"])) } td { (s(&r["target"])) }
-                    td { @if r["decision"].as_str() == Some("allow") { span.ok { "allow" } } @else { span.bad { (s(&r["decision"])) } } }
-                    td { code { (s(&r["policy_id"])) } " " (s(&r["reason"])) }
-                    td { (s(&r["source_ip"])) " " (s(&r["country"])) }
-                    td { code { (s(&r["detail"])) } }
-                } } }
-            } }
-        }
-    };
-    c.page("/audit", c.t("nav.audit"), body)
-}
-
-#[derive(serde::Deserialize)]
-struct ExportQuery {
-    format: String,
-    #[serde(flatten)]
-    filter: AuditQueryFlat,
-}
-
-/// `AuditQuery` again, for `flatten` (whose values arrive as strings).
-#[derive(serde::Deserialize, Default)]
-struct AuditQueryFlat {
-    subject: Option<String>,
-    target: Option<String>,
-    decision: Option<String>,
-    path: Option<String>,
-    domain: Option<String>,
-    hours: Option<String>,
-}
-
-async fn audit_export(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Query(q): Query<ExportQuery>) -> Response {
-    let c = signed_in!(con, h, e, "/audit");
-    let format = if q.format == "jsonl" { "jsonl" } else { "csv" };
-    let flat = q.filter;
-    let filter = AuditQuery {
-        subject: flat.subject,
-        target: flat.target,
-        decision: flat.decision,
-        path: flat.path,
-        domain: flat.domain,
-        hours: flat.hours.and_then(|h| h.parse().ok()),
-    };
-    let (status, headers, body) = c.raw(&format!("/api/v1/audit?{}", filter.api_query(format, 100_000))).await;
-    let mut resp = (status, body).into_response();
-    if let Some(t) = headers.get(header::CONTENT_TYPE) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, t.clone());
-    }
-    if status.is_success() {
-        let name = format!("attachment; filename=\"sekisho-audit.{format}\"");
-        if let Ok(v) = HeaderValue::from_str(&name) {
-            resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-        }
-    }
-    resp
 }

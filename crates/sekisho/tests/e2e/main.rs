@@ -9,6 +9,7 @@ mod ssh_util;
 mod targets;
 
 mod admin;
+mod audit_page;
 mod bad_input;
 mod bastion;
 mod bastion_edges;
