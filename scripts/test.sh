@@ -15,6 +15,7 @@ needs=(
   "chromium:chromium"             # headless Chromium for the browser tests (web console, browser edge)
   "chromedriver:chromium-driver"  # and the WebDriver server that drives it
   "sqlite3:sqlite3"               # to alter an audit event behind the relay's back (tamper tests)
+  "prometheus:prometheus"         # a real Prometheus scrapes the relay's /metrics
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -51,6 +51,24 @@ pub struct Gate {
     /// `<relay>:<run>:`, the prefix of this relay's stream ids, and the next number.
     stream_prefix: String,
     next_stream: std::sync::atomic::AtomicU64,
+    counters: Arc<Counters>,
+}
+
+/// What the gate has done since the relay started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Per access path ([`AccessPath::ALL`] order): allowed, denied.
+    decisions: [[std::sync::atomic::AtomicU64; 2]; AccessPath::ALL.len()],
+    /// Bytes of closed accesses, from the client and to it.
+    bytes_in: std::sync::atomic::AtomicU64,
+    bytes_out: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, path: AccessPath, allowed: bool) {
+        let i = AccessPath::ALL.iter().position(|p| *p == path).unwrap_or(0);
+        self.decisions[i][usize::from(!allowed)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The code of a refusal because the audit log cannot keep up.
@@ -78,6 +96,7 @@ impl Gate {
             backlog: parking_lot::Mutex::new(HashMap::new()),
             stream_prefix: format!("{relay}:{run:x}:"),
             next_stream: std::sync::atomic::AtomicU64::new(1),
+            counters: Arc::default(),
         }
     }
 
@@ -85,6 +104,23 @@ impl Gate {
     fn stream_id(&self) -> String {
         let n = self.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{}{n}", self.stream_prefix)
+    }
+
+    /// Decisions since start: (access path, `allow`/`deny`, count), every pair.
+    pub fn decision_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (path, counts) in AccessPath::ALL.iter().zip(&self.counters.decisions) {
+            for (word, n) in ["allow", "deny"].iter().zip(counts) {
+                out.push((path.as_str(), *word, n.load(std::sync::atomic::Ordering::Relaxed)));
+            }
+        }
+        out
+    }
+
+    /// Bytes of closed accesses since start: (from clients, to clients).
+    pub fn byte_counts(&self) -> (u64, u64) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (load(&self.counters.bytes_in), load(&self.counters.bytes_out))
     }
 
     /// The audit writer the gate records to.
@@ -124,12 +160,14 @@ impl Gate {
         // No access goes ahead whose evidence could not be kept: while the audit queue is full,
         // new accesses are refused (and counted, so the refusals do not fill it further).
         if self.auditor.saturated() {
+            self.counters.count(attempt.path, false);
             *self.backlog.lock().entry(attempt.tenant.to_string()).or_default() += 1;
             let reason = format!("{AUDIT_BACKLOG}: the audit log cannot keep up; new accesses wait until it does");
             return Verdict::Deny(Denial::counted(AUDIT_BACKLOG.to_owned(), reason, self.auditor.clone()));
         }
         self.record_backlog();
         let decision = self.evaluate(attempt, resource);
+        self.counters.count(attempt.path, decision.allowed);
         // A policy denial's event says so in its first word, like every refusal's
         // (`policy_denied: <condition>`); reasons that already lead with their code stay.
         let event = if decision.allowed || decision.reason.starts_with(decision.policy_id.as_str()) {
@@ -142,7 +180,16 @@ impl Gate {
             let revoked = scope.map_or_else(CancellationToken::new, CancellationToken::child_token);
             let id = self.live.add(attempt.clone(), resource.clone(), revoked.clone());
             let live = Some((self.live.handle(), id));
-            Verdict::Permit(Permit::new(event, decision, self.auditor.clone(), revoked, live, self.stream_id()))
+            let counters = self.counters.clone();
+            Verdict::Permit(Permit::new(
+                event,
+                decision,
+                self.auditor.clone(),
+                revoked,
+                live,
+                self.stream_id(),
+                counters,
+            ))
         } else {
             Verdict::Deny(Denial::new(event, decision.policy_id, decision.reason, self.auditor.clone()))
         }
@@ -178,6 +225,7 @@ impl Gate {
     /// id, `reason` what people read.
     pub fn refuse(&self, attempt: &Attempt, target: &str, code: &str, reason: impl Into<String>) -> Denial {
         let reason = reason.into();
+        self.counters.count(attempt.path, false);
         let decision = Decision {
             allowed: false,
             policy_id: code.to_owned(),

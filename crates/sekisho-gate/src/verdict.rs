@@ -111,6 +111,7 @@ struct Facts {
     stream: String,
     revoked: CancellationToken,
     auditor: Auditor,
+    counters: Arc<crate::Counters>,
 }
 
 /// What a permitted access carries from decision to close: its event and its registration for
@@ -137,9 +138,10 @@ impl Permit {
         revoked: CancellationToken,
         live: Option<(Handle, LiveId)>,
         stream: String,
+        counters: Arc<crate::Counters>,
     ) -> Self {
         Permit {
-            facts: Facts { policy_id: decision.policy_id, reason: decision.reason, stream, revoked, auditor },
+            facts: Facts { policy_id: decision.policy_id, reason: decision.reason, stream, revoked, auditor, counters },
             access: Some(Access { event: Box::new(event), live }),
         }
     }
@@ -275,6 +277,8 @@ impl Opened {
     /// Ends the access: records its `closed` event with the bytes each way, its duration and
     /// `detail`.
     pub fn close(mut self, bytes_in: u64, bytes_out: u64, duration_ms: u64, detail: impl Into<String>) {
+        self.facts.counters.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.facts.counters.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         if let Some(a) = self.access.take() {
             let e = closing(&a.event, &self.facts.stream).traffic(bytes_in, bytes_out, duration_ms).detail(detail);
             self.facts.auditor.record(e);

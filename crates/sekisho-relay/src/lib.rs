@@ -15,6 +15,7 @@
 
 mod edge;
 mod listener;
+mod metrics;
 mod router;
 
 use std::net::SocketAddr;
@@ -95,6 +96,8 @@ pub struct RelayConfig {
     /// How long an HTTP client on the TLS port may take to send a request head, first or next
     /// (10 s; shorter in tests).
     pub http_header_timeout: std::time::Duration,
+    /// Serve Prometheus metrics (`/metrics`, plain HTTP) on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running relay.
@@ -104,6 +107,8 @@ pub struct RelayHandle {
     pub gateway_addr: Option<SocketAddr>,
     /// The SSH bastion's address, when it runs.
     pub bastion_addr: Option<SocketAddr>,
+    /// The Prometheus metrics listener's address, when it runs.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where people open the web console.
     pub console_url: String,
     pub ca_fingerprint: String,
@@ -261,12 +266,21 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         tracing::debug!(door = door.name(), addr = ?door.local_addr(), "front door open");
         tokio::spawn(door.serve(shutdown.clone()));
     }
+    let metrics_addr = match config.metrics {
+        Some(at) => Some(
+            metrics::serve(at, state.clone(), shutdown.clone())
+                .await
+                .map_err(|source| RelayError::Listen { addr: at, source })?,
+        ),
+        None => None,
+    };
     let console_url = format!("{}/", state.web.console_origin());
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), http, shutdown.clone()));
     Ok(RelayHandle {
         addr,
         gateway_addr,
         bastion_addr,
+        metrics_addr,
         console_url,
         ca_fingerprint,
         ca_path: config.data_dir.join("ca.pem"),

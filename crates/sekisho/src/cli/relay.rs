@@ -63,6 +63,10 @@ pub(crate) struct RelayArgs {
     /// Testing: how long (ms) an HTTP client may take to send a request head.
     #[arg(long, hide = true, default_value_t = 10_000)]
     pub http_header_timeout_ms: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: loopback or a monitoring
+    /// network, e.g. 127.0.0.1:9464; port 0 picks a free one).
+    #[arg(long, env = "SEKISHO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,

@@ -47,6 +47,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         noise_window: std::time::Duration::from_secs(60),
         limits: sekisho_relay::LimitsConfig::default(),
         http_header_timeout: std::time::Duration::from_secs(10),
+        metrics: None,
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

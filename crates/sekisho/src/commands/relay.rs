@@ -30,6 +30,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         noise_window: std::time::Duration::from_millis(args.noise_window_ms),
         limits: sekisho_relay::LimitsConfig { per_ip: args.conn_per_ip, total: args.conn_max },
         http_header_timeout: std::time::Duration::from_millis(args.http_header_timeout_ms),
+        metrics: args.metrics_listen,
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());
@@ -39,6 +40,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             "listen": handle.addr.to_string(),
             "socks": handle.gateway_addr.map(|a| a.to_string()),
             "ssh": handle.bastion_addr.map(|a| a.to_string()),
+            "metrics": handle.metrics_addr.map(|a| a.to_string()),
             "api_url": api_url,
             "console_url": handle.console_url,
             "ca_file": handle.ca_path,
@@ -53,6 +55,9 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         }
         if let Some(ssh) = handle.bastion_addr {
             println!("{} {ssh}", lang.pick("SSH bastion listening on", "SSH 踏み台待ち受け中:"));
+        }
+        if let Some(m) = handle.metrics_addr {
+            println!("{} http://{m}/metrics", lang.pick("Prometheus metrics at", "Prometheus メトリクス:"));
         }
         println!("{} {}", lang.pick("Web console:", "Web コンソール:"), handle.console_url);
         println!(

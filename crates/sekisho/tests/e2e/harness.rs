@@ -119,6 +119,8 @@ pub struct Relay {
     pub socks: Option<SocketAddr>,
     /// The SSH bastion's address, when started with `--ssh-listen`.
     pub ssh: Option<SocketAddr>,
+    /// The Prometheus metrics listener, when started with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Relay {
@@ -145,6 +147,7 @@ impl Relay {
             admin_key: ready["admin_key"].as_str().expect("first start prints the admin key").to_owned(),
             socks: ready["socks"].as_str().map(|a| a.parse().unwrap()),
             ssh: ready["ssh"].as_str().map(|a| a.parse().unwrap()),
+            metrics: ready["metrics"].as_str().map(|a| a.parse().unwrap()),
             dir,
         }
     }
@@ -174,6 +177,7 @@ impl Relay {
             admin_key: first.admin_key.clone(),
             socks: None,
             ssh: None,
+            metrics: None,
             dir,
         }
     }

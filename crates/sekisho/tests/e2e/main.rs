@@ -26,6 +26,7 @@ mod identity;
 mod lifecycle;
 mod limits;
 mod live;
+mod metrics;
 mod oidc;
 mod scopes;
 mod tunnel;
