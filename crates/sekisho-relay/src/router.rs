@@ -70,7 +70,7 @@ pub(crate) async fn serve_agent(state: Arc<State>, link: Link, mut exporter: [u8
             return;
         }
     };
-    let span = tracing::info_span!("agent", id = %agent.id, name = %agent.name);
+    let span = tracing::info_span!("agent", id = %agent.id, agent = %agent.name);
     async {
         tracing::info!(link = protocol, "agent connected");
         let _ = conn.send_control(proto::encode(&RelayMsg::Welcome {

@@ -28,8 +28,18 @@ pub(crate) struct Cli {
     /// Log level or filter for stderr logs (e.g. info, debug, sekisho_relay=debug).
     #[arg(long, global = true)]
     pub log: Option<String>,
+    /// Log line format on stderr: text (for people) or json (one object per line, for a log
+    /// collector: time, level, message and fields).
+    #[arg(long, global = true, env = "SEKISHO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

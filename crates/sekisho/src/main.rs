@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
     let cli = cli::Cli::parse();
     let lang = i18n::Lang::detect(cli.lang.as_deref());
-    output::init_tracing(cli.log.as_deref());
+    output::init_tracing(cli.log.as_deref(), cli.log_format);
     // Every relayed connection holds sockets: lift the soft descriptor limit to the hard one.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -246,3 +246,23 @@ async fn the_data_directory_and_every_file_in_it_are_private() {
         assert!(seen.iter().any(|s| s == f), "{f} not among {seen:?}");
     }
 }
+
+/// `--log-format json`: every line on stderr is one JSON object a log collector can read.
+#[tokio::test]
+async fn logs_can_be_json_lines() {
+    let relay = Relay::start_with(&["--log-format", "json"]).await;
+    let _agent = relay.agent("site", "back").await;
+    relay.health().await;
+    let text = relay.proc.stderr_tail();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the agent's connection is logged: {text}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string() && v["fields"].is_object(), "{line}");
+        // No field shadows another (a span field called `name` would collide with the span's).
+        let spans = v["spans"].as_array().map_or(0, Vec::len) + usize::from(v["span"].is_object());
+        assert_eq!(line.matches("\"name\":").count(), spans, "{line}");
+    }
+    assert!(text.contains("\"agent\":\"site\""), "the agent's name in its own field: {text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes");
+}
