@@ -167,6 +167,9 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Publish at its own hostname behind the Sekisho login (http targets)",
         "Sekisho のログインの後ろで専用のホスト名に公開する(http の接続先)",
     ),
+    ("services.policy", "Policy", "ポリシー"),
+    ("services.policy_set", "set", "設定済み"),
+    ("services.no_policy", "none: every access is denied", "なし: すべてのアクセスを拒否"),
     ("services.new", "New service", "新しいサービス"),
     ("services.open", "Open", "開く"),
     // Routes

@@ -208,16 +208,30 @@ async fn services_post(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Fo
 async fn services_view(c: &Ctx, answer: Option<&Answer>) -> Response {
     let services = list(&c.get("/api/v1/services").await);
     let agents = if c.may("agents:read") { list(&c.get("/api/v1/agents").await) } else { Vec::new() };
+    // Which services have a policy: one without denies everything, so it is shown as such.
+    let policies: Option<std::collections::HashSet<String>> = if c.may("policies:read") {
+        Some(list(&c.get("/api/v1/policies").await).iter().map(|p| s(&p["service"])).collect())
+    } else {
+        None
+    };
     let body = html! {
         (flash(c.lang, answer))
         div.scroll { table #services {
             thead { tr {
                 th { (c.t("name")) } th { (c.t("services.protocol")) } th { (c.t("services.target")) }
-                th { (c.t("services.agent")) } th { (c.t("services.browser")) } th { (c.t("actions")) }
+                th { (c.t("services.agent")) } @if policies.is_some() { th { (c.t("services.policy")) } }
+                th { (c.t("services.browser")) } th { (c.t("actions")) }
             } }
             tbody { @for sv in &services { tr {
                 td { (s(&sv["name"])) } td { (s(&sv["protocol"])) } td { code { (s(&sv["target"])) } }
                 td { (s(&sv["agent_name"])) }
+                @if let Some(with) = &policies {
+                    @let name = s(&sv["name"]);
+                    td { a href={ "/policies?service=" (enc(&name)) } {
+                        @if with.contains(&name) { span.ok { (c.t("services.policy_set")) } }
+                        @else { span.bad.no-policy { (c.t("services.no_policy")) } }
+                    } }
+                }
                 td { @if let Some(url) = sv["browser_url"].as_str() {
                     a href=(url) target="_blank" rel="noopener" { (url) }
                 } }

@@ -86,6 +86,7 @@ async fn browser_console_walkthrough() {
     b.click("#svc-browser").await.click("#create-service").await;
     let text = b.wait_text("wiki.default.localhost").await;
     assert!(text.contains("Done."), "{text}");
+    assert!(b.text("#services").await.contains("none: every access is denied"), "no policy yet: denies everything");
     b.screenshot("services").await;
     let front_token = relay.token("partner-pc", "front").await;
     let mut front = Agent::start(&relay, &front_token, &[]).await;
@@ -103,6 +104,9 @@ async fn browser_console_walkthrough() {
     b.fill("#policy-required", "principal in Group::\"admins\"").await.click("#save-policy").await;
     b.wait_text("Policy saved.").await;
     b.screenshot("policies").await;
+    b.goto(&format!("{origin}/services")).await;
+    let services = b.text("#services").await;
+    assert!(services.contains("set") && !services.contains("every access is denied"), "{services}");
 
     // Open the service through the edge (the console session hands it a ticket).
     let wiki = format!("https://wiki.default.localhost:{}/", relay.addr.port());
