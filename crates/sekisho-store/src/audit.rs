@@ -39,6 +39,13 @@ pub struct AuditSummary {
     pub top_targets: Vec<(String, i64)>,
     /// The users denied most often, most first.
     pub top_denied_users: Vec<(String, i64)>,
+    /// The policies and reasons that denied most often (`policy_id`), most first.
+    pub top_deny_reasons: Vec<(String, i64)>,
+    /// Where accesses came from (country codes), most first.
+    pub countries: Vec<(String, i64)>,
+    /// Per hour since `from`: (the hour's start, ms since the epoch; allowed; denied), oldest
+    /// first, hours without accesses left out.
+    pub hourly: Vec<(i64, i64, i64)>,
 }
 
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $25), ($26, …)` for `rows` rows (plain `?` on
@@ -276,12 +283,38 @@ impl Store {
                  AND at >= $2 AND decision = '{decision}'{users} GROUP BY {column} ORDER BY n DESC, {column} LIMIT 5"
             )
         };
+        let countries = "SELECT country, COUNT(*) AS n FROM audit_events WHERE tenant_id = $1 AND kind = 'access' \
+             AND phase <> 'closed' AND at >= $2 AND country <> '' GROUP BY country ORDER BY n DESC, country LIMIT 5";
         for (sql, list) in [
             (top("allow", "target", false), &mut out.top_targets),
             (top("deny", "subject", true), &mut out.top_denied_users),
+            (top("deny", "policy_id", false), &mut out.top_deny_reasons),
+            (countries.to_owned(), &mut out.countries),
         ] {
             for r in sqlx::query(&sql).bind(tenant).bind(from).fetch_all(&self.pool).await? {
                 list.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        let hours = sqlx::query(
+            "SELECT at / 3600000 AS h, decision, COUNT(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'access' \
+             AND phase <> 'closed' AND at >= $2 GROUP BY h, decision ORDER BY h",
+        )
+        .bind(tenant)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in hours {
+            let (h, decision, n): (i64, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let start = h * 3_600_000;
+            if out.hourly.last().is_none_or(|(at, _, _)| *at != start) {
+                out.hourly.push((start, 0, 0));
+            }
+            if let Some(last) = out.hourly.last_mut() {
+                if decision == "allow" {
+                    last.1 += n;
+                } else {
+                    last.2 += n;
+                }
             }
         }
         Ok(out)

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod charts;
 mod pages;
 mod recordings;
 mod settings;

@@ -168,6 +168,10 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Sekisho のログインの後ろで専用のホスト名に公開する(http の接続先)",
     ),
     ("services.policy", "Policy", "ポリシー"),
+    ("dash.accesses_24h", "Accesses in the last 24 hours", "過去 24 時間のアクセス"),
+    ("dash.per_hour", "per hour", "1 時間ごと"),
+    ("dash.top_reasons", "Top deny reasons (24 h)", "拒否の主な理由 (24 時間)"),
+    ("dash.countries", "Where accesses came from (24 h)", "アクセス元の国 (24 時間)"),
     ("services.policy_set", "set", "設定済み"),
     ("services.no_policy", "none: every access is denied", "なし: すべてのアクセスを拒否"),
     ("services.new", "New service", "新しいサービス"),
@@ -387,6 +391,7 @@ mod tests {
             include_str!("console/sso.rs"),
             include_str!("console/settings.rs"),
             include_str!("console/audit.rs"),
+            include_str!("console/charts.rs"),
             include_str!("edge.rs"),
             include_str!("page.rs"),
         ];

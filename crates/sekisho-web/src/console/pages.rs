@@ -97,11 +97,26 @@ async fn dashboard(AxState(con): AxState<C>, h: HeaderMap, e: Extensions) -> Res
             }
         }
         @if let Some(sum) = &summary {
-            (top(&sum["top_targets"], "dash.top_services"))
+            h2 { (c.t("dash.accesses_24h")) }
+            (super::charts::hourly(&c, &sum["hourly"], sekisho_store::now_ms(), 24))
+            h2 { (c.t("dash.top_services")) }
+            (chart_or_none(&c, "chart-services", &sum["top_targets"], "allow"))
+            h2 { (c.t("dash.top_reasons")) }
+            (chart_or_none(&c, "chart-reasons", &sum["top_deny_reasons"], "deny"))
+            h2 { (c.t("dash.countries")) }
+            (chart_or_none(&c, "chart-countries", &sum["countries"], "allow"))
             (top(&sum["top_denied_users"], "dash.top_denied"))
         }
     };
     c.page("/", c.t("nav.dashboard"), body)
+}
+
+/// A top list as bars, or 「なし」 when it is empty.
+fn chart_or_none(c: &Ctx, id: &str, list: &Value, class: &str) -> Markup {
+    if list.as_array().is_none_or(Vec::is_empty) {
+        return html! { p.muted { (c.t("none")) } };
+    }
+    super::charts::bars(id, list, class)
 }
 
 // --- Agents ---------------------------------------------------------------------------------

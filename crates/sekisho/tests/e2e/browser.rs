@@ -71,6 +71,8 @@ async fn browser_console_walkthrough() {
 
     // Enroll an agent: the page gives the one-line command; its token starts the agent.
     b.goto(&format!("{origin}/agents")).await.fill("#agent-name", "site-a").await.click("#enroll").await;
+    // The form's page has loaded (reading during its navigation is aborted by Chromium).
+    b.wait_text("--token skt1.").await;
     let command = b.text("#enroll-command").await;
     let token = command.split_whitespace().skip_while(|w| *w != "--token").nth(1).expect("a token in the command");
     let mut back = Agent::start(&relay, token, &[]).await;
@@ -148,6 +150,16 @@ async fn browser_console_walkthrough() {
         b.screenshot(page).await;
     }
     b.goto(&format!("{origin}/")).await.screenshot("dashboard").await;
+    // The pictures: accesses per hour with the denial stacked, the deny reason, the service.
+    let count = |css: &str| format!("return document.querySelectorAll('{css}').length;");
+    assert!(b.execute(&count("#chart-hourly rect.allow")).await.as_u64() >= Some(1));
+    assert!(b.execute(&count("#chart-hourly rect.deny")).await.as_u64() >= Some(1));
+    let reasons = b.execute("return document.querySelector('#chart-reasons').textContent;").await;
+    assert!(reasons.as_str().unwrap_or_default().contains("wiki/deny/0"), "{reasons}");
+    let services = b.execute("return document.querySelector('#chart-services').textContent;").await;
+    assert!(services.as_str().unwrap_or_default().contains("wiki"), "{services}");
+    let hover = b.execute("return document.querySelector('#chart-hourly g title').textContent;").await;
+    assert!(hover.as_str().unwrap_or_default().contains("Allowed"), "each bar says its counts: {hover}");
     // Sign-in sessions are listed apart from the keys people made.
     b.goto(&format!("{origin}/api-keys")).await;
     let sessions = b.text("#sessions").await;
