@@ -152,3 +152,41 @@ async fn open_streams_follow_their_opened_and_closed_events_in_the_same_transact
         assert_eq!(s.stream_events(&TenantId::from("default"), "r1:a:3").await.unwrap().len(), 2);
     }
 }
+
+/// The dashboard's numbers per hour, reason and country, and the audit page's cursor.
+#[tokio::test]
+async fn summaries_per_hour_and_pages_by_cursor() {
+    const HOUR: i64 = 3_600_000;
+    for (_d, s) in stores().await {
+        let access = |at: i64, decision: &str, country: &str, policy: &str| AuditRecord {
+            kind: "access".into(),
+            country: country.into(),
+            policy_id: policy.into(),
+            ..record("default", at, decision)
+        };
+        let rows = [
+            row(1, access(HOUR + 10, "allow", "JP", "wiki/required")),
+            row(2, access(HOUR + 20, "deny", "JP", "wiki/deny/0")),
+            row(3, access(HOUR + 30, "deny", "US", "wiki/deny/0")),
+            row(4, access(3 * HOUR, "allow", "US", "wiki/required")),
+            row(5, access(3 * HOUR + 5, "deny", "", "route_not_found")),
+        ];
+        s.insert_audit(&rows).await.unwrap();
+        let sum = s.audit_summary(&TenantId::from("default"), 0).await.unwrap();
+        assert_eq!(sum.hourly, [(HOUR, 1, 2), (3 * HOUR, 1, 1)]);
+        assert_eq!(sum.top_deny_reasons, [("wiki/deny/0".to_owned(), 2), ("route_not_found".to_owned(), 1)]);
+        assert_eq!(sum.countries, [("JP".to_owned(), 2), ("US".to_owned(), 2)], "no country is left out");
+        let later = s.audit_summary(&TenantId::from("default"), 2 * HOUR).await.unwrap();
+        assert_eq!(later.hourly, [(3 * HOUR, 1, 1)]);
+
+        let seqs = |f: AuditFilter| {
+            let s = &s;
+            async move {
+                s.search_audit(&TenantId::from("default"), &f).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(seqs(AuditFilter { limit: Some(2), ..Default::default() }).await, [5, 4]);
+        assert_eq!(seqs(AuditFilter { before: Some(4), limit: Some(2), ..Default::default() }).await, [3, 2]);
+        assert_eq!(seqs(AuditFilter { before: Some(2), limit: Some(2), ..Default::default() }).await, [1]);
+    }
+}
