@@ -16,6 +16,7 @@ mod console;
 mod edge;
 mod i18n;
 mod page;
+mod reasons;
 mod session;
 
 use std::net::IpAddr;

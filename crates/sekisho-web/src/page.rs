@@ -207,7 +207,7 @@ fn message_at(
                 dd { code #reason-id { (id) } }
                 @if !why.is_empty() {
                     dt { (lang.t("reason")) }
-                    dd { (why) }
+                    dd { (crate::reasons::sentence(lang, id, why)) }
                 }
             }
         }

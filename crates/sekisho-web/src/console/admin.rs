@@ -372,8 +372,8 @@ async fn policies_view(
             }
             @if let Some(t) = tested {
                 @if !t.ok() { (flash(c.lang, Some(t))) }
-                @else if t.body["allowed"] == Value::Bool(true) { p #test-result.ok { (c.t("policies.allowed")) " — " (s(&t.body["reason"])) } }
-                @else { p #test-result.bad { (c.t("policies.denied")) " — " code { (s(&t.body["policy_id"])) } " " (s(&t.body["reason"])) } }
+                @else if t.body["allowed"] == Value::Bool(true) { p #test-result.ok { (c.t("policies.allowed")) " — " (crate::reasons::sentence(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
+                @else { p #test-result.bad { (c.t("policies.denied")) " — " code { (s(&t.body["policy_id"])) } " " (crate::reasons::sentence(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
             }
         } @else { p.muted { (c.t("none")) } }
     };

@@ -148,7 +148,7 @@ async fn audit(
                     td { (s(&r["path"])) } td { (s(&r["target"])) }
                     td { (request(r)) }
                     td { (decision(&c, r)) }
-                    td { code { (s(&r["policy_id"])) } " " (s(&r["reason"])) }
+                    td title=(s(&r["reason"])) { code { (s(&r["policy_id"])) } " " (why(&c, r)) }
                     td.num { (bytes(r)) }
                     td { (s(&r["source_ip"])) " " (s(&r["country"])) }
                     td { a href={ "/audit/event/" (s(&r["seq"])) } { (c.t("audit.open")) } }
@@ -207,6 +207,11 @@ async fn audit_export(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Que
         }
     }
     resp
+}
+
+/// The event's reason as a sentence in the visitor's language.
+fn why(c: &Ctx, r: &Value) -> String {
+    crate::reasons::sentence(c.lang, &s(&r["policy_id"]), &s(&r["reason"]))
 }
 
 /// The event kind in the visitor's language (the stored word when the catalogue has none).
@@ -293,7 +298,8 @@ async fn event(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(seq):
         ("audit.path", s(&ev["path"])),
         ("audit.target", s(&ev["target"])),
         ("audit.policy_id", s(&ev["policy_id"])),
-        ("reason", s(&ev["reason"])),
+        ("reason", why(&c, ev)),
+        ("audit.stored_reason", s(&ev["reason"])),
         ("audit.auth_method", s(&ev["auth_method"])),
         ("audit.source", format!("{} {}", s(&ev["source_ip"]), s(&ev["country"]))),
         ("audit.bytes", bytes(ev)),

@@ -315,6 +315,8 @@ async fn browser_access_signs_in_decides_each_request_and_leaves_evidence() {
     let denied = v.get(&v.url(wiki, "/")).await;
     assert_eq!(denied.status, 403);
     assert!(denied.body.contains("wiki/deny/0"), "{}", denied.body);
+    // The reason as a sentence, the condition quoted (the id stays beside it).
+    assert!(denied.body.contains("The deny condition “context.path == &quot;browser&quot;” holds"), "{}", denied.body);
 
     // Both are in the audit log, with method, path, status and the session they belong to.
     let allowed = relay
