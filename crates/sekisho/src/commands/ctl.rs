@@ -58,10 +58,6 @@ impl Ctx {
     /// The zone times are shown in: the signed-in user's own, else the tenant's (the relay's
     /// `/session` says which); Japan's if the relay cannot say.
     async fn zone(&self) -> jiff::tz::TimeZone {
-        if self.json {
-            // JSON keeps times as ms since the epoch; no need to ask.
-            return jiff::tz::TimeZone::UTC;
-        }
         self.zone
             .get_or_init(|| async {
                 let named = match self.client.get("/api/v1/session").await {

@@ -68,6 +68,18 @@ async fn time_zones_drive_time_conditions_and_what_people_see() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().nth(1).unwrap_or_default().trim_end().ends_with("+09:00"), "LAST SEEN in JST: {table}");
 
+    // A time without an offset on the command line is on the tenant's clock (JST), not UTC: an
+    // hour ago in Tokyo finds this test's events, an hour ahead finds none.
+    let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    let civil = |delta_h: i64| {
+        let at = jiff::Timestamp::now().as_millisecond() + delta_h * 3_600_000;
+        jiff::Timestamp::from_millisecond(at).unwrap().to_zoned(tokyo.clone()).strftime("%Y-%m-%d %H:%M").to_string()
+    };
+    let found = relay.ctl(&["audit", "search", "--from", &civil(-1), "--format", "json"]).await.unwrap();
+    assert!(found.as_array().is_some_and(|a| !a.is_empty()), "an hour ago in JST: {found}");
+    let none = relay.ctl(&["audit", "search", "--from", &civil(1), "--format", "json"]).await.unwrap();
+    assert_eq!(none, json!([]), "an hour ahead in JST");
+
     // The console: JST for the tenant; a user who picks Berlin sees CET, and only they do.
     let secret = web_user(&relay, "hanako", "admins", "admin", "Hanako").await;
     let origin = format!("https://localhost:{}", relay.addr.port());

@@ -43,7 +43,7 @@ async fn search(
         })?,
         None => ctx.zone().await,
     };
-    let (from, to) = (time_param(q.from.as_deref(), lang)?, time_param(q.to.as_deref(), lang)?);
+    let (from, to) = (time_param(q.from.as_deref(), lang, &zone)?, time_param(q.to.as_deref(), lang, &zone)?);
     let wire_format = match format {
         AuditFormat::Table | AuditFormat::Json => "json",
         AuditFormat::Jsonl => "jsonl",
@@ -81,14 +81,15 @@ async fn search(
 }
 
 /// `--from`/`--to` → ms since the epoch, as the query wants it.
-pub(super) fn time_param(text: Option<&str>, lang: Lang) -> anyhow::Result<Option<String>> {
+/// Without an offset, times are on `zone`'s clock.
+pub(super) fn time_param(text: Option<&str>, lang: Lang, zone: &jiff::tz::TimeZone) -> anyhow::Result<Option<String>> {
     let Some(text) = text else { return Ok(None) };
-    let ms = parse::parse_time_ms(text).ok_or_else(|| {
+    let ms = parse::parse_time_ms(text, zone).ok_or_else(|| {
         anyhow!(
             "{} `{text}`",
             lang.pick(
-                "times look like 2026-11-23T09:00+09:00, 2026-11-23 or ms since the epoch:",
-                "時刻は 2026-11-23T09:00+09:00、2026-11-23、またはエポックからのミリ秒で指定してください:"
+                "times look like 2026-11-23T09:00+09:00, 2026-11-23 09:00 (your zone), 2026-11-23 or ms since the epoch:",
+                "時刻は 2026-11-23T09:00+09:00、2026-11-23 09:00 (自分のタイムゾーン)、2026-11-23、またはエポックからのミリ秒で指定してください:"
             )
         )
     })?;

@@ -3,8 +3,6 @@
 //! Times are handled here with civil-calendar arithmetic (proleptic Gregorian, UTC offsets only),
 //! which is all `ctl` needs; time zones by name are out of scope.
 
-const MS_PER_DAY: i64 = 86_400_000;
-
 /// `90`, `30s`, `15m`, `1h`, `2d` → seconds.
 pub(crate) fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -66,55 +64,23 @@ pub(crate) fn format_utc_offset(minutes: i64) -> String {
     format!("{sign}{:02}:{:02}", m / 60, m % 60)
 }
 
-/// A point in time given on the command line → ms since the epoch: ms as digits, a date
-/// (`2026-11-23`, midnight UTC) or RFC 3339 with an offset (seconds and fractions optional).
-pub(crate) fn parse_time_ms(s: &str) -> Option<i64> {
+/// A point in time given on the command line → ms since the epoch: ms as digits, RFC 3339 with an
+/// offset (`2026-11-23T09:00+09:00`, seconds and fractions optional), or a date or date and time
+/// without one (`2026-11-23`, `2026-11-23 09:00`), read on the clock of `zone` (the session's: the
+/// user's own zone, else the tenant's; daylight saving included).
+pub(crate) fn parse_time_ms(s: &str, zone: &jiff::tz::TimeZone) -> Option<i64> {
     let s = s.trim();
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
         return s.parse().ok();
     }
-    let (date, rest) = match s.find(['T', 't', ' ']) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
+    if let Ok(at) = s.parse::<jiff::Timestamp>() {
+        return Some(at.as_millisecond());
+    }
+    let civil = match s.parse::<jiff::civil::DateTime>() {
+        Ok(t) => t,
+        Err(_) => s.parse::<jiff::civil::Date>().ok()?.to_datetime(jiff::civil::Time::midnight()),
     };
-    let days = parse_date(date)?;
-    let Some(rest) = rest else { return Some(days * MS_PER_DAY) };
-    let split = rest.find(['Z', 'z', '+', '-'])?;
-    let (clock, offset) = rest.split_at(split);
-    let offset = parse_utc_offset(offset)?;
-    let clock_ms = parse_clock(clock)?;
-    Some(days * MS_PER_DAY + clock_ms - offset * 60_000)
-}
-
-/// `YYYY-MM-DD` → days since 1970-01-01.
-fn parse_date(s: &str) -> Option<i64> {
-    let mut parts = s.split('-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let (y, m, d) = (y.parse::<i64>().ok()?, m.parse::<u32>().ok()?, d.parse::<u32>().ok()?);
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// `HH:MM[:SS[.fff]]` → ms since midnight.
-fn parse_clock(s: &str) -> Option<i64> {
-    let mut parts = s.split(':');
-    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next().unwrap_or("00"));
-    if parts.next().is_some() || h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-    let num = |t: &str| t.chars().all(|c| c.is_ascii_digit()).then(|| t.parse::<i64>().ok()).flatten();
-    let (h, m, sec) = (num(h)?, num(m)?, num(whole).filter(|_| whole.len() == 2)?);
-    if h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let ms = if frac.is_empty() { 0 } else { num(&format!("{frac:0<3}")[..3])? };
-    Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
+    Some(civil.to_zoned(zone.clone()).ok()?.timestamp().as_millisecond())
 }
 
 /// ms since the epoch → `2026-11-23 09:00:00+09:00` in `zone` (with the offset it had then:
@@ -130,30 +96,6 @@ pub(crate) fn format_time(ms: i64, zone: &jiff::tz::TimeZone) -> String {
 /// `--tz`: an IANA zone (`Asia/Tokyo`, `Europe/Berlin`) or a fixed offset (`+09:00`, `UTC`).
 pub(crate) fn parse_zone(text: &str) -> Option<jiff::tz::TimeZone> {
     sekisho_store::zone::parse(text)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Howard Hinnant's `days_from_civil`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -198,15 +140,21 @@ mod tests {
 
     #[test]
     fn times_parse_to_epoch_ms() {
-        assert_eq!(parse_time_ms("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(parse_time_ms("1970-01-01"), Some(0));
-        assert_eq!(parse_time_ms("1970-01-01T09:00+09:00"), Some(0));
-        assert_eq!(parse_time_ms("2026-11-23T09:00:00+09:00"), Some(1_795_392_000_000));
-        assert_eq!(parse_time_ms("2026-11-23T00:00:00Z"), Some(1_795_392_000_000));
-        assert_eq!(parse_time_ms("2026-11-23T00:00:00.25Z"), Some(1_795_392_000_250));
-        assert_eq!(parse_time_ms("2024-02-29T12:00:00-05:30"), Some(1_709_227_800_000));
-        for bad in ["2026-11-23T09:00", "2026-13-01", "2025-02-29", "2026-11-23T24:00Z", "yesterday", ""] {
-            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        let utc = parse_zone("UTC").unwrap();
+        let tokyo = parse_zone("Asia/Tokyo").unwrap();
+        assert_eq!(parse_time_ms("1700000000000", &tokyo), Some(1_700_000_000_000));
+        assert_eq!(parse_time_ms("1970-01-01", &utc), Some(0));
+        assert_eq!(parse_time_ms("1970-01-01T09:00+09:00", &utc), Some(0));
+        assert_eq!(parse_time_ms("2026-11-23T09:00:00+09:00", &utc), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23T00:00:00Z", &tokyo), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23T00:00:00.25Z", &tokyo), Some(1_795_392_000_250));
+        assert_eq!(parse_time_ms("2024-02-29T12:00:00-05:30", &tokyo), Some(1_709_227_800_000));
+        // Without an offset: on the session's clock.
+        assert_eq!(parse_time_ms("2026-11-23T09:00", &tokyo), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23 09:00", &tokyo), Some(1_795_392_000_000));
+        assert_eq!(parse_time_ms("2026-11-23", &tokyo), Some(1_795_392_000_000 - 9 * 3_600_000));
+        for bad in ["2026-13-01", "2025-02-29", "2026-11-23T24:00Z", "yesterday", ""] {
+            assert_eq!(parse_time_ms(bad, &tokyo), None, "{bad}");
         }
     }
 

@@ -19,8 +19,8 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
                 ("source_ip", source_ip),
                 ("protocol", protocol),
                 ("command", command),
-                ("since", super::audit::time_param(since.as_deref(), lang)?),
-                ("until", super::audit::time_param(until.as_deref(), lang)?),
+                ("since", super::audit::time_param(since.as_deref(), lang, &zone)?),
+                ("until", super::audit::time_param(until.as_deref(), lang, &zone)?),
                 ("limit", Some(limit.to_string())),
             ];
             let v = ctx.client.get_query("/api/v1/recordings", query).await?;
