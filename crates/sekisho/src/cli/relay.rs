@@ -11,10 +11,11 @@ pub(crate) struct RelayArgs {
     #[arg(long, env = "SEKISHO_DATA_DIR", default_value = "./sekisho-data")]
     pub data_dir: PathBuf,
     /// Address of the TLS port (agents and admin API share it; port 0 picks a free one).
-    #[arg(long, default_value = "0.0.0.0:7443")]
+    #[arg(long, env = "SEKISHO_LISTEN", default_value = "0.0.0.0:7443")]
     pub listen: SocketAddr,
-    /// Name or IP agents use to reach this relay (repeatable; added to the certificate).
-    #[arg(long = "hostname")]
+    /// Name or IP agents use to reach this relay (repeatable, or comma-separated in
+    /// SEKISHO_HOSTNAMES; added to the certificate).
+    #[arg(long = "hostname", env = "SEKISHO_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
     /// Print status as JSON lines on stdout.
     #[arg(long)]

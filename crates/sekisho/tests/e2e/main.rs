@@ -28,6 +28,7 @@ mod limits;
 mod live;
 mod metrics;
 mod oidc;
+mod packaging;
 mod scopes;
 mod tunnel;
 mod web;
