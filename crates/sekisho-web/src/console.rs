@@ -9,6 +9,7 @@
 mod admin;
 mod audit;
 mod charts;
+mod live;
 mod pages;
 mod recordings;
 mod settings;
@@ -64,6 +65,7 @@ pub(crate) fn router(state: Arc<WebState>, api: Router) -> Router {
         .merge(audit::routes())
         .merge(recordings::routes())
         .merge(settings::routes())
+        .merge(live::routes())
         .merge(sso::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .with_state(console)

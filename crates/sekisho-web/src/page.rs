@@ -40,6 +40,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/users", "nav.users", "users:read"),
     ("/groups", "nav.groups", "users:read"),
     ("/api-keys", "nav.keys", "apikeys:read"),
+    ("/live", "nav.live", "recordings:read"),
     ("/audit", "nav.audit", "audit:read"),
     ("/recordings", "nav.recordings", "recordings:read"),
     ("/settings", "nav.settings", ""),

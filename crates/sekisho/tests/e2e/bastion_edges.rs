@@ -294,8 +294,20 @@ async fn bastion_edges_live_view_terminate_huge_windows_and_malformed_sftp() {
     t.send(b"echo live-marker-$((40+2)); sleep 37\n").await;
     t.expect("live-marker-42", at).await;
     w.expect("live-marker-42", wat).await;
+    // Seen and ended on the console's live-sessions page by an auditor (the same API
+    // `ctl recording kill` calls).
+    let auditor = crate::web::web_user(relay, "kansa", "auditors", "auditor", "Kansa").await;
+    let mut v = crate::web::Visitor::new(relay, &[]);
+    v.sign_in(&v.url("localhost", "/login"), "kansa", &auditor, 0).await;
+    let page = v.get(&v.url("localhost", "/live")).await;
+    assert!(page.body.contains(&format!("href=\"/recordings/{id}\"")) && page.body.contains("erin"), "{}", page.body);
+    assert!(page.body.contains("id=\"live-streams\""), "the open streams are listed too: {}", page.body);
+    let csrf = crate::web::Visitor::csrf(&page);
     let killed_at = Instant::now();
-    relay.ctl(&["recording", "kill", &id]).await.unwrap();
+    let ended = v
+        .post(&v.url("localhost", "/live"), &[("csrf", csrf.as_str()), ("do", "terminate"), ("id", id.as_str())])
+        .await;
+    assert!(ended.status == 200 && ended.body.contains("Done."), "{}", ended.body);
     let rc = t.finish(Duration::from_secs(10)).await;
     let ended_in = killed_at.elapsed();
     assert!(ended_in < Duration::from_secs(5), "the client ended {ended_in:?} after the kill");
