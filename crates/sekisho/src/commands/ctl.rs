@@ -116,6 +116,27 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// A byte counter for a long download (exports): drawn on a terminal only, never with `--json`
+/// (indicatif also draws nothing when stderr is no terminal: pipes and log files stay clean).
+fn progress(ctx: &Ctx, what: &'static str, total: Option<u64>) -> indicatif::ProgressBar {
+    if ctx.json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    let template = match total {
+        Some(_) => "{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        None => "{msg} {spinner} {bytes} ({bytes_per_sec})",
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
+}
+
 /// An optional millisecond timestamp as a table cell, in `zone`.
 fn time_cell(v: &Value, zone: &jiff::tz::TimeZone) -> String {
     v.as_i64().map_or_else(|| "-".to_owned(), |ms| parse::format_time(ms, zone))

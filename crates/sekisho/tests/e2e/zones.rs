@@ -56,6 +56,22 @@ async fn time_zones_drive_time_conditions_and_what_people_see() {
     let csv = csv.bearer_auth(&relay.admin_key).send().await.unwrap().text().await.unwrap();
     assert!(csv.starts_with("tenant,seq,at,time,kind"), "{csv}");
     assert!(csv.lines().nth(1).unwrap().contains("+09:00,"), "{csv}");
+    // Exported to a file: written whole (renamed when complete), and no progress drawing in a
+    // pipe (stderr is no terminal here).
+    let file = relay.dir.path().join("audit.csv");
+    let out = tokio::process::Command::new(crate::harness::BIN)
+        .args(["ctl", "audit", "search", "--format", "csv", "--limit", "5", "--output"])
+        .arg(&file)
+        .env("SEKISHO_URL", &relay.api_url)
+        .env("SEKISHO_CA", &relay.ca_file)
+        .env("SEKISHO_API_KEY", &relay.admin_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.starts_with("tenant,seq,at,time,kind") && written.lines().count() == 6, "{written}");
+    assert!(!relay.dir.path().join("audit.part").exists());
     // The CLI's tables too: in the tenant's zone when not told otherwise.
     let out = tokio::process::Command::new(crate::harness::BIN)
         .args(["ctl", "agent", "list"])

@@ -174,6 +174,11 @@ impl ApiClient {
         self.stream_req(self.http.get(self.url(path))).await
     }
 
+    /// GET with a query whose body is read as it arrives (exports to a file).
+    pub(crate) async fn stream_query(&self, path: &str, query: &Query<'_>) -> anyhow::Result<reqwest::Response> {
+        self.stream_req(self.http.get(self.url(path)).query(&present(query))).await
+    }
+
     /// POSTs `body` and returns the response to read as it arrives.
     pub(crate) async fn stream_post(&self, path: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
         self.stream_req(self.http.post(self.url(path)).json(body)).await

@@ -130,10 +130,13 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             let part = output.with_extension("part");
             let mut file = std::fs::File::create(&part).map_err(|e| anyhow!("{}: {e}", part.display()))?;
             let mut bytes = 0u64;
+            let bar = super::progress(ctx, lang.pick("exporting", "書き出し中"), resp.content_length());
             while let Some(chunk) = resp.chunk().await? {
                 file.write_all(&chunk)?;
                 bytes += chunk.len() as u64;
+                bar.set_position(bytes);
             }
+            bar.finish_and_clear();
             file.sync_all()?;
             std::fs::rename(&part, &output)?;
             if ctx.json {
