@@ -85,6 +85,7 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("nav.policies", "Policies", "ポリシー"),
     ("nav.audit", "Audit log", "監査ログ"),
     ("nav.live", "Live sessions", "接続中のセッション"),
+    ("rec.ended", "ended", "終了"),
     ("live.sessions", "Bastion sessions now", "接続中の踏み台セッション"),
     ("live.watch", "Watch", "見る"),
     ("live.end", "End", "終了させる"),

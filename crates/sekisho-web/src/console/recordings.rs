@@ -69,8 +69,11 @@ async fn search(
                 tbody { @for r in &rows { tr {
                     td { a href={ "/recordings/" (enc(&s(&r["id"]))) } { (r["started_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } }
                     td { (s(&r["user_name"])) } td { (s(&r["target"])) } td { (s(&r["kind"])) }
-                    td { code { (s(&r["command"])) } } td { (s(&r["source_ip"])) }
-                    td { @if r["live"] == Value::Bool(true) { span.bad { (c.t("rec.live")) } } }
+                    td { code { (commands(r)) } } td { (s(&r["source_ip"])) }
+                    td { @if r["live"] == Value::Bool(true) { span.bad { (c.t("rec.live")) } }
+                         @else if let (Some(a), Some(b)) = (r["started_at"].as_i64(), r["ended_at"].as_i64()) {
+                             (c.t("rec.ended")) " · " (duration(b - a))
+                         } }
                 } } }
             } }
         }
@@ -145,4 +148,34 @@ async fn cast(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): P
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     resp
+}
+
+/// What was run: an exec's command, or a shell's commands (the first few, then how many more).
+fn commands(r: &Value) -> String {
+    let typed: Vec<String> = serde_json::from_str::<Value>(r["commands"].as_str().unwrap_or("[]"))
+        .unwrap_or_default()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["cmd"].as_str().map(str::to_owned))
+        .collect();
+    let mut all: Vec<String> = Vec::new();
+    if let Some(c) = r["command"].as_str().filter(|c| !c.is_empty()) {
+        all.push(c.to_owned());
+    }
+    all.extend(typed);
+    match all.len() {
+        0..=3 => all.join("; "),
+        n => format!("{}; … (+{})", all[..3].join("; "), n - 3),
+    }
+}
+
+/// A session's length as people read it: `42 s`, `3 min 5 s`, `1 h 2 min`.
+fn duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
 }

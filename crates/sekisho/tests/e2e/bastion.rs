@@ -316,6 +316,10 @@ async fn console_shows_the_recording(relay: &Relay, id: &str) {
     assert!(list.body.contains("Recordings"), "{}", list.body);
     let found = v.get(&v.url("localhost", "/recordings?command=systemctl+restart+nginx")).await;
     assert!(found.body.contains(&format!("/recordings/{id}")), "{}", found.body);
+    // A shell's row says what was typed and that it ended, and how long it took.
+    let row = found.body.split(&format!("/recordings/{id}")).nth(1).unwrap_or_default();
+    let row = row.split("</tr>").next().unwrap_or_default();
+    assert!(row.contains("systemctl restart nginx") && row.contains("ended · "), "{row}");
     let page = v.get(&v.url("localhost", &format!("/recordings/{id}"))).await;
     assert!(page.body.contains("systemctl restart nginx") && page.body.contains("data-cast"), "{}", page.body);
     let cast = v.get(&v.url("localhost", &format!("/recordings/{id}/cast"))).await;
