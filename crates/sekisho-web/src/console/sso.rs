@@ -94,9 +94,12 @@ fn default_tenant() -> String {
     "default".into()
 }
 
-async fn failed(console: &Console, lang: Lang, why: &str) -> Response {
+/// The sign-in page again with `key`'s sentence in the visitor's language, and `detail` (what the
+/// provider or the library said, as it said it) after it when there is one.
+async fn failed(console: &Console, lang: Lang, key: &'static str, detail: &str) -> Response {
     let fields = super::Fields::new();
-    super::login_page(console, lang, None, Some(why), &fields).await
+    let text = if detail.is_empty() { lang.t(key).to_owned() } else { format!("{} ({detail})", lang.t(key)) };
+    super::login_page(console, lang, None, Some(&text), &fields).await
 }
 
 async fn audit(console: &Console, tenant: &str, user: &str, ip: std::net::IpAddr, decision: Decision, reason: &str) {
@@ -187,15 +190,15 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
     let state = &console.state;
     let tenant = match state.store.get_tenant(q.tenant.trim()).await {
         Ok(Some(t)) => t,
-        _ => return failed(&console, lang, "no such organisation").await,
+        _ => return failed(&console, lang, "sso.no_tenant", "").await,
     };
     let http = match http_client(&console.state) {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e).await,
+        Err(e) => return failed(&console, lang, "sso.provider_error", &e).await,
     };
     let (client, _) = match client_for(&console, &tenant.id, &http).await {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e).await,
+        Err(e) => return failed(&console, lang, "sso.provider_error", &e).await,
     };
     let (url, flow_state, nonce, verifier) = authorize(&client);
     let admitted = {
@@ -211,7 +214,7 @@ async fn start(AxState(console): AxState<C>, h: HeaderMap, Query(q): Query<Start
         admitted
     };
     if !admitted {
-        return failed(&console, lang, "too many sign-ins are under way; try again in a minute").await;
+        return failed(&console, lang, "sso.busy", "").await;
     }
     // A page that moves on by itself rather than a redirect: the sign-in form's
     // `form-action` policy would stop a redirect to the provider's origin.
@@ -245,29 +248,30 @@ async fn callback(
     let lang = Lang::from_headers(&h);
     let peer = peer_of(&e);
     let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| sekisho_door::credentials::canonical(p.0.ip()));
-    let refuse = |why: String| {
+    let refuse = |key: &'static str, why: String| {
         let console = console.clone();
         async move {
             audit(&console, "default", "", ip, Decision::Deny, &format!("oidc_failed: {why}")).await;
-            failed(&console, lang, &why).await
+            failed(&console, lang, key, if key == "sso.provider_refused" { &why } else { "" }).await
         }
     };
     if let Some(err) = &q.error {
-        return refuse(format!("{err}: {}", q.error_description.clone().unwrap_or_default())).await;
+        return refuse("sso.provider_refused", format!("{err}: {}", q.error_description.clone().unwrap_or_default()))
+            .await;
     }
     let (Some(code), Some(flow_state)) = (q.code, q.state) else {
-        return refuse("the provider's answer lacks the code or state".into()).await;
+        return refuse("sso.bad_answer", "the provider's answer lacks the code or state".into()).await;
     };
     // The flow must have started in this browser.
     if crate::cookie(&h, FLOW_COOKIE).as_deref() != Some(flow_state.as_str()) {
-        return refuse("this sign-in did not start in this browser; start it again".into()).await;
+        return refuse("sso.other_browser", "this sign-in did not start in this browser; start it again".into()).await;
     }
     let Some(pending) = console.flows.open.lock().remove(&flow_state).filter(|p| p.at.elapsed() < FLOW_TTL) else {
-        return refuse("the sign-in took too long or was already used; start it again".into()).await;
+        return refuse("sso.expired", "the sign-in took too long or was already used; start it again".into()).await;
     };
     let http = match http_client(&console.state) {
         Ok(c) => c,
-        Err(e) => return failed(&console, lang, &e).await,
+        Err(e) => return failed(&console, lang, "sso.provider_error", &e).await,
     };
     let verified = async {
         let (client, provider) = client_for(&console, &pending.tenant_id, &http).await?;
@@ -287,7 +291,7 @@ async fn callback(
         Ok(n) => n,
         Err(why) => {
             audit(&console, &pending.tenant_id, "", ip, Decision::Deny, &format!("oidc_failed: {why}")).await;
-            return failed(&console, lang, &why).await;
+            return failed(&console, lang, "sso.provider_error", &why).await;
         }
     };
     let user = match state.store.get_user(&pending.tenant_id, &name).await {
@@ -295,21 +299,20 @@ async fn callback(
         Err(e) => {
             let why = format!("store_unavailable: cannot read user `{name}`: {e}");
             audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, &why).await;
-            return failed(&console, lang, "the relay cannot read its database now; try again shortly").await;
+            return failed(&console, lang, "sso.store", "").await;
         }
     };
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        let why = format!("the provider signed in `{name}`, who is not a user here; ask an admin");
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "oidc_unknown_user").await;
-        return failed(&console, lang, &why).await;
+        return failed(&console, lang, "sso.unknown_user", &name).await;
     };
     if user.locked_until.is_some_and(|t| t > sekisho_store::now_ms()) {
         audit(&console, &pending.tenant_id, &name, ip, Decision::Deny, "locked").await;
-        return failed(&console, lang, "this account is locked after repeated failed logins; try again later").await;
+        return failed(&console, lang, "sso.locked", "").await;
     }
     let issued = match sekisho_door::sessions::issue_session(state, &user, "oidc", Some(IDLE_MS)).await {
         Ok(i) => i,
-        Err(e) => return failed(&console, lang, &e.to_string()).await,
+        Err(e) => return failed(&console, lang, "sso.provider_error", &e.to_string()).await,
     };
     audit(&console, &pending.tenant_id, &user.name, ip, Decision::Allow, "login succeeded").await;
     let mut resp = login_with_key(&console, &h, peer, &issued.key, pending.rd.as_deref()).await;

@@ -192,7 +192,7 @@ async fn single_sign_on_with_an_openid_connect_provider() {
     let mut m = Visitor::new(&relay, &[]);
     let (page, _) = sso(&mut m, &relay, "/oidc/start?tenant=default").await;
     assert_eq!(page.status, 401);
-    assert!(page.body.contains("mallory"), "{}", page.body);
+    assert!(page.body.contains("mallory") && page.body.contains("not a user here"), "{}", page.body);
     relay.wait_event(|e| e["kind"] == "login" && e["reason"] == "oidc_unknown_user").await;
 
     // A callback from another browser (no flow cookie) is refused.
@@ -203,6 +203,11 @@ async fn single_sign_on_with_an_openid_connect_provider() {
     let stolen = other.get(&callback).await;
     assert_eq!(stolen.status, 401);
     assert!(stolen.body.contains("did not start in this browser"), "{}", stolen.body);
+    // In Japanese for a Japanese browser.
+    let mut ja = Visitor::new(&relay, &[]);
+    ja.lang = "ja";
+    let refused = ja.get(&callback).await;
+    assert!(refused.body.contains("このサインインはこのブラウザーで始まっていません"), "{}", refused.body);
 }
 
 /// Follows the SSO flow from `start` through the provider and back.
