@@ -162,24 +162,15 @@ impl Store {
     /// deleted or re-created on another agent). Returns what was detached.
     pub async fn revoke_agent(&self, tenant: &TenantId, id: &str, force: bool) -> Result<Detached, StoreError> {
         let mut tx = self.begin_write().await?;
-        let routes: Vec<String> =
-            sqlx::query("SELECT id FROM routes WHERE front_agent_id = $1 AND tenant_id = $2 ORDER BY id")
-                .bind(id)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-        let services: Vec<String> =
-            sqlx::query("SELECT name FROM services WHERE agent_id = $1 AND tenant_id = $2 ORDER BY name")
-                .bind(id)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
+        let mut used = Vec::new();
+        for sql in [
+            "SELECT id FROM routes WHERE front_agent_id = $1 AND tenant_id = $2 ORDER BY id",
+            "SELECT name FROM services WHERE agent_id = $1 AND tenant_id = $2 ORDER BY name",
+        ] {
+            let rows = sqlx::query(sql).bind(id).bind(tenant).fetch_all(&mut *tx).await?;
+            used.push(rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?);
+        }
+        let (services, routes) = (used.pop().unwrap_or_default(), used.pop().unwrap_or_default());
         let in_use = !routes.is_empty() || !services.is_empty();
         if in_use && !force {
             return Err(StoreError::InUse {

@@ -214,6 +214,20 @@ impl Relay {
         cmd
     }
 
+    /// `sekisho ctl ARGS` as a person runs it (tables and sentences, not `--json`), with the
+    /// admin key; its output.
+    pub async fn ctl_text(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .arg("ctl")
+            .args(args)
+            .env("SEKISHO_URL", &self.api_url)
+            .env("SEKISHO_CA", &self.ca_file)
+            .env("SEKISHO_API_KEY", &self.admin_key)
+            .output()
+            .await
+            .unwrap()
+    }
+
     /// Runs `sekisho ctl --json ARGS`; Ok(parsed stdout) or Err(stderr).
     pub async fn ctl(&self, args: &[&str]) -> Result<Value, String> {
         let out = self.ctl_command(&self.admin_key).args(args).output().await.unwrap();

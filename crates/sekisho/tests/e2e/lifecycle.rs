@@ -116,12 +116,8 @@ async fn a_forced_revocation_ends_streams_and_detaches_routes() {
     // The human-readable answer names it too (in Japanese here).
     let back2 = relay.agent("site-2", "back").await;
     relay.service("files", &back2, &format!("tcp://{echo}")).await;
-    let mut cmd = Command::new(BIN);
-    cmd.args(["ctl", "--lang", "ja", "agent", "revoke", "site-2", "--force"])
-        .env("SEKISHO_URL", &relay.api_url)
-        .env("SEKISHO_CA", &relay.ca_file)
-        .env("SEKISHO_API_KEY", &relay.admin_key);
-    let text = String::from_utf8(cmd.output().await.unwrap().stdout).unwrap();
+    let out = relay.ctl_text(&["--lang", "ja", "agent", "revoke", "site-2", "--force"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("失効させ") && text.contains("エージェントのないサービス: files"), "{text}");
 }
 

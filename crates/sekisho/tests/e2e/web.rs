@@ -333,14 +333,7 @@ async fn browser_access_signs_in_decides_each_request_and_leaves_evidence() {
     let d2: Value = serde_json::from_str(refused["detail"].as_str().unwrap()).unwrap();
     assert_eq!(d2["session"], detail["session"], "grouped by session");
     // The CLI's table shows each browser request as method, path and status.
-    let out = tokio::process::Command::new(crate::harness::BIN)
-        .args(["ctl", "audit", "search", "--path", "browser", "--limit", "50"])
-        .env("SEKISHO_URL", &relay.api_url)
-        .env("SEKISHO_CA", &relay.ca_file)
-        .env("SEKISHO_API_KEY", &relay.admin_key)
-        .output()
-        .await
-        .unwrap();
+    let out = relay.ctl_text(&["audit", "search", "--path", "browser", "--limit", "50"]).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().next().unwrap_or_default().contains("REQUEST"), "{table}");
     assert!(table.contains("POST /upload 200") && table.contains("GET / 403"), "{table}");

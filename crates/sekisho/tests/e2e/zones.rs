@@ -59,28 +59,15 @@ async fn time_zones_drive_time_conditions_and_what_people_see() {
     // Exported to a file: written whole (renamed when complete), and no progress drawing in a
     // pipe (stderr is no terminal here).
     let file = relay.dir.path().join("audit.csv");
-    let out = tokio::process::Command::new(crate::harness::BIN)
-        .args(["ctl", "audit", "search", "--format", "csv", "--limit", "5", "--output"])
-        .arg(&file)
-        .env("SEKISHO_URL", &relay.api_url)
-        .env("SEKISHO_CA", &relay.ca_file)
-        .env("SEKISHO_API_KEY", &relay.admin_key)
-        .output()
-        .await
-        .unwrap();
+    let out = relay
+        .ctl_text(&["audit", "search", "--format", "csv", "--limit", "5", "--output", file.to_str().unwrap()])
+        .await;
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.starts_with("tenant,seq,at,time,kind") && written.lines().count() == 6, "{written}");
     assert!(!relay.dir.path().join("audit.part").exists());
     // The CLI's tables too: in the tenant's zone when not told otherwise.
-    let out = tokio::process::Command::new(crate::harness::BIN)
-        .args(["ctl", "agent", "list"])
-        .env("SEKISHO_URL", &relay.api_url)
-        .env("SEKISHO_CA", &relay.ca_file)
-        .env("SEKISHO_API_KEY", &relay.admin_key)
-        .output()
-        .await
-        .unwrap();
+    let out = relay.ctl_text(&["agent", "list"]).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().nth(1).unwrap_or_default().trim_end().ends_with("+09:00"), "LAST SEEN in JST: {table}");
 
