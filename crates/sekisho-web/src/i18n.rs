@@ -490,6 +490,7 @@ mod tests {
             include_str!("console/audit.rs"),
             include_str!("console/charts.rs"),
             include_str!("console/live.rs"),
+            include_str!("console/login.rs"),
             include_str!("edge.rs"),
             include_str!("page.rs"),
         ];
