@@ -59,7 +59,7 @@ impl Topology {
     pub fn zone(&self, tenant: &str) -> jiff::tz::TimeZone {
         match self.tenants.get(tenant) {
             Some(t) => t.zone(),
-            None => sekisho_store::zone::parse(sekisho_store::zone::DEFAULT).unwrap_or(jiff::tz::TimeZone::UTC),
+            None => sekisho_store::zone::or_default(None),
         }
     }
 

@@ -28,6 +28,12 @@ pub fn parse(name: &str) -> Option<TimeZone> {
     TimeZone::get(name).ok()
 }
 
+/// The zone `name` names, else Japan's ([`DEFAULT`]): for what is shown when no zone (or none
+/// that parses) is known.
+pub fn or_default(name: Option<&str>) -> TimeZone {
+    name.and_then(parse).or_else(|| parse(DEFAULT)).unwrap_or(TimeZone::UTC)
+}
+
 /// Whether `name` is a zone [`parse`] takes.
 pub fn is_valid(name: &str) -> bool {
     parse(name).is_some()

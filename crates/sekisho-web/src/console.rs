@@ -198,9 +198,7 @@ impl Ctx {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         let zone_name = s("time_zone");
-        let zone = sekisho_store::zone::parse(&zone_name)
-            .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
-            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let zone = sekisho_store::zone::or_default(Some(&zone_name));
         Ok(Ctx {
             console: console.clone(),
             lang,

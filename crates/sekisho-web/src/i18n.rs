@@ -41,22 +41,14 @@ impl Lang {
     /// beyond 30 days (the date says it better).
     pub(crate) fn relative(self, now: i64, then: i64) -> Option<String> {
         let (secs, past) = if then <= now { ((now - then) / 1000, true) } else { ((then - now) / 1000, false) };
-        let (n, unit) = match secs {
+        let (n, ago, ahead) = match secs {
             0..60 => return Some(self.t(if past { "ago.now" } else { "ago.soon" }).to_owned()),
-            60..3600 => (secs / 60, "min"),
-            3600..86_400 => (secs / 3600, "hour"),
-            86_400..2_592_000 => (secs / 86_400, "day"),
+            60..3600 => (secs / 60, "ago.min", "in.min"),
+            3600..86_400 => (secs / 3600, "ago.hour", "in.hour"),
+            86_400..2_592_000 => (secs / 86_400, "ago.day", "in.day"),
             _ => return None,
         };
-        let key = match (unit, past) {
-            ("min", true) => "ago.min",
-            ("hour", true) => "ago.hour",
-            ("day", true) => "ago.day",
-            ("min", false) => "in.min",
-            ("hour", false) => "in.hour",
-            _ => "in.day",
-        };
-        Some(self.t(key).replace("{n}", &n.to_string()))
+        Some(self.t(if past { ago } else { ahead }).replace("{n}", &n.to_string()))
     }
 
     /// The text of `key`; the key itself if the table lacks it (a test keeps that from happening).

@@ -28,8 +28,9 @@ pub(super) fn hourly(c: &Ctx, hourly: &Value, now_ms: i64, hours: i64) -> Markup
     let max = counts.iter().map(|(a, d)| a + d).max().unwrap_or(0).max(1) as f64;
     let slot = W / hours as f64;
     let scale = (H - AXIS) / max;
-    let total: i64 = counts.iter().map(|(a, d)| a + d).sum();
-    let label = format!("{} {} / {} {}", c.t("dash.allowed"), sum(&counts, 0), c.t("dash.denied"), sum(&counts, 1));
+    let (allowed, denied): (i64, i64) = (counts.iter().map(|c| c.0).sum(), counts.iter().map(|c| c.1).sum());
+    let total = allowed + denied;
+    let label = format!("{} {allowed} / {} {denied}", c.t("dash.allowed"), c.t("dash.denied"));
     html! {
         figure.chart {
             svg #chart-hourly viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(label) {
@@ -54,10 +55,6 @@ pub(super) fn hourly(c: &Ctx, hourly: &Value, now_ms: i64, hours: i64) -> Markup
             }
         }
     }
-}
-
-fn sum(counts: &[(i64, i64)], which: usize) -> i64 {
-    counts.iter().map(|(a, d)| if which == 0 { *a } else { *d }).sum()
 }
 
 /// A top list (`[[name, count], …]`) as horizontal bars with their names and counts.

@@ -60,8 +60,7 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
             let zone = t["tenant"]
                 .as_str()
                 .and_then(|id| zones.get(id).cloned())
-                .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
-                .unwrap_or(jiff::tz::TimeZone::UTC);
+                .unwrap_or_else(|| sekisho_store::zone::or_default(None));
             for line in super::ctl::audit::stream_lines(&t, lang, &zone) {
                 println!("{line}");
             }

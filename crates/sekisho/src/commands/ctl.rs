@@ -60,13 +60,8 @@ impl Ctx {
     async fn zone(&self) -> jiff::tz::TimeZone {
         self.zone
             .get_or_init(|| async {
-                let named = match self.client.get("/api/v1/session").await {
-                    Ok(v) => v["time_zone"].as_str().and_then(sekisho_store::zone::parse),
-                    Err(_) => None,
-                };
-                named
-                    .or_else(|| sekisho_store::zone::parse(sekisho_store::zone::DEFAULT))
-                    .unwrap_or(jiff::tz::TimeZone::UTC)
+                let session = self.client.get("/api/v1/session").await.unwrap_or_default();
+                sekisho_store::zone::or_default(session["time_zone"].as_str())
             })
             .await
             .clone()
@@ -114,6 +109,27 @@ impl Ctx {
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Writes a download (an export) to `path` as it arrives: beside it as `.part`, renamed when
+/// complete (a cut download leaves no file that looks whole), with a byte counter on a terminal.
+/// Returns the bytes written.
+async fn download(ctx: &Ctx, mut resp: reqwest::Response, path: &std::path::Path) -> anyhow::Result<u64> {
+    use std::io::Write;
+    let part = path.with_extension("part");
+    let mut file =
+        std::fs::File::create(&part).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", part.display()))?;
+    let bar = progress(ctx, ctx.lang.pick("exporting", "書き出し中"), resp.content_length());
+    let mut bytes = 0u64;
+    while let Some(chunk) = resp.chunk().await? {
+        file.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+        bar.set_position(bytes);
+    }
+    bar.finish_and_clear();
+    file.sync_all()?;
+    std::fs::rename(&part, path)?;
+    Ok(bytes)
 }
 
 /// A byte counter for a long download (exports): drawn on a terminal only, never with `--json`

@@ -65,19 +65,8 @@ async fn search(
     ];
     // An export to a file is written as it arrives, with a byte counter on a terminal.
     if let (Some(path), AuditFormat::Jsonl | AuditFormat::Csv) = (output, format) {
-        let mut resp = ctx.client.stream_query("/api/v1/audit", &query).await?;
-        let part = path.with_extension("part");
-        let mut file = std::fs::File::create(&part).with_context(|| format!("cannot write `{}`", part.display()))?;
-        let bar = super::progress(ctx, lang.pick("exporting", "書き出し中"), resp.content_length());
-        let mut bytes = 0u64;
-        while let Some(chunk) = resp.chunk().await? {
-            std::io::Write::write_all(&mut file, &chunk)?;
-            bytes += chunk.len() as u64;
-            bar.set_position(bytes);
-        }
-        bar.finish_and_clear();
-        file.sync_all()?;
-        std::fs::rename(&part, path)?;
+        let resp = ctx.client.stream_query("/api/v1/audit", &query).await?;
+        super::download(ctx, resp, path).await?;
         return Ok(());
     }
     let text = match format {

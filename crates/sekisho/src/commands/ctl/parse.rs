@@ -57,13 +57,6 @@ pub(crate) fn parse_utc_offset(s: &str) -> Option<i64> {
     (m < 60 && (-720..=840).contains(&minutes)).then_some(minutes)
 }
 
-/// Minutes east of UTC → `+09:00`.
-pub(crate) fn format_utc_offset(minutes: i64) -> String {
-    let sign = if minutes < 0 { '-' } else { '+' };
-    let m = minutes.abs();
-    format!("{sign}{:02}:{:02}", m / 60, m % 60)
-}
-
 /// A point in time given on the command line → ms since the epoch: ms as digits, RFC 3339 with an
 /// offset (`2026-11-23T09:00+09:00`, seconds and fractions optional), or a date or date and time
 /// without one (`2026-11-23`, `2026-11-23 09:00`), read on the clock of `zone` (the session's: the
@@ -89,7 +82,7 @@ pub(crate) fn format_time(ms: i64, zone: &jiff::tz::TimeZone) -> String {
     let Ok(at) = jiff::Timestamp::from_millisecond(ms) else { return ms.to_string() };
     let zoned = at.to_zoned(zone.clone());
     let offset = i64::from(zoned.offset().seconds()) / 60;
-    let suffix = if offset == 0 { "Z".to_owned() } else { format_utc_offset(offset) };
+    let suffix = if offset == 0 { "Z".to_owned() } else { sekisho_store::zone::offset_name(offset) };
     format!("{}{suffix}", zoned.strftime("%Y-%m-%d %H:%M:%S"))
 }
 
@@ -133,9 +126,9 @@ mod tests {
         for bad in ["09:00", "+15:00", "-12:30", "+09:60", "+9:0x", "+", "+123:00", ""] {
             assert_eq!(parse_utc_offset(bad), None, "{bad}");
         }
-        assert_eq!(format_utc_offset(540), "+09:00");
-        assert_eq!(format_utc_offset(-330), "-05:30");
-        assert_eq!(format_utc_offset(0), "+00:00");
+        assert_eq!(sekisho_store::zone::offset_name(540), "+09:00");
+        assert_eq!(sekisho_store::zone::offset_name(-330), "-05:30");
+        assert_eq!(sekisho_store::zone::offset_name(0), "+00:00");
     }
 
     #[test]

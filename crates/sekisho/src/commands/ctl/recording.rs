@@ -124,21 +124,8 @@ pub(super) async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             } else {
                 body["recipients"] = recipients.into();
             }
-            let mut resp = ctx.client.stream_post("/api/v1/recordings/export", &body).await?;
-            // Written beside the target and renamed when complete, so a cut download leaves no
-            // file that looks like an archive.
-            let part = output.with_extension("part");
-            let mut file = std::fs::File::create(&part).map_err(|e| anyhow!("{}: {e}", part.display()))?;
-            let mut bytes = 0u64;
-            let bar = super::progress(ctx, lang.pick("exporting", "書き出し中"), resp.content_length());
-            while let Some(chunk) = resp.chunk().await? {
-                file.write_all(&chunk)?;
-                bytes += chunk.len() as u64;
-                bar.set_position(bytes);
-            }
-            bar.finish_and_clear();
-            file.sync_all()?;
-            std::fs::rename(&part, &output)?;
+            let resp = ctx.client.stream_post("/api/v1/recordings/export", &body).await?;
+            let bytes = super::download(ctx, resp, &output).await?;
             if ctx.json {
                 print_json(&serde_json::json!({ "file": output.display().to_string(), "bytes": bytes }));
             } else {

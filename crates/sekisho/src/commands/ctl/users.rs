@@ -117,7 +117,7 @@ pub(super) async fn login(
     let key = v["key"].as_str().unwrap_or_default();
     println!("{key}");
     // Not signed in until now: the relay's default zone (Japan's).
-    let zone = sekisho_store::zone::parse(sekisho_store::zone::DEFAULT).unwrap_or(jiff::tz::TimeZone::UTC);
+    let zone = sekisho_store::zone::or_default(None);
     eprintln!(
         "{} `{}` ({}); {} {}. {}",
         lang.pick("Logged in as", "ログインしました:"),
