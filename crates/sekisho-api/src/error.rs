@@ -78,7 +78,8 @@ pub(crate) struct ErrorTag(pub(crate) String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let tag = ErrorTag(format!("{}: {}", self.code, self.message));
-        let mut error = json!({ "code": self.code, "message": self.message });
+        let message_ja = crate::error_ja::sentence(self.code, &self.message);
+        let mut error = json!({ "code": self.code, "message": self.message, "message_ja": message_ja });
         if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
             obj.extend(extra);
         }

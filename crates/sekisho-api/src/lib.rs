@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod bastion;
 mod error;
+mod error_ja;
 mod export;
 mod guard;
 mod identity;

@@ -108,23 +108,27 @@ impl Answer {
         self.status.is_success()
     }
 
-    /// The API's error message (`code: message`), for a flash line.
-    pub(crate) fn error(&self) -> String {
+    /// The API's error for a flash: its message in `lang` with the code, then one line per
+    /// policy diagnostic (Cedar's own words, as code).
+    pub(crate) fn error(&self, lang: Lang) -> Markup {
         let e = &self.body["error"];
-        let mut text = format!("{}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(""));
-        if let Some(diags) = e["diagnostics"].as_array() {
-            for d in diags {
-                text.push_str(&format!(
-                    "\n{} #{} line {} column {}: {}",
-                    d["kind"].as_str().unwrap_or(""),
-                    d["index"].as_u64().unwrap_or(0) + 1,
-                    d["line"],
-                    d["column"],
-                    d["message"].as_str().unwrap_or("")
-                ));
+        let said = |f: &str| e[f].as_str().filter(|m| !m.is_empty());
+        let message = match lang {
+            Lang::Ja => said("message_ja").or_else(|| said("message")),
+            Lang::En => said("message"),
+        };
+        let fallback = format!("HTTP {}", self.status.as_u16());
+        let diags = e["diagnostics"].as_array().cloned().unwrap_or_default();
+        html! {
+            (message.unwrap_or(&fallback)) " " code.error-code { (e["code"].as_str().unwrap_or("error")) }
+            @for d in &diags {
+                br;
+                (lang.t(if d["kind"] == "deny" { "diag.deny" } else { "diag.required" }))
+                " #" (d["index"].as_u64().unwrap_or(0) + 1) " "
+                (lang.t("diag.at").replace("{line}", &d["line"].to_string()).replace("{column}", &d["column"].to_string()))
+                ": " code { (d["message"].as_str().unwrap_or("")) }
             }
         }
-        text
     }
 }
 
@@ -345,10 +349,7 @@ pub(crate) fn flash(lang: Lang, answer: Option<&Answer>) -> Markup {
             } @else {
                 div.flash.error role="alert" {
                     strong { (lang.t("error")) } " "
-                    @for (i, line) in a.error().lines().enumerate() {
-                        @if i > 0 { br; }
-                        (line)
-                    }
+                    (a.error(lang))
                 }
             }
         }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod bastion;
+mod ja;
 mod relay;
 pub(crate) use bastion::{RecordingCmd, SshKeyCmd};
 pub(crate) use relay::RelayArgs;
@@ -16,6 +17,25 @@ fn parse_lang(s: &str) -> Result<String, String> {
     match base.as_str() {
         "ja" | "en" => Ok(base),
         _ => Err(format!("unknown language `{s}`: use ja or en (言語は ja か en を指定してください)")),
+    }
+}
+
+/// Parses the command line, with help and errors in `lang` (see `ja.rs`).
+pub(crate) fn parse(lang: crate::i18n::Lang) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command();
+    let mut cmd = match lang {
+        crate::i18n::Lang::Ja => ja::localise(cmd),
+        crate::i18n::Lang::En => cmd,
+    };
+    let parsed = cmd.try_get_matches_from_mut(std::env::args_os()).and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => cli,
+        Err(e) if lang == crate::i18n::Lang::Ja && e.use_stderr() => {
+            eprint!("{}", ja::error(&e));
+            std::process::exit(2);
+        }
+        Err(e) => e.format(&mut cmd).exit(),
     }
 }
 
@@ -55,6 +75,49 @@ pub(crate) enum Command {
     /// Work with the tamper-evident audit log directly (offline, from the data directory).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Back up a relay (its database and key files) into one encrypted file; the relay may run.
+    Backup(BackupArgs),
+    /// Restore a backup into a new data directory (and, for PostgreSQL, an empty database).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The relay's data directory.
+    #[arg(long, env = "SEKISHO_DATA_DIR", default_value = "./sekisho-data")]
+    pub data_dir: PathBuf,
+    /// The relay's database, if not the data directory's SQLite file (postgres://… is copied
+    /// with pg_dump).
+    #[arg(long, env = "SEKISHO_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Where to write the backup.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Encrypt to a passphrase read as one line from stdin (at least 8 characters).
+    #[arg(long, conflicts_with = "recipients")]
+    pub passphrase_stdin: bool,
+    /// Encrypt to an age X25519 recipient (`age1…`, from `age-keygen`); repeatable.
+    #[arg(long = "recipient")]
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file.
+    #[arg(short, long)]
+    pub input: PathBuf,
+    /// The data directory to create (it must not exist, or be empty).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// An empty PostgreSQL database to load a PostgreSQL backup into.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// The backup's passphrase, read as one line from stdin.
+    #[arg(long, conflicts_with = "identity")]
+    pub passphrase_stdin: bool,
+    /// An age identity file (`age-keygen` output) for a backup encrypted to a recipient.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,8 +238,10 @@ pub(crate) enum CtlCommand {
     Oidc(OidcCmd),
     /// Log in as a user (password read from stdin) and print a session key; needs no API key.
     Login {
+        /// The tenant's name.
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// The user's name.
         #[arg(long)]
         user: String,
         /// The current code of the user's authenticator app.
@@ -238,13 +303,16 @@ pub(crate) struct TenantPlan {
 pub(crate) enum TenantCmd {
     /// Create a tenant and print its first admin key (shown once).
     Create {
+        /// The tenant's name.
         name: String,
         #[command(flatten)]
         plan: TenantPlan,
     },
+    /// List the tenants.
     List,
     /// Change a tenant's plan.
     Set {
+        /// The tenant's name.
         name: String,
         #[command(flatten)]
         plan: TenantPlan,
@@ -255,7 +323,9 @@ pub(crate) enum TenantCmd {
 pub(crate) enum UserCmd {
     /// Add a user; the password (10 characters or more) is read from stdin.
     Add {
+        /// The user's name.
         name: String,
+        /// The name shown for the user.
         #[arg(long, default_value = "")]
         display_name: String,
         /// Group to join (repeatable).
@@ -265,21 +335,26 @@ pub(crate) enum UserCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the users.
     List,
     /// Remove a user.
     Rm {
+        /// The user's name.
         name: String,
     },
     /// Set a user's password (read from stdin).
     Passwd {
+        /// The user's name.
         name: String,
     },
     /// Enroll (or re-enroll) TOTP: prints the secret, its otpauth URL and ten recovery codes, once.
     Totp {
+        /// The user's name.
         name: String,
     },
     /// Unlock a user locked after failed logins.
     Unlock {
+        /// The user's name.
         name: String,
     },
     /// A user's SSH public keys, for the bastion.
@@ -291,13 +366,17 @@ pub(crate) enum UserCmd {
 pub(crate) enum GroupCmd {
     /// Add a group whose members get a role.
     Add {
+        /// The group's name.
         name: String,
+        /// The role its members get.
         #[arg(long, value_parser = ["admin", "operator", "auditor", "member"])]
         role: String,
     },
+    /// List the groups.
     List,
     /// Remove a group.
     Rm {
+        /// The group's name.
         name: String,
     },
     /// Group membership.
@@ -308,15 +387,26 @@ pub(crate) enum GroupCmd {
 #[derive(Debug, Subcommand)]
 pub(crate) enum MemberCmd {
     /// Add a user to a group.
-    Add { group: String, user: String },
+    Add {
+        /// The group's name.
+        group: String,
+        /// The user's name.
+        user: String,
+    },
     /// Remove a user from a group.
-    Rm { group: String, user: String },
+    Rm {
+        /// The group's name.
+        group: String,
+        /// The user's name.
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ApiKeyCmd {
     /// Create an API key and print it (shown once).
     Create {
+        /// The key's name.
         name: String,
         /// Scope, e.g. agents:read (repeatable or comma separated; `*` is every scope you hold).
         #[arg(long = "scope", required = true, value_delimiter = ',')]
@@ -331,9 +421,11 @@ pub(crate) enum ApiKeyCmd {
         #[arg(long)]
         user: Option<String>,
     },
+    /// List the API keys.
     List,
     /// Revoke a key by id.
     Revoke {
+        /// The key's id.
         id: String,
     },
 }
@@ -342,6 +434,7 @@ pub(crate) enum ApiKeyCmd {
 pub(crate) enum PolicyCmd {
     /// Set a service's policy; prints the Cedar it compiles to.
     Set {
+        /// The service's name.
         service: String,
         /// Cedar condition that must hold (repeatable), e.g. 'principal in Group::"eng"'.
         #[arg(long = "require")]
@@ -363,22 +456,28 @@ pub(crate) enum PolicyCmd {
     },
     /// Show a service's policy and its Cedar.
     Show {
+        /// The service's name.
         service: String,
     },
+    /// List the policies.
     List,
     /// Remove a service's policy (everything is then denied).
     Rm {
+        /// The service's name.
         service: String,
     },
     /// Decide a made-up request (dry run); exit 0 for allow and deny alike.
     Test {
+        /// The service's name.
         #[arg(long)]
         service: String,
+        /// The user's name.
         #[arg(long, required_unless_present = "agent")]
         user: Option<String>,
         /// The agent (alone: as the principal; with --user: the device the user comes through).
         #[arg(long)]
         agent: Option<String>,
+        /// The source IP address.
         #[arg(long)]
         ip: std::net::IpAddr,
         /// RFC 3339 time, e.g. 2026-11-23T09:00+09:00 (default now).
@@ -427,6 +526,7 @@ pub(crate) struct AuditQuery {
     /// Gateway connections to this domain or its subdomains.
     #[arg(long)]
     pub domain: Option<String>,
+    /// The decision: allow or deny.
     #[arg(long, value_parser = ["allow", "deny"])]
     pub decision: Option<String>,
     /// Source IP address.
@@ -473,10 +573,11 @@ pub(crate) enum CtlAuditCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AgentCmd {
-    /// List agents with their online state.
+    /// List the agents with their online state.
     List,
     /// Revoke an agent (by id or name): its key is refused from now on.
     Revoke {
+        /// The agent's id or name.
         agent: String,
         /// Also while it has routes or services (incident response): its streams end, the routes
         /// it fronts are deleted, the services it serves are left without an agent.
@@ -489,6 +590,7 @@ pub(crate) enum AgentCmd {
 pub(crate) enum ServiceCmd {
     /// Publish a target through a back agent, or create a SOCKS5 gateway (`--target socks`).
     Create {
+        /// The service's name.
         name: String,
         /// Back agent (id or name); a gateway without one egresses from the relay.
         #[arg(long)]
@@ -505,14 +607,17 @@ pub(crate) enum ServiceCmd {
         #[arg(long)]
         browser: bool,
     },
+    /// List the services.
     List,
     /// Remove a service (its routes must be removed first).
     Rm {
+        /// The service's name.
         name: String,
     },
     /// Set how the bastion logs in to an SSH or Telnet target (the secret is sealed on the
     /// relay and never shown again).
     Login {
+        /// The service's name.
         name: String,
         /// The account on the target (with `--agent-forwarding`, omit it to let each user log in
         /// as her own user name).
@@ -550,9 +655,11 @@ pub(crate) enum RouteCmd {
         #[arg(long)]
         service: String,
     },
+    /// List the routes.
     List,
     /// Remove a route: its listener closes and its streams are reset.
     Rm {
+        /// The route's id.
         id: String,
     },
 }
@@ -577,6 +684,7 @@ pub(crate) enum OidcCmd {
         /// The issuer URL (its `/.well-known/openid-configuration` is read).
         #[arg(long)]
         issuer: String,
+        /// The client id the provider gave.
         #[arg(long)]
         client_id: String,
         /// Which ID-token claim names the Sekisho user: preferred_username or sub.
@@ -586,7 +694,9 @@ pub(crate) enum OidcCmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Show the provider.
     Show,
+    /// Remove the provider.
     Rm,
 }
 

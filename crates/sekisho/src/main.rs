@@ -6,8 +6,6 @@ mod commands;
 mod i18n;
 mod output;
 
-use clap::Parser;
-
 /// jemalloc, tuned in `.cargo/config.toml`: it gives memory back after a burst, where glibc's
 /// per-thread arenas kept it.
 #[global_allocator]
@@ -15,7 +13,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
-    let cli = cli::Cli::parse();
+    // The language first (help and argument errors are in it), then the arguments.
+    let cli = cli::parse(i18n::Lang::from_args());
     let lang = i18n::Lang::detect(cli.lang.as_deref());
     output::init_tracing(cli.log.as_deref(), cli.log_format);
     // Every relayed connection holds sockets: lift the soft descriptor limit to the hard one.

@@ -341,7 +341,7 @@ async fn policies_view(
         @if let Some(a) = saved {
             @if a.ok() { p.flash role="status" { (c.t("policies.saved")) } }
             @else { div.flash.error #policy-errors role="alert" { strong { (c.t("policies.invalid")) } br;
-                @for (i, line) in a.error().lines().enumerate() { @if i > 0 { br; } (line) } } }
+                (a.error(c.lang)) } }
         }
         @if let Some(svc) = &chosen {
             @if current.is_none() { p.muted { (c.t("policies.none")) } }

@@ -68,6 +68,18 @@ pub(crate) struct RelayArgs {
     /// network, e.g. 127.0.0.1:9464; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Send every audit event to a SIEM as syslog (RFC 5424) over TLS, e.g. siem.example.jp:6514;
+    /// the position reached is kept in DATA_DIR/siem-cursor.json, so nothing is lost while the
+    /// collector is down.
+    #[arg(long, env = "SEKISHO_SIEM_SYSLOG", value_name = "HOST:PORT")]
+    pub siem_syslog: Option<String>,
+    /// The CA certificate (PEM) that signs the SIEM collector's certificate (default: the public
+    /// web roots).
+    #[arg(long, env = "SEKISHO_SIEM_CA", requires = "siem_syslog")]
+    pub siem_ca: Option<PathBuf>,
+    /// Testing: how often (ms) the audit log is looked at for the SIEM when nothing was new.
+    #[arg(long, hide = true, default_value_t = 1000)]
+    pub siem_poll_ms: u64,
     /// Run the SSH bastion on this address (e.g. 0.0.0.0:2222; port 0 picks a free one).
     #[arg(long, env = "SEKISHO_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,

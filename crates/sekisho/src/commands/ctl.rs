@@ -117,8 +117,7 @@ fn print_json(v: &Value) {
 async fn download(ctx: &Ctx, mut resp: reqwest::Response, path: &std::path::Path) -> anyhow::Result<u64> {
     use std::io::Write;
     let part = path.with_extension("part");
-    let mut file =
-        std::fs::File::create(&part).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", part.display()))?;
+    let mut file = std::fs::File::create(&part).map_err(|e| ctx.lang.file_error(true, &part, &e))?;
     let bar = progress(ctx, ctx.lang.pick("exporting", "書き出し中"), resp.content_length());
     let mut bytes = 0u64;
     while let Some(chunk) = resp.chunk().await? {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use serde_json::Value;
 
 use super::{Ctx, parse, print_json, table};
@@ -78,7 +78,7 @@ async fn search(
         AuditFormat::Table => render_table(&ctx.client.get_query("/api/v1/audit", &query).await?, &zone),
     };
     match output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display())),
+        Some(path) => std::fs::write(path, text).map_err(|e| ctx.lang.file_error(true, path, &e)),
         None => {
             print!("{text}");
             Ok(())

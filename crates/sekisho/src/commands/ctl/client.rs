@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use serde_json::Value;
 
 use crate::cli::CtlArgs;
@@ -30,11 +30,20 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn from_response(status: reqwest::StatusCode, text: &str) -> Self {
+    /// The answer's message in `lang` (the relay sends both; an older one only English).
+    fn from_response(status: reqwest::StatusCode, text: &str, lang: Lang) -> Self {
         let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let error = body["error"].clone();
         let code = error["code"].as_str().unwrap_or("http_error").to_owned();
-        let message = error["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+        let said = |field: &str| error[field].as_str().map(str::to_owned);
+        let message = match lang {
+            Lang::Ja => said("message_ja").or_else(|| said("message")),
+            Lang::En => said("message"),
+        }
+        .unwrap_or_else(|| match lang {
+            Lang::Ja => format!("HTTP {}", status.as_u16()),
+            Lang::En => status.to_string(),
+        });
         ApiError { code, message, error }
     }
 }
@@ -80,9 +89,13 @@ impl ApiClient {
                 )
             ));
         }
-        let pem = std::fs::read_to_string(ca).with_context(|| format!("cannot read `{}`", ca.display()))?;
-        let der =
-            sekisho_tunnel::tls::first_cert(&pem).ok_or_else(|| anyhow!("`{}` holds no certificate", ca.display()))?;
+        let pem = std::fs::read_to_string(ca).map_err(|e| lang.file_error(false, ca, &e))?;
+        let der = sekisho_tunnel::tls::first_cert(&pem).ok_or_else(|| {
+            anyhow!(lang.pick(
+                format!("`{}` holds no certificate", ca.display()),
+                format!("`{}` に証明書がありません", ca.display())
+            ))
+        })?;
         let tls = sekisho_tunnel::tls::client_config(sekisho_tunnel::tls::Pin::Ca(der), vec![b"http/1.1".to_vec()])?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
@@ -193,7 +206,7 @@ impl ApiClient {
         if status.is_success() {
             Ok(resp)
         } else {
-            Err(ApiError::from_response(status, &resp.text().await.unwrap_or_default()).into())
+            Err(ApiError::from_response(status, &resp.text().await.unwrap_or_default(), self.lang).into())
         }
     }
 
@@ -219,7 +232,7 @@ impl ApiClient {
         let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        if status.is_success() { Ok(text) } else { Err(ApiError::from_response(status, &text).into()) }
+        if status.is_success() { Ok(text) } else { Err(ApiError::from_response(status, &text, self.lang).into()) }
     }
 }
 
@@ -243,10 +256,10 @@ mod tests {
     #[test]
     fn error_answers_keep_code_message_and_details() {
         let body = r#"{"error":{"code":"invalid_policy","message":"bad","diagnostics":[{"index":0}]}}"#;
-        let e = ApiError::from_response(reqwest::StatusCode::BAD_REQUEST, body);
+        let e = ApiError::from_response(reqwest::StatusCode::BAD_REQUEST, body, Lang::En);
         assert_eq!(e.to_string(), "bad [invalid_policy]");
         assert_eq!(e.error["diagnostics"][0]["index"], 0);
-        let e = ApiError::from_response(reqwest::StatusCode::BAD_GATEWAY, "<html>");
+        let e = ApiError::from_response(reqwest::StatusCode::BAD_GATEWAY, "<html>", Lang::En);
         assert_eq!(e.to_string(), "502 Bad Gateway [http_error]");
         assert!(e.error.is_null());
     }

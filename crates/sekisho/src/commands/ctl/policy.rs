@@ -128,7 +128,7 @@ const FIELDS: [&str; 4] = ["required", "deny", "allow_domains", "deny_domains"];
 
 /// A policy file `{"required": [...], "deny": [...], "allow_domains": [...], "deny_domains": [...]}`.
 fn read_file(path: &Path, lang: Lang) -> anyhow::Result<Lists> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| lang.file_error(false, path, &e))?;
     parse_policy_json(&text).map_err(|why| anyhow!("`{}`: {why}", path.display())).context(lang.pick(
         "a policy file holds {\"required\": [..], \"deny\": [..]}",
         "ポリシーファイルの形式は {\"required\": [..], \"deny\": [..]} です",

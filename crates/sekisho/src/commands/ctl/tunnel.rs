@@ -128,7 +128,7 @@ pub(super) async fn service(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
                 }
                 if let Some(f) = key_file {
                     body["private_key"] =
-                        std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.into();
+                        std::fs::read_to_string(&f).map_err(|e| ctx.lang.file_error(false, &f, &e))?.into();
                 }
                 ctx.client.put(&path, &body).await?
             };

@@ -68,7 +68,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: UserCmd) -> anyhow::Result<()> {
             ctx.done();
         }
         UserCmd::SshKey(SshKeyCmd::Add { user, key_file, name }) => {
-            let key = std::fs::read_to_string(&key_file).map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
+            let key = std::fs::read_to_string(&key_file).map_err(|e| ctx.lang.file_error(false, &key_file, &e))?;
             let v = ctx.client.post(&user_path(&user, "/ssh-keys"), &json!({"public_key": key, "name": name})).await?;
             ctx.print_one(&v, "fingerprint");
         }
