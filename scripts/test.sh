@@ -16,6 +16,8 @@ needs=(
   "chromedriver:chromium-driver"  # and the WebDriver server that drives it
   "sqlite3:sqlite3"               # to alter an audit event behind the relay's back (tamper tests)
   "prometheus:prometheus"         # a real Prometheus scrapes the relay's /metrics
+  "rsyslogd:rsyslog"              # the SIEM collector the audit export sends to (syslog over TLS)
+  "age-keygen:age"                # backups encrypted to a recipient, opened by the reference tool
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -27,6 +29,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # And Debian's telnetd (inetutils), started by the Telnet bastion test for each connection.
 [ -x /usr/sbin/telnetd ] || missing+=(inetutils-telnetd)
+# rsyslog's TLS driver (gnutls), for the SIEM test.
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || missing+=(rsyslog-gnutls)
 # Japanese glyphs for Chromium (the console's ja pages and their screenshots, not boxes).
 [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -192,6 +192,12 @@ pub struct Contents {
 
 /// Decrypts and unpacks an archive, refusing more than `max_bytes` of content.
 pub fn open_archive(input: impl Read, unlock: &Unlock, max_bytes: u64) -> Result<Contents, ArchiveError> {
+    let reader = decrypt(input, unlock)?;
+    read_tar(reader, max_bytes)
+}
+
+/// The decrypted stream of an age file (the backups' too), opened as `unlock` says.
+pub fn decrypt<R: Read>(input: R, unlock: &Unlock) -> Result<impl Read + use<R>, ArchiveError> {
     let decryptor = age::Decryptor::new(input).map_err(|e| ArchiveError::Decrypt(e.to_string()))?;
     let reader = match unlock {
         Unlock::Passphrase(p) => {
@@ -215,6 +221,10 @@ pub fn open_archive(input: impl Read, unlock: &Unlock, max_bytes: u64) -> Result
         }
     }
     .map_err(|e| ArchiveError::Decrypt(e.to_string()))?;
+    Ok(reader)
+}
+
+fn read_tar(reader: impl Read, max_bytes: u64) -> Result<Contents, ArchiveError> {
     let mut tar = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let mut manifest = None;

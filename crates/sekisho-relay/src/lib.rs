@@ -16,6 +16,8 @@
 mod edge;
 mod listener;
 mod metrics;
+mod siem;
+pub use siem::{SiemConfig, SiemError};
 mod router;
 
 use std::net::SocketAddr;
@@ -59,6 +61,8 @@ pub enum RelayError {
     Gateway(#[from] sekisho_gateway::GatewayError),
     #[error(transparent)]
     Bastion(#[from] sekisho_bastion::BastionError),
+    #[error(transparent)]
+    Siem(#[from] siem::SiemError),
 }
 
 /// How to run a relay.
@@ -98,6 +102,8 @@ pub struct RelayConfig {
     pub http_header_timeout: std::time::Duration,
     /// Serve Prometheus metrics (`/metrics`, plain HTTP) on this address.
     pub metrics: Option<SocketAddr>,
+    /// Send every audit event to a SIEM (syslog over TLS).
+    pub siem: Option<SiemConfig>,
 }
 
 /// A running relay.
@@ -274,6 +280,10 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         ),
         None => None,
     };
+    if let Some(siem) = config.siem.clone() {
+        let host = config.hostnames.first().cloned().unwrap_or_else(|| "sekisho".into());
+        siem::start(siem, state.store.clone(), config.data_dir.clone(), host, shutdown.clone())?;
+    }
     let console_url = format!("{}/", state.web.console_origin());
     let tasks = tokio::spawn(listener::run(tcp, tls, state.clone(), http, shutdown.clone()));
     Ok(RelayHandle {

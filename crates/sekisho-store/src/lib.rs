@@ -161,6 +161,14 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// A consistent copy of this SQLite database in the new file `dest` (`VACUUM INTO`: one read
+    /// transaction, so a running relay goes on writing meanwhile). PostgreSQL is copied with
+    /// `pg_dump` instead (this fails there).
+    pub async fn snapshot_sqlite(&self, dest: &Path) -> Result<(), StoreError> {
+        sqlx::query("VACUUM INTO ?").bind(dest.display().to_string()).execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

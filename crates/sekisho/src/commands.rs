@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod backup;
 mod ctl;
 mod quickstart;
 mod relay;
@@ -16,5 +17,7 @@ pub(crate) async fn run(command: Command, lang: Lang) -> anyhow::Result<()> {
         Command::Ctl(args) => ctl::run(args, lang).await,
         Command::Quickstart(args) => quickstart::run(args, lang).await,
         Command::Audit(cmd) => audit::run(cmd, lang).await,
+        Command::Backup(args) => backup::backup(args, lang).await,
+        Command::Restore(args) => backup::restore(args, lang).await,
     }
 }

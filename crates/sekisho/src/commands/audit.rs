@@ -11,9 +11,9 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     let AuditCmd::Verify { data_dir, database, keys, tenant, anchors, json, archive, passphrase_stdin, identity } = cmd;
     if let Some(file) = archive {
         let unlock = match identity {
-            Some(path) => Unlock::Identities(
-                std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-            ),
+            Some(path) => {
+                Unlock::Identities(std::fs::read_to_string(&path).map_err(|e| lang.file_error(false, &path, &e))?)
+            }
             None if passphrase_stdin => Unlock::Passphrase(super::ctl::users::read_password(false, lang)?.into()),
             None => anyhow::bail!(
                 "{}",
@@ -90,7 +90,7 @@ fn verify_archive(
         keys.to_vec()
     };
     let trusted = key_files.iter().map(|p| sekisho_audit::load_public_key(p)).collect::<Result<Vec<_>, _>>()?;
-    let input = std::fs::File::open(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let input = std::fs::File::open(file).map_err(|e| lang.file_error(false, file, &e))?;
     let contents = sekisho_audit::archive::open_archive(std::io::BufReader::new(input), unlock, MAX_ARCHIVE)?;
     let report = sekisho_audit::archive::verify_archive(&contents, &trusted);
     if json {

@@ -48,6 +48,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         limits: sekisho_relay::LimitsConfig::default(),
         http_header_timeout: std::time::Duration::from_secs(10),
         metrics: None,
+        siem: None,
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

@@ -31,6 +31,11 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
         limits: sekisho_relay::LimitsConfig { per_ip: args.conn_per_ip, total: args.conn_max },
         http_header_timeout: std::time::Duration::from_millis(args.http_header_timeout_ms),
         metrics: args.metrics_listen,
+        siem: args.siem_syslog.map(|addr| sekisho_relay::SiemConfig {
+            addr,
+            ca: args.siem_ca,
+            poll: std::time::Duration::from_millis(args.siem_poll_ms),
+        }),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

@@ -175,5 +175,45 @@ async fn browser_console_walkthrough() {
     assert!(ja.contains("監査ログ") && ja.contains("オンラインのエージェント"), "{ja}");
     assert_eq!(b.execute("return document.documentElement.lang;").await, "ja");
     b.screenshot("dashboard-ja").await;
+
+    // Every page in Japanese has no English left outside names, ids and what people type.
+    let data = ["hanako", "Hanako", "Yamada", "wiki", "site-a", "partner-pc", "admins", "default"];
+    b.goto(&format!("{origin}/audit")).await.wait_css("main h1").await;
+    let event = b.execute("return document.querySelector('a[href^=\"/audit/event/\"]').getAttribute('href');").await;
+    let event = event.as_str().expect("a link to an event's detail").to_owned();
+    let pages = [
+        "/",
+        "/agents",
+        "/services",
+        "/routes",
+        "/policies?service=wiki",
+        "/users",
+        "/groups",
+        "/api-keys",
+        "/audit",
+        "/audit?decision=deny",
+        &event,
+        "/recordings",
+        "/live",
+        "/settings",
+    ];
+    let mut leaks = Vec::new();
+    for page in pages {
+        b.goto(&format!("{origin}{page}")).await.wait_css("main h1").await;
+        let words = b.english_words(&data).await;
+        if !words.is_empty() {
+            leaks.push(format!("{page}: {words:?}"));
+        }
+    }
+    // An error from the API, said in Japanese (a name the API refuses).
+    b.goto(&format!("{origin}/services")).await.fill("#svc-name", "bad name!").await;
+    b.fill("#svc-target", &format!("http://{app}")).await.click("#create-service").await;
+    let flash = b.text("div.flash.error").await;
+    assert!(flash.contains("名前は") && flash.contains("invalid_name"), "{flash}");
+    let words = b.english_words(&data).await;
+    if !words.is_empty() {
+        leaks.push(format!("service error: {words:?}"));
+    }
+    assert!(leaks.is_empty(), "English on Japanese pages:\n{}", leaks.join("\n"));
     b.close().await;
 }

@@ -38,6 +38,19 @@ const FLAGS: &[&str] = &[
     "--window-size=1280,900",
 ];
 
+/// The words a person reads on the page, for the Japanese check (`latin.rs`): the text without
+/// code, preformatted output and form values (ids, Cedar, commands people copy), and the
+/// tooltips, labels and placeholders written in prose.
+const READ_TEXT: &str = r#"
+const root = document.body.cloneNode(true);
+root.querySelectorAll('code, pre, kbd, samp, textarea, script, style, input, select').forEach(e => e.remove());
+const attrs = [...document.querySelectorAll('[title], [placeholder], [aria-label], [alt]')]
+  .flatMap(e => [e.getAttribute('title'), e.getAttribute('placeholder'), e.getAttribute('aria-label'), e.getAttribute('alt')])
+  .filter(a => a && /[^\x00-\x7f]/.test(a));
+const options = [...document.querySelectorAll('select option')].map(o => o.textContent);
+return [document.title, root.textContent, ...attrs, ...options].join('\n');
+"#;
+
 /// The script that reads a page's visible text.
 const BODY_TEXT: &str = "return document.body ? document.body.innerText : '';";
 
@@ -197,6 +210,12 @@ impl Browser {
     /// The page's visible text (`document.body.innerText`).
     pub async fn page_text(&self) -> String {
         self.execute(BODY_TEXT).await.as_str().unwrap_or("").to_owned()
+    }
+
+    /// The English words the page shows outside the allow-list and `data` (`latin.rs`).
+    pub async fn english_words(&self, data: &[&str]) -> Vec<String> {
+        let text = self.execute(READ_TEXT).await.as_str().unwrap_or("").to_owned();
+        crate::latin::english_words(&text, data)
     }
 
     /// Replaces the value of the input matching `selector` by typing `value`.

@@ -182,6 +182,24 @@ impl Relay {
         }
     }
 
+    /// A relay on `dir/data` that holds a relay already (a restored backup), listening on
+    /// `listen`; its database has an admin key, `admin_key`, so it prints none.
+    pub async fn start_from(dir: tempfile::TempDir, listen: &str, extra: &[&str], admin_key: &str) -> Relay {
+        let (proc, ready) = Self::launch(dir.path(), listen, extra).await;
+        assert!(ready["admin_key"].is_null(), "the database already has an admin key");
+        Relay {
+            proc,
+            addr: ready["listen"].as_str().unwrap().parse().unwrap(),
+            api_url: ready["api_url"].as_str().unwrap().to_owned(),
+            ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
+            admin_key: admin_key.to_owned(),
+            socks: None,
+            ssh: None,
+            metrics: None,
+            dir,
+        }
+    }
+
     async fn launch(dir: &std::path::Path, listen: &str, extra: &[&str]) -> (Proc, Value) {
         let mut cmd = Command::new(BIN);
         cmd.args(["relay", "--json-events", "--listen", listen, "--data-dir"]).arg(dir.join("data")).args(extra);

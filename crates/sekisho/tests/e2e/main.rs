@@ -4,17 +4,20 @@
 
 mod browser_util;
 mod harness;
+mod latin;
 mod rawagent;
 mod ssh_util;
 mod targets;
 
 mod admin;
 mod audit_page;
+mod backup;
 mod bad_input;
 mod bastion;
 mod bastion_edges;
 mod bastion_telnet;
 mod browser;
+mod cli_ja;
 mod cluster;
 mod crash;
 mod deep_input;
@@ -30,6 +33,7 @@ mod metrics;
 mod oidc;
 mod packaging;
 mod scopes;
+mod siem;
 mod tunnel;
 mod web;
 mod zones;
