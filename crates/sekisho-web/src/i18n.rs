@@ -51,6 +51,15 @@ impl Lang {
         Some(self.t(if past { ago } else { ahead }).replace("{n}", &n.to_string()))
     }
 
+    /// A stored word shown to people (roles, agent roles, access paths, kinds of subject): in
+    /// English the word itself, in Japanese its translation (the word when it has none).
+    pub(crate) fn word(self, value: &str) -> String {
+        match (self, WORDS.iter().find(|(w, _)| *w == value)) {
+            (Lang::Ja, Some((_, ja))) => (*ja).to_owned(),
+            _ => value.to_owned(),
+        }
+    }
+
     /// The text of `key`; the key itself if the table lacks it (a test keeps that from happening).
     pub(crate) fn t(self, key: &'static str) -> &'static str {
         match MESSAGES.iter().find(|(k, _, _)| *k == key) {
@@ -62,6 +71,38 @@ impl Lang {
         }
     }
 }
+
+/// Stored words and their Japanese (see [`Lang::word`]).
+const WORDS: &[(&str, &str)] = &[
+    // Roles of groups.
+    ("admin", "管理者"),
+    ("operator", "運用者"),
+    ("auditor", "監査人"),
+    ("member", "メンバー"),
+    // Roles of agents.
+    ("front", "フロント"),
+    ("back", "バック"),
+    ("both", "フロントとバック"),
+    // Access paths.
+    ("tunnel", "トンネル"),
+    ("browser", "ブラウザー"),
+    ("edge", "エッジポート"),
+    ("ssh", "SSH"),
+    ("telnet", "Telnet"),
+    ("socks", "SOCKS"),
+    ("api", "API"),
+    ("web", "Web"),
+    // Kinds of bastion session.
+    ("shell", "シェル"),
+    ("exec", "コマンド実行"),
+    ("sftp", "SFTP"),
+    ("scp", "SCP"),
+    // Kinds of subject.
+    ("user", "ユーザー"),
+    ("agent", "エージェント"),
+    ("api_key", "API キー"),
+    ("anonymous", "匿名"),
+];
 
 /// (key, English, Japanese).
 const MESSAGES: &[(&str, &str, &str)] = &[
@@ -326,6 +367,20 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Deny conditions (any one denies), one per line",
         "拒否条件(1 つでも当てはまれば拒否)、1 行に 1 つ",
     ),
+    ("list.sep", ", ", "、"),
+    ("rec.offset", "t (s)", "経過 (秒)"),
+    ("why.scope", "allowed by scope {s}", "スコープ {s} による許可"),
+    ("why.enrolled", "enrolled with token {t}", "トークン {t} で登録"),
+    ("why.login_ok", "signed in", "サインインに成功"),
+    ("why.browser_session", "browser session started", "ブラウザーのセッションを開始"),
+    ("why.bad_login", "wrong user name or password", "ユーザー名かパスワードが違います"),
+    ("why.locked", "locked after failed sign-ins", "失敗が続いたためロック中"),
+    ("why.rate_limited", "too many failed attempts", "失敗が多すぎます"),
+    ("why.bad_totp", "wrong TOTP code", "TOTP のコードが違います"),
+    ("why.totp_replayed", "TOTP code used again", "使用済みの TOTP コード"),
+    ("why.totp_required", "TOTP code missing", "TOTP のコードがありません"),
+    ("why.totp_not_enrolled", "no TOTP enrolled", "TOTP が未登録"),
+    ("why.totp_unreadable", "TOTP secret unreadable", "TOTP の設定を読めません"),
     ("diag.required", "required", "必須条件"),
     ("diag.deny", "deny", "拒否条件"),
     ("diag.at", "line {line} column {column}", "{line} 行 {column} 列"),
@@ -351,7 +406,8 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("audit.since_hours", "Last hours", "過去(時間)"),
     ("audit.filter", "Filter", "絞り込み"),
     ("audit.export_csv", "Export CSV", "CSV を書き出す"),
-    ("audit.export_jsonl", "Export JSON lines", "JSON Lines を書き出す"),
+    ("audit.export_jsonl", "Export JSON lines", "JSONL を書き出す"),
+    ("audit.subject_kind", "Kind of subject", "主体の種類"),
     ("audit.any", "any", "すべて"),
     ("audit.detail", "Detail", "詳細"),
     ("audit.open", "Open", "開く"),
@@ -370,8 +426,8 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("audit.chain_unknown", "earlier events pruned", "以前のイベントは保存期間切れで削除済み"),
     (
         "audit.chain_text",
-        "Each event's hash covers its fields and the hash before it, so a change anywhere breaks every later link. The signed checkpoints are checked by “sekisho ctl audit verify”.",
-        "各イベントのハッシュはその内容と直前のハッシュを含むため、どこかを変えると以降のつながりがすべて崩れます。署名付きチェックポイントは「sekisho ctl audit verify」で検証します。",
+        "Each event's hash covers its fields and the hash before it, so a change anywhere breaks every later link. The signed checkpoints are checked by {cmd}.",
+        "各イベントのハッシュはその内容と直前のハッシュを含むため、どこかを変えると以降のつながりがすべて崩れます。署名付きチェックポイントは {cmd} で検証します。",
     ),
     ("kind.access", "access", "アクセス"),
     ("kind.admin", "admin change", "管理操作"),

@@ -88,7 +88,7 @@ pub(crate) fn layout(lang: Lang, who: &Who<'_>, active: &str, title: &str, body:
                 a.skip href="#main" { (title) }
                 header.top {
                     a.brand href="/" { "関所 " span { "Sekisho" } }
-                    span.who { (lang.t("signed_in_as")) " " strong { (who.name) } " @ " (who.tenant) }
+                    span.who { (lang.t("signed_in_as")) " " strong translate="no" { (who.name) } " @ " span translate="no" { (who.tenant) } }
                     (lang_switch(lang))
                     form.inline method="post" action="/logout" {
                         input type="hidden" name="csrf" value=(who.csrf);
@@ -208,7 +208,7 @@ fn message_at(
                 dd { code #reason-id { (id) } }
                 @if !why.is_empty() {
                     dt { (lang.t("reason")) }
-                    dd { (crate::reasons::sentence(lang, id, why)) }
+                    dd { (crate::reasons::markup(lang, id, why)) }
                 }
             }
         }

@@ -1,29 +1,58 @@
 //! Decision reasons as sentences a person reads (「必須条件『…』を満たしていません」), made from
 //! the stored policy id and reason; the id stays beside them on every page that shows one.
 
+use maud::{Markup, html};
+
 use super::i18n::Lang;
 
 /// The sentence for a decision's `policy_id` and `reason` in `lang`; the stored reason itself when
 /// it is none of the known forms.
 pub(crate) fn sentence(lang: Lang, policy_id: &str, reason: &str) -> String {
+    match parts(lang, policy_id, reason) {
+        (text, Some((slot, value))) => text.replace(slot, &value),
+        (text, None) => text,
+    }
+}
+
+/// [`sentence`] for a page: what it quotes (a Cedar condition, a scope, a token id) as code, and
+/// a reason of no known form as the stored value it is.
+pub(crate) fn markup(lang: Lang, policy_id: &str, reason: &str) -> Markup {
+    match parts(lang, policy_id, reason) {
+        (text, Some((slot, value))) => {
+            let (before, after) = text.split_once(slot).unwrap_or((&text, ""));
+            html! { (before) code { (value) } (after) }
+        }
+        (text, None) if text == reason.strip_prefix("policy_denied: ").unwrap_or(reason) => html! { code { (text) } },
+        (text, None) => html! { (text) },
+    }
+}
+
+/// The catalogue's sentence and what fills its slot (`{c}`, `{s}`, `{t}`).
+fn parts(lang: Lang, policy_id: &str, reason: &str) -> (String, Option<(&'static str, String)>) {
     let reason = reason.strip_prefix("policy_denied: ").unwrap_or(reason);
     if reason == "all required conditions hold" {
-        return lang.t("why.allowed").to_owned();
+        return (lang.t("why.allowed").to_owned(), None);
     }
     if let Some(text) = reason.strip_prefix("required condition not met: ") {
-        return lang.t("why.required").replace("{c}", text);
+        return (lang.t("why.required").to_owned(), Some(("{c}", text.to_owned())));
     }
     if policy_id.contains("/deny/") {
-        return lang.t("why.deny").replace("{c}", reason);
+        return (lang.t("why.deny").to_owned(), Some(("{c}", reason.to_owned())));
     }
     if policy_id == "default-deny" {
-        return lang.t("why.no_policy").to_owned();
+        return (lang.t("why.no_policy").to_owned(), None);
+    }
+    if let Some(scope) = reason.strip_prefix("scope ") {
+        return (lang.t("why.scope").to_owned(), Some(("{s}", scope.to_owned())));
+    }
+    if let Some(token) = reason.strip_prefix("enrolled with token ") {
+        return (lang.t("why.enrolled").to_owned(), Some(("{t}", token.to_owned())));
     }
     // Refusals before policy lead with their code (`store_unavailable: …`).
     let code = reason.split(':').next().unwrap_or("");
     match CODES.iter().find(|(c, _)| *c == code || *c == policy_id) {
-        Some((_, key)) => lang.t(key).to_owned(),
-        None => reason.to_owned(),
+        Some((_, key)) => (lang.t(key).to_owned(), None),
+        None => (reason.to_owned(), None),
     }
 }
 
@@ -40,6 +69,17 @@ const CODES: &[(&str, &str)] = &[
     ("credential_revoked", "why.credential_revoked"),
     ("private_destination", "why.private_destination"),
     ("policy_unreadable", "why.policy_unreadable"),
+    ("login succeeded", "why.login_ok"),
+    ("browser session started", "why.browser_session"),
+    ("unknown_user", "why.bad_login"),
+    ("bad_password", "why.bad_login"),
+    ("locked", "why.locked"),
+    ("rate_limited", "why.rate_limited"),
+    ("bad_totp", "why.bad_totp"),
+    ("totp_replayed", "why.totp_replayed"),
+    ("totp_required", "why.totp_required"),
+    ("totp_not_enrolled", "why.totp_not_enrolled"),
+    ("totp_unreadable", "why.totp_unreadable"),
 ];
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ async fn groups_view(c: &Ctx, answer: Option<&Answer>) -> Response {
         div.scroll { table #groups {
             thead { tr { th { (c.t("name")) } th { (c.t("groups.role")) } th { (c.t("groups.members")) } th { (c.t("actions")) } } }
             tbody { @for g in &groups { tr {
-                td { (s(&g["name"])) } td { (s(&g["role"])) }
+                td translate="no" { (s(&g["name"])) } td { (c.lang.word(&s(&g["role"]))) }
                 td { (g["members"].as_array().map(|m| m.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
                 td { @if write {
                     form.inline method="post" action="/groups" {
@@ -160,7 +160,7 @@ async fn groups_view(c: &Ctx, answer: Option<&Answer>) -> Response {
                 div.row {
                     div { label for="group-name" { (c.t("name")) } input #group-name type="text" name="name" required; }
                     div { label for="group-role" { (c.t("groups.role")) }
-                        select #group-role name="role" { @for r in sekisho_door::credentials::ROLES { option value=(r) selected[r == "member"] { (r) } } } }
+                        select #group-role name="role" { @for r in sekisho_door::credentials::ROLES { option value=(r) selected[r == "member"] { (c.lang.word(r)) } } } }
                 }
                 button #create-group type="submit" { (c.t("create")) }
             }
@@ -221,7 +221,7 @@ async fn keys_view(c: &Ctx, answer: Option<&Answer>, new_key: Option<String>) ->
                 th { (c.t("keys.last_used")) } th { (c.t("actions")) }
             } }
             tbody { @for k in &keys { tr {
-                td { (s(&k["name"])) } td { code { (s(&k["scopes"])) } }
+                td translate="no" { (s(&k["name"])) } td { code { (s(&k["scopes"])) } }
                 td { (k["created_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
                 td { @if let Some(t) = k["expires_at"].as_i64() { (c.ago(t)) } }
                 td { @if let Some(t) = k["last_used_at"].as_i64() { (c.ago(t)) } }
@@ -366,14 +366,14 @@ async fn policies_view(
                     div { label for="test-user" { (c.t("policies.test_user")) } input #test-user type="text" name="user" required; }
                     div { label for="test-ip" { (c.t("policies.test_ip")) } input #test-ip type="text" name="ip" placeholder="203.0.113.7"; }
                     div { label for="test-path" { (c.t("policies.test_path")) }
-                        select #test-path name="path" { @for p in ["browser", "tunnel", "ssh", "socks"] { option value=(p) { (p) } } } }
+                        select #test-path name="path" { @for p in ["browser", "tunnel", "ssh", "socks"] { option value=(p) { (c.lang.word(p)) } } } }
                 }
                 button #test-policy type="submit" { (c.t("policies.test_submit")) }
             }
             @if let Some(t) = tested {
                 @if !t.ok() { (flash(c.lang, Some(t))) }
-                @else if t.body["allowed"] == Value::Bool(true) { p #test-result.ok { (c.t("policies.allowed")) " — " (crate::reasons::sentence(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
-                @else { p #test-result.bad { (c.t("policies.denied")) " — " code { (s(&t.body["policy_id"])) } " " (crate::reasons::sentence(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
+                @else if t.body["allowed"] == Value::Bool(true) { p #test-result.ok { (c.t("policies.allowed")) " — " (crate::reasons::markup(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
+                @else { p #test-result.bad { (c.t("policies.denied")) " — " code { (s(&t.body["policy_id"])) } " " (crate::reasons::markup(c.lang, &s(&t.body["policy_id"]), &s(&t.body["reason"]))) } }
             }
         } @else { p.muted { (c.t("none")) } }
     };

@@ -108,7 +108,7 @@ async fn audit(
                     } }
                     tbody { @for r in &open_rows { tr {
                         td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } td { code { (s(&r["stream_id"])) } }
-                        td { (s(&r["subject"])) } td { (s(&r["path"])) } td { (s(&r["target"])) } td { (s(&r["source_ip"])) }
+                        td translate="no" { (s(&r["subject"])) } td { (c.lang.word(&s(&r["path"]))) } td translate="no" { (s(&r["target"])) } td { (s(&r["source_ip"])) }
                     } } }
                 } }
             }
@@ -121,12 +121,12 @@ async fn audit(
                 div { label for="f-decision" { (c.t("audit.decision")) }
                     select #f-decision name="decision" {
                         option value="" { (c.t("audit.any")) }
-                        @for d in ["allow", "deny"] { option value=(d) selected[q.decision.as_deref() == Some(d)] { (d) } }
+                        @for d in ["allow", "deny"] { option value=(d) selected[q.decision.as_deref() == Some(d)] { (c.t(if d == "allow" { "decision.allow" } else { "decision.deny" })) } }
                     } }
                 div { label for="f-path" { (c.t("audit.path")) }
                     select #f-path name="path" {
                         option value="" { (c.t("audit.any")) }
-                        @for p in ["browser", "tunnel", "edge", "ssh", "socks", "api"] { option value=(p) selected[q.path.as_deref() == Some(p)] { (p) } }
+                        @for p in ["browser", "tunnel", "edge", "ssh", "socks", "api"] { option value=(p) selected[q.path.as_deref() == Some(p)] { (c.lang.word(p)) } }
                     } }
                 div { label for="f-hours" { (c.t("audit.since_hours")) } input #f-hours type="number" name="hours" min="1" value=(q.hours.unwrap_or(24)); }
             }
@@ -144,8 +144,8 @@ async fn audit(
                 tbody { @for r in &rows { tr {
                     td { (r["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) }
                     td { (kind(&c, r)) @if !phase(r).is_empty() { " " span.muted title=(s(&r["stream_id"])) { (phase(r)) } } }
-                    td { (s(&r["subject"])) }
-                    td { (s(&r["path"])) } td { (s(&r["target"])) }
+                    td translate="no" { (s(&r["subject"])) }
+                    td { (c.lang.word(&s(&r["path"]))) } td translate="no" { (s(&r["target"])) }
                     td { (request(r)) }
                     td { (decision(&c, r)) }
                     td title=(s(&r["reason"])) { code { (s(&r["policy_id"])) } " " (why(&c, r)) }
@@ -210,8 +210,8 @@ async fn audit_export(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Que
 }
 
 /// The event's reason as a sentence in the visitor's language.
-fn why(c: &Ctx, r: &Value) -> String {
-    crate::reasons::sentence(c.lang, &s(&r["policy_id"]), &s(&r["reason"]))
+fn why(c: &Ctx, r: &Value) -> Markup {
+    crate::reasons::markup(c.lang, &s(&r["policy_id"]), &s(&r["reason"]))
 }
 
 /// The event kind in the visitor's language (the stored word when the catalogue has none).
@@ -292,29 +292,40 @@ async fn event(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(seq):
         Some(false) => html! { span.bad { (c.t("audit.chain_bad")) } },
         None => html! { span.muted { (c.t("audit.chain_unknown")) } },
     };
+    // Each field: its text and how it is shown (words to read, a name, or a value as stored).
+    let (text, name, stored) = (Show::Text, Show::Name, Show::Stored);
     let fields = [
-        ("audit.kind", kind(&c, ev)),
-        ("audit.subject", format!("{} ({})", s(&ev["subject"]), s(&ev["subject_kind"]))),
-        ("audit.path", s(&ev["path"])),
-        ("audit.target", s(&ev["target"])),
-        ("audit.policy_id", s(&ev["policy_id"])),
-        ("reason", why(&c, ev)),
-        ("audit.stored_reason", s(&ev["reason"])),
-        ("audit.auth_method", s(&ev["auth_method"])),
-        ("audit.source", format!("{} {}", s(&ev["source_ip"]), s(&ev["country"]))),
-        ("audit.bytes", bytes(ev)),
+        ("audit.kind", kind(&c, ev), text),
+        ("audit.subject", s(&ev["subject"]), name),
+        ("audit.subject_kind", c.lang.word(&s(&ev["subject_kind"])), text),
+        ("audit.path", c.lang.word(&s(&ev["path"])), text),
+        ("audit.target", s(&ev["target"]), name),
+        ("audit.policy_id", s(&ev["policy_id"]), stored),
+        ("audit.stored_reason", s(&ev["reason"]), stored),
+        ("audit.auth_method", s(&ev["auth_method"]), stored),
+        ("audit.source", format!("{} {}", s(&ev["source_ip"]), s(&ev["country"])), text),
+        ("audit.bytes", bytes(ev), text),
         (
             "audit.duration",
             ev["duration_ms"].as_i64().map(|d| format!("{:.1} s", d as f64 / 1000.0)).unwrap_or_default(),
+            text,
         ),
-        ("audit.stream", format!("{} {}", s(&ev["stream_id"]), s(&ev["phase"]))),
+        ("audit.stream", format!("{} {}", s(&ev["stream_id"]), s(&ev["phase"])), stored),
     ];
     let body = html! {
         dl.reason #event {
             dt { (c.t("time")) } dd { (ev["at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) " · " code { (s(&a.body["time"])) } }
             dt { (c.t("audit.decision")) } dd { (decision(&c, ev)) }
-            @for (key, value) in &fields {
-                @if !value.trim().is_empty() { dt { (c.t(key)) } dd { (value) } }
+            @if !s(&ev["reason"]).is_empty() { dt { (c.t("reason")) } dd { (why(&c, ev)) } }
+            @for (key, value, show) in &fields {
+                @if !value.trim().is_empty() {
+                    dt { (c.t(key)) }
+                    @match show {
+                        Show::Text => dd { (value) },
+                        Show::Name => dd translate="no" { (value) },
+                        Show::Stored => dd { code { (value) } },
+                    }
+                }
             }
             @if let Some(rec) = a.body["recording"].as_str() {
                 dt { (c.t("nav.recordings")) } dd { a href={ "/recordings/" (enc(rec)) } { (rec) } }
@@ -330,13 +341,25 @@ async fn event(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(seq):
             dt { (c.t("audit.hash")) } dd { code { (s(&chain["hash"])) } " " (yes_no(&chain["hash_ok"])) }
             dt { (c.t("audit.prev_hash")) } dd { code { (s(&chain["prev_hash"])) } " " (yes_no(&chain["linked"])) }
         }
-        p.hint { (c.t("audit.chain_text")) }
+        @let (before, after) = c.t("audit.chain_text").split_once("{cmd}").unwrap_or((c.t("audit.chain_text"), ""));
+        p.hint { (before) code { "sekisho ctl audit verify" } (after) }
         p {
             @if let Some(p) = chain["previous_seq"].as_i64() { a.button #previous href={ "/audit/event/" (p) } { "← #" (p) } " " }
             @if let Some(n) = chain["next_seq"].as_i64() { a.button #next href={ "/audit/event/" (n) } { "#" (n) " →" } }
         }
     };
     c.page("/audit", &title, body)
+}
+
+/// How a field of the detail view is shown.
+#[derive(Clone, Copy)]
+enum Show {
+    /// Words people read (translated).
+    Text,
+    /// A name or id as it was given (`translate="no"`).
+    Name,
+    /// A value as it is stored (code).
+    Stored,
 }
 
 /// The event's detail (JSON text) indented for reading; as it is when it is no JSON.

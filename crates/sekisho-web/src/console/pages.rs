@@ -161,7 +161,7 @@ async fn agents_view(c: &Ctx, answer: Option<&Answer>, command: Option<String>) 
             tbody {
                 @for a in agents.iter().filter(|a| a["revoked"] != Value::Bool(true)) {
                     tr {
-                        td { (s(&a["name"])) } td { (s(&a["role"])) } td { (s(&a["site"])) }
+                        td translate="no" { (s(&a["name"])) } td { (c.lang.word(&s(&a["role"]))) } td translate="no" { (s(&a["site"])) }
                         td { (status_badge(c, a["online"] == Value::Bool(true))) }
                         td { (s(&a["version"])) } td { (s(&a["address"])) }
                         td { @if let Some(t) = a["last_seen"].as_i64() { (c.ago(t)) } }
@@ -181,7 +181,7 @@ async fn agents_view(c: &Ctx, answer: Option<&Answer>, command: Option<String>) 
                     div { label for="agent-name" { (c.t("name")) } input #agent-name type="text" name="name" required; }
                     div { label for="agent-role" { (c.t("agents.role")) }
                         select #agent-role name="role" {
-                            option value="back" { "back" } option value="front" { "front" } option value="both" { "both" }
+                            @for r in ["back", "front", "both"] { option value=(r) { (c.lang.word(r)) } }
                         } }
                     div { label for="agent-site" { (c.t("agents.site")) } input #agent-site type="text" name="site"; }
                 }

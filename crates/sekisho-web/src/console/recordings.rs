@@ -68,7 +68,7 @@ async fn search(
                 } }
                 tbody { @for r in &rows { tr {
                     td { a href={ "/recordings/" (enc(&s(&r["id"]))) } { (r["started_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) } }
-                    td { (s(&r["user_name"])) } td { (s(&r["target"])) } td { (s(&r["kind"])) }
+                    td translate="no" { (s(&r["user_name"])) } td translate="no" { (s(&r["target"])) } td { (c.lang.word(&s(&r["kind"]))) }
                     td { code { (commands(r)) } } td { (s(&r["source_ip"])) }
                     td { @if r["live"] == Value::Bool(true) { span.bad { (c.t("rec.live")) } }
                          @else if let (Some(a), Some(b)) = (r["started_at"].as_i64(), r["ended_at"].as_i64()) {
@@ -95,8 +95,8 @@ async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Pa
     let terminal = matches!(r["kind"].as_str(), Some("shell" | "exec"));
     let body = html! {
         dl.reason {
-            dt { (c.t("audit.subject")) } dd { (s(&r["user_name"])) " · " (s(&r["source_ip"])) }
-            dt { (c.t("audit.target")) } dd { (s(&r["target"])) " (" (s(&r["protocol"])) ", " (s(&r["kind"])) ")" }
+            dt { (c.t("audit.subject")) } dd { span translate="no" { (s(&r["user_name"])) } " · " (s(&r["source_ip"])) }
+            dt { (c.t("audit.target")) } dd { span translate="no" { (s(&r["target"])) } " (" (c.lang.word(&s(&r["protocol"]))) (c.t("list.sep")) (c.lang.word(&s(&r["kind"]))) ")" }
             dt { (c.t("time")) } dd { (r["started_at"].as_i64().map(|t| c.when(t)).unwrap_or_default()) " → "
                 (r["ended_at"].as_i64().map(|t| c.when(t)).unwrap_or_else(|| c.t("rec.live").to_owned())) }
             dt { "SHA-256" } dd { code { (s(&r["sha256"])) } }
@@ -112,12 +112,12 @@ async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Pa
                     }
                     a href={ "/recordings/" (enc(&id)) "/cast" } download { (c.t("rec.download")) }
                 }
-                div.screen {}
+                div.screen translate="no" {}
             }
         }
         h2 { (c.t("rec.commands")) }
         @if commands.is_empty() { p.muted { (c.t("none")) } } @else {
-            table #commands { thead { tr { th { "t (s)" } th { (c.t("rec.command")) } } }
+            table #commands { thead { tr { th { (c.t("rec.offset")) } th { (c.t("rec.command")) } } }
                 tbody { @for cmd in &commands { tr {
                     td { @if terminal { button.small.seek type="button" data-seek=(s(&cmd["t"])) { (s(&cmd["t"])) } }
                          @else { (s(&cmd["t"])) } }

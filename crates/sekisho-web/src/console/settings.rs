@@ -55,7 +55,7 @@ fn view(c: &Ctx, answer: Option<&Answer>) -> Response {
         form.box method="post" action="/settings" {
             (c.csrf_field())
             label for="tz" { (c.t("settings.time_zone")) }
-            select #tz name="time_zone" {
+            select #tz name="time_zone" translate="no" {
                 option value="" selected[c.user_zone.is_empty()] {
                     (c.t("settings.tz_tenant")) " (" (c.tenant_zone) ")"
                 }

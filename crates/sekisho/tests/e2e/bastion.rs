@@ -339,6 +339,8 @@ async fn player_shows_the_session(relay: &Relay, id: &str) {
     let origin = format!("https://localhost:{}", relay.addr.port());
     b.goto(&format!("{origin}/recordings/{id}")).await;
     b.wait_url("/login").await;
+    let english = b.english_words(&[]).await;
+    assert!(english.is_empty(), "English on the Japanese sign-in page: {english:?}");
     b.fill("#user", "kenji").await.fill("#password", PASSWORD).await;
     b.fill("#totp", &totp_now(&secret, 0)).await.click("#login").await;
     b.wait_url(&format!("/recordings/{id}")).await;
@@ -355,6 +357,8 @@ async fn player_shows_the_session(relay: &Relay, id: &str) {
     b.screenshot("recording-ja").await;
     let page = b.page_text().await;
     assert!(page.contains("再生") && page.contains(".cast をダウンロード"), "the page in Japanese: {page}");
+    let english = b.english_words(&["kenji", "Kenji", "alice"]).await;
+    assert!(english.is_empty(), "English on the Japanese recording page: {english:?}");
     if !shown.contains("pty-marker-42") {
         let player = b.execute("return document.querySelector('#player').outerHTML.slice(0, 3000);").await;
         panic!("the player's screen: {shown:?}; the player: {player}");

@@ -38,17 +38,25 @@ const FLAGS: &[&str] = &[
     "--window-size=1280,900",
 ];
 
-/// The words a person reads on the page, for the Japanese check (`latin.rs`): the text without
-/// code, preformatted output and form values (ids, Cedar, commands people copy), and the
-/// tooltips, labels and placeholders written in prose.
+/// The words a person reads on the page, for the Japanese check (`latin.rs`): every text node
+/// but those in code, preformatted output, form values and what the page marks as not to be
+/// translated (`translate="no"`: ids, names, zone names), and the tooltips, labels and
+/// placeholders written in prose.
 const READ_TEXT: &str = r#"
-const root = document.body.cloneNode(true);
-root.querySelectorAll('code, pre, kbd, samp, textarea, script, style, input, select').forEach(e => e.remove());
-const attrs = [...document.querySelectorAll('[title], [placeholder], [aria-label], [alt]')]
-  .flatMap(e => [e.getAttribute('title'), e.getAttribute('placeholder'), e.getAttribute('aria-label'), e.getAttribute('alt')])
-  .filter(a => a && /[^\x00-\x7f]/.test(a));
-const options = [...document.querySelectorAll('select option')].map(o => o.textContent);
-return [document.title, root.textContent, ...attrs, ...options].join('\n');
+const skip = 'code, pre, kbd, samp, textarea, script, style, [translate="no"]';
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+const parts = [document.title];
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  if (!n.parentElement.closest(skip)) parts.push(n.nodeValue);
+}
+for (const e of document.querySelectorAll('[title], [placeholder], [aria-label], [alt]')) {
+  if (e.closest(skip)) continue;
+  for (const a of ['title', 'placeholder', 'aria-label', 'alt']) {
+    const v = e.getAttribute(a);
+    if (v && /[^\x00-\x7f]/.test(v)) parts.push(v);
+  }
+}
+return parts.join('\n');
 "#;
 
 /// The script that reads a page's visible text.

@@ -26,6 +26,16 @@ const NAMES: &[&str] = &[
     "ctl",
     "Web",
     "ID",
+    // Protocol names as people write them, and the byte.
+    "http",
+    "https",
+    "tcp",
+    "ssh",
+    "telnet",
+    "socks",
+    "sftp",
+    "scp",
+    "B",
 ];
 
 /// The words of `text` a Japanese reader should not meet, with `data` (the test's own names)
@@ -40,8 +50,9 @@ pub fn english_words(text: &str, data: &[&str]) -> Vec<String> {
             continue;
         }
         // Typed or copied: options, placeholders, quoted or bracketed text, addresses, paths,
-        // hosts, ids with digits, key=value, Cedar's `Group::"x"`.
+        // hosts, file extensions, ids with digits, key=value, Cedar's `Group::"x"`.
         let copied = word.starts_with('-')
+            || chunk.starts_with('.')
             || word.contains(|c: char| "`<>[]{}/@=#&|*+%$~\\".contains(c) || c.is_ascii_digit())
             || word.contains(['.', ':'])
             || word.contains("::");
