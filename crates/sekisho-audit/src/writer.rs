@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sekisho_store::{AuditRecord, AuditRow, Checkpoint, Store, StoreError, TenantId, now_ms};
@@ -132,6 +132,10 @@ struct Shared {
     journal: Option<parking_lot::Mutex<Journal>>,
     /// A journal write failed (said once; durable events wait for commits meanwhile).
     journal_failing: AtomicBool,
+    /// How old (ms) the oldest event of the last commit was when it was committed.
+    lag_ms: AtomicU64,
+    /// Sign-in events committed: allowed, denied.
+    logins: [AtomicU64; 2],
 }
 
 impl Shared {
@@ -144,6 +148,8 @@ impl Shared {
             drained: tokio::sync::Notify::new(),
             journal: None,
             journal_failing: AtomicBool::new(false),
+            lag_ms: AtomicU64::new(0),
+            logins: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 }
@@ -157,6 +163,8 @@ pub struct AuditHealth {
     pub failing: bool,
     /// The queue is full: new accesses are refused until it drains.
     pub saturated: bool,
+    /// How old (ms) the oldest event of the last commit was when it was committed.
+    pub lag_ms: u64,
 }
 
 impl Auditor {
@@ -362,7 +370,13 @@ impl Auditor {
             queued: self.shared.queued.load(Ordering::Relaxed),
             failing: self.shared.failing.load(Ordering::Relaxed),
             saturated: self.saturated(),
+            lag_ms: self.shared.lag_ms.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sign-in events committed since the start: (allowed, denied).
+    pub fn login_counts(&self) -> (u64, u64) {
+        (self.shared.logins[0].load(Ordering::Relaxed), self.shared.logins[1].load(Ordering::Relaxed))
     }
 
     /// Returns once everything recorded before the call is committed.
@@ -495,10 +509,19 @@ impl Writer {
     /// health meanwhile.
     async fn commit_until_done(&mut self, batch: &mut Vec<AuditRecord>) {
         let mut delay = Duration::from_millis(100);
+        let oldest = batch.iter().map(|r| r.at).min();
+        let logins =
+            |decision: &str| batch.iter().filter(|r| r.kind == "login" && r.decision == decision).count() as u64;
+        let (allowed, denied) = (logins("allow"), logins("deny"));
         loop {
             let n = batch.len();
             match self.commit(batch).await {
                 Ok(()) => {
+                    if let Some(at) = oldest {
+                        self.shared.lag_ms.store(u64::try_from(now_ms() - at).unwrap_or(0), Ordering::Relaxed);
+                    }
+                    self.shared.logins[0].fetch_add(allowed, Ordering::Relaxed);
+                    self.shared.logins[1].fetch_add(denied, Ordering::Relaxed);
                     if self.shared.failing.swap(false, Ordering::Relaxed) {
                         tracing::warn!("the audit store accepts events again; the retried batch is written");
                     }

@@ -84,6 +84,17 @@ pub(crate) fn render(state: &State) -> String {
         gauge(u64::from(audit.saturated)),
     );
 
+    reg.register(
+        "audit_commit_lag_milliseconds",
+        "How old the oldest event of the last audit commit was when it was committed",
+        gauge(audit.lag_ms),
+    );
+    let logins = Family::<Labels, Counter>::default();
+    let (allowed, denied) = state.auditor.login_counts();
+    logins.get_or_create(&labels(&[("result", "allow")])).inc_by(allowed);
+    logins.get_or_create(&labels(&[("result", "deny")])).inc_by(denied);
+    reg.register("logins", "Sign-ins (console, API, browser, bastion, single sign-on), by result", logins);
+
     let open = Family::<Labels, Gauge>::default();
     let refused = Family::<Labels, Counter>::default();
     for (listener, o, r) in state.connection_counts() {

@@ -6,8 +6,9 @@ use maud::{Markup, html};
 use super::i18n::Lang;
 
 /// The sentence for a decision's `policy_id` and `reason` in `lang`; the stored reason itself when
-/// it is none of the known forms.
-pub(crate) fn sentence(lang: Lang, policy_id: &str, reason: &str) -> String {
+/// it is none of the known forms. (Pages use [`markup`]; this is what it says, as text.)
+#[cfg(test)]
+fn sentence(lang: Lang, policy_id: &str, reason: &str) -> String {
     match parts(lang, policy_id, reason) {
         (text, Some((slot, value))) => text.replace(slot, &value),
         (text, None) => text,

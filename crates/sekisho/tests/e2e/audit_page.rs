@@ -54,7 +54,11 @@ async fn audit_pages_and_one_events_place_in_the_chain() {
     assert!(p.body.contains("ハッシュチェーン上の位置") && p.body.matches(">一致<").count() == 2, "{}", p.body);
     assert!(p.body.contains(&format!("href=\"/audit/event/{}\"", seq - 1)), "a link to the event before");
     assert!(p.body.contains(&format!("href=\"/audit/event/{}\"", seq + 1)), "and to the one after");
-    assert!(p.body.contains("<dd translate=\"no\">GET /audit</dd>") && p.body.contains("管理操作"), "what was done: {}", p.body);
+    assert!(
+        p.body.contains("<dd translate=\"no\">GET /audit</dd>") && p.body.contains("管理操作"),
+        "what was done: {}",
+        p.body
+    );
     let api = relay.api("GET", &format!("/api/v1/audit/events/{seq}"), None, &relay.admin_key).await.1;
     assert_eq!(
         (api["chain"]["hash_ok"].as_bool(), api["chain"]["linked"].as_bool()),

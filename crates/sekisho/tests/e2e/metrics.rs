@@ -25,6 +25,9 @@ async fn prometheus_scrapes_the_relay() {
     assert_eq!(targets::roundtrip(addr, b"ping").await.unwrap(), b"ping");
     relay.policy("echo", &["true"], &["context.path == \"tunnel\""]).await;
     assert!(targets::roundtrip(addr, b"ping").await.map_or(true, |b| b.is_empty()), "denied now");
+    // A failed sign-in.
+    let body = serde_json::json!({ "user": "nobody", "password": "wrong password" });
+    assert_eq!(relay.api("POST", "/api/v1/login", Some(body), "").await.0, 401);
 
     // The exposition itself.
     let url = format!("http://{metrics}/metrics");
@@ -32,7 +35,8 @@ async fn prometheus_scrapes_the_relay() {
     let text = loop {
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
         let done = sample(&text, "sekisho_decisions_total{door=\"tunnel\",decision=\"deny\"}").unwrap_or(0.0) >= 1.0
-            && sample(&text, "sekisho_stream_bytes_total{direction=\"in\"}").unwrap_or(0.0) >= 4.0;
+            && sample(&text, "sekisho_stream_bytes_total{direction=\"in\"}").unwrap_or(0.0) >= 4.0
+            && sample(&text, "sekisho_logins_total{result=\"deny\"}").unwrap_or(0.0) >= 1.0;
         if done || tokio::time::Instant::now() > deadline {
             break text;
         }
@@ -43,6 +47,10 @@ async fn prometheus_scrapes_the_relay() {
     assert!(sample(&text, "sekisho_decisions_total{door=\"tunnel\",decision=\"deny\"}") >= Some(1.0), "{text}");
     assert!(sample(&text, "sekisho_stream_bytes_total{direction=\"in\"}") >= Some(4.0), "{text}");
     assert!(text.contains("# HELP sekisho_audit_queue_depth") && text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(sample(&text, "sekisho_logins_total{result=\"deny\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "sekisho_logins_total{result=\"allow\"}"), Some(0.0), "{text}");
+    // Committed within the writer's batch window, not seconds later.
+    assert!(sample(&text, "sekisho_audit_commit_lag_milliseconds ").is_some_and(|ms| ms < 5000.0), "{text}");
     assert!(!text.contains("echo") && !text.contains("site"), "names stay out of the metrics: {text}");
 
     // A real Prometheus scrapes it and answers a query.

@@ -316,7 +316,11 @@ async fn browser_access_signs_in_decides_each_request_and_leaves_evidence() {
     assert_eq!(denied.status, 403);
     assert!(denied.body.contains("wiki/deny/0"), "{}", denied.body);
     // The reason as a sentence, the condition quoted (the id stays beside it).
-    assert!(denied.body.contains("The deny condition “<code>context.path == &quot;browser&quot;</code>” holds"), "{}", denied.body);
+    assert!(
+        denied.body.contains("The deny condition “<code>context.path == &quot;browser&quot;</code>” holds"),
+        "{}",
+        denied.body
+    );
 
     // Both are in the audit log, with method, path, status and the session they belong to.
     let allowed = relay
@@ -496,7 +500,13 @@ async fn the_console_refuses_forgeries_escapes_what_admins_type_and_speaks_japan
             ],
         )
         .await;
-    assert!(bad.body.contains("policy-errors") && bad.body.contains("拒否条件 #1 1 行 15 列") && bad.body.contains("invalid_policy"), "{}", bad.body);
+    assert!(
+        bad.body.contains("policy-errors")
+            && bad.body.contains("拒否条件 #1 1 行 15 列")
+            && bad.body.contains("invalid_policy"),
+        "{}",
+        bad.body
+    );
     assert!(bad.body.contains("context.hour &gt;"), "the typed text stays");
 
     // Too many headers are refused by the HTTP layer with 431, on the console and the edge (many
