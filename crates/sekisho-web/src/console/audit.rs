@@ -265,7 +265,8 @@ fn bytes(r: &Value) -> String {
     }
 }
 
-fn size(n: i64) -> String {
+/// A byte count with a binary unit (`512 B`, `1.5 MiB`).
+pub(crate) fn size(n: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

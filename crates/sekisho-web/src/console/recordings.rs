@@ -81,6 +81,11 @@ async fn search(
     c.page("/recordings", c.t("nav.recordings"), body)
 }
 
+/// Seconds since the session started, to a tenth.
+fn secs(t: &Value) -> String {
+    t.as_f64().map(|t| format!("{t:.1}")).unwrap_or_default()
+}
+
 async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Path<String>) -> Response {
     let here = format!("/recordings/{}", enc(&id));
     let c = signed_in!(con, h, e, &here);
@@ -126,7 +131,24 @@ async fn one(AxState(con): AxState<C>, h: HeaderMap, e: Extensions, Path(id): Pa
         }
         @if !files.is_empty() {
             h2 { (c.t("rec.files")) }
-            table #files { tbody { @for f in &files { tr { td { code { (f.to_string()) } } } } } }
+            div.scroll { table #files {
+                thead { tr {
+                    th { (c.t("rec.offset")) } th { (c.t("rec.file_op")) } th { (c.t("rec.file_path")) }
+                    th { (c.t("audit.bytes")) } th { "SHA-256" } th { (c.t("status")) }
+                } }
+                tbody { @for f in &files { tr {
+                    td { @if terminal { button.small.seek type="button" data-seek=(f["t"]) { (secs(&f["t"])) } } @else { (secs(&f["t"])) } }
+                    td { (c.lang.word(&s(&f["op"]))) }
+                    td { code { (s(&f["path"])) } @if let Some(to) = f["to"].as_str() { " → " code { (to) } } }
+                    td { @if let Some(n) = f["size"].as_u64() { (super::audit::size(i64::try_from(n).unwrap_or(i64::MAX))) } }
+                    td { @if let Some(h) = f["sha256"].as_str() { code title=(h) { (h.get(..16).unwrap_or(h)) "…" } } }
+                    td { @match f["ok"].as_bool() {
+                        Some(true) => span.ok { (c.t("rec.file_ok")) },
+                        Some(false) => span.bad { (c.t("rec.file_failed")) },
+                        None => span.muted { (c.t("rec.file_unknown")) },
+                    } }
+                } } }
+            } }
         }
     };
     if terminal {

@@ -190,6 +190,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
     }
     assert!(files.iter().any(|f| f["op"] == "mkdir" && f["path"].as_str().unwrap().ends_with("/made")));
     assert!(files.iter().any(|f| f["op"] == "rename" && f["to"].as_str().unwrap().ends_with("/moved.bin")));
+    sftp_page_lists_the_files(&relay, &all).await;
     let ended = relay.wait_event(|e| e["path"] == "ssh" && e["detail"].as_str().unwrap_or("").contains(id)).await;
     assert!(ended["detail"].as_str().unwrap().contains(found[0]["sha256"].as_str().unwrap()));
     let denied = relay.wait_event(|e| e["path"] == "ssh" && e["decision"] == "deny" && e["subject"] == "bob").await;
@@ -304,6 +305,31 @@ async fn export_and_verify(relay: &Relay, dir: &std::path::Path, shell: &str, ex
     assert!(ok, "{text}");
     let (ok, text) = offline_verify(&["--archive", pa, "--passphrase-stdin"], b"wrong passphrase\n").await;
     assert!(!ok && text.contains("cannot decrypt"), "{text}");
+}
+
+/// An SFTP session's page lists each file operation with its time, what was done, the path, the
+/// size, the hash and the answer, in the auditor's language.
+async fn sftp_page_lists_the_files(relay: &Relay, recordings: &Value) {
+    use crate::web::{Visitor, web_user};
+    let sftp = recordings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "sftp" && r["files"].as_str().unwrap().contains("moved.bin"));
+    let id = sftp.expect("the sftp session's recording")["id"].as_str().unwrap().to_owned();
+    let secret = web_user(relay, "sachiko", "auditors-ja", "auditor", "Sachiko").await;
+    let mut v = Visitor::new(relay, &[]);
+    v.lang = "ja";
+    let login = v.url("localhost", &format!("/login?rd=%2Frecordings%2F{id}"));
+    let (page, _) = v.sign_in(&login, "sachiko", &secret, 0).await;
+    let table = page.body.split("id=\"files\"").nth(1).unwrap_or_default().split("</table>").next().unwrap_or_default();
+    assert!(table.contains("経過 (秒)") && table.contains("操作") && table.contains("SHA-256"), "{}", page.body);
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    let write = rows.iter().find(|r| r.contains("書き込み") && r.contains("/sftp.bin")).expect("the upload's row");
+    assert!(write.contains("成功") && write.contains(" KiB<") && write.contains("…</code>"), "{write}");
+    let time: f64 = write.split("<td>").nth(1).unwrap().split('<').next().unwrap().trim().parse().expect("its time");
+    assert!(time >= 0.0, "{write}");
+    assert!(rows.iter().any(|r| r.contains("名前の変更") && r.contains("moved.bin")), "{table}");
 }
 
 /// The web console finds the recording by command and serves its page, commands and cast.

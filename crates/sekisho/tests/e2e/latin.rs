@@ -36,6 +36,10 @@ const NAMES: &[&str] = &[
     "sftp",
     "scp",
     "B",
+    "KiB",
+    "MiB",
+    "GiB",
+    "TiB",
 ];
 
 /// The words of `text` a Japanese reader should not meet, with `data` (the test's own names)
