@@ -16,6 +16,7 @@
 mod edge;
 mod listener;
 mod metrics;
+mod samples;
 mod siem;
 pub use siem::{SiemConfig, SiemError};
 mod router;
@@ -104,6 +105,8 @@ pub struct RelayConfig {
     pub metrics: Option<SocketAddr>,
     /// Send every audit event to a SIEM (syslog over TLS).
     pub siem: Option<SiemConfig>,
+    /// How often the agents online are sampled for the dashboard (5 minutes; shorter in tests).
+    pub agent_sample_interval: std::time::Duration,
 }
 
 /// A running relay.
@@ -178,6 +181,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let audit_public_key = audit_key.verifying_key();
     let audit_anchors = config.audit_anchors.clone().unwrap_or_else(|| config.data_dir.join("audit-anchors.jsonl"));
     let relay_id = relay_id(&config.data_dir).map_err(data_dir)?;
+    let sampling_relay = relay_id.clone();
     // Durable events (a stream's opening, a refusal) are appended to this journal before the
     // caller goes on and committed in batches; a crash's leftovers are committed at start.
     let journal = sekisho_audit::JournalConfig { dir: config.data_dir.join("audit-journal"), relay: relay_id.clone() };
@@ -280,6 +284,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         ),
         None => None,
     };
+    samples::start(state.clone(), sampling_relay, config.agent_sample_interval, shutdown.clone());
     if let Some(siem) = config.siem.clone() {
         let host = config.hostnames.first().cloned().unwrap_or_else(|| "sekisho".into());
         siem::start(siem, state.store.clone(), config.data_dir.clone(), host, shutdown.clone())?;

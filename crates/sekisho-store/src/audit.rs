@@ -46,6 +46,9 @@ pub struct AuditSummary {
     /// Per hour since `from`: (the hour's start, ms since the epoch; allowed; denied), oldest
     /// first, hours without accesses left out.
     pub hourly: Vec<(i64, i64, i64)>,
+    /// Per hour since `from`: (the hour's start; the most agents online then, summed over the
+    /// relays of a cluster), oldest first, hours without samples left out.
+    pub agents_online: Vec<(i64, i64)>,
 }
 
 /// `INSERT INTO audit_events (…) VALUES ($1, …, $25), ($26, …)` for `rows` rows (plain `?` on
@@ -317,7 +320,47 @@ impl Store {
                 }
             }
         }
+        let samples = sqlx::query(
+            "SELECT at / 3600000 AS h, relay, MAX(online) FROM agent_samples WHERE tenant_id = $1 AND at >= $2 \
+             GROUP BY h, relay ORDER BY h",
+        )
+        .bind(tenant)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in samples {
+            let (h, _relay, n): (i64, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let start = h * 3_600_000;
+            match out.agents_online.last_mut() {
+                Some((at, sum)) if *at == start => *sum += n,
+                _ => out.agents_online.push((start, n)),
+            }
+        }
         Ok(out)
+    }
+
+    /// Keeps how many agents of each tenant are online at `at` through `relay`, and forgets
+    /// samples older than `keep_from` (ms).
+    pub async fn record_agent_samples(
+        &self,
+        relay: &str,
+        at: i64,
+        online: &[(TenantId, i64)],
+        keep_from: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (tenant, n) in online {
+            sqlx::query("INSERT INTO agent_samples (tenant_id, relay, at, online) VALUES ($1, $2, $3, $4)")
+                .bind(tenant)
+                .bind(relay)
+                .bind(at)
+                .bind(*n)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM agent_samples WHERE at < $1").bind(keep_from).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One event of a tenant's chain by its place in it.

@@ -179,6 +179,16 @@ async fn summaries_per_hour_and_pages_by_cursor() {
         let later = s.audit_summary(&TenantId::from("default"), 2 * HOUR).await.unwrap();
         assert_eq!(later.hourly, [(3 * HOUR, 1, 1)]);
 
+        // Agents online: each relay's most in the hour, added up over the relays; old samples go.
+        let t = TenantId::from("default");
+        s.record_agent_samples("r1", HOUR + 1, &[(t.clone(), 2)], 0).await.unwrap();
+        s.record_agent_samples("r1", HOUR + 2, &[(t.clone(), 3)], 0).await.unwrap();
+        s.record_agent_samples("r2", HOUR + 3, &[(t.clone(), 4)], 0).await.unwrap();
+        s.record_agent_samples("r1", 3 * HOUR, &[(t.clone(), 1), (TenantId::from("acme"), 9)], 0).await.unwrap();
+        assert_eq!(s.audit_summary(&t, 0).await.unwrap().agents_online, [(HOUR, 7), (3 * HOUR, 1)]);
+        s.record_agent_samples("r1", 3 * HOUR + 1, &[], 2 * HOUR).await.unwrap();
+        assert_eq!(s.audit_summary(&t, 0).await.unwrap().agents_online, [(3 * HOUR, 1)], "older than the cut: gone");
+
         let seqs = |f: AuditFilter| {
             let s = &s;
             async move {

@@ -57,6 +57,43 @@ pub(super) fn hourly(c: &Ctx, hourly: &Value, now_ms: i64, hours: i64) -> Markup
     }
 }
 
+/// The most agents online in each of the last `hours` hours (the summary's `agents_online`,
+/// `[[hour start ms, online], …]`); an hour without a sample draws nothing.
+pub(super) fn agents(c: &Ctx, samples: &Value, now_ms: i64, hours: i64) -> Markup {
+    let first = (now_ms / 3_600_000 - (hours - 1)) * 3_600_000;
+    let mut online: Vec<Option<i64>> = vec![None; hours as usize];
+    for row in samples.as_array().into_iter().flatten() {
+        let i = (row[0].as_i64().unwrap_or(0) - first) / 3_600_000;
+        if (0..hours).contains(&i) {
+            online[i as usize] = row[1].as_i64();
+        }
+    }
+    let max = online.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let slot = W / hours as f64;
+    let scale = (H - AXIS) / max;
+    html! {
+        figure.chart {
+            svg #chart-agents viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(c.t("dash.agents_per_hour")) {
+                @for (i, n) in online.iter().enumerate() {
+                    @let x = i as f64 * slot + 1.0;
+                    @let hour = c.when(first + i as i64 * 3_600_000);
+                    @if let Some(n) = n {
+                        @let h = (*n as f64 * scale).max(1.0);
+                        g {
+                            title { (hour.get(..16).unwrap_or(&hour)) " — " (c.t("dash.agents_online")) " " (n) }
+                            rect.online x=(x) y=(H - AXIS - h) width=(slot - 2.0) height=(h) {}
+                        }
+                    }
+                    @if i % 6 == 0 {
+                        text.axis x=(x) y=(H - 4.0) { (hour.get(11..16).unwrap_or("")) }
+                    }
+                }
+            }
+            figcaption { span.key.online {} " " (c.t("dash.agents_per_hour")) " (" (c.t("dash.most")) " " (max as i64) ")" }
+        }
+    }
+}
+
 /// A top list (`[[name, count], …]`) as horizontal bars with their names and counts.
 pub(super) fn bars(id: &str, list: &Value, class: &str) -> Markup {
     let rows: Vec<(String, i64)> = list

@@ -99,6 +99,8 @@ async fn dashboard(AxState(con): AxState<C>, h: HeaderMap, e: Extensions) -> Res
         @if let Some(sum) = &summary {
             h2 { (c.t("dash.accesses_24h")) }
             (super::charts::hourly(&c, &sum["hourly"], sekisho_store::now_ms(), 24))
+            h2 { (c.t("dash.agents_24h")) }
+            (super::charts::agents(&c, &sum["agents_online"], sekisho_store::now_ms(), 24))
             h2 { (c.t("dash.top_services")) }
             (chart_or_none(&c, "chart-services", &sum["top_targets"], "allow"))
             h2 { (c.t("dash.top_reasons")) }

@@ -77,6 +77,9 @@ pub(crate) struct RelayArgs {
     /// web roots).
     #[arg(long, env = "SEKISHO_SIEM_CA", requires = "siem_syslog")]
     pub siem_ca: Option<PathBuf>,
+    /// Testing: how often (ms) the agents online are sampled for the dashboard.
+    #[arg(long, hide = true, default_value_t = 300_000)]
+    pub agent_sample_ms: u64,
     /// Testing: how often (ms) the audit log is looked at for the SIEM when nothing was new.
     #[arg(long, hide = true, default_value_t = 1000)]
     pub siem_poll_ms: u64,

@@ -49,6 +49,7 @@ pub(crate) async fn run(args: QuickstartArgs, lang: Lang) -> anyhow::Result<()> 
         http_header_timeout: std::time::Duration::from_secs(10),
         metrics: None,
         siem: None,
+        agent_sample_interval: std::time::Duration::from_secs(60),
     })
     .await?;
     let api_key = relay.issue_api_key("quickstart").await?;

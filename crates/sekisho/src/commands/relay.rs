@@ -36,6 +36,7 @@ pub(crate) async fn run(args: RelayArgs, lang: Lang) -> anyhow::Result<()> {
             ca: args.siem_ca,
             poll: std::time::Duration::from_millis(args.siem_poll_ms),
         }),
+        agent_sample_interval: std::time::Duration::from_millis(args.agent_sample_ms),
     })
     .await?;
     let api_url = format!("https://{}", handle.public_addr());

@@ -55,7 +55,7 @@ async fn browser_steps() {
 /// the main pages (`scripts/screenshots.sh`).
 #[tokio::test]
 async fn browser_console_walkthrough() {
-    let (relay, b) = tokio::join!(Relay::start(), Browser::start("en"));
+    let (relay, b) = tokio::join!(Relay::start_with(&["--agent-sample-ms", "200"]), Browser::start("en"));
     let secret = web_user(&relay, "hanako", "admins", "admin", "Hanako Yamada").await;
     let origin = format!("https://localhost:{}", relay.addr.port());
 
@@ -158,6 +158,9 @@ async fn browser_console_walkthrough() {
     assert!(reasons.as_str().unwrap_or_default().contains("wiki/deny/0"), "{reasons}");
     let services = b.execute("return document.querySelector('#chart-services').textContent;").await;
     assert!(services.as_str().unwrap_or_default().contains("wiki"), "{services}");
+    // Agents online per hour: this hour's bar, as many as are connected (two).
+    let agents = b.execute("return document.querySelector('#chart-agents g:last-of-type title').textContent;").await;
+    assert!(agents.as_str().unwrap_or_default().ends_with("Agents online 2"), "{agents}");
     let hover = b.execute("return document.querySelector('#chart-hourly g title').textContent;").await;
     assert!(hover.as_str().unwrap_or_default().contains("Allowed"), "each bar says its counts: {hover}");
     // Sign-in sessions are listed apart from the keys people made.
