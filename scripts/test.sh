@@ -18,6 +18,7 @@ needs=(
   "prometheus:prometheus"         # a real Prometheus scrapes the relay's /metrics
   "rsyslogd:rsyslog"              # the SIEM collector the audit export sends to (syslog over TLS)
   "age-keygen:age"                # backups encrypted to a recipient, opened by the reference tool
+  "lintian:lintian"               # the Debian package is checked by Debian's own linter
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -41,6 +42,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+# The Debian package is built in a test with cargo-deb (a kept tool, pinned).
+type -P cargo-deb >/dev/null || cargo install cargo-deb --version 3.8.0 --locked
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
