@@ -25,5 +25,6 @@ pub use journal::JournalConfig;
 pub use keys::{AuditKey, KeyError, load_public_key};
 pub use verify::{
     OPEN_AT_CRASH, OpenStreamRef, Problem, ProblemKind, RecordingRef, Report, TenantReport, check_recordings, verify,
+    verify_with_progress,
 };
 pub use writer::{AuditConfig, AuditError, AuditHealth, Auditor, CHECKPOINT_EVENTS, Pruned};

@@ -211,13 +211,25 @@ pub async fn verify(
     tenant: Option<&TenantId>,
     anchors: Option<&Anchors>,
 ) -> Result<Report, StoreError> {
+    verify_with_progress(store, trusted, tenant, anchors, &|_| {}).await
+}
+
+/// [`verify`], telling `progress` how many more events were checked after each page of them
+/// (for a progress bar over millions of events).
+pub async fn verify_with_progress(
+    store: &Store,
+    trusted: &[VerifyingKey],
+    tenant: Option<&TenantId>,
+    anchors: Option<&Anchors>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report, StoreError> {
     let tenants = match tenant {
         Some(t) => vec![t.clone()],
         None => store.audit_tenants().await?,
     };
     let mut reports = Vec::new();
     for t in tenants {
-        let mut report = verify_tenant(store, trusted, &t).await?;
+        let mut report = verify_tenant(store, trusted, &t, progress).await?;
         if report.problem.is_none()
             && let Some(anchors) = anchors
         {
@@ -321,7 +333,12 @@ async fn check_anchor(
     Ok(None)
 }
 
-async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantId) -> Result<TenantReport, StoreError> {
+async fn verify_tenant(
+    store: &Store,
+    trusted: &[VerifyingKey],
+    tenant: &TenantId,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<TenantReport, StoreError> {
     let checkpoints = store.list_checkpoints(tenant).await?;
     let mut report = TenantReport {
         tenant: tenant.to_string(),
@@ -362,6 +379,7 @@ async fn verify_tenant(store: &Store, trusted: &[VerifyingKey], tenant: &TenantI
         if page.is_empty() {
             break;
         }
+        progress(page.len() as u64);
         for row in page {
             after = row.seq;
             report.first_seq.get_or_insert(row.seq);

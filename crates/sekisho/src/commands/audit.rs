@@ -40,7 +40,20 @@ pub(crate) async fn run(cmd: AuditCmd, lang: Lang) -> anyhow::Result<()> {
     let anchors = sekisho_audit::Anchors::read(&anchors.unwrap_or_else(|| data_dir.join("audit-anchors.jsonl")))
         .map_err(|e| anyhow::anyhow!(e))?;
     let tenant = tenant.map(sekisho_store::TenantId::from);
-    let mut report = sekisho_audit::verify(&store, &trusted, tenant.as_ref(), Some(&anchors)).await?;
+    // A bar over the events on a terminal (a log of millions takes a while), never with --json.
+    let total: i64 = store.audit_heads().await?.iter().map(|(_, seq, _)| *seq).sum();
+    let bar = if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0))
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})") {
+        bar.set_style(style);
+    }
+    bar.set_message(lang.pick("verifying", "検証中"));
+    let mut report =
+        sekisho_audit::verify_with_progress(&store, &trusted, tenant.as_ref(), Some(&anchors), &|n| bar.inc(n)).await?;
+    bar.finish_and_clear();
     // Recordings are checked with the master key when it is at hand (the relay's own data
     // directory), else against the sealed files' hashes the events carry.
     let key = std::fs::read(data_dir.join("master.key"))

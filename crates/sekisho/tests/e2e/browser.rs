@@ -203,6 +203,11 @@ async fn browser_console_walkthrough() {
     let mut leaks = Vec::new();
     for page in pages {
         b.goto(&format!("{origin}{page}")).await.wait_css("main h1").await;
+        // The README's Japanese pictures.
+        if ["/agents", "/services", "/routes", "/audit", "/policies?service=wiki", "/settings"].contains(&page) {
+            let name = page.trim_start_matches('/').split('?').next().unwrap_or_default();
+            b.screenshot(&format!("{name}-ja")).await;
+        }
         let words = b.english_words(&data).await;
         if !words.is_empty() {
             leaks.push(format!("{page}: {words:?}"));
