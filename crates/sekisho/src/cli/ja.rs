@@ -210,13 +210,7 @@ mod tests {
         let text = catalogue();
         let mut keys = Vec::new();
         let mut missing = Vec::new();
-        fn visit(
-            cmd: &Command,
-            path: &str,
-            keys: &mut Vec<String>,
-            missing: &mut Vec<String>,
-            text: &HashMap<&'static str, &'static str>,
-        ) {
+        fn visit(cmd: &Command, path: &str, keys: &mut Vec<String>, missing: &mut Vec<String>) {
             if cmd.get_about().is_none() {
                 missing.push(format!("en: {path}"));
             }
@@ -229,11 +223,11 @@ mod tests {
                 keys.push(key);
             }
             for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-                visit(sub, &format!("{path} {}", sub.get_name()), keys, missing, text);
+                visit(sub, &format!("{path} {}", sub.get_name()), keys, missing);
             }
         }
         let cmd = Cli::command();
-        visit(&cmd, "sekisho", &mut keys, &mut missing, &text);
+        visit(&cmd, "sekisho", &mut keys, &mut missing);
         for key in &keys {
             if !text.contains_key(key.as_str()) {
                 missing.push(format!("ja: {key}"));

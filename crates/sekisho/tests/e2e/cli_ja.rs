@@ -84,6 +84,9 @@ async fn every_help_is_japanese() {
     assert!(help.contains("Revoke an agent") && help.contains("Usage:"), "{help}");
 }
 
+/// Environment variables of a command.
+type Env<'a> = [(&'a str, &'a str)];
+
 #[tokio::test]
 async fn errors_are_japanese() {
     let relay = Relay::start().await;
@@ -99,7 +102,7 @@ async fn errors_are_japanese() {
     ];
     let no_key = [with_relay[0], with_relay[1]];
     // (arguments, environment, a phrase the error must say)
-    let cases: Vec<(Vec<String>, &[(&str, &str)], &str)> = vec![
+    let cases: Vec<(Vec<String>, &Env, &str)> = vec![
         (ctl(&["agent", "list", "--bogus"]), &[], "引数 `--bogus` はこのコマンドにはありません"),
         (ctl(&["group", "add", "x", "--role", "boss"]), &[], "使える値: `admin`、`operator`"),
         (ctl(&["route", "create"]), &[], "必要な引数がありません"),
