@@ -8,6 +8,7 @@ mod output;
 
 /// jemalloc, tuned in `.cargo/config.toml`: it gives memory back after a burst, where glibc's
 /// per-thread arenas kept it.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

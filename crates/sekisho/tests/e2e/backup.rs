@@ -136,39 +136,18 @@ async fn backup_of_postgresql_restores_into_an_empty_database() {
     let work = test_dir();
     let backup = work.path().join("relay.age").display().to_string();
     let data = relay.dir.path().join("data").display().to_string();
-    let out = Command::new(BIN)
-        .args(["backup", "--data-dir", &data, "--database", &database, "--output", &backup, "--passphrase-stdin"])
-        .env("SEKISHO_LANG", "en")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let said = with_stdin(out, "correct horse battery\n").await;
+    let pass = "correct horse battery\n";
+    let args = ["backup", "--data-dir", &data, "--database", &database, "--output", &backup, "--passphrase-stdin"];
+    let said = with_stdin(&args, pass).await;
     assert!(said.0, "{}", said.1);
     let fresh = test_dir();
     let target = fresh.path().join("data").display().to_string();
     let empty = pg_database().await.unwrap();
     // A PostgreSQL backup needs a database to go into.
-    let child = Command::new(BIN)
-        .args(["restore", "--input", &backup, "--data-dir", &target, "--passphrase-stdin"])
-        .env("SEKISHO_LANG", "en")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let said = with_stdin(child, "correct horse battery\n").await;
+    let said = with_stdin(&["restore", "--input", &backup, "--data-dir", &target, "--passphrase-stdin"], pass).await;
     assert!(!said.0 && said.1.contains("--database"), "{}", said.1);
-    let child = Command::new(BIN)
-        .args(["restore", "--input", &backup, "--data-dir", &target, "--database", &empty, "--passphrase-stdin"])
-        .env("SEKISHO_LANG", "en")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let said = with_stdin(child, "correct horse battery\n").await;
+    let args = ["restore", "--input", &backup, "--data-dir", &target, "--database", &empty, "--passphrase-stdin"];
+    let said = with_stdin(&args, pass).await;
     assert!(said.0, "{}", said.1);
     let (ok, said) = sekisho(&["audit", "verify", "--data-dir", &target, "--database", &empty]).await;
     assert!(ok, "{said}");
@@ -177,8 +156,16 @@ async fn backup_of_postgresql_restores_into_an_empty_database() {
     assert!(groups.to_string().contains("ops"), "{groups}");
 }
 
-/// Writes `input` to the child's stdin; (success, stdout + stderr).
-async fn with_stdin(mut child: tokio::process::Child, input: &str) -> (bool, String) {
+/// Runs `sekisho ARGS` with `input` on its stdin; (success, stdout + stderr).
+async fn with_stdin(args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SEKISHO_LANG", "en")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).await.unwrap();
     let out = child.wait_with_output().await.unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))

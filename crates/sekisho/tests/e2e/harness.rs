@@ -167,19 +167,7 @@ impl Relay {
                 std::fs::copy(entry.path(), data.join(&name)).unwrap();
             }
         }
-        let (proc, ready) = Self::launch(dir.path(), "127.0.0.1:0", &["--database", database]).await;
-        assert!(ready["admin_key"].is_null(), "the cluster's database already has an admin key");
-        Relay {
-            proc,
-            addr: ready["listen"].as_str().unwrap().parse().unwrap(),
-            api_url: ready["api_url"].as_str().unwrap().to_owned(),
-            ca_file: ready["ca_file"].as_str().unwrap().to_owned(),
-            admin_key: first.admin_key.clone(),
-            socks: None,
-            ssh: None,
-            metrics: None,
-            dir,
-        }
+        Self::start_from(dir, "127.0.0.1:0", &["--database", database], &first.admin_key).await
     }
 
     /// A relay on `dir/data` that holds a relay already (a restored backup), listening on
