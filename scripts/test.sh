@@ -49,6 +49,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The quickstart's build leaves jemalloc out (README): it must build that way too.
+cargo clippy --locked -p sekisho --no-default-features -- -D warnings
 # A throw-away PostgreSQL cluster (Unix socket only) unless one is given in SEKISHO_TEST_PG.
 if [ -z "${SEKISHO_TEST_PG:-}" ]; then
   pgdir=$(mktemp -d /tmp/sekisho-pg.XXXXXX)
