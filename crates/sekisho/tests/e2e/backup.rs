@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::harness::{BIN, Relay, pg_database, test_dir};
+use crate::harness::{Relay, pg_database, sekisho_with_stdin, test_dir};
 use crate::targets;
 
 /// Connects to `addr` and checks that it echoes (retrying while a route comes back).
@@ -34,9 +34,7 @@ async fn echoes(addr: SocketAddr) {
 
 /// Runs `sekisho ARGS`; (success, stdout + stderr).
 async fn sekisho(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).env("SEKISHO_LANG", "en").output().await.unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    sekisho_with_stdin(args, b"").await
 }
 
 /// An age key pair made by the reference tool: (identity file, recipient).
@@ -136,37 +134,23 @@ async fn backup_of_postgresql_restores_into_an_empty_database() {
     let work = test_dir();
     let backup = work.path().join("relay.age").display().to_string();
     let data = relay.dir.path().join("data").display().to_string();
-    let pass = "correct horse battery\n";
+    let pass = b"correct horse battery\n";
     let args = ["backup", "--data-dir", &data, "--database", &database, "--output", &backup, "--passphrase-stdin"];
-    let said = with_stdin(&args, pass).await;
+    let said = sekisho_with_stdin(&args, pass).await;
     assert!(said.0, "{}", said.1);
     let fresh = test_dir();
     let target = fresh.path().join("data").display().to_string();
     let empty = pg_database().await.unwrap();
     // A PostgreSQL backup needs a database to go into.
-    let said = with_stdin(&["restore", "--input", &backup, "--data-dir", &target, "--passphrase-stdin"], pass).await;
+    let said =
+        sekisho_with_stdin(&["restore", "--input", &backup, "--data-dir", &target, "--passphrase-stdin"], pass).await;
     assert!(!said.0 && said.1.contains("--database"), "{}", said.1);
     let args = ["restore", "--input", &backup, "--data-dir", &target, "--database", &empty, "--passphrase-stdin"];
-    let said = with_stdin(&args, pass).await;
+    let said = sekisho_with_stdin(&args, pass).await;
     assert!(said.0, "{}", said.1);
     let (ok, said) = sekisho(&["audit", "verify", "--data-dir", &target, "--database", &empty]).await;
     assert!(ok, "{said}");
     let restored = Relay::start_from(fresh, "127.0.0.1:0", &["--database", &empty], &relay.admin_key).await;
     let groups = restored.ctl(&["group", "list"]).await.unwrap();
     assert!(groups.to_string().contains("ops"), "{groups}");
-}
-
-/// Runs `sekisho ARGS` with `input` on its stdin; (success, stdout + stderr).
-async fn with_stdin(args: &[&str], input: &str) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("SEKISHO_LANG", "en")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).await.unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }

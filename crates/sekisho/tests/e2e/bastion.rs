@@ -225,18 +225,7 @@ async fn openssh_clients_reach_sshd_through_the_bastion_and_every_session_is_rec
 
 /// `sekisho audit verify` with extra arguments; (passed, stdout + stderr).
 async fn offline_verify(args: &[&str], stdin: &[u8]) -> (bool, String) {
-    let mut child = tokio::process::Command::new(crate::harness::BIN)
-        .args(["audit", "verify"])
-        .args(args)
-        .env("SEKISHO_LANG", "en")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut child.stdin.take().unwrap(), stdin).await.unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    crate::harness::sekisho_with_stdin(&[&["audit", "verify"], args].concat(), stdin).await
 }
 
 /// Exports two recordings to an age recipient and to a passphrase; the reference `age` tool

@@ -374,6 +374,21 @@ impl Agent {
     }
 }
 
+/// Runs `sekisho ARGS` (in English) with `stdin` as its input; (success, stdout + stderr).
+pub async fn sekisho_with_stdin(args: &[&str], stdin: &[u8]) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SEKISHO_LANG", "en")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut child.stdin.take().unwrap(), stdin).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
 /// A fresh database on the test PostgreSQL server (`SEKISHO_TEST_PG`, set by scripts/test.sh), or
 /// None where there is none (which `SEKISHO_REQUIRE_PG` turns into a failure).
 pub async fn pg_database() -> Option<String> {
