@@ -114,6 +114,24 @@ pub struct ArchiveWriter<W: Write> {
     at: u64,
 }
 
+/// The age encryptor `seal` asks for (the backups' too).
+pub fn encryptor(seal: &Seal) -> Result<age::Encryptor, ArchiveError> {
+    Ok(match seal {
+        Seal::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+        Seal::Recipients(list) => {
+            let parsed = list
+                .iter()
+                .map(|r| r.trim().parse::<age::x25519::Recipient>().map_err(|_| ArchiveError::BadRecipient(r.clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(ArchiveError::NoRecipient);
+            }
+            age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| ArchiveError::Encrypt(e.to_string()))?
+        }
+    })
+}
+
 fn sha_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -122,23 +140,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// Starts an archive written to `out`, encrypted as `seal` says; `created_at_secs` dates the
     /// tar entries.
     pub fn new(out: W, seal: &Seal, created_at_secs: u64) -> Result<Self, ArchiveError> {
-        let encryptor = match seal {
-            Seal::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
-            Seal::Recipients(list) => {
-                let parsed = list
-                    .iter()
-                    .map(|r| {
-                        r.trim().parse::<age::x25519::Recipient>().map_err(|_| ArchiveError::BadRecipient(r.clone()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if parsed.is_empty() {
-                    return Err(ArchiveError::NoRecipient);
-                }
-                age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
-                    .map_err(|e| ArchiveError::Encrypt(e.to_string()))?
-            }
-        };
-        let stream = encryptor.wrap_output(out)?;
+        let stream = encryptor(seal)?.wrap_output(out)?;
         Ok(ArchiveWriter { tar: tar::Builder::new(stream), files: BTreeMap::new(), at: created_at_secs })
     }
 

@@ -183,8 +183,21 @@ impl Exporter {
         }
     }
 
+    /// The position kept; none (a first export) or one that cannot be read starts each log from
+    /// its beginning: repeats, never a gap.
     fn load_cursor(&self) -> BTreeMap<String, i64> {
-        std::fs::read(&self.cursor_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        let text = match std::fs::read(&self.cursor_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, file = %self.cursor_path.display(), "cannot read the SIEM export's position; sending every log from its start");
+                return BTreeMap::new();
+            }
+        };
+        serde_json::from_slice(&text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, file = %self.cursor_path.display(), "the SIEM export's position is unreadable; sending every log from its start");
+            BTreeMap::new()
+        })
     }
 
     fn save_cursor(&self, cursor: &BTreeMap<String, i64>) {

@@ -108,7 +108,8 @@ async fn write_backup(
     // Signed first, then the files (whose audit anchors then name that checkpoint), then the
     // database (which has it, and what came since).
     wait_for_signed_heads(&store).await?;
-    let mut tar = tar::Builder::new(encryptor(seal)?.wrap_output(std::io::BufWriter::new(out))?);
+    let mut tar =
+        tar::Builder::new(sekisho_audit::archive::encryptor(seal)?.wrap_output(std::io::BufWriter::new(out))?);
     let mut files = BTreeMap::new();
     let mut bytes = 0;
     for (path, name) in walk(&args.data_dir)? {
@@ -266,23 +267,6 @@ fn seal_of(recipients: &[String], passphrase_stdin: bool, lang: Lang) -> anyhow:
         );
     }
     Ok(Seal::Passphrase(SecretString::from(pass)))
-}
-
-fn encryptor(seal: &Seal) -> anyhow::Result<age::Encryptor> {
-    Ok(match seal {
-        Seal::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
-        Seal::Recipients(list) => {
-            let parsed = list
-                .iter()
-                .map(|r| {
-                    r.trim()
-                        .parse::<age::x25519::Recipient>()
-                        .map_err(|_| anyhow!("`{r}`: not an age recipient (age1…)"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))?
-        }
-    })
 }
 
 /// A running relay signs a checkpoint of each tenant's chain at least every 5 s: wait (7 s at
